@@ -1,0 +1,70 @@
+//! Builds components from their YAML definition, by `spec.type`.
+//!
+//! Adding a component is one file implementing the kind's trait plus one line
+//! in the kind's table below.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use spar_config::Component;
+use thiserror::Error;
+
+use crate::state::{self, StateStore};
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error("unknown component type {0:?} (supported: {1})")]
+    UnknownType(String, String),
+    #[error("component {component}: metadata {field}: {message}")]
+    Metadata {
+        component: String,
+        field: String,
+        message: String,
+    },
+    #[error("component {component}: {message}")]
+    Init { component: String, message: String },
+}
+
+/// Options every component builder can read (not from the component's YAML).
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// Where embedded stores keep files when no path is configured.
+    pub data_dir: std::path::PathBuf,
+}
+
+type StateBuilder = fn(&Component, &BuildContext) -> Result<Arc<dyn StateStore>, BuildError>;
+
+/// Component constructors by `spec.type`. Versions are checked by the builder.
+pub struct Registry {
+    state: HashMap<&'static str, StateBuilder>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let mut state: HashMap<&'static str, StateBuilder> = HashMap::new();
+        state.insert("state.in-memory", state::memory::build);
+        state.insert("state.sqlite", state::sqlite::build);
+        Registry { state }
+    }
+}
+
+impl Registry {
+    pub fn is_state(&self, ty: &str) -> bool {
+        self.state.contains_key(ty)
+    }
+
+    pub fn build_state(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn StateStore>, BuildError> {
+        match self.state.get(c.spec.type_.as_str()) {
+            Some(b) => b(c, ctx),
+            None => {
+                let mut known: Vec<_> = self.state.keys().copied().collect();
+                known.sort();
+                Err(BuildError::UnknownType(c.spec.type_.clone(), known.join(", ")))
+            }
+        }
+    }
+}

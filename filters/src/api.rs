@@ -1,0 +1,38 @@
+//! Typed requests and responses, one variant per building block.
+//!
+//! Front ends decode into these; handler filters consume them. Each building
+//! block defines its own operation types in `handlers::<block>`.
+
+use crate::handlers::{health::HealthRequest, metadata, state};
+
+#[derive(Debug)]
+pub enum Request {
+    Health(HealthRequest),
+    Metadata(metadata::MetadataRequest),
+    Shutdown,
+    State(state::StateRequest),
+    /// A call the front end could not decode (unknown route, bad body). It
+    /// still runs the chain so auth and metrics see it; the router returns
+    /// the error.
+    Rejected(crate::ApiError),
+}
+
+#[derive(Debug)]
+pub enum Response {
+    /// Success with nothing to return (HTTP 204, gRPC `Empty`).
+    Empty,
+    Metadata(Box<metadata::MetadataSnapshot>),
+    State(state::StateResponse),
+}
+
+impl Response {
+    /// The HTTP status this response is sent with; metrics use it too so the
+    /// label matches what the client saw.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Response::Empty => 204,
+            Response::Metadata(_) => 200,
+            Response::State(s) => s.http_status(),
+        }
+    }
+}

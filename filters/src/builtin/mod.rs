@@ -1,0 +1,51 @@
+//! Built-in filters that run before the handler router, and the factory that
+//! builds the chain from configuration. Adding a filter is one file here plus
+//! one line in [`build_chain`] (or in [`middleware::build`] for an
+//! httpPipeline middleware type).
+
+pub mod auth;
+pub mod metrics;
+pub mod middleware;
+pub mod size_limit;
+
+use std::sync::Arc;
+
+use crate::chain::{Chain, Filter};
+use crate::handlers::Router;
+use crate::metrics::Metrics;
+use crate::Runtime;
+
+/// Everything the chain is built from. Built once at start (and again on
+/// reload, later), never per request.
+pub struct ChainConfig {
+    pub api_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub metrics: Option<Arc<Metrics>>,
+    pub metrics_options: metrics::MetricsOptions,
+    /// `spec.httpPipeline.handlers` of the Configuration, with their component
+    /// definitions, in order.
+    pub pipeline: Vec<middleware::MiddlewareSpec>,
+}
+
+/// Builds the chain: metrics (outermost, so it times and counts everything,
+/// rejections included) → auth → size limit → httpPipeline middleware →
+/// handler router.
+pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> {
+    let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+    if let Some(m) = cfg.metrics {
+        filters.push(Arc::new(metrics::MetricsFilter::new(
+            m,
+            rt.app_id.clone(),
+            cfg.metrics_options,
+        )));
+    }
+    if let Some(token) = cfg.api_token.filter(|t| !t.is_empty()) {
+        filters.push(Arc::new(auth::ApiTokenAuth::new(token)));
+    }
+    filters.push(Arc::new(size_limit::SizeLimit::new(cfg.max_body_bytes)));
+    for spec in &cfg.pipeline {
+        filters.push(middleware::build(spec)?);
+    }
+    filters.push(Arc::new(Router::new(rt)));
+    Ok(Chain::new(filters))
+}

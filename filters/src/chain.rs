@@ -1,0 +1,109 @@
+//! The filter abstraction and the chain that runs filters in order.
+//!
+//! Filters are middleware: each gets the request and a [`Next`] for the rest
+//! of the chain, so it can answer early (auth), act before and after (metrics)
+//! or call the rest more than once (retries). The last filter is terminal and
+//! never calls `next` (the handler router).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{ApiError, ApiResult, Ctx, Request};
+
+#[async_trait]
+pub trait Filter: Send + Sync + 'static {
+    /// A short name for logs and the metadata API.
+    fn name(&self) -> &'static str;
+
+    async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult;
+}
+
+/// The filters after the current one.
+pub struct Next<'a> {
+    rest: &'a [Arc<dyn Filter>],
+}
+
+impl Next<'_> {
+    pub async fn run(self, ctx: &mut Ctx, req: Request) -> ApiResult {
+        match self.rest.split_first() {
+            Some((f, rest)) => f.call(ctx, req, Next { rest }).await,
+            None => Err(ApiError::Internal(
+                "filter chain ended without a handler".into(),
+            )),
+        }
+    }
+}
+
+/// An ordered list of filters, built once at start and shared by both front
+/// ends. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct Chain {
+    filters: Arc<[Arc<dyn Filter>]>,
+}
+
+impl Chain {
+    pub fn new(filters: Vec<Arc<dyn Filter>>) -> Self {
+        Chain {
+            filters: filters.into(),
+        }
+    }
+
+    pub async fn handle(&self, ctx: &mut Ctx, req: Request) -> ApiResult {
+        Next {
+            rest: &self.filters,
+        }
+        .run(ctx, req)
+        .await
+    }
+
+    /// Filter names in order, for logs and metadata.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.filters.iter().map(|f| f.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Protocol, Response};
+
+    struct Tag(&'static str);
+    #[async_trait]
+    impl Filter for Tag {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
+            ctx.route = self.0;
+            next.run(ctx, req).await
+        }
+    }
+    struct End;
+    #[async_trait]
+    impl Filter for End {
+        fn name(&self) -> &'static str {
+            "end"
+        }
+        async fn call(&self, _: &mut Ctx, _: Request, _: Next<'_>) -> ApiResult {
+            Ok(Response::Empty)
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_in_order_and_ends_in_terminal() {
+        let chain = Chain::new(vec![Arc::new(Tag("a")), Arc::new(Tag("b")), Arc::new(End)]);
+        let mut ctx = Ctx::new(Protocol::Http, "GET", "test");
+        let r = chain.handle(&mut ctx, Request::Shutdown).await;
+        assert!(matches!(r, Ok(Response::Empty)));
+        assert_eq!(ctx.route, "b");
+        assert_eq!(chain.names(), vec!["a", "b", "end"]);
+    }
+
+    #[tokio::test]
+    async fn chain_without_terminal_is_an_error_not_a_panic() {
+        let chain = Chain::new(vec![Arc::new(Tag("a"))]);
+        let mut ctx = Ctx::new(Protocol::Grpc, "GET", "test");
+        assert!(chain.handle(&mut ctx, Request::Shutdown).await.is_err());
+    }
+}

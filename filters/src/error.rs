@@ -1,0 +1,217 @@
+//! Dapr's error model in one place: every failure the API can return, with
+//! its `errorCode`, message, HTTP status and gRPC status code.
+
+use spar_components::state::StateError;
+use thiserror::Error;
+
+/// gRPC status codes (fixed by the gRPC spec) so this crate needs no gRPC dependency.
+pub mod grpc_code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const NOT_FOUND: i32 = 5;
+    pub const ABORTED: i32 = 10;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const FAILED_PRECONDITION: i32 = 9;
+    pub const UNIMPLEMENTED: i32 = 12;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+    pub const UNAUTHENTICATED: i32 = 16;
+}
+
+/// Which state operation failed; picks the Dapr error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateOp {
+    Get,
+    BulkGet,
+    Save,
+    Delete,
+    BulkDelete,
+    Transaction,
+    Query,
+}
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("invalid api token")]
+    ApiTokenInvalid,
+    #[error("missing api token in request metadata")]
+    ApiTokenMissing,
+    #[error("failed deserializing HTTP body: {0}")]
+    MalformedRequest(String),
+    #[error("request body exceeds the limit of {limit} bytes (--max-body-size)")]
+    BodyTooLarge { limit: usize },
+    #[error("method {0:?} is not found")]
+    RouteNotFound(String),
+    #[error("method {method} is not allowed for {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("dapr is not ready: {0}")]
+    HealthNotReady(String),
+    #[error("dapr outbound is not ready")]
+    OutboundNotReady,
+    #[error("dapr app-id does not match")]
+    HealthAppIdNotMatch,
+    #[error("state store is not configured")]
+    StateStoresNotConfigured,
+    #[error("state store {0} is not found")]
+    StateStoreNotFound(String),
+    #[error("input key/keyPrefix '{key}' can't contain '||'")]
+    StateInvalidKey { key: String },
+    #[error("{}", state_message(*op, store, key.as_deref(), source))]
+    State {
+        op: StateOp,
+        store: String,
+        key: Option<String>,
+        source: StateError,
+    },
+    #[error("{0}")]
+    MetadataSet(String),
+    #[error("too many requests")]
+    RateLimited,
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn state_message(op: StateOp, store: &str, key: Option<&str>, e: &StateError) -> String {
+    let key = key.unwrap_or_default();
+    match (op, e) {
+        (_, StateError::NotSupported(what)) => {
+            format!("state store {store} doesn't support {what}")
+        }
+        (StateOp::Get, _) => format!("fail to get {key} from state store {store}: {e}"),
+        (StateOp::BulkGet, _) => format!("failed getting bulk state from state store {store}: {e}"),
+        (StateOp::Save, _) => format!("failed saving state in state store {store}: {e}"),
+        (StateOp::Delete, _) => format!("failed deleting state with key {key}: {e}"),
+        (StateOp::BulkDelete, _) => format!("failed deleting state in state store {store}: {e}"),
+        (StateOp::Transaction, _) => format!("error while executing state transaction: {e}"),
+        (StateOp::Query, _) => format!("state store {store} query failed: {e}"),
+    }
+}
+
+impl ApiError {
+    /// Dapr's `errorCode`.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            ApiTokenInvalid | ApiTokenMissing => "ERR_API_TOKEN_INVALID",
+            MalformedRequest(_) | StateInvalidKey { .. } => "ERR_MALFORMED_REQUEST",
+            BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
+            RouteNotFound(_) => "ERR_NOT_FOUND",
+            MethodNotAllowed { .. } => "ERR_METHOD_NOT_ALLOWED",
+            HealthNotReady(_) => "ERR_HEALTH_NOT_READY",
+            OutboundNotReady => "ERR_OUTBOUND_HEALTH_NOT_READY",
+            HealthAppIdNotMatch => "ERR_HEALTH_APPID_NOT_MATCH",
+            StateStoresNotConfigured => "ERR_STATE_STORE_NOT_CONFIGURED",
+            StateStoreNotFound(_) => "ERR_STATE_STORE_NOT_FOUND",
+            State { source: StateError::NotSupported(_), .. } => "ERR_STATE_STORE_NOT_SUPPORTED",
+            State { op, .. } => match op {
+                StateOp::Get => "ERR_STATE_GET",
+                StateOp::BulkGet => "ERR_STATE_BULK_GET",
+                StateOp::Save => "ERR_STATE_SAVE",
+                StateOp::Delete => "ERR_STATE_DELETE",
+                StateOp::BulkDelete => "ERR_STATE_BULK_DELETE",
+                StateOp::Transaction => "ERR_STATE_TRANSACTION",
+                StateOp::Query => "ERR_STATE_QUERY",
+            },
+            MetadataSet(_) => "ERR_METADATA_SET",
+            RateLimited => "ERR_TOO_MANY_REQUESTS",
+            Internal(_) => "ERR_INTERNAL",
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        use ApiError::*;
+        match self {
+            ApiTokenInvalid | ApiTokenMissing => 401,
+            MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => 400,
+            BodyTooLarge { .. } => 413,
+            RouteNotFound(_) => 404,
+            MethodNotAllowed { .. } => 405,
+            HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => 500,
+            StateStoresNotConfigured => 500,
+            StateStoreNotFound(_) => 400,
+            State { source, .. } => match source {
+                StateError::EtagMismatch(_) => 409,
+                StateError::EtagInvalid(_) | StateError::InvalidRequest(_) => 400,
+                StateError::NotSupported(_) | StateError::Backend(_) => 500,
+            },
+            RateLimited => 429,
+            Internal(_) => 500,
+        }
+    }
+
+    pub fn grpc_code(&self) -> i32 {
+        use grpc_code::*;
+        use ApiError::*;
+        match self {
+            ApiTokenInvalid | ApiTokenMissing => UNAUTHENTICATED,
+            MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => INVALID_ARGUMENT,
+            BodyTooLarge { .. } => RESOURCE_EXHAUSTED,
+            RouteNotFound(_) => NOT_FOUND,
+            MethodNotAllowed { .. } => UNIMPLEMENTED,
+            HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => INTERNAL,
+            StateStoresNotConfigured => FAILED_PRECONDITION,
+            StateStoreNotFound(_) => INVALID_ARGUMENT,
+            State { source, .. } => match source {
+                StateError::EtagMismatch(_) => ABORTED,
+                StateError::EtagInvalid(_) | StateError::InvalidRequest(_) => INVALID_ARGUMENT,
+                StateError::NotSupported(_) => UNIMPLEMENTED,
+                StateError::Backend(_) => INTERNAL,
+            },
+            RateLimited => RESOURCE_EXHAUSTED,
+            Internal(_) => INTERNAL,
+        }
+    }
+
+    /// Dapr's HTTP error body: `{"errorCode": "...", "message": "..."}`.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "errorCode": self.code(),
+            "message": self.to_string(),
+        }))
+        .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_errors_map_like_dapr() {
+        let e = ApiError::State {
+            op: StateOp::Save,
+            store: "s".into(),
+            key: None,
+            source: StateError::EtagMismatch("x".into()),
+        };
+        assert_eq!((e.code(), e.http_status()), ("ERR_STATE_SAVE", 409));
+        let e = ApiError::State {
+            op: StateOp::Delete,
+            store: "s".into(),
+            key: Some("k".into()),
+            source: StateError::EtagInvalid("x".into()),
+        };
+        assert_eq!((e.code(), e.http_status()), ("ERR_STATE_DELETE", 400));
+        assert!(e.to_string().contains("failed deleting state with key k"));
+    }
+
+    #[test]
+    fn not_supported_has_its_own_code() {
+        let e = ApiError::State {
+            op: StateOp::Query,
+            store: "s".into(),
+            key: None,
+            source: StateError::NotSupported("query"),
+        };
+        assert_eq!(e.code(), "ERR_STATE_STORE_NOT_SUPPORTED");
+        assert_eq!(e.http_status(), 500);
+    }
+
+    #[test]
+    fn json_body_has_dapr_fields() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&ApiError::StateStoreNotFound("x".into()).to_json()).unwrap();
+        assert_eq!(v["errorCode"], "ERR_STATE_STORE_NOT_FOUND");
+        assert_eq!(v["message"], "state store x is not found");
+    }
+}

@@ -1,0 +1,44 @@
+//! Handler filters, one per building block, and the router that ends the
+//! chain by handing each request to its block's handler. Adding a building
+//! block is one module here, one `Request` variant and one arm below.
+
+pub mod health;
+pub mod metadata;
+pub mod state;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{ApiResult, Ctx, Filter, Next, Request, Response, Runtime};
+
+/// The terminal filter.
+pub struct Router {
+    rt: Arc<Runtime>,
+}
+
+impl Router {
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        Router { rt }
+    }
+}
+
+#[async_trait]
+impl Filter for Router {
+    fn name(&self) -> &'static str {
+        "router"
+    }
+
+    async fn call(&self, _ctx: &mut Ctx, req: Request, _next: Next<'_>) -> ApiResult {
+        match req {
+            Request::Health(r) => health::handle(&self.rt, r),
+            Request::Metadata(r) => metadata::handle(&self.rt, r),
+            Request::Shutdown => {
+                self.rt.request_shutdown();
+                Ok(Response::Empty)
+            }
+            Request::State(r) => state::handle(&self.rt, r).await,
+            Request::Rejected(e) => Err(e),
+        }
+    }
+}

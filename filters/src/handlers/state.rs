@@ -1,0 +1,536 @@
+//! The state building block: one implementation behind both the HTTP and the
+//! gRPC face. Applies the store's key prefix, parses TTL metadata, calls the
+//! store and records component metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use spar_components::state::{
+    self as st, Concurrency, Consistency, Operation, StateError, StateStore, Ttl,
+};
+
+use crate::error::StateOp;
+use crate::metrics::Metrics;
+use crate::{ApiError, ApiResult, Response, Runtime};
+
+pub type Metadata = HashMap<String, String>;
+
+#[derive(Debug)]
+pub enum StateRequest {
+    Get {
+        store: String,
+        key: String,
+        consistency: Consistency,
+        metadata: Metadata,
+    },
+    BulkGet {
+        store: String,
+        keys: Vec<String>,
+        metadata: Metadata,
+    },
+    Save {
+        store: String,
+        items: Vec<SaveItem>,
+    },
+    Delete {
+        store: String,
+        item: DeleteItem,
+    },
+    BulkDelete {
+        store: String,
+        items: Vec<DeleteItem>,
+    },
+    Transaction {
+        store: String,
+        ops: Vec<TxOp>,
+        metadata: Metadata,
+    },
+    Query {
+        store: String,
+        query: Vec<u8>,
+        metadata: Metadata,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct SaveItem {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub etag: Option<String>,
+    pub concurrency: Concurrency,
+    pub consistency: Consistency,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Default)]
+pub struct DeleteItem {
+    pub key: String,
+    pub etag: Option<String>,
+    pub concurrency: Concurrency,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug)]
+pub enum TxOp {
+    Upsert(SaveItem),
+    Delete(DeleteItem),
+}
+
+#[derive(Debug)]
+pub enum StateResponse {
+    /// `None`: the key does not exist (HTTP 204, gRPC empty data).
+    Item(Option<ItemOut>),
+    Bulk(Vec<BulkOut>),
+    Query(QueryOut),
+}
+
+impl StateResponse {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StateResponse::Item(None) => 204,
+            _ => 200,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ItemOut {
+    pub data: Vec<u8>,
+    pub etag: Option<String>,
+    /// Response metadata, e.g. `ttlExpireTime`.
+    pub metadata: Metadata,
+}
+
+#[derive(Debug)]
+pub struct BulkOut {
+    pub key: String,
+    pub data: Option<Vec<u8>>,
+    pub etag: Option<String>,
+    pub error: Option<String>,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug)]
+pub struct QueryOut {
+    pub results: Vec<(String, Vec<u8>, Option<String>)>,
+    pub token: Option<String>,
+    pub metadata: Metadata,
+}
+
+/// How keys are namespaced in a store (`keyPrefix` component metadata).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPrefix {
+    /// `keyPrefix: none`: keys are stored as given.
+    None,
+    /// A fixed prefix including the `||` separator, e.g. `myapp||`.
+    Fixed(String),
+}
+
+impl KeyPrefix {
+    /// Dapr's strategies: `appid` (default), `name`, `namespace`, `none`, or
+    /// any other string used as the prefix itself.
+    pub fn from_strategy(
+        strategy: Option<&str>,
+        app_id: &str,
+        store: &str,
+        namespace: Option<&str>,
+    ) -> Result<KeyPrefix, String> {
+        let p = match strategy.map(str::trim).filter(|s| !s.is_empty()) {
+            None => app_id.to_string(),
+            Some(s) if s.eq_ignore_ascii_case("appid") => app_id.to_string(),
+            Some(s) if s.eq_ignore_ascii_case("none") => return Ok(KeyPrefix::None),
+            Some(s) if s.eq_ignore_ascii_case("name") => store.to_string(),
+            Some(s) if s.eq_ignore_ascii_case("namespace") => match namespace {
+                Some(ns) => format!("{ns}.{app_id}"),
+                None => app_id.to_string(),
+            },
+            Some(custom) => custom.to_string(),
+        };
+        if p.contains("||") {
+            return Err(format!("keyPrefix {p:?} must not contain '||'"));
+        }
+        if p.is_empty() {
+            return Ok(KeyPrefix::None);
+        }
+        Ok(KeyPrefix::Fixed(format!("{p}||")))
+    }
+
+    fn apply(&self, key: &str) -> Result<String, ApiError> {
+        match self {
+            KeyPrefix::None => Ok(key.to_string()),
+            KeyPrefix::Fixed(p) => {
+                if key.contains("||") {
+                    return Err(ApiError::StateInvalidKey { key: key.into() });
+                }
+                let mut s = String::with_capacity(p.len() + key.len());
+                s.push_str(p);
+                s.push_str(key);
+                Ok(s)
+            }
+        }
+    }
+
+    fn strip(&self, key: String) -> String {
+        match self {
+            KeyPrefix::Fixed(p) if key.starts_with(p.as_str()) => key[p.len()..].to_string(),
+            _ => key,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            KeyPrefix::None => "",
+            KeyPrefix::Fixed(p) => p,
+        }
+    }
+}
+
+pub struct StoreEntry {
+    pub store: Arc<dyn StateStore>,
+    pub prefix: KeyPrefix,
+}
+
+/// The state stores by component name, looked up once per request.
+#[derive(Default)]
+pub struct StateStores {
+    map: HashMap<String, StoreEntry>,
+    metrics: Option<(Arc<Metrics>, String)>,
+}
+
+impl StateStores {
+    pub fn insert(&mut self, name: String, store: Arc<dyn StateStore>, prefix: KeyPrefix) {
+        self.map.insert(name, StoreEntry { store, prefix });
+    }
+
+    /// Records `dapr_component_state_*` metrics for every store call.
+    pub fn with_metrics(&mut self, m: Arc<Metrics>, app_id: String) {
+        self.metrics = Some((m, app_id));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn get(&self, name: &str) -> Result<&StoreEntry, ApiError> {
+        if self.map.is_empty() {
+            return Err(ApiError::StateStoresNotConfigured);
+        }
+        self.map
+            .get(name)
+            .ok_or_else(|| ApiError::StateStoreNotFound(name.into()))
+    }
+
+    fn record(&self, store: &str, op: &str, ok: bool, started: Instant) {
+        if let Some((m, app)) = &self.metrics {
+            let ok = if ok { "true" } else { "false" };
+            let labels = [app.as_str(), store, op, ok];
+            m.component_state_count.with_label_values(&labels).inc();
+            m.component_state_latency
+                .with_label_values(&labels)
+                .observe(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+/// `concurrency` as Dapr spells it over HTTP.
+pub fn parse_concurrency(s: &str) -> Result<Concurrency, ApiError> {
+    match s {
+        "" | "last-write" => Ok(Concurrency::LastWrite),
+        "first-write" => Ok(Concurrency::FirstWrite),
+        o => Err(ApiError::MalformedRequest(format!(
+            "invalid concurrency {o:?}: expected first-write or last-write"
+        ))),
+    }
+}
+
+/// `consistency` as Dapr spells it over HTTP.
+pub fn parse_consistency(s: &str) -> Result<Consistency, ApiError> {
+    match s {
+        "" | "eventual" => Ok(Consistency::Eventual),
+        "strong" => Ok(Consistency::Strong),
+        o => Err(ApiError::MalformedRequest(format!(
+            "invalid consistency {o:?}: expected eventual or strong"
+        ))),
+    }
+}
+
+fn state_err(op: StateOp, store: &str, key: Option<&str>, e: StateError) -> ApiError {
+    ApiError::State {
+        op,
+        store: store.into(),
+        key: key.map(str::to_owned),
+        source: e,
+    }
+}
+
+/// `ttlInSeconds` metadata: a positive integer, or -1 for never.
+fn parse_ttl(md: &Metadata) -> Result<Option<Ttl>, StateError> {
+    let Some(v) = md.get("ttlInSeconds") else {
+        return Ok(None);
+    };
+    match v.trim().parse::<i64>() {
+        Ok(-1) => Ok(Some(Ttl::Never)),
+        Ok(n) if n > 0 => Ok(Some(Ttl::Seconds(n as u64))),
+        Ok(0) => Ok(None),
+        _ => Err(StateError::InvalidRequest(format!(
+            "ttlInSeconds must be a whole number of seconds, or -1 for no expiry; got {v:?}"
+        ))),
+    }
+}
+
+fn ttl_metadata(expires: Option<SystemTime>) -> Metadata {
+    let mut md = Metadata::new();
+    if let Some(t) = expires {
+        md.insert(
+            "ttlExpireTime".into(),
+            humantime::format_rfc3339_seconds(t).to_string(),
+        );
+    }
+    md
+}
+
+fn to_set(prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetRequest, ApiError> {
+    if it.key.is_empty() {
+        return Err(ApiError::MalformedRequest(r#""key" is a required field"#.into()));
+    }
+    Ok(st::SetRequest {
+        key: prefix.apply(&it.key)?,
+        value: it.value,
+        etag: it.etag.filter(|e| !e.is_empty()),
+        concurrency: it.concurrency,
+        consistency: it.consistency,
+        ttl: None,
+        metadata: it.metadata,
+    })
+}
+
+fn to_delete(prefix: &KeyPrefix, it: DeleteItem) -> Result<st::DeleteRequest, ApiError> {
+    if it.key.is_empty() {
+        return Err(ApiError::MalformedRequest(r#""key" is a required field"#.into()));
+    }
+    Ok(st::DeleteRequest {
+        key: prefix.apply(&it.key)?,
+        etag: it.etag.filter(|e| !e.is_empty()),
+        concurrency: it.concurrency,
+        metadata: it.metadata,
+    })
+}
+
+pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
+    let stores = &rt.state;
+    let started = Instant::now();
+    let out = match req {
+        StateRequest::Get {
+            store,
+            key,
+            consistency,
+            metadata,
+        } => {
+            let e = stores.get(&store)?;
+            let g = st::GetRequest {
+                key: e.prefix.apply(&key)?,
+                consistency,
+                metadata,
+            };
+            let r = e.store.get(&g).await;
+            stores.record(&store, "get", r.is_ok(), started);
+            let item = r.map_err(|err| state_err(StateOp::Get, &store, Some(&key), err))?;
+            StateResponse::Item(item.map(|i| ItemOut {
+                data: i.data,
+                etag: i.etag,
+                metadata: ttl_metadata(i.expires_at),
+            }))
+        }
+        StateRequest::BulkGet {
+            store,
+            keys,
+            metadata,
+        } => {
+            let e = stores.get(&store)?;
+            let reqs = keys
+                .iter()
+                .map(|k| {
+                    Ok(st::GetRequest {
+                        key: e.prefix.apply(k)?,
+                        consistency: Consistency::Eventual,
+                        metadata: metadata.clone(),
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            let r = e.store.bulk_get(&reqs).await;
+            stores.record(&store, "bulk_get", r.is_ok(), started);
+            let items = r.map_err(|err| state_err(StateOp::BulkGet, &store, None, err))?;
+            StateResponse::Bulk(
+                items
+                    .into_iter()
+                    .map(|b| {
+                        let (data, etag, md) = match b.item {
+                            Some(i) => (Some(i.data), i.etag, ttl_metadata(i.expires_at)),
+                            None => (None, None, Metadata::new()),
+                        };
+                        BulkOut {
+                            key: e.prefix.strip(b.key),
+                            data,
+                            etag,
+                            error: b.error,
+                            metadata: md,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        StateRequest::Save { store, items } => {
+            let e = stores.get(&store)?;
+            let mut reqs = Vec::with_capacity(items.len());
+            for it in items {
+                let ttl = parse_ttl(&it.metadata)
+                    .map_err(|err| state_err(StateOp::Save, &store, None, err))?;
+                let mut s = to_set(&e.prefix, it)?;
+                s.ttl = ttl;
+                reqs.push(s);
+            }
+            for s in &reqs {
+                let r = e.store.set(s).await;
+                stores.record(&store, "set", r.is_ok(), started);
+                r.map_err(|err| state_err(StateOp::Save, &store, None, err))?;
+            }
+            return Ok(Response::Empty);
+        }
+        StateRequest::Delete { store, item } => {
+            let e = stores.get(&store)?;
+            let key = item.key.clone();
+            let d = to_delete(&e.prefix, item)?;
+            let r = e.store.delete(&d).await;
+            stores.record(&store, "delete", r.is_ok(), started);
+            r.map_err(|err| state_err(StateOp::Delete, &store, Some(&key), err))?;
+            return Ok(Response::Empty);
+        }
+        StateRequest::BulkDelete { store, items } => {
+            let e = stores.get(&store)?;
+            let reqs = items
+                .into_iter()
+                .map(|it| to_delete(&e.prefix, it))
+                .collect::<Result<Vec<_>, _>>()?;
+            for d in &reqs {
+                let r = e.store.delete(d).await;
+                stores.record(&store, "delete", r.is_ok(), started);
+                r.map_err(|err| state_err(StateOp::BulkDelete, &store, None, err))?;
+            }
+            return Ok(Response::Empty);
+        }
+        StateRequest::Transaction {
+            store,
+            ops,
+            metadata,
+        } => {
+            let e = stores.get(&store)?;
+            if !e.store.features().transactional {
+                return Err(state_err(
+                    StateOp::Transaction,
+                    &store,
+                    None,
+                    StateError::NotSupported("transactions"),
+                ));
+            }
+            let mut tx = Vec::with_capacity(ops.len());
+            for op in ops {
+                tx.push(match op {
+                    TxOp::Upsert(mut it) => {
+                        merge(&mut it.metadata, &metadata);
+                        let ttl = parse_ttl(&it.metadata)
+                            .map_err(|err| state_err(StateOp::Transaction, &store, None, err))?;
+                        let mut s = to_set(&e.prefix, it)?;
+                        s.ttl = ttl;
+                        Operation::Upsert(s)
+                    }
+                    TxOp::Delete(mut it) => {
+                        merge(&mut it.metadata, &metadata);
+                        Operation::Delete(to_delete(&e.prefix, it)?)
+                    }
+                });
+            }
+            let r = e.store.transact(&tx).await;
+            stores.record(&store, "transaction", r.is_ok(), started);
+            r.map_err(|err| state_err(StateOp::Transaction, &store, None, err))?;
+            return Ok(Response::Empty);
+        }
+        StateRequest::Query {
+            store,
+            query,
+            metadata,
+        } => {
+            let e = stores.get(&store)?;
+            if !e.store.features().query {
+                return Err(state_err(
+                    StateOp::Query,
+                    &store,
+                    None,
+                    StateError::NotSupported("query"),
+                ));
+            }
+            let q = st::Query::parse(&query)
+                .map_err(|err| state_err(StateOp::Query, &store, None, err))?;
+            let r = e.store.query(e.prefix.as_str(), &q).await;
+            stores.record(&store, "query", r.is_ok(), started);
+            let res = r.map_err(|err| state_err(StateOp::Query, &store, None, err))?;
+            StateResponse::Query(QueryOut {
+                results: res
+                    .results
+                    .into_iter()
+                    .map(|r| (e.prefix.strip(r.key), r.data, r.etag))
+                    .collect(),
+                token: res.token,
+                metadata,
+            })
+        }
+    };
+    Ok(Response::State(out))
+}
+
+/// Request-level metadata applies to every item that doesn't set the key itself.
+fn merge(item: &mut Metadata, req: &Metadata) {
+    for (k, v) in req {
+        item.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_strategies() {
+        let p = |s| KeyPrefix::from_strategy(s, "app", "store", Some("ns")).unwrap();
+        assert_eq!(p(None), KeyPrefix::Fixed("app||".into()));
+        assert_eq!(p(Some("appid")), KeyPrefix::Fixed("app||".into()));
+        assert_eq!(p(Some("name")), KeyPrefix::Fixed("store||".into()));
+        assert_eq!(p(Some("namespace")), KeyPrefix::Fixed("ns.app||".into()));
+        assert_eq!(p(Some("none")), KeyPrefix::None);
+        assert_eq!(p(Some("custom")), KeyPrefix::Fixed("custom||".into()));
+        assert!(KeyPrefix::from_strategy(Some("a||b"), "app", "s", None).is_err());
+    }
+
+    #[test]
+    fn keys_with_separator_are_rejected_when_prefixed() {
+        let p = KeyPrefix::Fixed("app||".into());
+        assert!(p.apply("a||b").is_err());
+        assert_eq!(p.apply("k").unwrap(), "app||k");
+        assert_eq!(p.strip("app||k".into()), "k");
+        assert_eq!(KeyPrefix::None.apply("a||b").unwrap(), "a||b");
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        let md = |v: &str| Metadata::from([("ttlInSeconds".to_string(), v.to_string())]);
+        assert_eq!(parse_ttl(&md("5")).unwrap(), Some(Ttl::Seconds(5)));
+        assert_eq!(parse_ttl(&md("-1")).unwrap(), Some(Ttl::Never));
+        assert!(parse_ttl(&md("-2")).is_err());
+        assert!(parse_ttl(&md("abc")).is_err());
+        assert_eq!(parse_ttl(&Metadata::new()).unwrap(), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! Sidecar-wide state the handler filters read: identity, components, app
+//! connection, readiness and the shutdown trigger. Built once at start.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::RwLock;
+
+use tokio::sync::watch;
+
+use crate::handlers::state::StateStores;
+
+/// A component as reported by the metadata API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    pub name: String,
+    pub type_: String,
+    pub version: String,
+    pub capabilities: Vec<String>,
+}
+
+/// How the sidecar reaches its app, as reported by the metadata API.
+#[derive(Debug, Clone, Default)]
+pub struct AppConnection {
+    pub port: u16,
+    pub protocol: String,
+    pub channel_address: String,
+    pub max_concurrency: i32,
+    /// Present when app health checks are enabled.
+    pub health: Option<AppHealthConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppHealthConfig {
+    pub path: String,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub threshold: u32,
+}
+
+/// The app's health as last probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppHealth {
+    Unknown = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+}
+
+impl AppHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppHealth::Unknown => "unknown",
+            AppHealth::Healthy => "healthy",
+            AppHealth::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+pub struct Runtime {
+    pub app_id: String,
+    pub namespace: Option<String>,
+    pub runtime_version: &'static str,
+    pub state: StateStores,
+    pub components: Vec<ComponentInfo>,
+    /// Components that failed to start: (name, reason). The sidecar still
+    /// serves everything else, as daprd does.
+    pub failed_components: Vec<(String, String)>,
+    pub app: Option<AppConnection>,
+    pub enabled_features: Vec<String>,
+    /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
+    attributes: RwLock<BTreeMap<String, String>>,
+    app_health: AtomicU8,
+    ready: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Runtime {
+    pub fn new(app_id: String, state: StateStores, components: Vec<ComponentInfo>) -> Self {
+        Runtime {
+            app_id,
+            namespace: std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()),
+            runtime_version: env!("CARGO_PKG_VERSION"),
+            state,
+            components,
+            failed_components: Vec::new(),
+            app: None,
+            enabled_features: Vec::new(),
+            attributes: RwLock::new(BTreeMap::new()),
+            app_health: AtomicU8::new(AppHealth::Unknown as u8),
+            ready: AtomicBool::new(false),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    pub fn set_attribute(&self, key: String, value: String) {
+        // Poisoning can only follow a panic elsewhere; keep serving the data.
+        let mut m = self.attributes.write().unwrap_or_else(|e| e.into_inner());
+        m.insert(key, value);
+    }
+
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        self.attributes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_app_health(&self, h: AppHealth) {
+        self.app_health.store(h as u8, Ordering::Release);
+    }
+
+    pub fn app_health(&self) -> AppHealth {
+        match self.app_health.load(Ordering::Acquire) {
+            1 => AppHealth::Healthy,
+            2 => AppHealth::Unhealthy,
+            _ => AppHealth::Unknown,
+        }
+    }
+
+    /// Asks the process to shut down gracefully (`POST /v1.0/shutdown`).
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once shutdown was requested through the API.
+    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}

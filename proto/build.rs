@@ -1,0 +1,19 @@
+//! Generates the Dapr gRPC types with tonic. protoc comes from the system
+//! (Debian's protobuf-compiler), or from $PROTOC when set.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "dapr/proto/common/v1/common.proto",
+        "dapr/proto/runtime/v1/state.proto",
+        "dapr/proto/runtime/v1/metadata.proto",
+        "dapr/proto/runtime/v1/dapr.proto",
+        "dapr/proto/runtime/v1/appcallback.proto",
+    ];
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(&files, &["."])?;
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Start-up wiring: YAML → components → runtime → filter chain. Runs once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use spar_components::registry::BuildContext;
+use spar_components::Registry;
+use spar_config::{Component, Configuration, Resources};
+use spar_filters::builtin::metrics::MetricsOptions;
+use spar_filters::builtin::middleware::MiddlewareSpec;
+use spar_filters::builtin::{build_chain, ChainConfig};
+use spar_filters::handlers::state::{KeyPrefix, StateStores};
+use spar_filters::metrics::Metrics;
+use spar_filters::runtime::{AppConnection, AppHealthConfig, ComponentInfo};
+use spar_filters::{Chain, Runtime};
+
+use crate::cli::RunArgs;
+
+pub struct Booted {
+    pub rt: Arc<Runtime>,
+    pub chain: Chain,
+    pub metrics: Option<Arc<Metrics>>,
+    pub max_body: usize,
+}
+
+/// The default data directory: `$HOME/.spar/data`.
+pub fn data_dir(args: &RunArgs) -> PathBuf {
+    args.data_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".spar")
+            .join("data")
+    })
+}
+
+/// With no `--resources-path` at all, a first user still gets a working
+/// state store: `statestore`, SQLite under the data directory.
+fn default_components(dir: &std::path::Path) -> Vec<Component> {
+    let yaml = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: {:?}\n",
+        dir.join("spar-state.db").display().to_string()
+    );
+    serde_yaml::from_str::<Component>(&yaml)
+        .map(|c| vec![c])
+        .unwrap_or_default()
+}
+
+pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
+    let app_id = if args.app_id.is_empty() {
+        "spar".to_string()
+    } else {
+        args.app_id.clone()
+    };
+    let max_body = args.max_body_bytes()?;
+    let data_dir = data_dir(args);
+
+    let resources = if args.resources_path.is_empty() {
+        Resources {
+            components: default_components(&data_dir),
+            ..Default::default()
+        }
+    } else {
+        Resources::load_dirs(&args.resources_path)
+            .map_err(|e| e.to_string())?
+            .for_app(&app_id)
+    };
+    for w in &resources.warnings {
+        tracing::warn!("{w}");
+    }
+    let config: Option<Configuration> = match args.config.first() {
+        Some(p) => Some(spar_config::load_configuration(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+
+    let metrics = args.enable_metrics.then(|| Arc::new(Metrics::new()));
+    let metric_spec = config.as_ref().and_then(|c| c.spec.metric.as_ref());
+    let metrics = match metric_spec.and_then(|m| m.enabled) {
+        Some(false) => None,
+        _ => metrics,
+    };
+
+    // Components, by kind. A component that fails to start is reported and
+    // skipped; the rest of the sidecar still serves (as daprd does).
+    let registry = Registry::default();
+    let ctx = BuildContext {
+        data_dir: data_dir.clone(),
+    };
+    let namespace = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty());
+    let mut stores = StateStores::default();
+    let mut infos = Vec::new();
+    let mut failed = Vec::new();
+    for c in &resources.components {
+        if c.kind_prefix() != "state" {
+            continue;
+        }
+        let prefix = match KeyPrefix::from_strategy(
+            c.meta("keyPrefix").as_deref(),
+            &app_id,
+            c.name(),
+            namespace.as_deref(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                failed.push((c.name().to_string(), e));
+                continue;
+            }
+        };
+        let built = registry.build_state(c, &ctx);
+        match built {
+            Ok(store) => {
+                infos.push(ComponentInfo {
+                    name: c.name().to_string(),
+                    type_: c.spec.type_.clone(),
+                    version: c.spec.version.clone(),
+                    capabilities: store
+                        .features()
+                        .names()
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
+                });
+                stores.insert(c.name().to_string(), store, prefix);
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => {
+                tracing::error!(component = c.name(), "component failed to start: {e}");
+                failed.push((c.name().to_string(), e.to_string()));
+            }
+        }
+    }
+    if let Some(m) = &metrics {
+        stores.with_metrics(m.clone(), app_id.clone());
+    }
+
+    let mut rt = Runtime::new(app_id, stores, infos);
+    rt.failed_components = failed;
+    rt.enabled_features = config
+        .as_ref()
+        .map(|c| {
+            c.spec
+                .features
+                .iter()
+                .filter(|f| f.enabled)
+                .map(|f| f.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    rt.app = args.app_port.map(|port| AppConnection {
+        port,
+        protocol: args.app_protocol.clone(),
+        channel_address: args.app_channel_address.clone(),
+        max_concurrency: args.app_max_concurrency,
+        health: args.enable_app_health_check.then(|| AppHealthConfig {
+            path: args.app_health_check_path.clone(),
+            interval: Duration::from_secs(args.app_health_probe_interval.max(1)),
+            timeout: Duration::from_millis(args.app_health_probe_timeout.max(1)),
+            threshold: args.app_health_threshold.max(1),
+        }),
+    });
+    let rt = Arc::new(rt);
+
+    let pipeline = pipeline(config.as_ref(), &resources)?;
+    let metrics_options = metric_spec
+        .and_then(|m| m.http.as_ref())
+        .map(|h| MetricsOptions {
+            increased_cardinality: h.increased_cardinality.unwrap_or(false),
+            path_matching: h.path_matching.clone(),
+            exclude_verbs: h.exclude_verbs.unwrap_or(false),
+        })
+        .unwrap_or_default();
+    let chain = build_chain(
+        ChainConfig {
+            api_token: std::env::var("DAPR_API_TOKEN").ok(),
+            max_body_bytes: max_body,
+            metrics: metrics.clone(),
+            metrics_options,
+            pipeline,
+        },
+        rt.clone(),
+    )?;
+    tracing::info!(filters = ?chain.names(), "filter chain built");
+    Ok(Booted {
+        rt,
+        chain,
+        metrics,
+        max_body,
+    })
+}
+
+/// The Configuration's `httpPipeline` handlers joined with their components.
+fn pipeline(config: Option<&Configuration>, res: &Resources) -> Result<Vec<MiddlewareSpec>, String> {
+    let Some(handlers) = config
+        .and_then(|c| c.spec.http_pipeline.as_ref())
+        .map(|p| &p.handlers)
+    else {
+        return Ok(Vec::new());
+    };
+    handlers
+        .iter()
+        .map(|h| {
+            let comp = res
+                .components
+                .iter()
+                .find(|c| c.name() == h.name && c.spec.type_ == h.type_)
+                .ok_or_else(|| {
+                    format!(
+                        "httpPipeline handler {:?} ({}): no component with that name and type",
+                        h.name, h.type_
+                    )
+                })?;
+            Ok(MiddlewareSpec {
+                name: h.name.clone(),
+                type_: h.type_.clone(),
+                metadata: comp.metadata_map(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,287 @@
+//! `dapr.proto.runtime.v1.Dapr`: each RPC decodes into a typed request, runs
+//! the shared chain and encodes the answer.
+
+use std::sync::Arc;
+
+use prost::Message;
+use spar_filters::handlers::metadata::{MetadataRequest, MetadataSnapshot};
+use spar_filters::handlers::state::{StateRequest, StateResponse, TxOp};
+use spar_filters::{ApiError, Chain, Ctx, Protocol, Request, Response, Runtime};
+use spar_proto::runtime::{self as pb, dapr_server::Dapr};
+use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
+
+use super::convert;
+
+pub struct DaprApi {
+    chain: Chain,
+    // Kept for RPCs that need sidecar state outside the chain (none yet).
+    _rt: Arc<Runtime>,
+}
+
+impl DaprApi {
+    pub fn new(chain: Chain, rt: Arc<Runtime>) -> Self {
+        DaprApi { chain, _rt: rt }
+    }
+
+    async fn call<M: Message>(
+        &self,
+        route: &'static str,
+        req: &GrpcRequest<M>,
+        typed: Result<Request, ApiError>,
+    ) -> Result<Response, Status> {
+        let mut ctx = Ctx::new(Protocol::Grpc, "POST", route);
+        ctx.api_token = req
+            .metadata()
+            .get("dapr-api-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        ctx.body_len = req.get_ref().encoded_len();
+        let typed = typed.unwrap_or_else(Request::Rejected);
+        self.chain
+            .handle(&mut ctx, typed)
+            .await
+            .map_err(|e| convert::status(&e))
+    }
+}
+
+fn unexpected() -> Status {
+    Status::internal("handler returned an unexpected response type")
+}
+
+type R<T> = Result<GrpcResponse<T>, Status>;
+
+#[tonic::async_trait]
+impl Dapr for DaprApi {
+    async fn get_state(&self, req: GrpcRequest<pb::GetStateRequest>) -> R<pb::GetStateResponse> {
+        let m = req.get_ref();
+        let typed = Request::State(StateRequest::Get {
+            store: m.store_name.clone(),
+            key: m.key.clone(),
+            consistency: convert::consistency(m.consistency),
+            metadata: m.metadata.clone(),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/GetState", &req, Ok(typed))
+            .await?
+        {
+            Response::State(StateResponse::Item(item)) => {
+                Ok(GrpcResponse::new(item.map_or_else(Default::default, |i| {
+                    pb::GetStateResponse {
+                        data: i.data,
+                        etag: i.etag.unwrap_or_default(),
+                        metadata: i.metadata,
+                    }
+                })))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get_bulk_state(
+        &self,
+        req: GrpcRequest<pb::GetBulkStateRequest>,
+    ) -> R<pb::GetBulkStateResponse> {
+        let m = req.get_ref();
+        let typed = Request::State(StateRequest::BulkGet {
+            store: m.store_name.clone(),
+            keys: m.keys.clone(),
+            metadata: m.metadata.clone(),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/GetBulkState", &req, Ok(typed))
+            .await?
+        {
+            Response::State(StateResponse::Bulk(items)) => {
+                Ok(GrpcResponse::new(pb::GetBulkStateResponse {
+                    items: items
+                        .into_iter()
+                        .map(|b| pb::BulkStateItem {
+                            key: b.key,
+                            data: b.data.unwrap_or_default(),
+                            etag: b.etag.unwrap_or_default(),
+                            error: b.error.unwrap_or_default(),
+                            metadata: b.metadata,
+                        })
+                        .collect(),
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn save_state(&self, req: GrpcRequest<pb::SaveStateRequest>) -> R<()> {
+        let m = req.get_ref();
+        let typed = Request::State(StateRequest::Save {
+            store: m.store_name.clone(),
+            items: m.states.iter().cloned().map(convert::save_item).collect(),
+        });
+        self.call("/dapr.proto.runtime.v1.Dapr/SaveState", &req, Ok(typed))
+            .await?;
+        Ok(GrpcResponse::new(()))
+    }
+
+    async fn query_state_alpha1(
+        &self,
+        req: GrpcRequest<pb::QueryStateRequest>,
+    ) -> R<pb::QueryStateResponse> {
+        let m = req.get_ref();
+        let typed = Request::State(StateRequest::Query {
+            store: m.store_name.clone(),
+            query: m.query.as_bytes().to_vec(),
+            metadata: m.metadata.clone(),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/QueryStateAlpha1", &req, Ok(typed))
+            .await?
+        {
+            Response::State(StateResponse::Query(q)) => {
+                Ok(GrpcResponse::new(pb::QueryStateResponse {
+                    results: q
+                        .results
+                        .into_iter()
+                        .map(|(key, data, etag)| pb::QueryStateItem {
+                            key,
+                            data,
+                            etag: etag.unwrap_or_default(),
+                            error: String::new(),
+                        })
+                        .collect(),
+                    token: q.token.unwrap_or_default(),
+                    metadata: q.metadata,
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_state(&self, req: GrpcRequest<pb::DeleteStateRequest>) -> R<()> {
+        let m = req.get_ref();
+        let item = convert::delete_item(spar_proto::common::StateItem {
+            key: m.key.clone(),
+            etag: m.etag.clone(),
+            options: m.options,
+            metadata: m.metadata.clone(),
+            value: Vec::new(),
+        });
+        let typed = Request::State(StateRequest::Delete {
+            store: m.store_name.clone(),
+            item,
+        });
+        self.call("/dapr.proto.runtime.v1.Dapr/DeleteState", &req, Ok(typed))
+            .await?;
+        Ok(GrpcResponse::new(()))
+    }
+
+    async fn delete_bulk_state(&self, req: GrpcRequest<pb::DeleteBulkStateRequest>) -> R<()> {
+        let m = req.get_ref();
+        let typed = Request::State(StateRequest::BulkDelete {
+            store: m.store_name.clone(),
+            items: m.states.iter().cloned().map(convert::delete_item).collect(),
+        });
+        self.call("/dapr.proto.runtime.v1.Dapr/DeleteBulkState", &req, Ok(typed))
+            .await?;
+        Ok(GrpcResponse::new(()))
+    }
+
+    async fn execute_state_transaction(
+        &self,
+        req: GrpcRequest<pb::ExecuteStateTransactionRequest>,
+    ) -> R<()> {
+        let m = req.get_ref();
+        let typed = (|| {
+            let mut ops = Vec::with_capacity(m.operations.len());
+            for op in &m.operations {
+                let item = op.request.clone().ok_or_else(|| {
+                    ApiError::MalformedRequest("transaction operation without request".into())
+                })?;
+                ops.push(match op.operation_type.as_str() {
+                    "upsert" => TxOp::Upsert(convert::save_item(item)),
+                    "delete" => TxOp::Delete(convert::delete_item(item)),
+                    other => {
+                        return Err(ApiError::MalformedRequest(format!(
+                            "operation type {other} not supported"
+                        )))
+                    }
+                });
+            }
+            Ok(Request::State(StateRequest::Transaction {
+                store: m.store_name.clone(),
+                ops,
+                metadata: m.metadata.clone(),
+            }))
+        })();
+        self.call(
+            "/dapr.proto.runtime.v1.Dapr/ExecuteStateTransaction",
+            &req,
+            typed,
+        )
+        .await?;
+        Ok(GrpcResponse::new(()))
+    }
+
+    async fn get_metadata(
+        &self,
+        req: GrpcRequest<pb::GetMetadataRequest>,
+    ) -> R<pb::GetMetadataResponse> {
+        let typed = Request::Metadata(MetadataRequest::Get);
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/GetMetadata", &req, Ok(typed))
+            .await?
+        {
+            Response::Metadata(m) => Ok(GrpcResponse::new(metadata(&m))),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn set_metadata(&self, req: GrpcRequest<pb::SetMetadataRequest>) -> R<()> {
+        let m = req.get_ref();
+        let typed = Request::Metadata(MetadataRequest::Set {
+            key: m.key.clone(),
+            value: m.value.clone(),
+        });
+        self.call("/dapr.proto.runtime.v1.Dapr/SetMetadata", &req, Ok(typed))
+            .await?;
+        Ok(GrpcResponse::new(()))
+    }
+
+    async fn shutdown(&self, req: GrpcRequest<pb::ShutdownRequest>) -> R<()> {
+        self.call("/dapr.proto.runtime.v1.Dapr/Shutdown", &req, Ok(Request::Shutdown))
+            .await?;
+        Ok(GrpcResponse::new(()))
+    }
+}
+
+fn metadata(m: &MetadataSnapshot) -> pb::GetMetadataResponse {
+    pb::GetMetadataResponse {
+        id: m.id.clone(),
+        registered_components: m
+            .components
+            .iter()
+            .map(|c| pb::RegisteredComponents {
+                name: c.name.clone(),
+                r#type: c.type_.clone(),
+                version: c.version.clone(),
+                capabilities: c.capabilities.clone(),
+            })
+            .collect(),
+        extended_metadata: m.extended.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        subscriptions: vec![],
+        http_endpoints: vec![],
+        app_connection_properties: m.app_connection.as_ref().map(|a| {
+            pb::AppConnectionProperties {
+                port: i32::from(a.port),
+                protocol: a.protocol.clone(),
+                channel_address: a.channel_address.clone(),
+                max_concurrency: a.max_concurrency,
+                health: a.health.as_ref().map(|h| pb::AppConnectionHealthProperties {
+                    health_check_path: h.path.clone(),
+                    health_probe_interval: humantime::format_duration(h.interval).to_string(),
+                    health_probe_timeout: humantime::format_duration(h.timeout).to_string(),
+                    health_threshold: h.threshold as i32,
+                }),
+            }
+        }),
+        runtime_version: m.runtime_version.clone(),
+        enabled_features: m.enabled_features.clone(),
+    }
+}

@@ -1,0 +1,58 @@
+//! The gRPC API on `--dapr-grpc-port`: tonic services that decode protobuf
+//! into the same typed requests as the HTTP face and run the same chain.
+
+mod convert;
+mod dapr;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use spar_filters::{Chain, Runtime};
+use spar_proto::runtime::dapr_server::DaprServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use dapr::DaprApi;
+
+/// Binds every address first (so a port clash fails start-up with a clear
+/// error), then serves until `stop` turns true.
+pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        out.push(TcpListener::bind(a).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("gRPC API cannot listen on {a}: {e}"))
+        })?);
+    }
+    Ok(out)
+}
+
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    chain: Chain,
+    rt: Arc<Runtime>,
+    max_body: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let svc = DaprServer::new(DaprApi::new(chain.clone(), rt.clone()))
+            .max_decoding_message_size(max_body)
+            .max_encoding_message_size(usize::MAX);
+        let mut stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
+                    crate::signals::stopped(&mut stop).await
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!("gRPC server stopped: {e}");
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}

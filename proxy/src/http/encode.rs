@@ -1,0 +1,173 @@
+//! HTTP codec, outbound half: typed response or error → status, headers, body.
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use spar_filters::handlers::metadata::MetadataSnapshot;
+use spar_filters::handlers::state::StateResponse;
+use spar_filters::{ApiError, Response};
+
+pub struct Encoded {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+const JSON: &str = "application/json";
+
+fn is_json(b: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+}
+
+/// A stored value inside a JSON document: as itself when it is JSON, else
+/// as a string (UTF-8) — daprd would emit invalid JSON here.
+fn embed(data: Vec<u8>) -> Value {
+    if is_json(&data) {
+        if let Ok(v) = serde_json::from_slice::<Box<serde_json::value::RawValue>>(&data) {
+            return serde_json::to_value(v).unwrap_or(Value::Null);
+        }
+    }
+    Value::String(String::from_utf8_lossy(&data).into_owned())
+}
+
+fn json_body(status: u16, v: &Value) -> Encoded {
+    Encoded {
+        status,
+        headers: vec![("content-type", JSON.into())],
+        body: Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+    }
+}
+
+pub fn error(e: &ApiError) -> Encoded {
+    Encoded {
+        status: e.http_status(),
+        headers: vec![("content-type", JSON.into())],
+        body: Bytes::from(e.to_json()),
+    }
+}
+
+pub fn response(r: Response) -> Encoded {
+    let status = r.http_status();
+    match r {
+        Response::Empty => Encoded {
+            status,
+            headers: vec![],
+            body: Bytes::new(),
+        },
+        Response::Metadata(m) => json_body(status, &metadata(&m)),
+        Response::State(s) => state(status, s),
+    }
+}
+
+fn state(status: u16, s: StateResponse) -> Encoded {
+    match s {
+        StateResponse::Item(None) => Encoded {
+            status,
+            headers: vec![],
+            body: Bytes::new(),
+        },
+        StateResponse::Item(Some(it)) => {
+            let mut headers = Vec::with_capacity(2 + it.metadata.len());
+            let ct = if is_json(&it.data) { JSON } else { "application/octet-stream" };
+            headers.push(("content-type", ct.to_string()));
+            if let Some(e) = it.etag {
+                headers.push(("etag", e));
+            }
+            for (k, v) in it.metadata {
+                if k == "ttlExpireTime" {
+                    headers.push(("metadata.ttlExpireTime", v));
+                }
+            }
+            Encoded {
+                status,
+                headers,
+                body: Bytes::from(it.data),
+            }
+        }
+        StateResponse::Bulk(items) => {
+            let arr: Vec<Value> = items
+                .into_iter()
+                .map(|b| {
+                    let mut o = Map::new();
+                    o.insert("key".into(), b.key.into());
+                    if let Some(d) = b.data {
+                        o.insert("data".into(), embed(d));
+                    }
+                    if let Some(e) = b.etag {
+                        o.insert("etag".into(), e.into());
+                    }
+                    if let Some(e) = b.error {
+                        o.insert("error".into(), e.into());
+                    }
+                    if !b.metadata.is_empty() {
+                        o.insert("metadata".into(), json!(b.metadata));
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            json_body(status, &Value::Array(arr))
+        }
+        StateResponse::Query(q) => {
+            let results: Vec<Value> = q
+                .results
+                .into_iter()
+                .map(|(key, data, etag)| {
+                    let mut o = Map::new();
+                    o.insert("key".into(), key.into());
+                    o.insert("data".into(), embed(data));
+                    if let Some(e) = etag {
+                        o.insert("etag".into(), e.into());
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            let mut o = Map::new();
+            o.insert("results".into(), Value::Array(results));
+            if let Some(t) = q.token {
+                o.insert("token".into(), t.into());
+            }
+            if !q.metadata.is_empty() {
+                o.insert("metadata".into(), json!(q.metadata));
+            }
+            json_body(status, &Value::Object(o))
+        }
+    }
+}
+
+/// The metadata document with daprd's field names.
+fn metadata(m: &MetadataSnapshot) -> Value {
+    let components: Vec<Value> = m
+        .components
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.type_, "version": c.version, "capabilities": c.capabilities})
+        })
+        .collect();
+    let mut o = json!({
+        "id": m.id,
+        "runtimeVersion": m.runtime_version,
+        "enabledFeatures": m.enabled_features,
+        "actors": [],
+        "components": components,
+        "extended": m.extended,
+        "subscriptions": [],
+        "httpEndpoints": [],
+    });
+    if let Some(a) = &m.app_connection {
+        let mut ac = json!({
+            "port": a.port,
+            "protocol": a.protocol,
+            "channelAddress": a.channel_address,
+            "maxConcurrency": a.max_concurrency,
+        });
+        if let Some(h) = &a.health {
+            ac["health"] = json!({
+                "healthCheckPath": h.path,
+                "healthProbeInterval": humantime::format_duration(h.interval).to_string(),
+                "healthProbeTimeout": humantime::format_duration(h.timeout).to_string(),
+                "healthThreshold": h.threshold,
+            });
+        }
+        o["appConnectionProperties"] = ac;
+    }
+    o
+}

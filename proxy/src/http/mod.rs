@@ -1,0 +1,113 @@
+//! The HTTP API on `--dapr-http-port`, served by pingora.
+//!
+//! `request_filter` decodes the call, runs the filter chain and writes the
+//! answer itself; nothing is proxied upstream yet (service invocation will
+//! add upstream peers here).
+
+pub mod decode;
+pub mod encode;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use spar_filters::{Chain, Ctx, Protocol};
+
+pub struct HttpApi {
+    chain: Chain,
+    max_body: usize,
+}
+
+impl HttpApi {
+    pub fn new(chain: Chain, max_body: usize) -> Self {
+        HttpApi { chain, max_body }
+    }
+
+    /// Reads the body up to the limit. Past it, stops reading (never buffers
+    /// more than limit + one chunk) and reports the overflow.
+    async fn read_body(&self, session: &mut Session) -> Result<(BytesMut, bool)> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if buf.len() + chunk.len() > self.max_body {
+                return Ok((buf, true));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok((buf, false))
+    }
+}
+
+fn static_method(m: &str) -> &'static str {
+    match m {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "UNKNOWN",
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for HttpApi {
+    type CTX = ();
+
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn request_filter(&self, session: &mut Session, _: &mut ()) -> Result<bool> {
+        let (body, too_large) = self.read_body(session).await?;
+        let req = session.req_header();
+        let method = static_method(req.method.as_str());
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let head = decode::Head {
+            method,
+            path: req.uri.path(),
+            query: req.uri.query(),
+            if_match: header("if-match"),
+        };
+        let decoded = decode::decode(&head, &body);
+        let mut ctx = Ctx::new(Protocol::Http, method, decoded.route);
+        ctx.path = req.uri.path().to_owned();
+        ctx.api_token = header("dapr-api-token");
+        ctx.body_len = body.len();
+        ctx.body_too_large = too_large;
+        let out = match self.chain.handle(&mut ctx, decoded.req).await {
+            Ok(r) => encode::response(r),
+            Err(e) => encode::error(&e),
+        };
+        if too_large {
+            // The rest of the body was never read: the connection can't be reused.
+            session.set_keepalive(None);
+        }
+        let mut resp = ResponseHeader::build(out.status, Some(out.headers.len() + 1))?;
+        for (k, v) in out.headers {
+            resp.insert_header(k, v)?;
+        }
+        if out.status != 204 {
+            resp.insert_header("content-length", out.body.len().to_string())?;
+        }
+        let head_only = method == "HEAD" || out.body.is_empty();
+        session.write_response_header(Box::new(resp), head_only).await?;
+        if !head_only {
+            session
+                .write_response_body(Some(Bytes::from(out.body)), true)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "no upstream: every API call is answered by the filter chain",
+        ))
+    }
+}

@@ -1,0 +1,40 @@
+//! The `spar` binary. `proxy` accepts and wires: CLI, front ends (HTTP on
+//! pingora, gRPC on tonic), the app process and shutdown. The request path
+//! itself lives in `spar-filters`.
+
+mod app_channel;
+mod boot;
+mod cli;
+mod grpc;
+mod http;
+mod launcher;
+mod logging;
+mod metrics_server;
+mod run;
+mod signals;
+mod validate;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() {
+    // Started as `daprd`, behave as `spar run` with daprd's flags.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let invoked_as = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem().map(|s| s.to_owned()));
+    if invoked_as.as_deref() == Some(std::ffi::OsStr::new("daprd")) {
+        if argv.iter().any(|a| a == "--version" || a == "-version") {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        argv.insert(1, "run".into());
+    }
+    let cli = Cli::parse_from(argv);
+    let code = match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::Validate(args) => validate::run(&args),
+    };
+    std::process::exit(code);
+}

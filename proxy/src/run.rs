@@ -1,0 +1,181 @@
+//! `spar run`: wires the front ends, background tasks and the app process,
+//! and owns the shutdown sequence.
+//!
+//! Threads: pingora runs the HTTP API and the metrics endpoint on the main
+//! thread's server (its own runtimes); a small tokio runtime runs the gRPC
+//! API, the app supervisor, signal handling and health probes. Both share the
+//! same `Chain` and `Runtime` (`Arc`s), so no state is duplicated. One
+//! `watch` flag is the single stop switch every part listens to.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs as PingoraRunArgs, Server};
+use pingora::services::listening::Service;
+use tokio::sync::watch;
+
+use crate::boot::{boot, Booted};
+use crate::cli::RunArgs;
+use crate::http::HttpApi;
+use crate::metrics_server::MetricsApp;
+use crate::signals::StopSignal;
+use crate::{app_channel, grpc, launcher, signals};
+
+fn addrs(hosts: &[String], port: u16) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for h in hosts {
+        let found = (h.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve listen address {h}: {e}"))?;
+        out.extend(found);
+    }
+    out.dedup();
+    Ok(out)
+}
+
+/// Fails fast with a clear message when a port is taken, before pingora
+/// (which would only log the bind failure from its own thread).
+fn check_free(addrs: &[SocketAddr], what: &str) -> Result<(), String> {
+    for a in addrs {
+        std::net::TcpListener::bind(a)
+            .map_err(|e| format!("{what} cannot listen on {a}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> i32 {
+    crate::logging::init(&args.log_level, args.log_as_json);
+    match run_inner(args) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("spar: {e}");
+            1
+        }
+    }
+}
+
+fn run_inner(args: RunArgs) -> Result<i32, String> {
+    let started = Instant::now();
+    let grace = Duration::from_secs(args.dapr_graceful_shutdown_seconds);
+    let bg = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("spar-bg")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+
+    let Booted {
+        rt,
+        chain,
+        metrics,
+        max_body,
+    } = bg.block_on(boot(&args))?;
+
+    let hosts = args.listen_hosts();
+    let http_addrs = addrs(&hosts, args.dapr_http_port)?;
+    let grpc_addrs = addrs(&hosts, args.dapr_grpc_port)?;
+    let metrics_addrs = addrs(&["0.0.0.0".to_string()], args.metrics_port)?;
+    check_free(&http_addrs, "HTTP API")?;
+    if metrics.is_some() {
+        check_free(&metrics_addrs, "metrics server")?;
+    }
+    let grpc_listeners = bg
+        .block_on(grpc::bind(&grpc_addrs))
+        .map_err(|e| e.to_string())?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grpc_task = bg.spawn(grpc::serve(
+        grpc_listeners,
+        chain.clone(),
+        rt.clone(),
+        max_body,
+        stop_rx.clone(),
+    ));
+
+    // POST /v1.0/shutdown and gRPC Shutdown flip the same stop switch.
+    {
+        let mut asked = rt.shutdown_requested();
+        let stop = stop_tx.clone();
+        bg.spawn(async move {
+            signals::stopped(&mut asked).await;
+            tracing::info!("shutdown requested through the API");
+            stop.send_replace(true);
+        });
+    }
+
+    let app_task = if args.command.is_empty() {
+        None
+    } else {
+        let _guard = bg.enter();
+        let child = launcher::spawn(&args, &rt.app_id)
+            .map_err(|e| format!("cannot launch {:?}: {e}", args.command[0]))?;
+        let pid = child.id();
+        bg.spawn(signals::watch_signals(pid, stop_tx.clone(), grace));
+        Some(bg.spawn(launcher::supervise(
+            child,
+            stop_tx.clone(),
+            stop_rx.clone(),
+            grace,
+        )))
+    };
+    if app_task.is_none() {
+        bg.spawn(signals::watch_signals(None, stop_tx.clone(), grace));
+    }
+    bg.spawn(app_channel::health_loop(rt.clone(), stop_rx.clone()));
+
+    let mut conf = ServerConf {
+        threads: 2,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(args.dapr_graceful_shutdown_seconds),
+        ..Default::default()
+    };
+    conf.daemon = false;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut http = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        HttpApi::new(chain, max_body),
+        "dapr-http-api",
+    );
+    for a in &http_addrs {
+        http.add_tcp(&a.to_string());
+    }
+    server.add_service(http);
+    if let Some(m) = metrics {
+        let mut svc = Service::new("metrics".into(), HttpServer::new_app(MetricsApp(m)));
+        svc.threads = Some(1);
+        for a in &metrics_addrs {
+            svc.add_tcp(&a.to_string());
+        }
+        server.add_service(svc);
+    }
+
+    rt.set_ready(true);
+    tracing::info!(
+        app_id = %rt.app_id,
+        http = args.dapr_http_port,
+        grpc = args.dapr_grpc_port,
+        metrics = args.metrics_port,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "spar is ready"
+    );
+
+    // Blocks until the stop switch flips and pingora has drained.
+    server.run(PingoraRunArgs {
+        shutdown_signal: Box::new(StopSignal(stop_rx.clone())),
+    });
+    rt.set_ready(false);
+    stop_tx.send_replace(true);
+
+    let code = match app_task {
+        Some(t) => bg.block_on(t).unwrap_or(1),
+        None => 0,
+    };
+    let _ = bg.block_on(async { tokio::time::timeout(grace, grpc_task).await });
+    bg.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!(code, "spar stopped");
+    Ok(code)
+}

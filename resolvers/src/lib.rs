@@ -1,0 +1,31 @@
+//! Name resolution: finds the sidecar that serves an app id.
+//!
+//! Implementations (mDNS, Kubernetes DNS, Consul) arrive with service
+//! invocation; the chain's name-resolution filter will hold one `Resolver`
+//! chosen by the Configuration's `spec.nameResolution`.
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    #[error("no instance of app {0:?} found")]
+    NotFound(String),
+    #[error("name resolution failed for {app_id:?}: {message}")]
+    Failed { app_id: String, message: String },
+}
+
+/// What to resolve: an app id, optionally in a namespace (`app.namespace`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub app_id: String,
+    pub namespace: Option<String>,
+}
+
+#[async_trait]
+pub trait Resolver: Send + Sync + 'static {
+    /// The address of one healthy instance's internal (sidecar-to-sidecar) port.
+    async fn resolve(&self, target: &Target) -> Result<SocketAddr, ResolveError>;
+}

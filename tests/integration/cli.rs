@@ -1,0 +1,133 @@
+//! The command line: exit codes, `validate`, the `daprd` name, the embedded default.
+
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use spar_tests::{free_port, spar_bin, unique, Options, Sidecar};
+
+fn run_app(cmd: &[&str]) -> std::process::Output {
+    let data = tempfile::tempdir().unwrap();
+    Command::new(spar_bin())
+        .args(["run", "--app-id", "exit-test", "--dapr-listen-addresses", "127.0.0.1"])
+        .args(["--dapr-http-port", &free_port().to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .args(["--metrics-port", &free_port().to_string()])
+        .args(["--data-dir", &data.path().display().to_string()])
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_exits_with_the_apps_code() {
+    assert_eq!(run_app(&["sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(run_app(&["true"]).status.code(), Some(0));
+}
+
+#[test]
+fn app_sees_the_sidecar_ports() {
+    let out = run_app(&["sh", "-c", "test -n \"$DAPR_HTTP_PORT\" && test -n \"$DAPR_GRPC_PORT\" && test \"$APP_ID\" = exit-test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn launch_failure_is_reported() {
+    let out = run_app(&["/definitely/not/a/program"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot launch"));
+}
+
+#[test]
+fn validate_names_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ok.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: good\nspec:\n  type: state.in-memory\n  version: v1\n",
+    )
+    .unwrap();
+    let ok = Command::new(spar_bin())
+        .args(["validate", "--resources-path"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bad\nspec:\n  version: v1\n",
+    )
+    .unwrap();
+    let out = Command::new(spar_bin())
+        .args(["validate", "--resources-path"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.yaml"), "{err}");
+    assert!(err.contains("spec.type"), "{err}");
+    assert!(err.contains("bad"), "{err}");
+}
+
+#[test]
+fn daprd_name_behaves_as_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("daprd");
+    std::os::unix::fs::symlink(spar_bin(), &link).unwrap();
+    let out = Command::new(&link).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let port = free_port();
+    let out = Command::new(&link)
+        .args(["--app-id", "d", "--dapr-listen-addresses", "127.0.0.1"])
+        .args(["--dapr-http-port", &port.to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .args(["--metrics-port", &free_port().to_string()])
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn embedded_default_store_needs_no_yaml() {
+    let sc = Sidecar::start(Options {
+        no_resources: true,
+        ..Default::default()
+    });
+    let (c, base) = (Client::new(), sc.http());
+    let key = unique("k");
+    let r = c
+        .post(format!("{base}/v1.0/state/statestore"))
+        .json(&json!([{"key": key, "value": "first"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v: Value = c.get(format!("{base}/v1.0/state/statestore/{key}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v, json!("first"));
+    let md: Value = c.get(format!("{base}/v1.0/metadata")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(md["components"][0]["type"], "state.sqlite");
+    assert!(sc.dir.path().join("data").join("spar-state.db").exists());
+    // Informational: how fast the sidecar became healthy (never asserted).
+    eprintln!("start → healthz 204: {:?}", sc.ready_after);
+    assert!(sc.ready_after < Duration::from_secs(20));
+}
+
+#[test]
+fn port_clash_fails_fast_with_a_clear_error() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let out = Command::new(spar_bin())
+        .args(["run", "--dapr-listen-addresses", "127.0.0.1"])
+        .args(["--dapr-http-port", &port.to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .args(["--metrics-port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, one module per area. Every test starts the
+//! real `spar` binary (see `spar_tests::Sidecar`).
+
+mod cli;
+mod conformance;
+mod errors;
+mod metadata;
+mod metrics;
+mod state_grpc;
+mod state_http;

@@ -1,0 +1,230 @@
+//! Test support: start the real `spar` binary on free ports with a resources
+//! directory, wait until it is healthy, and clean up on drop.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `spar` binary: `$SPAR_BIN`, else `target/debug/spar` of this workspace.
+pub fn spar_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SPAR_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug").join("spar");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A unique name for keys, stores and topics, so tests never collide.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub struct Options {
+    pub app_id: String,
+    /// Component and other resource YAML documents, written to one file.
+    pub resources: Vec<String>,
+    /// Run without `--resources-path` (the embedded default).
+    pub no_resources: bool,
+    pub config: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            app_id: unique("app"),
+            resources: vec![],
+            no_resources: false,
+            config: None,
+            env: vec![],
+            extra_args: vec![],
+        }
+    }
+}
+
+pub struct Sidecar {
+    pub child: Child,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    pub app_id: String,
+    pub dir: tempfile::TempDir,
+    pub started: Instant,
+    pub ready_after: Duration,
+}
+
+/// A `state.sqlite` component stored in the sidecar's temporary directory
+/// (`{dir}` is replaced by [`Sidecar::start`]).
+pub fn sqlite_component(name: &str) -> String {
+    format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{{dir}}/{name}.db\"\n"
+    )
+}
+
+pub fn memory_component(name: &str) -> String {
+    format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.in-memory\n  version: v1\n"
+    )
+}
+
+impl Sidecar {
+    pub fn start(opts: Options) -> Sidecar {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let res_dir = dir.path().join("resources");
+        std::fs::create_dir_all(&res_dir).unwrap();
+        let yaml = opts
+            .resources
+            .join("\n---\n")
+            .replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(res_dir.join("components.yaml"), yaml).unwrap();
+        let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
+        let mut cmd = Command::new(spar_bin());
+        cmd.arg("run")
+            .args(["--app-id", &opts.app_id])
+            .args(["--dapr-http-port", &http_port.to_string()])
+            .args(["--dapr-grpc-port", &grpc_port.to_string()])
+            .args(["--metrics-port", &metrics_port.to_string()])
+            .args(["--dapr-listen-addresses", "127.0.0.1"])
+            .args(["--data-dir", &dir.path().join("data").display().to_string()]);
+        if !opts.no_resources {
+            cmd.args(["--resources-path", &res_dir.display().to_string()]);
+        }
+        if let Some(c) = &opts.config {
+            let p = dir.path().join("config.yaml");
+            std::fs::write(&p, c).unwrap();
+            cmd.args(["--config", &p.display().to_string()]);
+        }
+        cmd.args(&opts.extra_args)
+            .env_remove("DAPR_API_TOKEN")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let child = cmd.spawn().expect("spawn spar");
+        let mut sc = Sidecar {
+            child,
+            http_port,
+            grpc_port,
+            metrics_port,
+            app_id: opts.app_id,
+            dir,
+            started,
+            ready_after: Duration::ZERO,
+        };
+        sc.wait_healthy(Duration::from_secs(20));
+        sc
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("spar exited early ({st}): {}", self.stderr());
+            }
+            if http_status(self.http_port, "GET", "/v1.0/healthz") == Some(204) {
+                self.ready_after = self.started.elapsed();
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("spar not healthy after {limit:?}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// What the sidecar wrote to stderr (only after it exited or was killed).
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(e) = self.child.stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn grpc(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.metrics_port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc_kill(self.child.id() as i32, 15);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A bare-bones HTTP/1.1 request with std only (used while waiting for
+/// start-up, where an async client would be overkill). Returns the status.
+pub fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    let line = std::str::from_utf8(&buf[..n]).ok()?;
+    line.split(' ').nth(1)?.parse().ok()
+}
