@@ -131,3 +131,44 @@ fn port_clash_fails_fast_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
 }
+
+#[test]
+fn logs_as_json() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(spar_bin())
+        .args(["run", "--log-as-json", "--app-id", "j", "--dapr-listen-addresses", "127.0.0.1"])
+        .args(["--dapr-http-port", &free_port().to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .args(["--metrics-port", &free_port().to_string()])
+        .args(["--data-dir", &data.path().display().to_string()])
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v.get("level").is_some(), "{l}");
+    }
+}
+
+#[tokio::test]
+async fn http_pipeline_middleware_from_configuration() {
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: limiter\nspec:\n  type: middleware.http.ratelimit\n  version: v1\n  metadata:\n  - name: maxRequestsPerSecond\n    value: 2\n".into(),
+        ],
+        config: Some(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: pipeline\nspec:\n  httpPipeline:\n    handlers:\n    - name: limiter\n      type: middleware.http.ratelimit\n".into(),
+        ),
+        ..Default::default()
+    });
+    let c = Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(c.get(format!("{}/v1.0/metadata", sc.http())).send().await.unwrap().status());
+    }
+    assert!(statuses.contains(&StatusCode::OK));
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. Every test starts the
 //! real `spar` binary (see `spar_tests::Sidecar`).
 
+mod app_channel;
 mod cli;
 mod conformance;
 mod errors;

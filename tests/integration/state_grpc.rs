@@ -82,7 +82,8 @@ async fn sdk_bulk_query_and_metadata() {
     assert_eq!(q.results[0].key, format!("{tag}-3"));
     assert!(!q.token.is_empty());
 
-    c.delete_bulk_state("mem", vec![(format!("{tag}-0"), vec![])]).await.unwrap();
+    let k0 = format!("{tag}-0");
+    c.delete_bulk_state("mem", vec![(k0.as_str(), vec![])]).await.unwrap();
     let r = c.get_state("mem", &format!("{tag}-0"), None).await.unwrap();
     assert!(r.data.is_empty());
 
