@@ -1,1 +1,30 @@
+//! Dapr's YAML resources, typed and validated: Component, Configuration,
+//! Resiliency, Subscription (v1alpha1 and v2alpha1) and HTTPEndpoint.
+//!
+//! [`Resources::load_dirs`] reads `--resources-path` directories,
+//! [`load_configuration`] the `--config` file. Errors name the file, the
+//! resource (`Kind/name`) and the field, and all of them are reported at once.
+//! `secretKeyRef` values stay references; resolving them is the runtime's job.
 
+mod component;
+mod configuration;
+mod duration;
+mod error;
+mod http_endpoint;
+mod load;
+mod meta;
+mod resiliency;
+mod subscription;
+
+pub use component::{Component, ComponentAuth, ComponentSpec, KINDS};
+pub use configuration::*;
+pub use duration::parse_duration;
+pub use error::{ConfigError, ConfigErrors};
+pub use http_endpoint::{HttpEndpoint, HttpEndpointSpec};
+pub use load::{load_configuration, Resources};
+pub use meta::{valid_name, MetaValue, MetadataItem, ObjectMeta, SecretKeyRef};
+pub use resiliency::*;
+pub use subscription::{BulkSubscribe, Routes, Rule, Subscription, SubscriptionSpec};
+
+#[cfg(test)]
+mod tests;

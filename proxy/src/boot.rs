@@ -75,7 +75,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     };
 
     let metrics = args.enable_metrics.then(|| Arc::new(Metrics::new()));
-    let metric_spec = config.as_ref().and_then(|c| c.spec.metric.as_ref());
+    let metric_spec = config.as_ref().and_then(|c| c.metric());
     let metrics = match metric_spec.and_then(|m| m.enabled) {
         Some(false) => None,
         _ => metrics,

@@ -1,0 +1,156 @@
+//! `kind: Component`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{MetadataItem, ObjectMeta, SecretKeyRef};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ComponentSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ComponentAuth>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpec {
+    #[serde(rename = "type", default)]
+    pub type_: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub metadata: Vec<MetadataItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_timeout: Option<String>,
+    #[serde(default)]
+    pub ignore_errors: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentAuth {
+    #[serde(default)]
+    pub secret_store: String,
+}
+
+/// Component kinds Dapr knows, the part of `spec.type` before the first dot.
+pub const KINDS: &[&str] = &[
+    "state",
+    "pubsub",
+    "bindings",
+    "secretstores",
+    "configuration",
+    "lock",
+    "middleware",
+    "nameresolution",
+    "crypto",
+    "conversation",
+    "workflowbackend",
+];
+
+impl Component {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// A plain metadata value; names match case-insensitively, as in Dapr.
+    pub fn meta(&self, name: &str) -> Option<String> {
+        self.spec
+            .metadata
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(name))
+            .and_then(|m| m.value.as_ref())
+            .map(|v| v.as_str().to_string())
+    }
+
+    /// All plain metadata values by name (secret references left out).
+    pub fn metadata_map(&self) -> HashMap<String, String> {
+        self.spec
+            .metadata
+            .iter()
+            .filter_map(|m| Some((m.name.clone(), m.value.as_ref()?.as_str().to_string())))
+            .collect()
+    }
+
+    /// The `secretKeyRef` items, resolved before the component starts.
+    pub fn secret_refs(&self) -> Vec<(&str, &SecretKeyRef)> {
+        self.spec
+            .metadata
+            .iter()
+            .filter_map(|m| Some((m.name.as_str(), m.secret_key_ref.as_ref()?)))
+            .collect()
+    }
+
+    /// `state` for `state.redis`.
+    pub fn kind_prefix(&self) -> &str {
+        self.spec.type_.split('.').next().unwrap_or_default()
+    }
+
+    pub(crate) fn validate(&self, errs: &mut Vec<(String, String)>) {
+        let t = &self.spec.type_;
+        if t.is_empty() {
+            errs.push(("spec.type".into(), "is required (e.g. state.redis)".into()));
+        } else {
+            match t.split_once('.') {
+                Some((kind, rest)) if KINDS.contains(&kind) && !rest.is_empty() => {}
+                _ => errs.push((
+                    "spec.type".into(),
+                    format!("{t:?} must be <kind>.<name> with kind one of {}", KINDS.join(", ")),
+                )),
+            }
+        }
+        let v = &self.spec.version;
+        if v.is_empty() {
+            errs.push(("spec.version".into(), "is required (e.g. v1)".into()));
+        } else if !(v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit())) {
+            errs.push(("spec.version".into(), format!("{v:?} must look like v1, v2, v1alpha1")));
+        }
+        if let Some(t) = &self.spec.init_timeout {
+            if let Err(e) = crate::parse_duration(t) {
+                errs.push(("spec.initTimeout".into(), e));
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (i, m) in self.spec.metadata.iter().enumerate() {
+            let field = format!("spec.metadata[{i}]");
+            if m.name.is_empty() {
+                errs.push((format!("{field}.name"), "is required".into()));
+                continue;
+            }
+            let lower = m.name.to_ascii_lowercase();
+            if seen.contains(&lower) {
+                errs.push((format!("{field}.name"), format!("duplicate metadata name {:?}", m.name)));
+            }
+            seen.push(lower);
+            match (&m.value, &m.secret_key_ref) {
+                (Some(_), Some(_)) => errs.push((
+                    field,
+                    format!("{:?} has both value and secretKeyRef; use one", m.name),
+                )),
+                (None, None) => errs.push((
+                    field,
+                    format!("{:?} needs a value or a secretKeyRef", m.name),
+                )),
+                (None, Some(r)) if r.name.is_empty() => {
+                    errs.push((format!("{field}.secretKeyRef.name"), "is required".into()))
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Reading resource directories and configuration files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::meta::valid_name;
+use crate::subscription::RawSubscription;
+use crate::{Component, Configuration, HttpEndpoint, Resiliency, Subscription};
+
+/// Everything found in the resource directories.
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub components: Vec<Component>,
+    pub configurations: Vec<Configuration>,
+    pub resiliencies: Vec<Resiliency>,
+    pub subscriptions: Vec<Subscription>,
+    pub http_endpoints: Vec<HttpEndpoint>,
+    /// Documents skipped on purpose (unknown kinds), for the log.
+    pub warnings: Vec<String>,
+}
+
+fn in_scope(scopes: &[String], app_id: &str) -> bool {
+    scopes.is_empty() || scopes.iter().any(|s| s == app_id)
+}
+
+impl Resources {
+    /// Loads every `*.yaml`/`*.yml` file of each directory (not recursive,
+    /// sorted by name), every document of each file. All errors are collected.
+    pub fn load_dirs(dirs: &[PathBuf]) -> Result<Resources, ConfigErrors> {
+        let mut res = Resources::default();
+        let mut errs = Vec::new();
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    errs.push(file_error(dir, format!("cannot read resources directory: {e}")));
+                    continue;
+                }
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
+                .collect();
+            files.sort();
+            for f in files {
+                load_file(&f, &mut res, &mut errs);
+            }
+        }
+        // Component names are unique across all files.
+        let mut seen: HashMap<&str, &Path> = HashMap::new();
+        for c in &res.components {
+            if let Some(first) = seen.insert(c.name(), &c.source) {
+                errs.push(ConfigError {
+                    file: c.source.clone(),
+                    resource: Some(format!("Component/{}", c.name())),
+                    field: Some("metadata.name".into()),
+                    message: format!("duplicate component name, also defined in {}", first.display()),
+                });
+            }
+        }
+        if errs.is_empty() {
+            Ok(res)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// Only what applies to `app_id`: resources with no scopes or listing it.
+    pub fn for_app(&self, app_id: &str) -> Resources {
+        Resources {
+            components: self.components.iter().filter(|c| in_scope(&c.scopes, app_id)).cloned().collect(),
+            configurations: self.configurations.clone(),
+            resiliencies: self.resiliencies.iter().filter(|r| in_scope(&r.scopes, app_id)).cloned().collect(),
+            subscriptions: self.subscriptions.iter().filter(|s| in_scope(&s.scopes, app_id)).cloned().collect(),
+            http_endpoints: self.http_endpoints.iter().filter(|h| in_scope(&h.scopes, app_id)).cloned().collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+/// Loads the `--config` file: its `kind: Configuration` document.
+pub fn load_configuration(path: &Path) -> Result<Configuration, ConfigErrors> {
+    let mut res = Resources::default();
+    let mut errs = Vec::new();
+    load_file(path, &mut res, &mut errs);
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
+    }
+    res.configurations.into_iter().next().ok_or_else(|| {
+        ConfigErrors(vec![file_error(path, "no document of kind Configuration".into())])
+    })
+}
+
+fn is_dapr_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Component" | "Configuration" | "Resiliency" | "Subscription" | "HTTPEndpoint"
+    )
+}
+
+fn file_error(file: &Path, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        resource: None,
+        field: None,
+        message,
+    }
+}
+
+fn load_file(path: &Path, res: &mut Resources, errs: &mut Vec<ConfigError>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errs.push(file_error(path, format!("cannot read: {e}")));
+            return;
+        }
+    };
+    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let v = match serde_yaml::Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                // A syntax error leaves the rest of the file unreadable.
+                errs.push(file_error(path, format!("invalid YAML: {e}")));
+                return;
+            }
+        };
+        if v.is_null() {
+            continue;
+        }
+        load_doc(path, i, v, res, errs);
+    }
+}
+
+fn load_doc(
+    path: &Path,
+    index: usize,
+    v: serde_yaml::Value,
+    res: &mut Resources,
+    errs: &mut Vec<ConfigError>,
+) {
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    let kind = s("kind");
+    let api_version = s("apiVersion");
+    let name = v
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let label = if kind.is_empty() {
+        format!("document {}", index + 1)
+    } else if name.is_empty() {
+        format!("{kind} (document {})", index + 1)
+    } else {
+        format!("{kind}/{name}")
+    };
+    let mut problems: Vec<(String, String)> = Vec::new();
+    if kind.is_empty() {
+        problems.push(("kind".into(), "is required".into()));
+    }
+    let versions: &[&str] = if kind == "Subscription" {
+        &["dapr.io/v1alpha1", "dapr.io/v2alpha1"]
+    } else {
+        &["dapr.io/v1alpha1"]
+    };
+    if api_version.is_empty() {
+        problems.push(("apiVersion".into(), "is required".into()));
+    } else if !versions.contains(&api_version.as_str()) && is_dapr_kind(&kind) {
+        problems.push(("apiVersion".into(), format!("{api_version:?} must be one of {}", versions.join(", "))));
+    }
+    if is_dapr_kind(&kind) {
+        if name.is_empty() {
+            problems.push(("metadata.name".into(), "is required".into()));
+        } else if !valid_name(&name) {
+            problems.push((
+                "metadata.name".into(),
+                format!("{name:?} must be lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"),
+            ));
+        }
+    }
+    let source = path.to_path_buf();
+    match kind.as_str() {
+        "Component" => {
+            if let Some(mut c) = typed::<Component>(v, &mut problems) {
+                c.validate(&mut problems);
+                c.source = source;
+                res.components.push(c);
+            }
+        }
+        "Configuration" => {
+            if let Some(mut c) = typed::<Configuration>(v, &mut problems) {
+                c.validate(&mut problems);
+                c.source = source;
+                res.configurations.push(c);
+            }
+        }
+        "Resiliency" => {
+            if let Some(mut r) = typed::<Resiliency>(v, &mut problems) {
+                r.validate(&mut problems);
+                r.source = source;
+                res.resiliencies.push(r);
+            }
+        }
+        "Subscription" => {
+            if let Some(raw) = typed::<RawSubscription>(v, &mut problems) {
+                let mut sub = raw.into_subscription(&mut problems);
+                sub.source = source;
+                res.subscriptions.push(sub);
+            }
+        }
+        "HTTPEndpoint" => {
+            if let Some(mut h) = typed::<HttpEndpoint>(v, &mut problems) {
+                h.validate(&mut problems);
+                h.source = source;
+                res.http_endpoints.push(h);
+            }
+        }
+        "" => {}
+        other => res.warnings.push(format!(
+            "{}: {label}: kind {other:?} is not used by spar; ignored",
+            path.display()
+        )),
+    }
+    errs.extend(problems.into_iter().map(|(field, message)| ConfigError {
+        file: path.to_path_buf(),
+        resource: Some(label.clone()),
+        field: Some(field),
+        message,
+    }));
+}
+
+/// Deserialises a document into its kind's type; a type error names the
+/// path of the field it is about.
+fn typed<T: DeserializeOwned>(v: serde_yaml::Value, problems: &mut Vec<(String, String)>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = if path == "." { "(document)".to_string() } else { path };
+            problems.push((field, e.into_inner().to_string()));
+            None
+        }
+    }
+}
