@@ -63,7 +63,10 @@ impl Registry {
             None => {
                 let mut known: Vec<_> = self.state.keys().copied().collect();
                 known.sort();
-                Err(BuildError::UnknownType(c.spec.type_.clone(), known.join(", ")))
+                Err(BuildError::UnknownType(
+                    c.spec.type_.clone(),
+                    known.join(", "),
+                ))
             }
         }
     }

@@ -110,15 +110,22 @@ impl Component {
                 Some((kind, rest)) if KINDS.contains(&kind) && !rest.is_empty() => {}
                 _ => errs.push((
                     "spec.type".into(),
-                    format!("{t:?} must be <kind>.<name> with kind one of {}", KINDS.join(", ")),
+                    format!(
+                        "{t:?} must be <kind>.<name> with kind one of {}",
+                        KINDS.join(", ")
+                    ),
                 )),
             }
         }
         let v = &self.spec.version;
         if v.is_empty() {
             errs.push(("spec.version".into(), "is required (e.g. v1)".into()));
-        } else if !(v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit())) {
-            errs.push(("spec.version".into(), format!("{v:?} must look like v1, v2, v1alpha1")));
+        } else if !(v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit()))
+        {
+            errs.push((
+                "spec.version".into(),
+                format!("{v:?} must look like v1, v2, v1alpha1"),
+            ));
         }
         if let Some(t) = &self.spec.init_timeout {
             if let Err(e) = crate::parse_duration(t) {
@@ -134,7 +141,10 @@ impl Component {
             }
             let lower = m.name.to_ascii_lowercase();
             if seen.contains(&lower) {
-                errs.push((format!("{field}.name"), format!("duplicate metadata name {:?}", m.name)));
+                errs.push((
+                    format!("{field}.name"),
+                    format!("duplicate metadata name {:?}", m.name),
+                ));
             }
             seen.push(lower);
             match (&m.value, &m.secret_key_ref) {

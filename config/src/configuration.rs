@@ -244,9 +244,18 @@ impl Configuration {
                 }
             }
         }
-        for (i, s) in self.spec.secrets.iter().flat_map(|s| s.scopes.iter()).enumerate() {
+        for (i, s) in self
+            .spec
+            .secrets
+            .iter()
+            .flat_map(|s| s.scopes.iter())
+            .enumerate()
+        {
             if s.store_name.is_empty() {
-                errs.push((format!("spec.secrets.scopes[{i}].storeName"), "is required".into()));
+                errs.push((
+                    format!("spec.secrets.scopes[{i}].storeName"),
+                    "is required".into(),
+                ));
             }
             if !allow_deny(&s.default_access) {
                 errs.push((
@@ -268,11 +277,17 @@ impl Configuration {
                     errs.push((format!("{f}.appId"), "is required".into()));
                 }
                 if !allow_deny(&p.default_action) {
-                    errs.push((format!("{f}.defaultAction"), format!("{:?} must be allow or deny", p.default_action)));
+                    errs.push((
+                        format!("{f}.defaultAction"),
+                        format!("{:?} must be allow or deny", p.default_action),
+                    ));
                 }
                 for (j, o) in p.operations.iter().enumerate() {
                     if !allow_deny(&o.action) {
-                        errs.push((format!("{f}.operations[{j}].action"), format!("{:?} must be allow or deny", o.action)));
+                        errs.push((
+                            format!("{f}.operations[{j}].action"),
+                            format!("{:?} must be allow or deny", o.action),
+                        ));
                     }
                     if o.name.is_empty() {
                         errs.push((format!("{f}.operations[{j}].name"), "is required".into()));

@@ -33,7 +33,10 @@ impl HttpEndpoint {
         if u.is_empty() {
             errs.push(("spec.baseUrl".into(), "is required".into()));
         } else if !(u.starts_with("http://") || u.starts_with("https://")) {
-            errs.push(("spec.baseUrl".into(), format!("{u:?} must start with http:// or https://")));
+            errs.push((
+                "spec.baseUrl".into(),
+                format!("{u:?} must start with http:// or https://"),
+            ));
         }
     }
 }

@@ -37,7 +37,10 @@ impl Resources {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
                 Err(e) => {
-                    errs.push(file_error(dir, format!("cannot read resources directory: {e}")));
+                    errs.push(file_error(
+                        dir,
+                        format!("cannot read resources directory: {e}"),
+                    ));
                     continue;
                 }
             };
@@ -61,7 +64,10 @@ impl Resources {
                     file: c.source.clone(),
                     resource: Some(format!("Component/{}", c.name())),
                     field: Some("metadata.name".into()),
-                    message: format!("duplicate component name, also defined in {}", first.display()),
+                    message: format!(
+                        "duplicate component name, also defined in {}",
+                        first.display()
+                    ),
                 });
             }
         }
@@ -75,11 +81,31 @@ impl Resources {
     /// Only what applies to `app_id`: resources with no scopes or listing it.
     pub fn for_app(&self, app_id: &str) -> Resources {
         Resources {
-            components: self.components.iter().filter(|c| in_scope(&c.scopes, app_id)).cloned().collect(),
+            components: self
+                .components
+                .iter()
+                .filter(|c| in_scope(&c.scopes, app_id))
+                .cloned()
+                .collect(),
             configurations: self.configurations.clone(),
-            resiliencies: self.resiliencies.iter().filter(|r| in_scope(&r.scopes, app_id)).cloned().collect(),
-            subscriptions: self.subscriptions.iter().filter(|s| in_scope(&s.scopes, app_id)).cloned().collect(),
-            http_endpoints: self.http_endpoints.iter().filter(|h| in_scope(&h.scopes, app_id)).cloned().collect(),
+            resiliencies: self
+                .resiliencies
+                .iter()
+                .filter(|r| in_scope(&r.scopes, app_id))
+                .cloned()
+                .collect(),
+            subscriptions: self
+                .subscriptions
+                .iter()
+                .filter(|s| in_scope(&s.scopes, app_id))
+                .cloned()
+                .collect(),
+            http_endpoints: self
+                .http_endpoints
+                .iter()
+                .filter(|h| in_scope(&h.scopes, app_id))
+                .cloned()
+                .collect(),
             warnings: self.warnings.clone(),
         }
     }
@@ -94,7 +120,10 @@ pub fn load_configuration(path: &Path) -> Result<Configuration, ConfigErrors> {
         return Err(ConfigErrors(errs));
     }
     res.configurations.into_iter().next().ok_or_else(|| {
-        ConfigErrors(vec![file_error(path, "no document of kind Configuration".into())])
+        ConfigErrors(vec![file_error(
+            path,
+            "no document of kind Configuration".into(),
+        )])
     })
 }
 
@@ -145,7 +174,12 @@ fn load_doc(
     res: &mut Resources,
     errs: &mut Vec<ConfigError>,
 ) {
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let kind = s("kind");
     let api_version = s("apiVersion");
     let name = v
@@ -173,7 +207,10 @@ fn load_doc(
     if api_version.is_empty() {
         problems.push(("apiVersion".into(), "is required".into()));
     } else if !versions.contains(&api_version.as_str()) && is_dapr_kind(&kind) {
-        problems.push(("apiVersion".into(), format!("{api_version:?} must be one of {}", versions.join(", "))));
+        problems.push((
+            "apiVersion".into(),
+            format!("{api_version:?} must be one of {}", versions.join(", ")),
+        ));
     }
     if is_dapr_kind(&kind) {
         if name.is_empty() {
@@ -238,12 +275,19 @@ fn load_doc(
 
 /// Deserialises a document into its kind's type; a type error names the
 /// path of the field it is about.
-fn typed<T: DeserializeOwned>(v: serde_yaml::Value, problems: &mut Vec<(String, String)>) -> Option<T> {
+fn typed<T: DeserializeOwned>(
+    v: serde_yaml::Value,
+    problems: &mut Vec<(String, String)>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(v) {
         Ok(t) => Some(t),
         Err(e) => {
             let path = e.path().to_string();
-            let field = if path == "." { "(document)".to_string() } else { path };
+            let field = if path == "." {
+                "(document)".to_string()
+            } else {
+                path
+            };
             problems.push((field, e.into_inner().to_string()));
             None
         }

@@ -56,9 +56,17 @@ pub struct RetrySpec {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct RetryMatching {
-    #[serde(default, rename = "httpStatusCodes", deserialize_with = "crate::meta::scalar")]
+    #[serde(
+        default,
+        rename = "httpStatusCodes",
+        deserialize_with = "crate::meta::scalar"
+    )]
     pub http_status_codes: String,
-    #[serde(default, rename = "gRPCStatusCodes", deserialize_with = "crate::meta::scalar")]
+    #[serde(
+        default,
+        rename = "gRPCStatusCodes",
+        deserialize_with = "crate::meta::scalar"
+    )]
     pub grpc_status_codes: String,
 }
 
@@ -111,8 +119,14 @@ pub struct ComponentPolicy {
 fn check_codes(s: &str, lo: u32, hi: u32) -> Result<(), String> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: u32 = a.trim().parse().map_err(|_| format!("{part:?} is not a code or range"))?;
-        let b: u32 = b.trim().parse().map_err(|_| format!("{part:?} is not a code or range"))?;
+        let a: u32 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?} is not a code or range"))?;
+        let b: u32 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?} is not a code or range"))?;
         if a < lo || b > hi || a > b {
             return Err(format!("{part:?} must be within {lo}-{hi}, low to high"));
         }
@@ -132,17 +146,27 @@ impl Resiliency {
     pub(crate) fn validate(&self, errs: &mut Vec<(String, String)>) {
         let p = &self.spec.policies;
         for (name, d) in &p.timeouts {
-            check_duration(errs, format!("spec.policies.timeouts.{name}"), &Some(d.clone()));
+            check_duration(
+                errs,
+                format!("spec.policies.timeouts.{name}"),
+                &Some(d.clone()),
+            );
         }
         for (name, r) in &p.retries {
             let f = format!("spec.policies.retries.{name}");
             if !matches!(r.policy.as_str(), "constant" | "exponential") {
-                errs.push((format!("{f}.policy"), format!("{:?} must be constant or exponential", r.policy)));
+                errs.push((
+                    format!("{f}.policy"),
+                    format!("{:?} must be constant or exponential", r.policy),
+                ));
             }
             check_duration(errs, format!("{f}.duration"), &r.duration);
             check_duration(errs, format!("{f}.maxInterval"), &r.max_interval);
             if r.max_retries.is_some_and(|m| m < -1) {
-                errs.push((format!("{f}.maxRetries"), "must be -1 (forever) or more".into()));
+                errs.push((
+                    format!("{f}.maxRetries"),
+                    "must be -1 (forever) or more".into(),
+                ));
             }
             if let Some(m) = &r.matching {
                 if let Err(e) = check_codes(&m.http_status_codes, 100, 599) {
@@ -158,14 +182,20 @@ impl Resiliency {
             check_duration(errs, format!("{f}.interval"), &cb.interval);
             check_duration(errs, format!("{f}.timeout"), &cb.timeout);
             if cb.trip.trim().is_empty() {
-                errs.push((format!("{f}.trip"), "is required (e.g. consecutiveFailures > 5)".into()));
+                errs.push((
+                    format!("{f}.trip"),
+                    "is required (e.g. consecutiveFailures > 5)".into(),
+                ));
             }
         }
         let mut check_target = |f: String, t: &EndpointPolicy| {
             if let Some(n) = &t.timeout {
                 // A target may name a policy or give a duration directly.
                 if !p.timeouts.contains_key(n) && crate::parse_duration(n).is_err() {
-                    errs.push((format!("{f}.timeout"), format!("no timeout policy named {n:?}")));
+                    errs.push((
+                        format!("{f}.timeout"),
+                        format!("no timeout policy named {n:?}"),
+                    ));
                 }
             }
             if let Some(n) = &t.retry {
@@ -175,7 +205,10 @@ impl Resiliency {
             }
             if let Some(n) = &t.circuit_breaker {
                 if !p.circuit_breakers.contains_key(n) {
-                    errs.push((format!("{f}.circuitBreaker"), format!("no circuit breaker named {n:?}")));
+                    errs.push((
+                        format!("{f}.circuitBreaker"),
+                        format!("no circuit breaker named {n:?}"),
+                    ));
                 }
             }
         };

@@ -100,11 +100,17 @@ impl RawSubscription {
         let routes = if self.api_version == "dapr.io/v2alpha1" {
             let r = s.routes.unwrap_or_default();
             if r.default.is_empty() && r.rules.is_empty() {
-                errs.push(("spec.routes".into(), "needs a default or at least one rule".into()));
+                errs.push((
+                    "spec.routes".into(),
+                    "needs a default or at least one rule".into(),
+                ));
             }
             for (i, rule) in r.rules.iter().enumerate() {
                 if rule.match_.trim().is_empty() {
-                    errs.push((format!("spec.routes.rules[{i}].match"), "is required".into()));
+                    errs.push((
+                        format!("spec.routes.rules[{i}].match"),
+                        "is required".into(),
+                    ));
                 }
                 if rule.path.is_empty() {
                     errs.push((format!("spec.routes.rules[{i}].path"), "is required".into()));
@@ -114,7 +120,10 @@ impl RawSubscription {
         } else {
             let route = s.route.unwrap_or_default();
             if route.is_empty() {
-                errs.push(("spec.route".into(), "is required in dapr.io/v1alpha1".into()));
+                errs.push((
+                    "spec.route".into(),
+                    "is required in dapr.io/v1alpha1".into(),
+                ));
             }
             Routes {
                 rules: vec![],

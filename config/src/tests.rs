@@ -154,7 +154,10 @@ metadata:
     assert_eq!(s1.spec.dead_letter_topic.as_deref(), Some("dead"));
     let s2 = &r.subscriptions[1];
     assert_eq!(s2.spec.routes.rules[0].path, "/widgets");
-    assert_eq!(s2.spec.bulk_subscribe.as_ref().unwrap().max_messages_count, Some(100));
+    assert_eq!(
+        s2.spec.bulk_subscribe.as_ref().unwrap().max_messages_count,
+        Some(100)
+    );
     let rr = &r.resiliencies[0].spec.policies.retries["again"];
     assert_eq!(rr.max_retries, Some(-1));
     assert_eq!(rr.matching.as_ref().unwrap().grpc_status_codes, "1-4");
@@ -177,23 +180,38 @@ fn errors_name_file_resource_and_field() {
         "bad.yaml",
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: broken\nspec:\n  version: v1\n",
     )]);
-    assert!(e.contains("bad.yaml") && e.contains("Component/broken") && e.contains("spec.type"), "{e}");
+    assert!(
+        e.contains("bad.yaml") && e.contains("Component/broken") && e.contains("spec.type"),
+        "{e}"
+    );
 
     let e = err_text(&[(
         "t.yaml",
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: x\nspec:\n  type: foo.bar\n  version: one\n  metadata:\n  - name: a\n  - name: A\n    value: 1\n    secretKeyRef: {name: s}\n",
     )]);
-    for want in ["spec.type", "spec.version", "spec.metadata[0]", "spec.metadata[1].name", "spec.metadata[1]"] {
+    for want in [
+        "spec.type",
+        "spec.version",
+        "spec.metadata[0]",
+        "spec.metadata[1].name",
+        "spec.metadata[1]",
+    ] {
         assert!(e.contains(want), "{want} missing in {e}");
     }
 
     let e = err_text(&[("n.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: Bad_Name\nspec:\n  type: state.x\n  version: v1\n")]);
     assert!(e.contains("metadata.name"), "{e}");
 
-    let e = err_text(&[("v.yaml", "kind: Component\nmetadata:\n  name: a\nspec:\n  type: state.x\n  version: v1\n")]);
+    let e = err_text(&[(
+        "v.yaml",
+        "kind: Component\nmetadata:\n  name: a\nspec:\n  type: state.x\n  version: v1\n",
+    )]);
     assert!(e.contains("apiVersion"), "{e}");
 
-    let e = err_text(&[("y.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\n  metadata: [\n")]);
+    let e = err_text(&[(
+        "y.yaml",
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\n  metadata: [\n",
+    )]);
     assert!(e.contains("y.yaml") && e.contains("invalid YAML"), "{e}");
 
     let e = err_text(&[("ty.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: a\nspec:\n  type: state.x\n  version: v1\n  metadata: 5\n")]);
@@ -204,7 +222,10 @@ fn errors_name_file_resource_and_field() {
 fn duplicate_component_names_across_files() {
     let c = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: dup\nspec:\n  type: state.in-memory\n  version: v1\n";
     let e = err_text(&[("a.yaml", c), ("b.yaml", c)]);
-    assert!(e.contains("b.yaml") && e.contains("a.yaml") && e.contains("duplicate"), "{e}");
+    assert!(
+        e.contains("b.yaml") && e.contains("a.yaml") && e.contains("duplicate"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -231,7 +252,10 @@ fn subscription_validation() {
         "s.yaml",
         "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: p\n  routes:\n    rules:\n    - path: /x\n",
     )]);
-    assert!(e.contains("spec.topic") && e.contains("spec.routes.rules[0].match"), "{e}");
+    assert!(
+        e.contains("spec.topic") && e.contains("spec.routes.rules[0].match"),
+        "{e}"
+    );
     let e = err_text(&[(
         "s1.yaml",
         "apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: p\n  topic: t\n",
@@ -246,21 +270,55 @@ fn configuration_file() {
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: cfg\nspec:\n  httpPipeline:\n    handlers:\n    - name: rl\n      type: middleware.http.ratelimit\n  metric:\n    enabled: true\n    http:\n      increasedCardinality: true\n      pathMatching: [\"/v1.0/state/{s}/{k}\"]\n  tracing:\n    samplingRate: \"0.5\"\n    zipkin:\n      endpointAddress: http://localhost:9411/api/v2/spans\n  secrets:\n    scopes:\n    - storeName: local\n      defaultAccess: deny\n      allowedSecrets: [a]\n  accessControl:\n    defaultAction: deny\n    trustDomain: public\n    policies:\n    - appId: app1\n      defaultAction: allow\n      operations:\n      - name: /op\n        httpVerb: [GET]\n        action: deny\n  features:\n  - name: X\n    enabled: true\n  logging:\n    apiLogging:\n      enabled: true\n      obfuscateURLs: true\n",
     )]);
     let c = load_configuration(&d.path().join("config.yaml")).unwrap();
-    assert_eq!(c.spec.http_pipeline.as_ref().unwrap().handlers[0].type_, "middleware.http.ratelimit");
-    assert_eq!(c.metric().unwrap().http.as_ref().unwrap().path_matching.len(), 1);
+    assert_eq!(
+        c.spec.http_pipeline.as_ref().unwrap().handlers[0].type_,
+        "middleware.http.ratelimit"
+    );
+    assert_eq!(
+        c.metric()
+            .unwrap()
+            .http
+            .as_ref()
+            .unwrap()
+            .path_matching
+            .len(),
+        1
+    );
     assert_eq!(c.spec.tracing.as_ref().unwrap().sampling_rate, "0.5");
-    assert_eq!(c.spec.secrets.as_ref().unwrap().scopes[0].default_access, "deny");
-    assert_eq!(c.spec.access_control.as_ref().unwrap().policies[0].operations[0].http_verb, ["GET"]);
+    assert_eq!(
+        c.spec.secrets.as_ref().unwrap().scopes[0].default_access,
+        "deny"
+    );
+    assert_eq!(
+        c.spec.access_control.as_ref().unwrap().policies[0].operations[0].http_verb,
+        ["GET"]
+    );
     assert!(c.spec.features[0].enabled);
-    assert!(c.spec.logging.as_ref().unwrap().api_logging.as_ref().unwrap().obfuscate_urls);
+    assert!(
+        c.spec
+            .logging
+            .as_ref()
+            .unwrap()
+            .api_logging
+            .as_ref()
+            .unwrap()
+            .obfuscate_urls
+    );
 
     let bad = dir_with(&[(
         "c.yaml",
         "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  tracing:\n    samplingRate: \"2\"\n  httpPipeline:\n    handlers:\n    - name: x\n      type: state.redis\n",
     )]);
-    let e = load_configuration(&bad.path().join("c.yaml")).unwrap_err().to_string();
-    assert!(e.contains("spec.tracing.samplingRate") && e.contains("spec.httpPipeline.handlers[0].type"), "{e}");
-    let e = load_configuration(Path::new("/nonexistent/config.yaml")).unwrap_err().to_string();
+    let e = load_configuration(&bad.path().join("c.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("spec.tracing.samplingRate") && e.contains("spec.httpPipeline.handlers[0].type"),
+        "{e}"
+    );
+    let e = load_configuration(Path::new("/nonexistent/config.yaml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/config.yaml"), "{e}");
 }
 

@@ -102,7 +102,10 @@ impl ApiError {
             HealthAppIdNotMatch => "ERR_HEALTH_APPID_NOT_MATCH",
             StateStoresNotConfigured => "ERR_STATE_STORE_NOT_CONFIGURED",
             StateStoreNotFound(_) => "ERR_STATE_STORE_NOT_FOUND",
-            State { source: StateError::NotSupported(_), .. } => "ERR_STATE_STORE_NOT_SUPPORTED",
+            State {
+                source: StateError::NotSupported(_),
+                ..
+            } => "ERR_STATE_STORE_NOT_SUPPORTED",
             State { op, .. } => match op {
                 StateOp::Get => "ERR_STATE_GET",
                 StateOp::BulkGet => "ERR_STATE_BULK_GET",

@@ -10,20 +10,30 @@ use spar_filters::Runtime;
 use tokio::sync::watch;
 
 enum Prober {
-    Http { client: reqwest::Client, url: String },
-    Grpc { endpoint: tonic::transport::Endpoint },
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    Grpc {
+        endpoint: Box<tonic::transport::Endpoint>,
+    },
 }
 
 impl Prober {
     fn new(protocol: &str, addr: &str, port: u16, cfg: &AppHealthConfig) -> Option<Self> {
-        let host = if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() };
+        let host = if addr.contains(':') {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        };
         match protocol {
             "grpc" | "grpcs" => {
-                let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
-                    .ok()?
-                    .connect_timeout(cfg.timeout)
-                    .timeout(cfg.timeout);
-                Some(Prober::Grpc { endpoint })
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(format!("http://{host}:{port}"))
+                        .ok()?
+                        .connect_timeout(cfg.timeout)
+                        .timeout(cfg.timeout);
+                Some(Prober::Grpc { endpoint: Box::new(endpoint) })
             }
             _ => {
                 let client = reqwest::Client::builder()
@@ -31,8 +41,15 @@ impl Prober {
                     .connect_timeout(cfg.timeout)
                     .build()
                     .ok()?;
-                let path = if cfg.path.starts_with('/') { cfg.path.clone() } else { format!("/{}", cfg.path) };
-                Some(Prober::Http { client, url: format!("http://{host}:{port}{path}") })
+                let path = if cfg.path.starts_with('/') {
+                    cfg.path.clone()
+                } else {
+                    format!("/{}", cfg.path)
+                };
+                Some(Prober::Http {
+                    client,
+                    url: format!("http://{host}:{port}{path}"),
+                })
             }
         }
     }
@@ -46,7 +63,9 @@ impl Prober {
                 .map(|r| r.status().is_success())
                 .unwrap_or(false),
             Prober::Grpc { endpoint } => {
-                let Ok(ch) = endpoint.connect().await else { return false };
+                let Ok(ch) = endpoint.connect().await else {
+                    return false;
+                };
                 let mut c = spar_proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient::new(ch);
                 c.health_check(()).await.is_ok()
             }
@@ -58,7 +77,9 @@ impl Prober {
 /// unhealthy, one success marks it healthy.
 pub async fn health_loop(rt: Arc<Runtime>, mut stop: watch::Receiver<bool>) {
     let Some(app) = rt.app.clone() else { return };
-    let Some(cfg) = app.health.clone() else { return };
+    let Some(cfg) = app.health.clone() else {
+        return;
+    };
     let Some(prober) = Prober::new(&app.protocol, &app.channel_address, app.port, &cfg) else {
         tracing::error!("invalid app address for health checks");
         return;

@@ -190,7 +190,10 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
 }
 
 /// The Configuration's `httpPipeline` handlers joined with their components.
-fn pipeline(config: Option<&Configuration>, res: &Resources) -> Result<Vec<MiddlewareSpec>, String> {
+fn pipeline(
+    config: Option<&Configuration>,
+    res: &Resources,
+) -> Result<Vec<MiddlewareSpec>, String> {
     let Some(handlers) = config
         .and_then(|c| c.spec.http_pipeline.as_ref())
         .map(|p| &p.handlers)

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "spar", version, about = "A Dapr-compatible sidecar on an L7 filter chain")]
+#[command(
+    name = "spar",
+    version,
+    about = "A Dapr-compatible sidecar on an L7 filter chain"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,13 +28,16 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Resource directories (repeatable).
-    #[arg(long = "resources-path", visible_alias = "components-path", required = true)]
+    #[arg(
+        long = "resources-path",
+        visible_alias = "components-path",
+        required = true
+    )]
     pub resources_path: Vec<PathBuf>,
     /// Configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
-
 
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
@@ -59,7 +66,11 @@ pub struct RunArgs {
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub enable_metrics: bool,
     /// Resource directories (repeatable; `--components-path` is the old name).
-    #[arg(long = "resources-path", visible_alias = "components-path", value_delimiter = ',')]
+    #[arg(
+        long = "resources-path",
+        visible_alias = "components-path",
+        value_delimiter = ','
+    )]
     pub resources_path: Vec<PathBuf>,
     /// Configuration file.
     #[arg(long = "config")]
@@ -140,7 +151,12 @@ impl RunArgs {
         let hosts: Vec<String> = self
             .dapr_listen_addresses
             .split(',')
-            .map(|s| s.trim().trim_start_matches('[').trim_end_matches(']').to_string())
+            .map(|s| {
+                s.trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            })
             .filter(|s| !s.is_empty())
             .collect();
         if hosts.is_empty() {
@@ -154,9 +170,7 @@ impl RunArgs {
 /// Kubernetes-style quantities as daprd's `--max-body-size` takes them.
 pub fn parse_quantity(s: &str) -> Result<usize, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: usize = num.parse().map_err(|_| format!("invalid quantity {s:?}"))?;
     let mul: usize = match unit {
@@ -169,7 +183,8 @@ pub fn parse_quantity(s: &str) -> Result<usize, String> {
         "Gi" => 1 << 30,
         _ => return Err(format!("invalid quantity unit in {s:?}")),
     };
-    n.checked_mul(mul).ok_or_else(|| format!("quantity {s:?} too large"))
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("quantity {s:?} too large"))
 }
 
 #[cfg(test)]
@@ -217,15 +232,26 @@ mod tests {
         ]);
         assert!(!r.enable_metrics);
         assert!(r.log_as_json);
-        assert_eq!(r.resources_path, vec![PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(
+            r.resources_path,
+            vec![PathBuf::from("a"), PathBuf::from("b")]
+        );
         assert_eq!(r.listen_hosts(), vec!["127.0.0.1", "::1"]);
         assert_eq!(r.command, vec!["sh", "-c", "exit 3"]);
     }
 
     #[test]
     fn body_size_flags() {
-        assert_eq!(run(&["--dapr-http-max-request-size", "1"]).max_body_bytes().unwrap(), 1 << 20);
-        assert_eq!(run(&["--max-body-size", "512Ki"]).max_body_bytes().unwrap(), 512 << 10);
+        assert_eq!(
+            run(&["--dapr-http-max-request-size", "1"])
+                .max_body_bytes()
+                .unwrap(),
+            1 << 20
+        );
+        assert_eq!(
+            run(&["--max-body-size", "512Ki"]).max_body_bytes().unwrap(),
+            512 << 10
+        );
         assert!(run(&["--max-body-size", "12Xi"]).max_body_bytes().is_err());
     }
 }

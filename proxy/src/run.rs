@@ -39,8 +39,7 @@ fn addrs(hosts: &[String], port: u16) -> Result<Vec<SocketAddr>, String> {
 /// (which would only log the bind failure from its own thread).
 fn check_free(addrs: &[SocketAddr], what: &str) -> Result<(), String> {
     for a in addrs {
-        std::net::TcpListener::bind(a)
-            .map_err(|e| format!("{what} cannot listen on {a}: {e}"))?;
+        std::net::TcpListener::bind(a).map_err(|e| format!("{what} cannot listen on {a}: {e}"))?;
     }
     Ok(())
 }

@@ -18,12 +18,16 @@ async fn http_app() -> (u16, tokio::task::JoinHandle<()>) {
     let port = l.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
                 let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
                     .await;
             });
         }
@@ -32,8 +36,18 @@ async fn http_app() -> (u16, tokio::task::JoinHandle<()>) {
 }
 
 async fn app_health(c: &Client, sc: &Sidecar) -> String {
-    let md: Value = c.get(format!("{}/v1.0/metadata", sc.http())).send().await.unwrap().json().await.unwrap();
-    md["extended"]["appHealth"].as_str().unwrap_or_default().to_string()
+    let md: Value = c
+        .get(format!("{}/v1.0/metadata", sc.http()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    md["extended"]["appHealth"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn wait_health(c: &Client, sc: &Sidecar, want: &str) {
@@ -43,7 +57,10 @@ async fn wait_health(c: &Client, sc: &Sidecar, want: &str) {
         if h == want {
             return;
         }
-        assert!(Instant::now() < deadline, "app health stayed {h:?}, wanted {want}");
+        assert!(
+            Instant::now() < deadline,
+            "app health stayed {h:?}, wanted {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -73,9 +90,19 @@ async fn http_app_health_goes_healthy_then_unhealthy() {
     let sc = Sidecar::start(probing(port, "http"));
     let c = Client::new();
     wait_health(&c, &sc, "healthy").await;
-    let md: Value = c.get(format!("{}/v1.0/metadata", sc.http())).send().await.unwrap().json().await.unwrap();
+    let md: Value = c
+        .get(format!("{}/v1.0/metadata", sc.http()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(md["appConnectionProperties"]["port"], port);
-    assert_eq!(md["appConnectionProperties"]["health"]["healthCheckPath"], "/healthz");
+    assert_eq!(
+        md["appConnectionProperties"]["health"]["healthCheckPath"],
+        "/healthz"
+    );
     app.abort();
     wait_health(&c, &sc, "unhealthy").await;
 }

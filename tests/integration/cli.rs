@@ -10,7 +10,13 @@ use spar_tests::{free_port, spar_bin, unique, Options, Sidecar};
 fn run_app(cmd: &[&str]) -> std::process::Output {
     let data = tempfile::tempdir().unwrap();
     Command::new(spar_bin())
-        .args(["run", "--app-id", "exit-test", "--dapr-listen-addresses", "127.0.0.1"])
+        .args([
+            "run",
+            "--app-id",
+            "exit-test",
+            "--dapr-listen-addresses",
+            "127.0.0.1",
+        ])
         .args(["--dapr-http-port", &free_port().to_string()])
         .args(["--dapr-grpc-port", &free_port().to_string()])
         .args(["--metrics-port", &free_port().to_string()])
@@ -30,7 +36,12 @@ fn run_exits_with_the_apps_code() {
 #[test]
 fn app_sees_the_sidecar_ports() {
     let out = run_app(&["sh", "-c", "test -n \"$DAPR_HTTP_PORT\" && test -n \"$DAPR_GRPC_PORT\" && test \"$APP_ID\" = exit-test"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -53,7 +64,12 @@ fn validate_names_file_and_field() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     std::fs::write(
         dir.path().join("broken.yaml"),
@@ -89,7 +105,12 @@ fn daprd_name_behaves_as_run() {
         .args(["--", "sh", "-c", "exit 7"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -107,9 +128,23 @@ async fn embedded_default_store_needs_no_yaml() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let v: Value = c.get(format!("{base}/v1.0/state/statestore/{key}")).send().await.unwrap().json().await.unwrap();
+    let v: Value = c
+        .get(format!("{base}/v1.0/state/statestore/{key}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v, json!("first"));
-    let md: Value = c.get(format!("{base}/v1.0/metadata")).send().await.unwrap().json().await.unwrap();
+    let md: Value = c
+        .get(format!("{base}/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(md["components"][0]["type"], "state.sqlite");
     assert!(sc.dir.path().join("data").join("spar-state.db").exists());
     // Informational: how fast the sidecar became healthy (never asserted).
@@ -136,7 +171,14 @@ fn port_clash_fails_fast_with_a_clear_error() {
 fn logs_as_json() {
     let data = tempfile::tempdir().unwrap();
     let out = Command::new(spar_bin())
-        .args(["run", "--log-as-json", "--app-id", "j", "--dapr-listen-addresses", "127.0.0.1"])
+        .args([
+            "run",
+            "--log-as-json",
+            "--app-id",
+            "j",
+            "--dapr-listen-addresses",
+            "127.0.0.1",
+        ])
         .args(["--dapr-http-port", &free_port().to_string()])
         .args(["--dapr-grpc-port", &free_port().to_string()])
         .args(["--metrics-port", &free_port().to_string()])
@@ -167,8 +209,17 @@ async fn http_pipeline_middleware_from_configuration() {
     let c = Client::new();
     let mut statuses = Vec::new();
     for _ in 0..10 {
-        statuses.push(c.get(format!("{}/v1.0/metadata", sc.http())).send().await.unwrap().status());
+        statuses.push(
+            c.get(format!("{}/v1.0/metadata", sc.http()))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+        );
     }
     assert!(statuses.contains(&StatusCode::OK));
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
 }

@@ -15,6 +15,7 @@ async fn in_memory() {
 #[tokio::test]
 async fn sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
-    let store = spar_components::state::sqlite::SqliteStore::open(&dir.path().join("c.db")).unwrap();
+    let store =
+        spar_components::state::sqlite::SqliteStore::open(&dir.path().join("c.db")).unwrap();
     conformance::run_all(Arc::new(store), &unique("conf")).await;
 }

@@ -8,7 +8,10 @@ async fn expect_error(r: reqwest::Response, status: StatusCode, code: &str) {
     assert_eq!(r.status(), status);
     let body: Value = r.json().await.expect("JSON error body");
     assert_eq!(body["errorCode"], code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -21,31 +24,138 @@ async fn malformed_input_unknown_store_and_oversize() {
     let (c, base) = (Client::new(), sc.http());
     let post = |path: &str, body: Vec<u8>| c.post(format!("{base}{path}")).body(body).send();
 
-    expect_error(post("/v1.0/state/mem", b"{not json".to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST").await;
-    expect_error(post("/v1.0/state/mem", br#"[{"value":1}]"#.to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST").await;
-    expect_error(post("/v1.0/state/mem", br#"[{"key":"a||b","value":1}]"#.to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST").await;
-    expect_error(post("/v1.0/state/nope", b"[]".to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND").await;
-    expect_error(c.get(format!("{base}/v1.0/state/nope/k")).send().await.unwrap(), StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND").await;
-    expect_error(post("/v1.0/state/mem/bulk", b"[1,2]".to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST").await;
-    expect_error(post("/v1.0-alpha1/state/mem/query", br#"{"filter":{"XOR":{}}}"#.to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_STATE_QUERY").await;
-    expect_error(post("/v1.0/state/mem", br#"[{"key":"k","value":1,"metadata":{"ttlInSeconds":"soon"}}]"#.to_vec()).await.unwrap(), StatusCode::BAD_REQUEST, "ERR_STATE_SAVE").await;
-    expect_error(c.get(format!("{base}/v1.0/nothing/here")).send().await.unwrap(), StatusCode::NOT_FOUND, "ERR_NOT_FOUND").await;
+    expect_error(
+        post("/v1.0/state/mem", b"{not json".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_MALFORMED_REQUEST",
+    )
+    .await;
+    expect_error(
+        post("/v1.0/state/mem", br#"[{"value":1}]"#.to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_MALFORMED_REQUEST",
+    )
+    .await;
+    expect_error(
+        post("/v1.0/state/mem", br#"[{"key":"a||b","value":1}]"#.to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_MALFORMED_REQUEST",
+    )
+    .await;
+    expect_error(
+        post("/v1.0/state/nope", b"[]".to_vec()).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_STATE_STORE_NOT_FOUND",
+    )
+    .await;
+    expect_error(
+        c.get(format!("{base}/v1.0/state/nope/k"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_STATE_STORE_NOT_FOUND",
+    )
+    .await;
+    expect_error(
+        post("/v1.0/state/mem/bulk", b"[1,2]".to_vec())
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_MALFORMED_REQUEST",
+    )
+    .await;
+    expect_error(
+        post(
+            "/v1.0-alpha1/state/mem/query",
+            br#"{"filter":{"XOR":{}}}"#.to_vec(),
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_STATE_QUERY",
+    )
+    .await;
+    expect_error(
+        post(
+            "/v1.0/state/mem",
+            br#"[{"key":"k","value":1,"metadata":{"ttlInSeconds":"soon"}}]"#.to_vec(),
+        )
+        .await
+        .unwrap(),
+        StatusCode::BAD_REQUEST,
+        "ERR_STATE_SAVE",
+    )
+    .await;
+    expect_error(
+        c.get(format!("{base}/v1.0/nothing/here"))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::NOT_FOUND,
+        "ERR_NOT_FOUND",
+    )
+    .await;
 
     // Over the limit: 413 with Dapr's body; nothing is written.
     let big = format!(r#"[{{"key":"big","value":"{}"}}]"#, "x".repeat(200 * 1024));
-    expect_error(post("/v1.0/state/mem", big.into_bytes()).await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_TOO_LARGE").await;
-    let r = c.get(format!("{base}/v1.0/state/mem/big")).send().await.unwrap();
+    expect_error(
+        post("/v1.0/state/mem", big.into_bytes()).await.unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ERR_BODY_TOO_LARGE",
+    )
+    .await;
+    let r = c
+        .get(format!("{base}/v1.0/state/mem/big"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 
     // Random bytes everywhere: never a panic, never a 5xx other than handler errors.
-    for path in ["/v1.0/state/mem", "/v1.0/state/mem/bulk", "/v1.0/state/mem/transaction", "/v1.0-alpha1/state/mem/query", "/v1.0/metadata/x"] {
-        for body in [vec![0xff, 0xfe, 0x00], b"null".to_vec(), b"{}".to_vec(), b"[[[[[[".to_vec(), vec![b'['; 10_000]] {
-            let r = c.post(format!("{base}{path}")).body(body.clone()).send().await.unwrap();
-            assert!(r.status().is_client_error() || r.status().is_success(), "{path} {:?} → {}", &body[..body.len().min(8)], r.status());
+    for path in [
+        "/v1.0/state/mem",
+        "/v1.0/state/mem/bulk",
+        "/v1.0/state/mem/transaction",
+        "/v1.0-alpha1/state/mem/query",
+        "/v1.0/metadata/x",
+    ] {
+        for body in [
+            vec![0xff, 0xfe, 0x00],
+            b"null".to_vec(),
+            b"{}".to_vec(),
+            b"[[[[[[".to_vec(),
+            vec![b'['; 10_000],
+        ] {
+            let r = c
+                .post(format!("{base}{path}"))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_client_error() || r.status().is_success(),
+                "{path} {:?} → {}",
+                &body[..body.len().min(8)],
+                r.status()
+            );
         }
     }
     assert!(sc.is_running(), "sidecar died");
-    assert_eq!(c.get(format!("{base}/v1.0/healthz")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.get(format!("{base}/v1.0/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[tokio::test]
@@ -56,24 +166,70 @@ async fn api_token_required_except_health() {
         ..Default::default()
     });
     let (c, base) = (Client::new(), sc.http());
-    expect_error(c.get(format!("{base}/v1.0/metadata")).send().await.unwrap(), StatusCode::UNAUTHORIZED, "ERR_API_TOKEN_INVALID").await;
     expect_error(
-        c.get(format!("{base}/v1.0/metadata")).header("dapr-api-token", "wrong").send().await.unwrap(),
+        c.get(format!("{base}/v1.0/metadata")).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "ERR_API_TOKEN_INVALID",
+    )
+    .await;
+    expect_error(
+        c.get(format!("{base}/v1.0/metadata"))
+            .header("dapr-api-token", "wrong")
+            .send()
+            .await
+            .unwrap(),
         StatusCode::UNAUTHORIZED,
         "ERR_API_TOKEN_INVALID",
     )
     .await;
     // Auth runs before decoding: garbage without a token is still a 401.
-    expect_error(c.post(format!("{base}/v1.0/state/mem")).body("{").send().await.unwrap(), StatusCode::UNAUTHORIZED, "ERR_API_TOKEN_INVALID").await;
-    let r = c.get(format!("{base}/v1.0/metadata")).header("dapr-api-token", "s3cret").send().await.unwrap();
+    expect_error(
+        c.post(format!("{base}/v1.0/state/mem"))
+            .body("{")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "ERR_API_TOKEN_INVALID",
+    )
+    .await;
+    let r = c
+        .get(format!("{base}/v1.0/metadata"))
+        .header("dapr-api-token", "s3cret")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(c.get(format!("{base}/v1.0/healthz")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(c.get(format!("{base}/v1.0/healthz/outbound")).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.get(format!("{base}/v1.0/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.get(format!("{base}/v1.0/healthz/outbound"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[tokio::test]
 async fn no_stores_configured() {
     let sc = Sidecar::start(Options::default());
-    let r = Client::new().get(format!("{}/v1.0/state/any/k", sc.http())).send().await.unwrap();
-    expect_error(r, StatusCode::INTERNAL_SERVER_ERROR, "ERR_STATE_STORE_NOT_CONFIGURED").await;
+    let r = Client::new()
+        .get(format!("{}/v1.0/state/any/k", sc.http()))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        r,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "ERR_STATE_STORE_NOT_CONFIGURED",
+    )
+    .await;
 }

@@ -13,28 +13,56 @@ async fn metadata_reports_components_and_attributes() {
         ..Default::default()
     });
     let (c, base) = (Client::new(), sc.http());
-    let r = c.put(format!("{base}/v1.0/metadata/owner")).body("team-a").send().await.unwrap();
+    let r = c
+        .put(format!("{base}/v1.0/metadata/owner"))
+        .body("team-a")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let md: Value = c.get(format!("{base}/v1.0/metadata")).send().await.unwrap().json().await.unwrap();
+    let md: Value = c
+        .get(format!("{base}/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(md["id"], sc.app_id.as_str());
     assert!(md["runtimeVersion"].is_string());
     assert_eq!(md["components"][0]["name"], "mem");
     assert_eq!(md["components"][0]["type"], "state.in-memory");
     assert_eq!(md["components"][0]["version"], "v1");
-    let caps: Vec<&str> = md["components"][0]["capabilities"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let caps: Vec<&str> = md["components"][0]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     for cap in ["ETAG", "TRANSACTIONAL", "TTL", "QUERY_API"] {
         assert!(caps.contains(&cap), "{caps:?}");
     }
     assert_eq!(md["extended"]["owner"], "team-a");
-    let r = c.get(format!("{base}/v1.0/healthz?appid=someone-else")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/v1.0/healthz?appid=someone-else"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_HEALTH_APPID_NOT_MATCH");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_HEALTH_APPID_NOT_MATCH"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_endpoint_stops_the_process() {
     let mut sc = Sidecar::start(Options::default());
-    let r = Client::new().post(format!("{}/v1.0/shutdown", sc.http())).send().await.unwrap();
+    let r = Client::new()
+        .post(format!("{}/v1.0/shutdown", sc.http()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let deadline = Instant::now() + Duration::from_secs(10);
     while sc.is_running() {

@@ -28,17 +28,37 @@ async fn sdk_round_trip_etag_and_delete() {
     let mut c = client(&sc).await;
     for store in ["sqlite", "mem"] {
         let key = unique("g");
-        c.save_state(store, &key, b"hello".to_vec(), None, None, None).await.unwrap();
+        c.save_state(store, &key, b"hello".to_vec(), None, None, None)
+            .await
+            .unwrap();
         let r = c.get_state(store, &key, None).await.unwrap();
         assert_eq!(r.data, b"hello");
         assert!(!r.etag.is_empty());
 
         // Stale etag → ABORTED, as daprd.
-        c.save_state(store, &key, b"v2".to_vec(), Some(Etag { value: r.etag.clone() }), None, None)
-            .await
-            .unwrap();
+        c.save_state(
+            store,
+            &key,
+            b"v2".to_vec(),
+            Some(Etag {
+                value: r.etag.clone(),
+            }),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
         let err = c
-            .save_state(store, &key, b"v3".to_vec(), Some(Etag { value: r.etag.clone() }), None, None)
+            .save_state(
+                store,
+                &key,
+                b"v3".to_vec(),
+                Some(Etag {
+                    value: r.etag.clone(),
+                }),
+                None,
+                None,
+            )
             .await
             .unwrap_err();
         assert!(format!("{err:?}").contains("Aborted"), "{err:?}");
@@ -48,7 +68,10 @@ async fn sdk_round_trip_etag_and_delete() {
             concurrency: state_options::StateConcurrency::ConcurrencyFirstWrite as i32,
             consistency: 0,
         };
-        let err = c.save_state(store, &key, b"x".to_vec(), None, None, Some(fw)).await.unwrap_err();
+        let err = c
+            .save_state(store, &key, b"x".to_vec(), None, None, Some(fw))
+            .await
+            .unwrap_err();
         assert!(format!("{err:?}").contains("Aborted"), "{err:?}");
 
         c.delete_state(store, &key, None).await.unwrap();
@@ -83,25 +106,44 @@ async fn sdk_bulk_query_and_metadata() {
     assert!(!q.token.is_empty());
 
     let k0 = format!("{tag}-0");
-    c.delete_bulk_state("mem", vec![(k0.as_str(), vec![])]).await.unwrap();
+    c.delete_bulk_state("mem", vec![(k0.as_str(), vec![])])
+        .await
+        .unwrap();
     let r = c.get_state("mem", &format!("{tag}-0"), None).await.unwrap();
     assert!(r.data.is_empty());
 
     let md = c.get_metadata().await.unwrap();
     assert_eq!(md.id, sc.app_id);
-    let mut types: Vec<_> = md.registered_components.iter().map(|c| (c.name.clone(), c.r#type.clone())).collect();
+    let mut types: Vec<_> = md
+        .registered_components
+        .iter()
+        .map(|c| (c.name.clone(), c.r#type.clone()))
+        .collect();
     types.sort();
-    assert_eq!(types, vec![("mem".into(), "state.in-memory".into()), ("sqlite".into(), "state.sqlite".into())]);
-    assert!(md.registered_components[0].capabilities.contains(&"TRANSACTIONAL".to_string()));
+    assert_eq!(
+        types,
+        vec![
+            ("mem".into(), "state.in-memory".into()),
+            ("sqlite".into(), "state.sqlite".into())
+        ]
+    );
+    assert!(md.registered_components[0]
+        .capabilities
+        .contains(&"TRANSACTIONAL".to_string()));
     c.set_metadata("team", "core").await.unwrap();
     let md = c.get_metadata().await.unwrap();
-    assert_eq!(md.extended_metadata.get("team").map(String::as_str), Some("core"));
+    assert_eq!(
+        md.extended_metadata.get("team").map(String::as_str),
+        Some("core")
+    );
 }
 
 #[tokio::test]
 async fn generated_client_transaction_and_bulk_get() {
     let sc = sidecar(vec![]);
-    let mut raw = pb::dapr_client::DaprClient::connect(sc.grpc()).await.unwrap();
+    let mut raw = pb::dapr_client::DaprClient::connect(sc.grpc())
+        .await
+        .unwrap();
     let (a, b) = (unique("a"), unique("b"));
     let op = |t: &str, k: &str, v: &[u8], etag: Option<&str>| pb::TransactionalStateOperation {
         operation_type: t.into(),
@@ -130,14 +172,20 @@ async fn generated_client_transaction_and_bulk_get() {
         .unwrap()
         .into_inner();
     assert_eq!(bulk.items.len(), 2);
-    assert!(bulk.items.iter().all(|i| !i.data.is_empty() && !i.etag.is_empty()));
+    assert!(bulk
+        .items
+        .iter()
+        .all(|i| !i.data.is_empty() && !i.etag.is_empty()));
 
     // A failing op aborts the whole transaction.
     let c = unique("c");
     let err = raw
         .execute_state_transaction(pb::ExecuteStateTransactionRequest {
             store_name: "sqlite".into(),
-            operations: vec![op("upsert", &c, b"3", None), op("delete", &a, b"", Some("12345"))],
+            operations: vec![
+                op("upsert", &c, b"3", None),
+                op("delete", &a, b"", Some("12345")),
+            ],
             metadata: HashMap::new(),
         })
         .await
@@ -179,11 +227,20 @@ async fn generated_client_transaction_and_bulk_get() {
 #[tokio::test]
 async fn api_token_over_grpc() {
     let sc = sidecar(vec![("DAPR_API_TOKEN".into(), "tok".into())]);
-    let mut raw = pb::dapr_client::DaprClient::connect(sc.grpc()).await.unwrap();
-    let err = raw.get_metadata(pb::GetMetadataRequest {}).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unauthenticated);
-    let mut c = dapr::Client::from_options(ClientOptions::new().with_address(sc.grpc()).with_api_token("tok"))
+    let mut raw = pb::dapr_client::DaprClient::connect(sc.grpc())
         .await
         .unwrap();
+    let err = raw
+        .get_metadata(pb::GetMetadataRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut c = dapr::Client::from_options(
+        ClientOptions::new()
+            .with_address(sc.grpc())
+            .with_api_token("tok"),
+    )
+    .await
+    .unwrap();
     assert_eq!(c.get_metadata().await.unwrap().id, sc.app_id);
 }

@@ -29,22 +29,50 @@ async fn round_trip_with_etags() {
     let (c, base) = (Client::new(), sc.http());
     for store in STORES {
         let key = unique("k");
-        let r = save(&c, &base, store, json!([{"key": key, "value": {"n": 1, "s": "x"}}])).await;
+        let r = save(
+            &c,
+            &base,
+            store,
+            json!([{"key": key, "value": {"n": 1, "s": "x"}}]),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT, "{store}");
-        let r = c.get(format!("{base}/v1.0/state/{store}/{key}")).send().await.unwrap();
+        let r = c
+            .get(format!("{base}/v1.0/state/{store}/{key}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let etag = r.headers()["etag"].to_str().unwrap().to_string();
         assert_eq!(r.json::<Value>().await.unwrap(), json!({"n": 1, "s": "x"}));
 
         // Matching etag succeeds and changes the etag; the stale one then conflicts.
-        let r = save(&c, &base, store, json!([{"key": key, "value": 2, "etag": etag}])).await;
+        let r = save(
+            &c,
+            &base,
+            store,
+            json!([{"key": key, "value": 2, "etag": etag}]),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = save(&c, &base, store, json!([{"key": key, "value": 3, "etag": etag}])).await;
+        let r = save(
+            &c,
+            &base,
+            store,
+            json!([{"key": key, "value": 3, "etag": etag}]),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::CONFLICT, "{store}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["errorCode"], "ERR_STATE_SAVE");
         // A malformed etag is a 400.
-        let r = save(&c, &base, store, json!([{"key": key, "value": 3, "etag": "not-a-version"}])).await;
+        let r = save(
+            &c,
+            &base,
+            store,
+            json!([{"key": key, "value": 3, "etag": "not-a-version"}]),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
         // Delete with a stale If-Match conflicts, then plain delete works.
@@ -55,10 +83,21 @@ async fn round_trip_with_etags() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CONFLICT);
-        assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_STATE_DELETE");
-        let r = c.delete(format!("{base}/v1.0/state/{store}/{key}")).send().await.unwrap();
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["errorCode"],
+            "ERR_STATE_DELETE"
+        );
+        let r = c
+            .delete(format!("{base}/v1.0/state/{store}/{key}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = c.get(format!("{base}/v1.0/state/{store}/{key}")).send().await.unwrap();
+        let r = c
+            .get(format!("{base}/v1.0/state/{store}/{key}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     }
 }
@@ -69,9 +108,16 @@ async fn first_write_wins() {
     let (c, base) = (Client::new(), sc.http());
     for store in STORES {
         let key = unique("fw");
-        let item = |v: i32| json!([{"key": key, "value": v, "options": {"concurrency": "first-write"}}]);
-        assert_eq!(save(&c, &base, store, item(1)).await.status(), StatusCode::NO_CONTENT);
-        assert_eq!(save(&c, &base, store, item(2)).await.status(), StatusCode::CONFLICT);
+        let item =
+            |v: i32| json!([{"key": key, "value": v, "options": {"concurrency": "first-write"}}]);
+        assert_eq!(
+            save(&c, &base, store, item(1)).await.status(),
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            save(&c, &base, store, item(2)).await.status(),
+            StatusCode::CONFLICT
+        );
         let v: Value = c
             .get(format!("{base}/v1.0/state/{store}/{key}"))
             .send()
@@ -90,15 +136,32 @@ async fn ttl_expiry_reports_expire_time() {
     let (c, base) = (Client::new(), sc.http());
     for store in STORES {
         let key = unique("ttl");
-        let r = save(&c, &base, store, json!([{"key": key, "value": "v", "metadata": {"ttlInSeconds": "1"}}])).await;
+        let r = save(
+            &c,
+            &base,
+            store,
+            json!([{"key": key, "value": "v", "metadata": {"ttlInSeconds": "1"}}]),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let r = c.get(format!("{base}/v1.0/state/{store}/{key}")).send().await.unwrap();
+        let r = c
+            .get(format!("{base}/v1.0/state/{store}/{key}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        let exp = r.headers()["metadata.ttlExpireTime"].to_str().unwrap().to_string();
+        let exp = r.headers()["metadata.ttlExpireTime"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(exp.ends_with('Z') && exp.contains('T'), "{exp}");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let r = c.get(format!("{base}/v1.0/state/{store}/{key}")).send().await.unwrap();
+            let r = c
+                .get(format!("{base}/v1.0/state/{store}/{key}"))
+                .send()
+                .await
+                .unwrap();
             if r.status() == StatusCode::NO_CONTENT {
                 break;
             }
@@ -114,7 +177,13 @@ async fn bulk_get_mixes_found_and_missing() {
     let (c, base) = (Client::new(), sc.http());
     for store in STORES {
         let (a, b, missing) = (unique("a"), unique("b"), unique("m"));
-        save(&c, &base, store, json!([{"key": a, "value": "A"}, {"key": b, "value": {"b": true}}])).await;
+        save(
+            &c,
+            &base,
+            store,
+            json!([{"key": a, "value": "A"}, {"key": b, "value": {"b": true}}]),
+        )
+        .await;
         let items: Vec<Value> = c
             .post(format!("{base}/v1.0/state/{store}/bulk"))
             .json(&json!({"keys": [a, b, missing], "parallelism": 2}))
@@ -153,7 +222,13 @@ async fn transaction_is_atomic() {
         let get = |k: String| {
             let c = c.clone();
             let base = base.clone();
-            async move { c.get(format!("{base}/v1.0/state/{store}/{k}")).send().await.unwrap().status() }
+            async move {
+                c.get(format!("{base}/v1.0/state/{store}/{k}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
         };
         assert_eq!(get(a.clone()).await, StatusCode::OK);
         assert_eq!(get(gone.clone()).await, StatusCode::NO_CONTENT);
@@ -169,9 +244,23 @@ async fn transaction_is_atomic() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CONFLICT, "{store}");
-        assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_STATE_TRANSACTION");
-        assert_eq!(get(b.clone()).await, StatusCode::NO_CONTENT, "{store}: partial write");
-        let v: Value = c.get(format!("{base}/v1.0/state/{store}/{a}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["errorCode"],
+            "ERR_STATE_TRANSACTION"
+        );
+        assert_eq!(
+            get(b.clone()).await,
+            StatusCode::NO_CONTENT,
+            "{store}: partial write"
+        );
+        let v: Value = c
+            .get(format!("{base}/v1.0/state/{store}/{a}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(v, json!(1));
     }
 }
@@ -182,12 +271,21 @@ async fn query_filter_sort_and_paging() {
     let (c, base) = (Client::new(), sc.http());
     for store in STORES {
         let tag = unique("q");
-        let people = [("p1", "CA", 30), ("p2", "WA", 25), ("p3", "CA", 41), ("p4", "CA", 19), ("p5", "NY", 50)];
+        let people = [
+            ("p1", "CA", 30),
+            ("p2", "WA", 25),
+            ("p3", "CA", 41),
+            ("p4", "CA", 19),
+            ("p5", "NY", 50),
+        ];
         let items: Vec<Value> = people
             .iter()
             .map(|(k, st, age)| json!({"key": format!("{tag}-{k}"), "value": {"tag": tag, "state": st, "age": age}}))
             .collect();
-        assert_eq!(save(&c, &base, store, Value::Array(items)).await.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            save(&c, &base, store, Value::Array(items)).await.status(),
+            StatusCode::NO_CONTENT
+        );
 
         let query = |q: Value| {
             let c = c.clone();
@@ -208,9 +306,17 @@ async fn query_filter_sort_and_paging() {
             "sort": [{"key": "age", "order": "DESC"}]
         }))
         .await;
-        let ages: Vec<i64> = r["results"].as_array().unwrap().iter().map(|x| x["data"]["age"].as_i64().unwrap()).collect();
+        let ages: Vec<i64> = r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["data"]["age"].as_i64().unwrap())
+            .collect();
         assert_eq!(ages, vec![41, 30, 19], "{store}");
-        assert!(r["results"][0]["key"].as_str().unwrap().starts_with(&tag), "prefix stripped");
+        assert!(
+            r["results"][0]["key"].as_str().unwrap().starts_with(&tag),
+            "prefix stripped"
+        );
 
         // Page through IN results two at a time, seeing each exactly once.
         let mut seen = Vec::new();

@@ -29,7 +29,10 @@ async fn get(s: &Store, key: &str) -> Option<Item> {
 }
 
 async fn etag_of(s: &Store, key: &str) -> String {
-    get(s, key).await.and_then(|i| i.etag).expect("item with etag")
+    get(s, key)
+        .await
+        .and_then(|i| i.etag)
+        .expect("item with etag")
 }
 
 /// Runs every case, each under its own sub-prefix.
@@ -48,7 +51,11 @@ pub async fn run_all(store: Store, prefix: &str) {
 pub async fn round_trip(s: Store, p: &str) {
     let bin: Vec<u8> = (0u8..=255).collect();
     s.set(&set(&format!("{p}-bin"), &bin)).await.unwrap();
-    assert_eq!(get(&s, &format!("{p}-bin")).await.unwrap().data, bin, "binary bytes survive");
+    assert_eq!(
+        get(&s, &format!("{p}-bin")).await.unwrap().data,
+        bin,
+        "binary bytes survive"
+    );
     let doc = br#"{"a":1,"b":"x"}"#;
     s.set(&set(&format!("{p}-json"), doc)).await.unwrap();
     assert_eq!(get(&s, &format!("{p}-json")).await.unwrap().data, doc);
@@ -72,34 +79,73 @@ pub async fn etags(s: Store, p: &str) {
     s.set(&r).await.expect("matching etag");
     let mut stale = set(&k, b"4");
     stale.etag = Some(e2);
-    assert!(matches!(s.set(&stale).await, Err(StateError::EtagMismatch(_))));
+    assert!(matches!(
+        s.set(&stale).await,
+        Err(StateError::EtagMismatch(_))
+    ));
     let mut garbage = set(&k, b"4");
     garbage.etag = Some("not an etag".into());
-    assert!(matches!(s.set(&garbage).await, Err(StateError::EtagInvalid(_))));
-    assert_eq!(get(&s, &k).await.unwrap().data, b"3", "failed writes change nothing");
+    assert!(matches!(
+        s.set(&garbage).await,
+        Err(StateError::EtagInvalid(_))
+    ));
+    assert_eq!(
+        get(&s, &k).await.unwrap().data,
+        b"3",
+        "failed writes change nothing"
+    );
     let mut on_missing = set(&format!("{p}-missing"), b"x");
     on_missing.etag = Some(e1);
-    assert!(matches!(s.set(&on_missing).await, Err(StateError::EtagMismatch(_))));
+    assert!(matches!(
+        s.set(&on_missing).await,
+        Err(StateError::EtagMismatch(_))
+    ));
 }
 
 pub async fn deletes(s: Store, p: &str) {
     let k = format!("{p}-k");
-    s.delete(&DeleteRequest { key: format!("{p}-never"), ..Default::default() })
-        .await
-        .expect("deleting a missing key is fine");
+    s.delete(&DeleteRequest {
+        key: format!("{p}-never"),
+        ..Default::default()
+    })
+    .await
+    .expect("deleting a missing key is fine");
     s.set(&set(&k, b"v")).await.unwrap();
     if s.features().etag {
         let e = etag_of(&s, &k).await;
         s.set(&set(&k, b"v2")).await.unwrap();
-        let stale = DeleteRequest { key: k.clone(), etag: Some(e), ..Default::default() };
-        assert!(matches!(s.delete(&stale).await, Err(StateError::EtagMismatch(_))));
+        let stale = DeleteRequest {
+            key: k.clone(),
+            etag: Some(e),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.delete(&stale).await,
+            Err(StateError::EtagMismatch(_))
+        ));
         assert!(get(&s, &k).await.is_some());
-        let cur = DeleteRequest { key: k.clone(), etag: Some(etag_of(&s, &k).await), ..Default::default() };
+        let cur = DeleteRequest {
+            key: k.clone(),
+            etag: Some(etag_of(&s, &k).await),
+            ..Default::default()
+        };
         s.delete(&cur).await.unwrap();
-        let on_missing = DeleteRequest { key: k.clone(), etag: Some("1".into()), ..Default::default() };
-        assert!(matches!(s.delete(&on_missing).await, Err(StateError::EtagMismatch(_))));
+        let on_missing = DeleteRequest {
+            key: k.clone(),
+            etag: Some("1".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.delete(&on_missing).await,
+            Err(StateError::EtagMismatch(_))
+        ));
     } else {
-        s.delete(&DeleteRequest { key: k.clone(), ..Default::default() }).await.unwrap();
+        s.delete(&DeleteRequest {
+            key: k.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     }
     assert!(get(&s, &k).await.is_none());
 }
@@ -148,11 +194,20 @@ pub async fn bulk_get(s: Store, p: &str) {
     s.set(&set(&a, b"A")).await.unwrap();
     s.set(&set(&b, b"B")).await.unwrap();
     let items = s
-        .bulk_get(&[GetRequest::new(&a), GetRequest::new(&m), GetRequest::new(&b)])
+        .bulk_get(&[
+            GetRequest::new(&a),
+            GetRequest::new(&m),
+            GetRequest::new(&b),
+        ])
         .await
         .unwrap();
     assert_eq!(items.len(), 3);
-    let find = |k: &str| items.iter().find(|i| i.key == k).expect("every key answered");
+    let find = |k: &str| {
+        items
+            .iter()
+            .find(|i| i.key == k)
+            .expect("every key answered")
+    };
     assert_eq!(find(&a).item.as_ref().unwrap().data, b"A");
     assert_eq!(find(&b).item.as_ref().unwrap().data, b"B");
     assert!(find(&m).item.is_none() && find(&m).error.is_none());
@@ -186,19 +241,28 @@ pub async fn ttl(s: Store, p: &str) {
     let mut r = set(&k2, b"v2");
     r.ttl = Some(Ttl::Never);
     s.set(&r).await.unwrap();
-    assert!(get(&s, &k2).await.unwrap().expires_at.is_none(), "Ttl::Never clears expiry");
+    assert!(
+        get(&s, &k2).await.unwrap().expires_at.is_none(),
+        "Ttl::Never clears expiry"
+    );
 }
 
 pub async fn transactions(s: Store, p: &str) {
     let (a, b, c) = (format!("{p}-a"), format!("{p}-b"), format!("{p}-c"));
     if !s.features().transactional {
-        assert!(matches!(s.transact(&[]).await, Err(StateError::NotSupported(_))));
+        assert!(matches!(
+            s.transact(&[]).await,
+            Err(StateError::NotSupported(_))
+        ));
         return;
     }
     s.set(&set(&b, b"old")).await.unwrap();
     s.transact(&[
         Operation::Upsert(set(&a, b"1")),
-        Operation::Delete(DeleteRequest { key: b.clone(), ..Default::default() }),
+        Operation::Delete(DeleteRequest {
+            key: b.clone(),
+            ..Default::default()
+        }),
     ])
     .await
     .unwrap();
@@ -219,7 +283,10 @@ pub async fn transactions(s: Store, p: &str) {
 pub async fn query(s: Store, p: &str) {
     let q = |j: serde_json::Value| Query::parse(j.to_string().as_bytes()).unwrap();
     if !s.features().query {
-        assert!(matches!(s.query(p, &q(json!({}))).await, Err(StateError::NotSupported(_))));
+        assert!(matches!(
+            s.query(p, &q(json!({}))).await,
+            Err(StateError::NotSupported(_))
+        ));
         return;
     }
     let people = [
@@ -231,16 +298,30 @@ pub async fn query(s: Store, p: &str) {
     ];
     for (k, st, age, name) in people {
         let v = json!({"person": {"name": name, "age": age}, "state": st});
-        s.set(&set(&format!("{p}||{k}"), v.to_string().as_bytes())).await.unwrap();
+        s.set(&set(&format!("{p}||{k}"), v.to_string().as_bytes()))
+            .await
+            .unwrap();
     }
-    s.set(&set(&format!("{p}||raw"), b"not json")).await.unwrap();
+    s.set(&set(&format!("{p}||raw"), b"not json"))
+        .await
+        .unwrap();
     // A key outside the prefix must never show up.
-    s.set(&set(&format!("{p}x||p9"), json!({"state": "CA"}).to_string().as_bytes())).await.unwrap();
+    s.set(&set(
+        &format!("{p}x||p9"),
+        json!({"state": "CA"}).to_string().as_bytes(),
+    ))
+    .await
+    .unwrap();
     let prefix = format!("{p}||");
     let names = |r: &QueryResponse| -> Vec<String> {
         r.results
             .iter()
-            .map(|x| serde_json::from_slice::<serde_json::Value>(&x.data).unwrap()["person"]["name"].as_str().unwrap().to_string())
+            .map(|x| {
+                serde_json::from_slice::<serde_json::Value>(&x.data).unwrap()["person"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     };
     let run = |query: Query| {
@@ -249,9 +330,15 @@ pub async fn query(s: Store, p: &str) {
         async move { s.query(&prefix, &query).await.unwrap() }
     };
 
-    let r = run(q(json!({"filter": {"EQ": {"state": "CA"}}, "sort": [{"key": "person.age"}]}))).await;
+    let r = run(q(
+        json!({"filter": {"EQ": {"state": "CA"}}, "sort": [{"key": "person.age"}]}),
+    ))
+    .await;
     assert_eq!(names(&r), ["dee", "ann", "cy"]);
-    assert!(r.results.iter().all(|x| x.key.starts_with(&prefix) && x.etag.is_some()));
+    assert!(r
+        .results
+        .iter()
+        .all(|x| x.key.starts_with(&prefix) && x.etag.is_some()));
     let r = run(q(json!({"filter": {"IN": {"state": ["WA", "NY"]}}, "sort": [{"key": "person.name", "order": "DESC"}]}))).await;
     assert_eq!(names(&r), ["eve", "bob"]);
     let r = run(q(json!({"filter": {"OR": [{"EQ": {"person.name": "ann"}}, {"AND": [{"EQ": {"state": "CA"}}, {"GT": {"person.age": 40}}]}]}, "sort": [{"key": "person.age"}]}))).await;

@@ -32,7 +32,10 @@ pub struct MemoryStore {
     map: RwLock<HashMap<String, Entry>>,
 }
 
-pub fn build(_c: &spar_config::Component, _ctx: &BuildContext) -> Result<Arc<dyn StateStore>, BuildError> {
+pub fn build(
+    _c: &spar_config::Component,
+    _ctx: &BuildContext,
+) -> Result<Arc<dyn StateStore>, BuildError> {
     let store = Arc::new(MemoryStore::new());
     spawn_purger(Arc::downgrade(&store), Duration::from_secs(10));
     Ok(store)
@@ -41,7 +44,9 @@ pub fn build(_c: &spar_config::Component, _ctx: &BuildContext) -> Result<Arc<dyn
 /// Drops expired entries in the background so memory doesn't grow with
 /// keys nobody reads again. Stops when the store is dropped.
 fn spawn_purger(store: Weak<MemoryStore>, every: Duration) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     rt.spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -104,7 +109,11 @@ impl MemoryStore {
         self.write().retain(|_, e| e.live(now));
     }
 
-    fn apply(map: &mut HashMap<String, Entry>, ops: &[Operation], now: SystemTime) -> Result<(), StateError> {
+    fn apply(
+        map: &mut HashMap<String, Entry>,
+        ops: &[Operation],
+        now: SystemTime,
+    ) -> Result<(), StateError> {
         // Check everything first, against the state as each earlier op leaves
         // it, so a failure anywhere leaves the map untouched.
         let mut pending: HashMap<&str, Option<u64>> = HashMap::new();
@@ -116,7 +125,11 @@ impl MemoryStore {
             };
             match op {
                 Operation::Upsert(r) => {
-                    check_etag(current, r.etag.as_deref(), r.concurrency == Concurrency::FirstWrite)?;
+                    check_etag(
+                        current,
+                        r.etag.as_deref(),
+                        r.concurrency == Concurrency::FirstWrite,
+                    )?;
                     pending.insert(key, Some(current.unwrap_or(0) + 1));
                 }
                 Operation::Delete(r) => {
@@ -163,19 +176,31 @@ impl StateStore for MemoryStore {
 
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
         let now = SystemTime::now();
-        Ok(self.read().get(&req.key).filter(|e| e.live(now)).map(|e| Item {
-            data: e.data.clone(),
-            etag: Some(e.version.to_string()),
-            expires_at: e.expires_at,
-        }))
+        Ok(self
+            .read()
+            .get(&req.key)
+            .filter(|e| e.live(now))
+            .map(|e| Item {
+                data: e.data.clone(),
+                etag: Some(e.version.to_string()),
+                expires_at: e.expires_at,
+            }))
     }
 
     async fn set(&self, req: &SetRequest) -> Result<(), StateError> {
-        Self::apply(&mut self.write(), std::slice::from_ref(&Operation::Upsert(req.clone())), SystemTime::now())
+        Self::apply(
+            &mut self.write(),
+            std::slice::from_ref(&Operation::Upsert(req.clone())),
+            SystemTime::now(),
+        )
     }
 
     async fn delete(&self, req: &DeleteRequest) -> Result<(), StateError> {
-        Self::apply(&mut self.write(), &[Operation::Delete(req.clone())], SystemTime::now())
+        Self::apply(
+            &mut self.write(),
+            &[Operation::Delete(req.clone())],
+            SystemTime::now(),
+        )
     }
 
     async fn transact(&self, ops: &[Operation]) -> Result<(), StateError> {
@@ -190,14 +215,20 @@ impl StateStore for MemoryStore {
                 .filter(|(k, e)| k.starts_with(prefix) && e.live(now))
                 .filter_map(|(k, e)| {
                     let doc: serde_json::Value = serde_json::from_slice(&e.data).ok()?;
-                    q.filter.as_ref().is_none_or(|f| f.matches(&doc)).then(|| (k.clone(), doc, e.data.clone(), e.version))
+                    q.filter
+                        .as_ref()
+                        .is_none_or(|f| f.matches(&doc))
+                        .then(|| (k.clone(), doc, e.data.clone(), e.version))
                 })
                 .collect()
         };
         // Key order breaks ties so paging is stable.
         rows.sort_by(|a, b| sort_cmp(&q.sort, &a.1, &b.1).then_with(|| a.0.cmp(&b.0)));
         let offset = q.offset().min(rows.len());
-        let end = q.page.limit.map_or(rows.len(), |l| offset.saturating_add(l).min(rows.len()));
+        let end = q
+            .page
+            .limit
+            .map_or(rows.len(), |l| offset.saturating_add(l).min(rows.len()));
         let token = (end < rows.len() && q.page.limit.is_some()).then(|| end.to_string());
         let results = rows
             .drain(offset..end)

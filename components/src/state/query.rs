@@ -71,12 +71,17 @@ fn parse_key(k: &str) -> Result<String, StateError> {
     let k = k.strip_prefix("value.").unwrap_or(k);
     let ok = !k.is_empty()
         && k.split('.').all(|seg| {
-            !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            !seg.is_empty()
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         });
     if ok {
         Ok(k.to_string())
     } else {
-        Err(bad(format!("invalid key {k:?}: use a dot path like person.org")))
+        Err(bad(format!(
+            "invalid key {k:?}: use a dot path like person.org"
+        )))
     }
 }
 
@@ -87,7 +92,9 @@ fn single(op: &str, v: &Value) -> Result<(String, Value), StateError> {
         .ok_or_else(|| bad(format!("{op} takes an object with exactly one key")))?;
     let (k, v) = m.iter().next().expect("len checked");
     if v.is_object() {
-        return Err(bad(format!("{op} on {k:?}: value must be a JSON scalar or array")));
+        return Err(bad(format!(
+            "{op} on {k:?}: value must be a JSON scalar or array"
+        )));
     }
     Ok((parse_key(k)?, v.clone()))
 }
@@ -136,11 +143,16 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, StateError> {
 
 impl Query {
     pub fn parse(json: &[u8]) -> Result<Query, StateError> {
-        let v: Value = serde_json::from_slice(json).map_err(|e| bad(format!("query is not valid JSON: {e}")))?;
-        let o = v.as_object().ok_or_else(|| bad("query must be a JSON object"))?;
+        let v: Value = serde_json::from_slice(json)
+            .map_err(|e| bad(format!("query is not valid JSON: {e}")))?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| bad("query must be a JSON object"))?;
         for k in o.keys() {
             if !matches!(k.as_str(), "filter" | "sort" | "page") {
-                return Err(bad(format!("unknown query field {k:?} (expected filter, sort, page)")));
+                return Err(bad(format!(
+                    "unknown query field {k:?} (expected filter, sort, page)"
+                )));
             }
         }
         let filter = match o.get("filter") {
@@ -176,9 +188,12 @@ impl Query {
                 page.limit = Some(usize::try_from(l).unwrap_or(usize::MAX));
             }
             if let Some(t) = p.get("token") {
-                let t = t.as_str().ok_or_else(|| bad("page.token must be a string"))?;
+                let t = t
+                    .as_str()
+                    .ok_or_else(|| bad("page.token must be a string"))?;
                 if !t.is_empty() {
-                    t.parse::<usize>().map_err(|_| bad(format!("invalid page token {t:?}")))?;
+                    t.parse::<usize>()
+                        .map_err(|_| bad(format!("invalid page token {t:?}")))?;
                     page.token = Some(t.to_string());
                 }
             }
@@ -188,7 +203,11 @@ impl Query {
 
     /// The offset a page starts at.
     pub fn offset(&self) -> usize {
-        self.page.token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0)
+        self.page
+            .token
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -285,7 +304,11 @@ mod tests {
             br#"[1]"#,
             br#"{"#,
         ] {
-            assert!(Query::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Query::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(Query::parse(br#"{}"#).unwrap().filter.is_none());
     }

@@ -42,7 +42,8 @@ fn backend(e: impl std::fmt::Display) -> StateError {
 }
 
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn from_millis(ms: i64) -> SystemTime {
@@ -53,7 +54,10 @@ fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn build(c: &spar_config::Component, ctx: &BuildContext) -> Result<Arc<dyn StateStore>, BuildError> {
+pub fn build(
+    c: &spar_config::Component,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn StateStore>, BuildError> {
     let field_err = |field: &str, message: String| BuildError::Metadata {
         component: c.name().to_string(),
         field: field.to_string(),
@@ -64,7 +68,10 @@ pub fn build(c: &spar_config::Component, ctx: &BuildContext) -> Result<Arc<dyn S
         None => {
             std::fs::create_dir_all(&ctx.data_dir).map_err(|e| BuildError::Init {
                 component: c.name().to_string(),
-                message: format!("cannot create data directory {}: {e}", ctx.data_dir.display()),
+                message: format!(
+                    "cannot create data directory {}: {e}",
+                    ctx.data_dir.display()
+                ),
             })?;
             ctx.data_dir.join("spar-state.db").display().to_string()
         }
@@ -76,13 +83,16 @@ pub fn build(c: &spar_config::Component, ctx: &BuildContext) -> Result<Arc<dyn S
     };
     let cleanup = match c.meta("cleanupInterval") {
         Some(t) if t.trim().starts_with('-') || t.trim() == "0" => None,
-        Some(t) => Some(spar_config::parse_duration(&t).map_err(|e| field_err("cleanupInterval", e))?),
+        Some(t) => {
+            Some(spar_config::parse_duration(&t).map_err(|e| field_err("cleanupInterval", e))?)
+        }
         None => Some(Duration::from_secs(3600)),
     };
-    let store = SqliteStore::open_with(&conn, &table, timeout).map_err(|message| BuildError::Init {
-        component: c.name().to_string(),
-        message,
-    })?;
+    let store =
+        SqliteStore::open_with(&conn, &table, timeout).map_err(|message| BuildError::Init {
+            component: c.name().to_string(),
+            message,
+        })?;
     if let Some(every) = cleanup {
         spawn_cleanup(Arc::downgrade(&store.inner), every);
     }
@@ -90,7 +100,9 @@ pub fn build(c: &spar_config::Component, ctx: &BuildContext) -> Result<Arc<dyn S
 }
 
 fn spawn_cleanup(store: Weak<Inner>, every: Duration) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     rt.spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -110,7 +122,8 @@ fn open_conn(target: &str, timeout: Duration) -> Result<Connection, String> {
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let c = Connection::open_with_flags(target, flags).map_err(|e| format!("cannot open SQLite database {target:?}: {e}"))?;
+    let c = Connection::open_with_flags(target, flags)
+        .map_err(|e| format!("cannot open SQLite database {target:?}: {e}"))?;
     c.busy_timeout(timeout).map_err(|e| e.to_string())?;
     Ok(c)
 }
@@ -118,19 +131,29 @@ fn open_conn(target: &str, timeout: Duration) -> Result<Connection, String> {
 impl SqliteStore {
     /// Opens (creating if needed) a database file with default settings.
     pub fn open(path: &Path) -> Result<SqliteStore, String> {
-        Self::open_with(&path.display().to_string(), "state", Duration::from_secs(20))
+        Self::open_with(
+            &path.display().to_string(),
+            "state",
+            Duration::from_secs(20),
+        )
     }
 
     pub fn open_with(target: &str, table: &str, timeout: Duration) -> Result<SqliteStore, String> {
         if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("tableName {table:?} must be letters, digits and '_'"));
+            return Err(format!(
+                "tableName {table:?} must be letters, digits and '_'"
+            ));
         }
         let in_memory = target == ":memory:" || target.contains("mode=memory");
         if !in_memory {
             let file = target.strip_prefix("file:").unwrap_or(target);
             let file = file.split('?').next().unwrap_or(file);
-            if let Some(dir) = PathBuf::from(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            if let Some(dir) = PathBuf::from(file)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
         }
         let writer = open_conn(target, timeout)?;
@@ -139,7 +162,9 @@ impl SqliteStore {
                 .pragma_update(None, "journal_mode", "WAL")
                 .map_err(|e| format!("cannot enable WAL on {target:?}: {e}"))?;
         }
-        writer.pragma_update(None, "synchronous", "NORMAL").map_err(|e| e.to_string())?;
+        writer
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| e.to_string())?;
         writer
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {table} (
@@ -187,7 +212,13 @@ impl Inner {
     fn delete_expired(&self) -> Result<usize, StateError> {
         let now = millis(SystemTime::now());
         lock(&self.writer)
-            .execute(&format!("DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= ?1", self.table), [now])
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                    self.table
+                ),
+                [now],
+            )
             .map_err(backend)
     }
 
@@ -217,7 +248,9 @@ impl Inner {
         let now = SystemTime::now();
         let now_ms = millis(now);
         let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         {
             let t = &self.table;
             let mut current = tx
@@ -244,9 +277,15 @@ impl Inner {
                 let cur = cur.map(|v| v as u64);
                 match op {
                     Operation::Upsert(r) => {
-                        check_etag(cur, r.etag.as_deref(), r.concurrency == Concurrency::FirstWrite)?;
+                        check_etag(
+                            cur,
+                            r.etag.as_deref(),
+                            r.concurrency == Concurrency::FirstWrite,
+                        )?;
                         let exp = expiry(r.ttl, now).map(millis);
-                        upsert.execute(params![r.key, r.value, exp, now_ms]).map_err(backend)?;
+                        upsert
+                            .execute(params![r.key, r.value, exp, now_ms])
+                            .map_err(backend)?;
                     }
                     Operation::Delete(r) => {
                         check_etag(cur, r.etag.as_deref(), false)?;
@@ -277,17 +316,29 @@ impl Inner {
         for s in &q.sort {
             args.push(SqlValue::Text(json_path(&s.key)));
             let p = args.len();
-            let dir = if s.order == SortOrder::Desc { "DESC" } else { "ASC" };
+            let dir = if s.order == SortOrder::Desc {
+                "DESC"
+            } else {
+                "ASC"
+            };
             // Missing fields sort last either way, as in the in-memory store.
-            sql.push_str(&format!("json_extract(value, ?{p}) IS NULL, json_extract(value, ?{p}) {dir}, "));
+            sql.push_str(&format!(
+                "json_extract(value, ?{p}) IS NULL, json_extract(value, ?{p}) {dir}, "
+            ));
         }
         sql.push_str("key ASC");
         let offset = q.offset();
         if let Some(limit) = q.page.limit {
             // One extra row tells whether another page exists.
-            args.push(SqlValue::Integer(limit.saturating_add(1).min(i64::MAX as usize) as i64));
+            args.push(SqlValue::Integer(
+                limit.saturating_add(1).min(i64::MAX as usize) as i64,
+            ));
             args.push(SqlValue::Integer(offset.min(i64::MAX as usize) as i64));
-            sql.push_str(&format!(" LIMIT ?{} OFFSET ?{}", args.len() - 1, args.len()));
+            sql.push_str(&format!(
+                " LIMIT ?{} OFFSET ?{}",
+                args.len() - 1,
+                args.len()
+            ));
         } else if offset > 0 {
             args.push(SqlValue::Integer(offset.min(i64::MAX as usize) as i64));
             sql.push_str(&format!(" LIMIT -1 OFFSET ?{}", args.len()));
@@ -355,7 +406,10 @@ fn compare_sql(key: &str, op: &str, v: &Value, sql: &mut String, args: &mut Vec<
     } else {
         format!("json_extract(value, ?{p}) {op} ?{a}")
     };
-    sql.push_str(&format!("(json_type(value, ?{p}) IN {} AND {cmp})", type_guard(v)));
+    sql.push_str(&format!(
+        "(json_type(value, ?{p}) IN {} AND {cmp})",
+        type_guard(v)
+    ));
 }
 
 fn filter_sql(f: &Filter, sql: &mut String, args: &mut Vec<SqlValue>) {
@@ -383,7 +437,10 @@ fn filter_sql(f: &Filter, sql: &mut String, args: &mut Vec<SqlValue>) {
             sql.push(')');
         }
         Filter::In(k, vs) => {
-            let eqs: Vec<Filter> = vs.iter().map(|v| Filter::Eq(k.clone(), v.clone())).collect();
+            let eqs: Vec<Filter> = vs
+                .iter()
+                .map(|v| Filter::Eq(k.clone(), v.clone()))
+                .collect();
             join(&eqs, " OR ", sql, args);
         }
         Filter::And(fs) => join(fs, " AND ", sql, args),
@@ -454,7 +511,9 @@ mod tests {
     #[test]
     fn rejects_bad_table_names_and_paths() {
         assert!(SqliteStore::open_with(":memory:", "x; drop", Duration::from_secs(1)).is_err());
-        assert!(SqliteStore::open_with("/proc/nope/x.db", "state", Duration::from_secs(1)).is_err());
+        assert!(
+            SqliteStore::open_with("/proc/nope/x.db", "state", Duration::from_secs(1)).is_err()
+        );
     }
 
     #[test]
@@ -462,7 +521,10 @@ mod tests {
         let s = SqliteStore::open_with(":memory:", "p", Duration::from_secs(1)).unwrap();
         let now = millis(SystemTime::now());
         lock(&s.inner.writer)
-            .execute("INSERT INTO p (key, value, etag, expires_at) VALUES ('k', x'00', 1, ?1)", [now - 1000])
+            .execute(
+                "INSERT INTO p (key, value, etag, expires_at) VALUES ('k', x'00', 1, ?1)",
+                [now - 1000],
+            )
             .unwrap();
         assert_eq!(s.inner.delete_expired().unwrap(), 1);
     }

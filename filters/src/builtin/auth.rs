@@ -95,7 +95,10 @@ mod tests {
         let c = chain();
         let mut ctx = Ctx::new(Protocol::Http, "GET", "/v1.0/healthz");
         let r = c
-            .handle(&mut ctx, Request::Health(HealthRequest::Healthz { app_id: None }))
+            .handle(
+                &mut ctx,
+                Request::Health(HealthRequest::Healthz { app_id: None }),
+            )
             .await;
         assert!(r.is_ok());
     }

@@ -46,7 +46,11 @@ impl MetricsFilter {
     /// cardinality stays bounded whatever clients send.
     fn path_label<'a>(&'a self, ctx: &'a Ctx) -> &'a str {
         if self.patterns.is_empty() {
-            return if self.opts.increased_cardinality { ctx.route } else { "" };
+            return if self.opts.increased_cardinality {
+                ctx.route
+            } else {
+                ""
+            };
         }
         let segs: Vec<&str> = ctx.path.trim_matches('/').split('/').collect();
         for (i, p) in self.patterns.iter().enumerate() {
@@ -82,7 +86,11 @@ impl Filter for MetricsFilter {
                     Err(e) => e.http_status(),
                 };
                 let status = itoa_status(status);
-                let method = if self.opts.exclude_verbs { "" } else { ctx.method };
+                let method = if self.opts.exclude_verbs {
+                    ""
+                } else {
+                    ctx.method
+                };
                 let labels = [self.app_id.as_str(), method, self.path_label(ctx), status];
                 self.m.http_request_count.with_label_values(&labels).inc();
                 self.m.http_latency.with_label_values(&labels).observe(ms);

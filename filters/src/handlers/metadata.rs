@@ -27,7 +27,9 @@ pub fn handle(rt: &Runtime, req: MetadataRequest) -> ApiResult {
         MetadataRequest::Get => Ok(Response::Metadata(Box::new(snapshot(rt)))),
         MetadataRequest::Set { key, value } => {
             if key.is_empty() {
-                return Err(ApiError::MetadataSet("metadata key must not be empty".into()));
+                return Err(ApiError::MetadataSet(
+                    "metadata key must not be empty".into(),
+                ));
             }
             rt.set_attribute(key, value);
             Ok(Response::Empty)

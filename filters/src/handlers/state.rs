@@ -296,7 +296,9 @@ fn ttl_metadata(expires: Option<SystemTime>) -> Metadata {
 
 fn to_set(prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetRequest, ApiError> {
     if it.key.is_empty() {
-        return Err(ApiError::MalformedRequest(r#""key" is a required field"#.into()));
+        return Err(ApiError::MalformedRequest(
+            r#""key" is a required field"#.into(),
+        ));
     }
     Ok(st::SetRequest {
         key: prefix.apply(&it.key)?,
@@ -311,7 +313,9 @@ fn to_set(prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetRequest, ApiError> 
 
 fn to_delete(prefix: &KeyPrefix, it: DeleteItem) -> Result<st::DeleteRequest, ApiError> {
     if it.key.is_empty() {
-        return Err(ApiError::MalformedRequest(r#""key" is a required field"#.into()));
+        return Err(ApiError::MalformedRequest(
+            r#""key" is a required field"#.into(),
+        ));
     }
     Ok(st::DeleteRequest {
         key: prefix.apply(&it.key)?,

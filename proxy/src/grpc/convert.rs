@@ -19,7 +19,9 @@ pub fn consistency(v: i32) -> Consistency {
 
 pub fn concurrency(o: Option<&StateOptions>) -> Concurrency {
     match o {
-        Some(o) if o.concurrency == state_options::StateConcurrency::ConcurrencyFirstWrite as i32 => {
+        Some(o)
+            if o.concurrency == state_options::StateConcurrency::ConcurrencyFirstWrite as i32 =>
+        {
             Concurrency::FirstWrite
         }
         _ => Concurrency::LastWrite,
@@ -29,7 +31,10 @@ pub fn concurrency(o: Option<&StateOptions>) -> Concurrency {
 pub fn save_item(s: StateItem) -> SaveItem {
     SaveItem {
         concurrency: concurrency(s.options.as_ref()),
-        consistency: s.options.as_ref().map_or(Consistency::Eventual, |o| consistency(o.consistency)),
+        consistency: s
+            .options
+            .as_ref()
+            .map_or(Consistency::Eventual, |o| consistency(o.consistency)),
         key: s.key,
         value: s.value,
         etag: s.etag.map(|e| e.value),

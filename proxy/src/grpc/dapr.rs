@@ -131,7 +131,11 @@ impl Dapr for DaprApi {
             metadata: m.metadata.clone(),
         });
         match self
-            .call("/dapr.proto.runtime.v1.Dapr/QueryStateAlpha1", &req, Ok(typed))
+            .call(
+                "/dapr.proto.runtime.v1.Dapr/QueryStateAlpha1",
+                &req,
+                Ok(typed),
+            )
             .await?
         {
             Response::State(StateResponse::Query(q)) => {
@@ -178,8 +182,12 @@ impl Dapr for DaprApi {
             store: m.store_name.clone(),
             items: m.states.iter().cloned().map(convert::delete_item).collect(),
         });
-        self.call("/dapr.proto.runtime.v1.Dapr/DeleteBulkState", &req, Ok(typed))
-            .await?;
+        self.call(
+            "/dapr.proto.runtime.v1.Dapr/DeleteBulkState",
+            &req,
+            Ok(typed),
+        )
+        .await?;
         Ok(GrpcResponse::new(()))
     }
 
@@ -245,8 +253,12 @@ impl Dapr for DaprApi {
     }
 
     async fn shutdown(&self, req: GrpcRequest<pb::ShutdownRequest>) -> R<()> {
-        self.call("/dapr.proto.runtime.v1.Dapr/Shutdown", &req, Ok(Request::Shutdown))
-            .await?;
+        self.call(
+            "/dapr.proto.runtime.v1.Dapr/Shutdown",
+            &req,
+            Ok(Request::Shutdown),
+        )
+        .await?;
         Ok(GrpcResponse::new(()))
     }
 }
@@ -264,23 +276,31 @@ fn metadata(m: &MetadataSnapshot) -> pb::GetMetadataResponse {
                 capabilities: c.capabilities.clone(),
             })
             .collect(),
-        extended_metadata: m.extended.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        extended_metadata: m
+            .extended
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         subscriptions: vec![],
         http_endpoints: vec![],
-        app_connection_properties: m.app_connection.as_ref().map(|a| {
-            pb::AppConnectionProperties {
+        app_connection_properties: m
+            .app_connection
+            .as_ref()
+            .map(|a| pb::AppConnectionProperties {
                 port: i32::from(a.port),
                 protocol: a.protocol.clone(),
                 channel_address: a.channel_address.clone(),
                 max_concurrency: a.max_concurrency,
-                health: a.health.as_ref().map(|h| pb::AppConnectionHealthProperties {
-                    health_check_path: h.path.clone(),
-                    health_probe_interval: humantime::format_duration(h.interval).to_string(),
-                    health_probe_timeout: humantime::format_duration(h.timeout).to_string(),
-                    health_threshold: h.threshold as i32,
-                }),
-            }
-        }),
+                health: a
+                    .health
+                    .as_ref()
+                    .map(|h| pb::AppConnectionHealthProperties {
+                        health_check_path: h.path.clone(),
+                        health_probe_interval: humantime::format_duration(h.interval).to_string(),
+                        health_probe_timeout: humantime::format_duration(h.timeout).to_string(),
+                        health_threshold: h.threshold as i32,
+                    }),
+            }),
         runtime_version: m.runtime_version.clone(),
         enabled_features: m.enabled_features.clone(),
     }

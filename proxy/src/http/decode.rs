@@ -10,9 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use spar_filters::handlers::health::HealthRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
-use spar_filters::handlers::state::{
-    self as hs, DeleteItem, SaveItem, StateRequest, TxOp,
-};
+use spar_filters::handlers::state::{self as hs, DeleteItem, SaveItem, StateRequest, TxOp};
 use spar_filters::{ApiError, Request};
 
 /// The decoded call plus its route template (a bounded metric label).
@@ -181,7 +179,12 @@ pub struct Head<'a> {
 }
 
 pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
-    let segs: Vec<&str> = h.path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
+    let segs: Vec<&str> = h
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
     let m = h.method;
     match segs.as_slice() {
         ["v1.0", "healthz"] => {
@@ -191,11 +194,13 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                 Ok(Request::Health(HealthRequest::Healthz { app_id }))
             })
         }
-        ["v1.0", "healthz", "outbound"] => {
-            only(m, &["GET", "HEAD"], "/v1.0/healthz/outbound", h.path, || {
-                Ok(Request::Health(HealthRequest::Outbound))
-            })
-        }
+        ["v1.0", "healthz", "outbound"] => only(
+            m,
+            &["GET", "HEAD"],
+            "/v1.0/healthz/outbound",
+            h.path,
+            || Ok(Request::Health(HealthRequest::Outbound)),
+        ),
         ["v1.0", "metadata"] => only(m, &["GET"], "/v1.0/metadata", h.path, || {
             Ok(Request::Metadata(MetadataRequest::Get))
         }),
@@ -206,9 +211,15 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                     .map_err(|_| malformed("metadata value must be UTF-8 text"))?,
             }))
         }),
-        ["v1.0", "shutdown"] => only(m, &["POST"], "/v1.0/shutdown", h.path, || Ok(Request::Shutdown)),
-        ["v1.0", "state", store] => {
-            only(m, &["POST", "PUT"], "/v1.0/state/{storeName}", h.path, || {
+        ["v1.0", "shutdown"] => only(m, &["POST"], "/v1.0/shutdown", h.path, || {
+            Ok(Request::Shutdown)
+        }),
+        ["v1.0", "state", store] => only(
+            m,
+            &["POST", "PUT"],
+            "/v1.0/state/{storeName}",
+            h.path,
+            || {
                 let q = Query::parse(h.query);
                 let items: Vec<SaveItemJson> = parse_json(body)?;
                 let items = items
@@ -219,8 +230,8 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                     store: percent_decode(store),
                     items,
                 }))
-            })
-        }
+            },
+        ),
         ["v1.0", "state", store, "bulk"] if m == "POST" || m == "PUT" => {
             let route = "/v1.0/state/{storeName}/bulk";
             let q = Query::parse(h.query);
@@ -266,7 +277,11 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
         ["v1.0", "state", store, key @ ..] if !key.is_empty() => {
             let route = "/v1.0/state/{storeName}/{key}";
             let q = Query::parse(h.query);
-            let key = key.iter().map(|s| percent_decode(s)).collect::<Vec<_>>().join("/");
+            let key = key
+                .iter()
+                .map(|s| percent_decode(s))
+                .collect::<Vec<_>>()
+                .join("/");
             let store = percent_decode(store);
             let r = match m {
                 "GET" => hs::parse_consistency(q.get("consistency")).map(|consistency| {
@@ -293,15 +308,21 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
             done(route, r)
         }
         ["v1.0-alpha1", "state", store, "query"] => {
-            only(m, &["POST", "PUT"], "/v1.0-alpha1/state/{storeName}/query", h.path, || {
-                // Validate it's JSON here so a syntax error is a 400, not a store error.
-                parse_json::<serde::de::IgnoredAny>(body)?;
-                Ok(state(StateRequest::Query {
-                    store: percent_decode(store),
-                    query: body.to_vec(),
-                    metadata: Query::parse(h.query).metadata,
-                }))
-            })
+            only(
+                m,
+                &["POST", "PUT"],
+                "/v1.0-alpha1/state/{storeName}/query",
+                h.path,
+                || {
+                    // Validate it's JSON here so a syntax error is a 400, not a store error.
+                    parse_json::<serde::de::IgnoredAny>(body)?;
+                    Ok(state(StateRequest::Query {
+                        store: percent_decode(store),
+                        query: body.to_vec(),
+                        metadata: Query::parse(h.query).metadata,
+                    }))
+                },
+            )
         }
         _ => rejected(
             "unmatched",
@@ -370,12 +391,30 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert!(matches!(d("GET", "/v1.0/healthz", "").req, Request::Health(_)));
-        assert!(matches!(d("GET", "/v1.0/metadata", "").req, Request::Metadata(_)));
-        assert!(matches!(d("POST", "/v1.0/shutdown", "").req, Request::Shutdown));
-        let r = d("GET", "/v1.0/state/s/a%2Fb?consistency=strong&metadata.x=1", "");
+        assert!(matches!(
+            d("GET", "/v1.0/healthz", "").req,
+            Request::Health(_)
+        ));
+        assert!(matches!(
+            d("GET", "/v1.0/metadata", "").req,
+            Request::Metadata(_)
+        ));
+        assert!(matches!(
+            d("POST", "/v1.0/shutdown", "").req,
+            Request::Shutdown
+        ));
+        let r = d(
+            "GET",
+            "/v1.0/state/s/a%2Fb?consistency=strong&metadata.x=1",
+            "",
+        );
         match r.req {
-            Request::State(StateRequest::Get { store, key, metadata, .. }) => {
+            Request::State(StateRequest::Get {
+                store,
+                key,
+                metadata,
+                ..
+            }) => {
                 assert_eq!((store.as_str(), key.as_str()), ("s", "a/b"));
                 assert_eq!(metadata["x"], "1");
             }
@@ -404,7 +443,12 @@ mod tests {
             Request::Rejected(ApiError::MalformedRequest(_))
         ));
         assert!(matches!(
-            d("POST", "/v1.0/state/s", r#"[{"key":"k","value":1,"options":{"concurrency":"x"}}]"#).req,
+            d(
+                "POST",
+                "/v1.0/state/s",
+                r#"[{"key":"k","value":1,"options":{"concurrency":"x"}}]"#
+            )
+            .req,
             Request::Rejected(ApiError::MalformedRequest(_))
         ));
     }

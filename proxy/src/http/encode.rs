@@ -67,7 +67,11 @@ fn state(status: u16, s: StateResponse) -> Encoded {
         },
         StateResponse::Item(Some(it)) => {
             let mut headers = Vec::with_capacity(2 + it.metadata.len());
-            let ct = if is_json(&it.data) { JSON } else { "application/octet-stream" };
+            let ct = if is_json(&it.data) {
+                JSON
+            } else {
+                "application/octet-stream"
+            };
             headers.push(("content-type", ct.to_string()));
             if let Some(e) = it.etag {
                 headers.push(("etag", e));

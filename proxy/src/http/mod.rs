@@ -8,7 +8,7 @@ pub mod decode;
 pub mod encode;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
@@ -95,10 +95,12 @@ impl ProxyHttp for HttpApi {
             resp.insert_header("content-length", out.body.len().to_string())?;
         }
         let head_only = method == "HEAD" || out.body.is_empty();
-        session.write_response_header(Box::new(resp), head_only).await?;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
         if !head_only {
             session
-                .write_response_body(Some(Bytes::from(out.body)), true)
+                .write_response_body(Some(out.body), true)
                 .await?;
         }
         Ok(true)
