@@ -223,3 +223,36 @@ async fn http_pipeline_middleware_from_configuration() {
         "{statuses:?}"
     );
 }
+
+#[test]
+fn sigterm_is_forwarded_to_the_app_and_its_code_returned() {
+    let data = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let mut child = Command::new(spar_bin())
+        .args(["run", "--app-id", "sig", "--dapr-listen-addresses", "127.0.0.1"])
+        .args(["--dapr-http-port", &http.to_string()])
+        .args(["--dapr-grpc-port", &free_port().to_string()])
+        .args(["--metrics-port", &free_port().to_string()])
+        .args(["--data-dir", &data.path().display().to_string()])
+        .args(["--", "sh", "-c", "trap 'exit 5' TERM; while true; do sleep 0.05; done"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while spar_tests::http_status(http, "GET", "/v1.0/healthz") != Some(204) {
+        assert!(std::time::Instant::now() < deadline, "not healthy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The app's shell must have installed its trap before we signal.
+    std::thread::sleep(Duration::from_millis(300));
+    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert_eq!(st.code(), Some(5));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "spar did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
