@@ -33,7 +33,9 @@ impl Prober {
                         .ok()?
                         .connect_timeout(cfg.timeout)
                         .timeout(cfg.timeout);
-                Some(Prober::Grpc { endpoint: Box::new(endpoint) })
+                Some(Prober::Grpc {
+                    endpoint: Box::new(endpoint),
+                })
             }
             _ => {
                 let client = reqwest::Client::builder()

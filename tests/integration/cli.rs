@@ -5,26 +5,12 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use spar_tests::{free_port, spar_bin, unique, Options, Sidecar};
+use spar_tests::{free_port, get_json, run_command, spar_bin, unique, Options, Sidecar};
 
 fn run_app(cmd: &[&str]) -> std::process::Output {
     let data = tempfile::tempdir().unwrap();
-    Command::new(spar_bin())
-        .args([
-            "run",
-            "--app-id",
-            "exit-test",
-            "--dapr-listen-addresses",
-            "127.0.0.1",
-        ])
-        .args(["--dapr-http-port", &free_port().to_string()])
-        .args(["--dapr-grpc-port", &free_port().to_string()])
-        .args(["--metrics-port", &free_port().to_string()])
-        .args(["--data-dir", &data.path().display().to_string()])
-        .arg("--")
-        .args(cmd)
-        .output()
-        .unwrap()
+    let (mut c, _) = run_command(data.path(), "exit-test");
+    c.arg("--").args(cmd).output().unwrap()
 }
 
 #[test]
@@ -128,23 +114,9 @@ async fn embedded_default_store_needs_no_yaml() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let v: Value = c
-        .get(format!("{base}/v1.0/state/statestore/{key}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&c, format!("{base}/v1.0/state/statestore/{key}")).await;
     assert_eq!(v, json!("first"));
-    let md: Value = c
-        .get(format!("{base}/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let md: Value = get_json(&c, format!("{base}/v1.0/metadata")).await;
     assert_eq!(md["components"][0]["type"], "state.sqlite");
     assert!(sc.dir.path().join("data").join("spar-state.db").exists());
     // Informational: how fast the sidecar became healthy (never asserted).
@@ -170,22 +142,8 @@ fn port_clash_fails_fast_with_a_clear_error() {
 #[test]
 fn logs_as_json() {
     let data = tempfile::tempdir().unwrap();
-    let out = Command::new(spar_bin())
-        .args([
-            "run",
-            "--log-as-json",
-            "--app-id",
-            "j",
-            "--dapr-listen-addresses",
-            "127.0.0.1",
-        ])
-        .args(["--dapr-http-port", &free_port().to_string()])
-        .args(["--dapr-grpc-port", &free_port().to_string()])
-        .args(["--metrics-port", &free_port().to_string()])
-        .args(["--data-dir", &data.path().display().to_string()])
-        .args(["--", "true"])
-        .output()
-        .unwrap();
+    let (mut c, _) = run_command(data.path(), "j");
+    let out = c.args(["--log-as-json", "--", "true"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
@@ -227,14 +185,14 @@ async fn http_pipeline_middleware_from_configuration() {
 #[test]
 fn sigterm_is_forwarded_to_the_app_and_its_code_returned() {
     let data = tempfile::tempdir().unwrap();
-    let http = free_port();
-    let mut child = Command::new(spar_bin())
-        .args(["run", "--app-id", "sig", "--dapr-listen-addresses", "127.0.0.1"])
-        .args(["--dapr-http-port", &http.to_string()])
-        .args(["--dapr-grpc-port", &free_port().to_string()])
-        .args(["--metrics-port", &free_port().to_string()])
-        .args(["--data-dir", &data.path().display().to_string()])
-        .args(["--", "sh", "-c", "trap 'exit 5' TERM; while true; do sleep 0.05; done"])
+    let (mut c, http) = run_command(data.path(), "sig");
+    let mut child = c
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap 'exit 5' TERM; while true; do sleep 0.05; done",
+        ])
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -244,7 +202,10 @@ fn sigterm_is_forwarded_to_the_app_and_its_code_returned() {
     }
     // The app's shell must have installed its trap before we signal.
     std::thread::sleep(Duration::from_millis(300));
-    let st = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {

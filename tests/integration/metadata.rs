@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
-use spar_tests::{memory_component, Options, Sidecar};
+use spar_tests::{get_json, memory_component, Options, Sidecar};
 
 #[tokio::test]
 async fn metadata_reports_components_and_attributes() {
@@ -20,14 +20,7 @@ async fn metadata_reports_components_and_attributes() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let md: Value = c
-        .get(format!("{base}/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let md: Value = get_json(&c, format!("{base}/v1.0/metadata")).await;
     assert_eq!(md["id"], sc.app_id.as_str());
     assert!(md["runtimeVersion"].is_string());
     assert_eq!(md["components"][0]["name"], "mem");

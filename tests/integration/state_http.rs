@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use spar_tests::{memory_component, sqlite_component, unique, Options, Sidecar};
+use spar_tests::{get_json, memory_component, sqlite_component, unique, Options, Sidecar};
 
 fn sidecar() -> Sidecar {
     Sidecar::start(Options {
@@ -118,14 +118,7 @@ async fn first_write_wins() {
             save(&c, &base, store, item(2)).await.status(),
             StatusCode::CONFLICT
         );
-        let v: Value = c
-            .get(format!("{base}/v1.0/state/{store}/{key}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(&c, format!("{base}/v1.0/state/{store}/{key}")).await;
         assert_eq!(v, json!(1));
     }
 }
@@ -253,14 +246,7 @@ async fn transaction_is_atomic() {
             StatusCode::NO_CONTENT,
             "{store}: partial write"
         );
-        let v: Value = c
-            .get(format!("{base}/v1.0/state/{store}/{a}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(&c, format!("{base}/v1.0/state/{store}/{a}")).await;
         assert_eq!(v, json!(1));
     }
 }

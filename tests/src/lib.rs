@@ -239,3 +239,34 @@ pub fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
     let line = std::str::from_utf8(&buf[..n]).ok()?;
     line.split(' ').nth(1)?.parse().ok()
 }
+
+/// GET a URL and parse the body as JSON (panics with the URL on failure).
+pub async fn get_json(c: &reqwest::Client, url: String) -> serde_json::Value {
+    let r = c
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body is not JSON: {e}"))
+}
+
+/// `spar run` on free loopback ports with its own data dir; returns the
+/// command (add more args, then the app after `--`) and the HTTP port.
+pub fn run_command(data_dir: &Path, app_id: &str) -> (Command, u16) {
+    let http = free_port();
+    let mut cmd = Command::new(spar_bin());
+    cmd.args([
+        "run",
+        "--app-id",
+        app_id,
+        "--dapr-listen-addresses",
+        "127.0.0.1",
+    ])
+    .args(["--dapr-http-port", &http.to_string()])
+    .args(["--dapr-grpc-port", &free_port().to_string()])
+    .args(["--metrics-port", &free_port().to_string()])
+    .args(["--data-dir", &data_dir.display().to_string()]);
+    (cmd, http)
+}

@@ -99,9 +99,7 @@ impl ProxyHttp for HttpApi {
             .write_response_header(Box::new(resp), head_only)
             .await?;
         if !head_only {
-            session
-                .write_response_body(Some(out.body), true)
-                .await?;
+            session.write_response_body(Some(out.body), true).await?;
         }
         Ok(true)
     }
