@@ -1,7 +1,6 @@
 //! Test support: start the real `spar` binary on free ports with a resources
 //! directory, wait until it is healthy, and clean up on drop.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,6 +83,8 @@ pub struct Sidecar {
     pub dir: tempfile::TempDir,
     pub started: Instant,
     pub ready_after: Duration,
+    /// The sidecar's stderr.
+    pub log: PathBuf,
 }
 
 /// A `state.sqlite` component stored in the sidecar's temporary directory
@@ -102,7 +103,7 @@ pub fn memory_component(name: &str) -> String {
 
 impl Sidecar {
     pub fn start(opts: Options) -> Sidecar {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
         let res_dir = dir.path().join("resources");
         std::fs::create_dir_all(&res_dir).unwrap();
         let yaml = opts
@@ -110,69 +111,88 @@ impl Sidecar {
             .join("\n---\n")
             .replace("{dir}", &dir.path().display().to_string());
         std::fs::write(res_dir.join("components.yaml"), yaml).unwrap();
-        let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
-        let mut cmd = Command::new(spar_bin());
-        cmd.arg("run")
-            .args(["--app-id", &opts.app_id])
-            .args(["--dapr-http-port", &http_port.to_string()])
-            .args(["--dapr-grpc-port", &grpc_port.to_string()])
-            .args(["--metrics-port", &metrics_port.to_string()])
-            .args(["--dapr-listen-addresses", "127.0.0.1"])
-            .args(["--data-dir", &dir.path().join("data").display().to_string()]);
-        if !opts.no_resources {
-            cmd.args(["--resources-path", &res_dir.display().to_string()]);
-        }
-        if let Some(c) = &opts.config {
+        let config = opts.config.as_ref().map(|c| {
             let p = dir.path().join("config.yaml");
             std::fs::write(&p, c).unwrap();
-            cmd.args(["--config", &p.display().to_string()]);
+            p
+        });
+        // A port picked free can be taken by a parallel test before spar binds
+        // it; spar then exits with "cannot listen" and we try other ports.
+        for attempt in 1..=5 {
+            let (http_port, grpc_port, metrics_port) = (free_port(), free_port(), free_port());
+            let log = dir.path().join(format!("spar-{attempt}.log"));
+            let mut cmd = Command::new(spar_bin());
+            cmd.arg("run")
+                .args(["--app-id", &opts.app_id])
+                .args(["--dapr-http-port", &http_port.to_string()])
+                .args(["--dapr-grpc-port", &grpc_port.to_string()])
+                .args(["--metrics-port", &metrics_port.to_string()])
+                .args(["--dapr-listen-addresses", "127.0.0.1"])
+                .args(["--data-dir", &dir.path().join("data").display().to_string()]);
+            if !opts.no_resources {
+                cmd.args(["--resources-path", &res_dir.display().to_string()]);
+            }
+            if let Some(p) = &config {
+                cmd.args(["--config", &p.display().to_string()]);
+            }
+            // stderr goes to a file: a pipe nobody drains could block spar.
+            cmd.args(&opts.extra_args)
+                .env_remove("DAPR_API_TOKEN")
+                .envs(opts.env.iter().map(|(k, v)| (k, v)))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log file"));
+            let started = Instant::now();
+            let child = cmd.spawn().expect("spawn spar");
+            let mut sc = Sidecar {
+                child,
+                http_port,
+                grpc_port,
+                metrics_port,
+                app_id: opts.app_id.clone(),
+                dir,
+                started,
+                ready_after: Duration::ZERO,
+                log,
+            };
+            match sc.wait_healthy(Duration::from_secs(20)) {
+                Ok(()) => return sc,
+                Err(e) if e.contains("cannot listen") && attempt < 5 => dir = sc.take_dir(),
+                Err(e) => panic!("{e}"),
+            }
         }
-        cmd.args(&opts.extra_args)
-            .env_remove("DAPR_API_TOKEN")
-            .envs(opts.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let started = Instant::now();
-        let child = cmd.spawn().expect("spawn spar");
-        let mut sc = Sidecar {
-            child,
-            http_port,
-            grpc_port,
-            metrics_port,
-            app_id: opts.app_id,
-            dir,
-            started,
-            ready_after: Duration::ZERO,
-        };
-        sc.wait_healthy(Duration::from_secs(20));
-        sc
+        unreachable!("the last attempt returns or panics")
     }
 
-    fn wait_healthy(&mut self, limit: Duration) {
+    fn take_dir(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
+    }
+
+    fn wait_healthy(&mut self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("spar exited early ({st}): {}", self.stderr());
+                return Err(format!("spar exited early ({st}): {}", self.stderr()));
             }
             if http_status(self.http_port, "GET", "/v1.0/healthz") == Some(204) {
                 self.ready_after = self.started.elapsed();
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("spar not healthy after {limit:?}: {}", self.stderr());
+                return Err(format!(
+                    "spar not healthy after {limit:?}: {}",
+                    self.stderr()
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
     }
 
-    /// What the sidecar wrote to stderr (only after it exited or was killed).
-    pub fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(e) = self.child.stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
+    /// What the sidecar has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn http(&self) -> String {
@@ -226,7 +246,7 @@ impl Drop for Sidecar {
 /// A bare-bones HTTP/1.1 request with std only (used while waiting for
 /// start-up, where an async client would be overkill). Returns the status.
 pub fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
