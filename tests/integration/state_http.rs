@@ -328,3 +328,55 @@ async fn query_filter_sort_and_paging() {
         assert_eq!(seen, vec![19, 30, 41, 50], "{store}");
     }
 }
+
+/// Two app ids sharing one SQLite file: isolated by default (`appid`
+/// prefix), shared with `keyPrefix: name`, raw keys with `keyPrefix: none`.
+#[tokio::test]
+async fn key_prefix_strategies_isolate_or_share() {
+    let db = tempfile::tempdir().unwrap();
+    let comp = |name: &str, prefix: Option<&str>| {
+        let mut y = format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n",
+            db.path().join("shared.db").display()
+        );
+        if let Some(p) = prefix {
+            y.push_str(&format!("  - name: keyPrefix\n    value: {p}\n"));
+        }
+        y
+    };
+    let start = |app: &str| {
+        Sidecar::start(Options {
+            app_id: app.into(),
+            resources: vec![
+                comp("byapp", None),
+                comp("byname", Some("name")),
+                comp("raw", Some("none")),
+            ],
+            ..Default::default()
+        })
+    };
+    let (a, b) = (start(&unique("a")), start(&unique("b")));
+    let c = Client::new();
+    for store in ["byapp", "byname", "raw"] {
+        let key = unique(store);
+        save(
+            &c,
+            &a.http(),
+            store,
+            json!([{"key": key, "value": "from-a"}]),
+        )
+        .await;
+        let r = c
+            .get(format!("{}/v1.0/state/{store}/{key}", b.http()))
+            .send()
+            .await
+            .unwrap();
+        let visible = r.status() == StatusCode::OK;
+        assert_eq!(visible, store != "byapp", "{store}");
+    }
+    // With `none`, a key may contain the separator; with a prefix it may not.
+    let r = save(&c, &a.http(), "raw", json!([{"key": "x||y", "value": 1}])).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = save(&c, &a.http(), "byapp", json!([{"key": "x||y", "value": 1}])).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
