@@ -44,6 +44,7 @@ impl Default for Registry {
         let mut state: HashMap<&'static str, StateBuilder> = HashMap::new();
         state.insert("state.in-memory", state::memory::build);
         state.insert("state.sqlite", state::sqlite::build);
+        state.insert("state.redis", state::redis::build);
         Registry { state }
     }
 }

@@ -19,3 +19,24 @@ async fn sqlite_file() {
         spar_components::state::sqlite::SqliteStore::open(&dir.path().join("c.db")).unwrap();
     conformance::run_all(Arc::new(store), &unique("conf")).await;
 }
+
+/// Against the real Redis on 127.0.0.1:6379, under a unique key prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis() {
+    let store = spar_components::registry::Registry::default()
+        .build_state(
+            &component("state.redis", &[("redisHost", "127.0.0.1:6379")]),
+            &Default::default(),
+        )
+        .expect("redis store");
+    conformance::run_all(store, &unique("conf")).await;
+}
+
+/// A component definition as YAML would give it.
+fn component(ty: &str, meta: &[(&str, &str)]) -> spar_config::Component {
+    let mut y = format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: conf\nspec:\n  type: {ty}\n  version: v1\n  metadata:\n");
+    for (k, v) in meta {
+        y.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
+    }
+    serde_yaml::from_str(&y).expect("component yaml")
+}

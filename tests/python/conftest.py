@@ -5,8 +5,9 @@ One spar process is started per test session:
     spar run --app-id pytest-<random> --dapr-http-port <free> \
         --dapr-grpc-port <free> --metrics-port <free> --resources-path <tmp>
 
-with two state store components in <tmp>: ``statestore`` (state.sqlite, file
-in <tmp>) and ``memstore`` (state.in-memory). The binary is ``$SPAR_BIN``,
+with three state store components in <tmp>: ``statestore`` (state.sqlite, file
+in <tmp>), ``memstore`` (state.in-memory) and ``redisstore`` (state.redis on
+the local Redis). The binary is ``$SPAR_BIN``,
 default ``target/debug/spar`` under the repository root.
 
 When a test fails, what the sidecar printed while it ran is attached to the
@@ -40,6 +41,7 @@ LOG_TAIL_LINES = 200
 STATE_STORES = {
     "statestore": "state.sqlite",
     "memstore": "state.in-memory",
+    "redisstore": "state.redis",
 }
 
 
@@ -187,6 +189,10 @@ def start_sidecar(workdir: Path) -> Sidecar:
     )
     (resources / "memstore.yaml").write_text(
         component_yaml("memstore", STATE_STORES["memstore"], {})
+    )
+    # The machine's real Redis; keys carry this run's unique app-id prefix.
+    (resources / "redisstore.yaml").write_text(
+        component_yaml("redisstore", STATE_STORES["redisstore"], {"redisHost": "127.0.0.1:6379"})
     )
 
     http_port, grpc_port, metrics_port = free_ports(3)

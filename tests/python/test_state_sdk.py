@@ -1,7 +1,8 @@
 """State management through the official Dapr Python SDK (gRPC), against spar.
 
 Every state test runs once per configured store (``store`` fixture):
-``statestore`` (state.sqlite) and ``memstore`` (state.in-memory). Keys are
+``statestore`` (state.sqlite), ``memstore`` (state.in-memory) and
+``redisstore`` (state.redis). Keys are
 unique per test (``key`` fixture), so tests share one sidecar but never
 each other's data.
 """

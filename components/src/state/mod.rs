@@ -6,6 +6,7 @@
 mod error;
 pub mod memory;
 pub mod query;
+pub mod redis;
 pub mod sqlite;
 mod types;
 
