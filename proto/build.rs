@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/common/v1/common.proto",
         "dapr/proto/runtime/v1/state.proto",
         "dapr/proto/runtime/v1/metadata.proto",
+        "dapr/proto/runtime/v1/secret.proto",
         "dapr/proto/runtime/v1/dapr.proto",
         "dapr/proto/runtime/v1/appcallback.proto",
     ];

@@ -6,6 +6,7 @@
 //! [`registry`] builds components from their YAML `spec.type`.
 
 pub mod registry;
+pub mod secrets;
 pub mod state;
 
 pub use registry::{BuildError, Registry};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use spar_config::Component;
 use thiserror::Error;
 
+use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
 
 #[derive(Debug, Error)]
@@ -32,11 +33,15 @@ pub struct BuildContext {
     pub data_dir: std::path::PathBuf,
 }
 
-type StateBuilder = fn(&Component, &BuildContext) -> Result<Arc<dyn StateStore>, BuildError>;
+/// A component constructor producing one kind's trait object.
+type Builder<T> = fn(&Component, &BuildContext) -> Result<Arc<T>, BuildError>;
+type StateBuilder = Builder<dyn StateStore>;
+type SecretBuilder = Builder<dyn SecretStore>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
     state: HashMap<&'static str, StateBuilder>,
+    secrets: HashMap<&'static str, SecretBuilder>,
 }
 
 impl Default for Registry {
@@ -45,7 +50,10 @@ impl Default for Registry {
         state.insert("state.in-memory", state::memory::build);
         state.insert("state.sqlite", state::sqlite::build);
         state.insert("state.redis", state::redis::build);
-        Registry { state }
+        let mut secrets: HashMap<&'static str, SecretBuilder> = HashMap::new();
+        secrets.insert("secretstores.local.env", secrets::local_env::build);
+        secrets.insert("secretstores.local.file", secrets::local_file::build);
+        Registry { state, secrets }
     }
 }
 
@@ -54,21 +62,38 @@ impl Registry {
         self.state.contains_key(ty)
     }
 
+    pub fn build_secret_store(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn SecretStore>, BuildError> {
+        build(&self.secrets, c, ctx)
+    }
+
     pub fn build_state(
         &self,
         c: &Component,
         ctx: &BuildContext,
     ) -> Result<Arc<dyn StateStore>, BuildError> {
-        match self.state.get(c.spec.type_.as_str()) {
-            Some(b) => b(c, ctx),
-            None => {
-                let mut known: Vec<_> = self.state.keys().copied().collect();
-                known.sort();
-                Err(BuildError::UnknownType(
-                    c.spec.type_.clone(),
-                    known.join(", "),
-                ))
-            }
+        build(&self.state, c, ctx)
+    }
+}
+
+/// Looks `spec.type` up in one kind's table and runs its builder.
+fn build<T: ?Sized>(
+    table: &HashMap<&'static str, Builder<T>>,
+    c: &Component,
+    ctx: &BuildContext,
+) -> Result<Arc<T>, BuildError> {
+    match table.get(c.spec.type_.as_str()) {
+        Some(b) => b(c, ctx),
+        None => {
+            let mut known: Vec<_> = table.keys().copied().collect();
+            known.sort();
+            Err(BuildError::UnknownType(
+                c.spec.type_.clone(),
+                known.join(", "),
+            ))
         }
     }
 }

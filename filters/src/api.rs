@@ -3,7 +3,7 @@
 //! Front ends decode into these; handler filters consume them. Each building
 //! block defines its own operation types in `handlers::<block>`.
 
-use crate::handlers::{health::HealthRequest, metadata, state};
+use crate::handlers::{health::HealthRequest, metadata, secrets, state};
 
 #[derive(Debug)]
 pub enum Request {
@@ -11,6 +11,7 @@ pub enum Request {
     Metadata(metadata::MetadataRequest),
     Shutdown,
     State(state::StateRequest),
+    Secrets(secrets::SecretsRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -23,6 +24,7 @@ pub enum Response {
     Empty,
     Metadata(Box<metadata::MetadataSnapshot>),
     State(state::StateResponse),
+    Secrets(secrets::SecretsResponse),
 }
 
 impl Response {
@@ -33,6 +35,7 @@ impl Response {
             Response::Empty => 204,
             Response::Metadata(_) => 200,
             Response::State(s) => s.http_status(),
+            Response::Secrets(_) => 200,
         }
     }
 }

@@ -63,6 +63,18 @@ pub enum ApiError {
         key: Option<String>,
         source: StateError,
     },
+    #[error("secret store is not configured")]
+    SecretStoresNotConfigured,
+    #[error("failed finding secret store with key {0}")]
+    SecretStoreNotFound(String),
+    #[error("access denied by policy to get {name:?} from {store:?}")]
+    SecretPermissionDenied { name: String, store: String },
+    #[error("failed getting secret with key {name} from secret store {store}: {reason}")]
+    SecretGet {
+        name: String,
+        store: String,
+        reason: String,
+    },
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -115,6 +127,10 @@ impl ApiError {
                 StateOp::Transaction => "ERR_STATE_TRANSACTION",
                 StateOp::Query => "ERR_STATE_QUERY",
             },
+            SecretStoresNotConfigured => "ERR_SECRET_STORES_NOT_CONFIGURED",
+            SecretStoreNotFound(_) => "ERR_SECRET_STORE_NOT_FOUND",
+            SecretPermissionDenied { .. } => "ERR_PERMISSION_DENIED",
+            SecretGet { .. } => "ERR_SECRET_GET",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -137,6 +153,10 @@ impl ApiError {
                 StateError::EtagInvalid(_) | StateError::InvalidRequest(_) => 400,
                 StateError::NotSupported(_) | StateError::Backend(_) => 500,
             },
+            SecretStoresNotConfigured | SecretGet { .. } => 500,
+            // daprd answers an unknown secret store with 401; kept for clients that check it.
+            SecretStoreNotFound(_) => 401,
+            SecretPermissionDenied { .. } => 403,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -160,6 +180,10 @@ impl ApiError {
                 StateError::NotSupported(_) => UNIMPLEMENTED,
                 StateError::Backend(_) => INTERNAL,
             },
+            SecretStoresNotConfigured => FAILED_PRECONDITION,
+            SecretStoreNotFound(_) => INVALID_ARGUMENT,
+            SecretPermissionDenied { .. } => PERMISSION_DENIED,
+            SecretGet { .. } => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

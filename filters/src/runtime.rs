@@ -7,6 +7,7 @@ use std::sync::RwLock;
 
 use tokio::sync::watch;
 
+use crate::handlers::secrets::SecretStores;
 use crate::handlers::state::StateStores;
 
 /// A component as reported by the metadata API.
@@ -60,6 +61,7 @@ pub struct Runtime {
     pub namespace: Option<String>,
     pub runtime_version: &'static str,
     pub state: StateStores,
+    pub secrets: SecretStores,
     pub components: Vec<ComponentInfo>,
     /// Components that failed to start: (name, reason). The sidecar still
     /// serves everything else, as daprd does.
@@ -80,6 +82,7 @@ impl Runtime {
             namespace: std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()),
             runtime_version: env!("CARGO_PKG_VERSION"),
             state,
+            secrets: SecretStores::default(),
             components,
             failed_components: Vec::new(),
             app: None,

@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spar_components::registry::BuildContext;
-use spar_components::Registry;
 use spar_config::{Component, Configuration, Resources};
 use spar_filters::builtin::metrics::MetricsOptions;
 use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
-use spar_filters::handlers::state::{KeyPrefix, StateStores};
 use spar_filters::metrics::Metrics;
-use spar_filters::runtime::{AppConnection, AppHealthConfig, ComponentInfo};
+use spar_filters::runtime::{AppConnection, AppHealthConfig};
 use spar_filters::{Chain, Runtime};
 
 use crate::cli::RunArgs;
@@ -81,61 +79,25 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         _ => metrics,
     };
 
-    // Components, by kind. A component that fails to start is reported and
-    // skipped; the rest of the sidecar still serves (as daprd does).
-    let registry = Registry::default();
+    let namespace = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty());
     let ctx = BuildContext {
         data_dir: data_dir.clone(),
     };
-    let namespace = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty());
-    let mut stores = StateStores::default();
-    let mut infos = Vec::new();
-    let mut failed = Vec::new();
-    for c in &resources.components {
-        if c.kind_prefix() != "state" {
-            continue;
-        }
-        let prefix = match KeyPrefix::from_strategy(
-            c.meta("keyPrefix").as_deref(),
-            &app_id,
-            c.name(),
-            namespace.as_deref(),
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                failed.push((c.name().to_string(), e));
-                continue;
-            }
-        };
-        let built = registry.build_state(c, &ctx);
-        match built {
-            Ok(store) => {
-                infos.push(ComponentInfo {
-                    name: c.name().to_string(),
-                    type_: c.spec.type_.clone(),
-                    version: c.spec.version.clone(),
-                    capabilities: store
-                        .features()
-                        .names()
-                        .into_iter()
-                        .map(String::from)
-                        .collect(),
-                });
-                stores.insert(c.name().to_string(), store, prefix);
-                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
-            }
-            Err(e) => {
-                tracing::error!(component = c.name(), "component failed to start: {e}");
-                failed.push((c.name().to_string(), e.to_string()));
-            }
-        }
-    }
+    let mut loaded = crate::components::load(
+        &resources.components,
+        config.as_ref(),
+        &app_id,
+        namespace.as_deref(),
+        &ctx,
+    )
+    .await;
     if let Some(m) = &metrics {
-        stores.with_metrics(m.clone(), app_id.clone());
+        loaded.state.with_metrics(m.clone(), app_id.clone());
     }
 
-    let mut rt = Runtime::new(app_id, stores, infos);
-    rt.failed_components = failed;
+    let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
+    rt.secrets = loaded.secrets;
+    rt.failed_components = loaded.failed;
     rt.enabled_features = config
         .as_ref()
         .map(|c| {

@@ -5,6 +5,7 @@
 mod app_channel;
 mod boot;
 mod cli;
+mod components;
 mod grpc;
 mod http;
 mod launcher;

@@ -7,5 +7,6 @@ mod conformance;
 mod errors;
 mod metadata;
 mod metrics;
+mod secrets;
 mod state_grpc;
 mod state_http;

@@ -103,7 +103,16 @@ pub fn memory_component(name: &str) -> String {
 
 impl Sidecar {
     pub fn start(opts: Options) -> Sidecar {
+        Self::start_with_files(opts, &[])
+    }
+
+    /// Like [`Sidecar::start`], with extra files (name, content) written into
+    /// the sidecar's directory first (`{dir}` in resources points there).
+    pub fn start_with_files(opts: Options, files: &[(&str, &str)]) -> Sidecar {
         let mut dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         let res_dir = dir.path().join("resources");
         std::fs::create_dir_all(&res_dir).unwrap();
         let yaml = opts
@@ -289,4 +298,71 @@ pub fn run_command(data_dir: &Path, app_id: &str) -> (Command, u16) {
     .args(["--metrics-port", &free_port().to_string()])
     .args(["--data-dir", &data_dir.display().to_string()]);
     (cmd, http)
+}
+
+/// A private `redis-server` on a free port (never the shared one on 6379),
+/// killed on drop. `extra` adds flags such as `--requirepass`.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Child,
+    extra: Vec<String>,
+}
+
+impl PrivateRedis {
+    pub fn start(extra: &[&str]) -> PrivateRedis {
+        let port = free_port();
+        let mut r = PrivateRedis {
+            port,
+            child: Self::spawn(port, extra),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        r.wait_up();
+        r
+    }
+
+    fn spawn(port: u16, extra: &[impl AsRef<std::ffi::OsStr>]) -> Child {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server)")
+    }
+
+    fn wait_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (an outage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port, &self.extra);
+        self.wait_up();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod health;
 pub mod metadata;
+pub mod secrets;
 pub mod state;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ impl Filter for Router {
                 Ok(Response::Empty)
             }
             Request::State(r) => state::handle(&self.rt, r).await,
+            Request::Secrets(r) => secrets::handle(&self.rt, r).await,
             Request::Rejected(e) => Err(e),
         }
     }

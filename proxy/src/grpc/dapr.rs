@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use spar_filters::handlers::metadata::{MetadataRequest, MetadataSnapshot};
+use spar_filters::handlers::secrets::{SecretsRequest, SecretsResponse};
 use spar_filters::handlers::state::{StateRequest, StateResponse, TxOp};
 use spar_filters::{ApiError, Chain, Ctx, Protocol, Request, Response, Runtime};
 use spar_proto::runtime::{self as pb, dapr_server::Dapr};
@@ -225,6 +226,66 @@ impl Dapr for DaprApi {
         )
         .await?;
         Ok(GrpcResponse::new(()))
+    }
+
+    async fn get_secret(&self, req: GrpcRequest<pb::GetSecretRequest>) -> R<pb::GetSecretResponse> {
+        let m = req.get_ref();
+        let typed = Request::Secrets(SecretsRequest::Get {
+            store: m.store_name.clone(),
+            name: m.key.clone(),
+            metadata: m
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/GetSecret", &req, Ok(typed))
+            .await?
+        {
+            Response::Secrets(SecretsResponse::One(s)) => {
+                Ok(GrpcResponse::new(pb::GetSecretResponse {
+                    data: s.into_iter().collect(),
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get_bulk_secret(
+        &self,
+        req: GrpcRequest<pb::GetBulkSecretRequest>,
+    ) -> R<pb::GetBulkSecretResponse> {
+        let m = req.get_ref();
+        let typed = Request::Secrets(SecretsRequest::Bulk {
+            store: m.store_name.clone(),
+            metadata: m
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/GetBulkSecret", &req, Ok(typed))
+            .await?
+        {
+            Response::Secrets(SecretsResponse::Bulk(all)) => {
+                Ok(GrpcResponse::new(pb::GetBulkSecretResponse {
+                    data: all
+                        .into_iter()
+                        .map(|(name, s)| {
+                            (
+                                name,
+                                pb::SecretResponse {
+                                    secrets: s.into_iter().collect(),
+                                },
+                            )
+                        })
+                        .collect(),
+                }))
+            }
+            _ => Err(unexpected()),
+        }
     }
 
     async fn get_metadata(

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use spar_filters::handlers::health::HealthRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
+use spar_filters::handlers::secrets::SecretsRequest;
 use spar_filters::handlers::state::{self as hs, DeleteItem, SaveItem, StateRequest, TxOp};
 use spar_filters::{ApiError, Request};
 
@@ -307,6 +308,35 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
             };
             done(route, r)
         }
+        ["v1.0", "secrets", store, "bulk"] => only(
+            m,
+            &["GET"],
+            "/v1.0/secrets/{secretStoreName}/bulk",
+            h.path,
+            || {
+                Ok(Request::Secrets(SecretsRequest::Bulk {
+                    store: percent_decode(store),
+                    metadata: Query::parse(h.query).metadata.into_iter().collect(),
+                }))
+            },
+        ),
+        ["v1.0", "secrets", store, name @ ..] if !name.is_empty() => only(
+            m,
+            &["GET"],
+            "/v1.0/secrets/{secretStoreName}/{key}",
+            h.path,
+            || {
+                Ok(Request::Secrets(SecretsRequest::Get {
+                    store: percent_decode(store),
+                    name: name
+                        .iter()
+                        .map(|s| percent_decode(s))
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    metadata: Query::parse(h.query).metadata.into_iter().collect(),
+                }))
+            },
+        ),
         ["v1.0-alpha1", "state", store, "query"] => {
             only(
                 m,

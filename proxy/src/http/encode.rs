@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use spar_filters::handlers::metadata::MetadataSnapshot;
+use spar_filters::handlers::secrets::SecretsResponse;
 use spar_filters::handlers::state::StateResponse;
 use spar_filters::{ApiError, Response};
 
@@ -55,6 +56,8 @@ pub fn response(r: Response) -> Encoded {
         },
         Response::Metadata(m) => json_body(status, &metadata(&m)),
         Response::State(s) => state(status, s),
+        Response::Secrets(SecretsResponse::One(s)) => json_body(status, &json!(s)),
+        Response::Secrets(SecretsResponse::Bulk(all)) => json_body(status, &json!(all)),
     }
 }
 

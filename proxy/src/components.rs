@@ -1,0 +1,174 @@
+//! Builds every component from the loaded YAML, in dependency order: secret
+//! stores first, then everything else with its `secretKeyRef`s resolved
+//! through its `auth.secretStore` (default: the environment, as a
+//! `secretstores.local.env` store). A component that fails is reported and
+//! skipped; the rest still start.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use spar_components::registry::BuildContext;
+use spar_components::secrets::local_env::EnvStore;
+use spar_components::secrets::SecretStore;
+use spar_components::Registry;
+use spar_config::{Component, Configuration, MetaValue};
+use spar_filters::handlers::secrets::{Access, SecretStores};
+use spar_filters::handlers::state::{KeyPrefix, StateStores};
+use spar_filters::runtime::ComponentInfo;
+
+#[derive(Default)]
+pub struct Loaded {
+    pub state: StateStores,
+    pub secrets: SecretStores,
+    pub infos: Vec<ComponentInfo>,
+    /// (component, reason)
+    pub failed: Vec<(String, String)>,
+}
+
+fn info(c: &Component, capabilities: Vec<String>) -> ComponentInfo {
+    ComponentInfo {
+        name: c.name().to_string(),
+        type_: c.spec.type_.clone(),
+        version: c.spec.version.clone(),
+        capabilities,
+    }
+}
+
+/// `spec.secrets.scopes` for one store.
+fn access(config: Option<&Configuration>, store: &str) -> Access {
+    let Some(scope) = config
+        .and_then(|c| c.spec.secrets.as_ref())
+        .and_then(|s| s.scopes.iter().find(|s| s.store_name == store))
+    else {
+        return Access::default();
+    };
+    Access {
+        default_deny: scope.default_access.eq_ignore_ascii_case("deny"),
+        allowed: scope.allowed_secrets.iter().cloned().collect(),
+        denied: scope.denied_secrets.iter().cloned().collect(),
+    }
+}
+
+/// A copy of `c` with every `secretKeyRef` replaced by the secret's value.
+async fn resolve(
+    c: &Component,
+    stores: &HashMap<String, Arc<dyn SecretStore>>,
+) -> Result<Component, String> {
+    if c.secret_refs().is_empty() {
+        return Ok(c.clone());
+    }
+    let env: Arc<dyn SecretStore> = Arc::new(EnvStore::default());
+    let (store_name, store) = match c
+        .auth
+        .as_ref()
+        .map(|a| a.secret_store.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        Some(name) => (
+            name.to_string(),
+            stores
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("auth.secretStore {name:?} is not a loaded secret store"))?,
+        ),
+        None => ("the environment (default)".to_string(), env),
+    };
+    let mut out = c.clone();
+    let md = BTreeMap::new();
+    for item in &mut out.spec.metadata {
+        let Some(r) = item.secret_key_ref.take() else {
+            continue;
+        };
+        let secret = store.get(&r.name, &md).await.map_err(|e| {
+            format!(
+                "metadata {}: secret {:?} from {store_name}: {e}",
+                item.name, r.name
+            )
+        })?;
+        let value = secret.get(r.key()).ok_or_else(|| {
+            format!(
+                "metadata {}: secret {:?} in {store_name} has no key {:?}",
+                item.name,
+                r.name,
+                r.key()
+            )
+        })?;
+        item.value = Some(MetaValue(value.clone()));
+    }
+    Ok(out)
+}
+
+pub async fn load(
+    components: &[Component],
+    config: Option<&Configuration>,
+    app_id: &str,
+    namespace: Option<&str>,
+    ctx: &BuildContext,
+) -> Loaded {
+    let registry = Registry::default();
+    let mut out = Loaded::default();
+    let fail = |out: &mut Loaded, c: &Component, e: String| {
+        tracing::error!(component = c.name(), "component failed to start: {e}");
+        out.failed.push((c.name().to_string(), e));
+    };
+
+    let mut secret_stores: HashMap<String, Arc<dyn SecretStore>> = HashMap::new();
+    for c in components
+        .iter()
+        .filter(|c| c.kind_prefix() == "secretstores")
+    {
+        let built = match resolve(c, &secret_stores).await {
+            Ok(c) => registry
+                .build_secret_store(&c, ctx)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match built {
+            Ok(s) => {
+                secret_stores.insert(c.name().to_string(), s.clone());
+                out.secrets
+                    .insert(c.name().to_string(), s, access(config, c.name()));
+                out.infos.push(info(c, vec![]));
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, c, e),
+        }
+    }
+
+    for c in components.iter().filter(|c| c.kind_prefix() == "state") {
+        let c = match resolve(c, &secret_stores).await {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut out, c, e);
+                continue;
+            }
+        };
+        let prefix = match KeyPrefix::from_strategy(
+            c.meta("keyPrefix").as_deref(),
+            app_id,
+            c.name(),
+            namespace,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&mut out, &c, format!("metadata keyPrefix: {e}"));
+                continue;
+            }
+        };
+        match registry.build_state(&c, ctx) {
+            Ok(store) => {
+                let caps = store
+                    .features()
+                    .names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                out.infos.push(info(&c, caps));
+                out.state.insert(c.name().to_string(), store, prefix);
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, &c, e.to_string()),
+        }
+    }
+    out
+}
