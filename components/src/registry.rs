@@ -75,7 +75,8 @@ impl Registry {
         c: &Component,
         ctx: &BuildContext,
     ) -> Result<Arc<dyn StateStore>, BuildError> {
-        build(&self.state, c, ctx)
+        let store = build(&self.state, c, ctx)?;
+        state::encryption::wrap_if_configured(c, store)
     }
 }
 

@@ -76,7 +76,9 @@ async fn resolve(
     let mut out = c.clone();
     let md = BTreeMap::new();
     for item in &mut out.spec.metadata {
-        let Some(r) = item.secret_key_ref.take() else {
+        // The reference stays beside the value: state encryption names its
+        // keys after the secret they came from, as daprd does.
+        let Some(r) = item.secret_key_ref.clone() else {
             continue;
         };
         let secret = store.get(&r.name, &md).await.map_err(|e| {

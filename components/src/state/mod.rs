@@ -3,6 +3,7 @@
 //! Keys reaching a store are already prefixed by the state handler
 //! (`appid||key` and friends); stores never see or strip prefixes.
 
+pub mod encryption;
 mod error;
 pub mod memory;
 pub mod query;
