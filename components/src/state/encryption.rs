@@ -112,7 +112,7 @@ impl Key {
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("the key must be hex digits (e.g. from `openssl rand -hex 32`)".into());
     }
     (0..s.len())
