@@ -8,6 +8,7 @@ mod encryption;
 mod errors;
 mod metadata;
 mod metrics;
+mod outage;
 mod secrets;
 mod state_grpc;
 mod state_http;
