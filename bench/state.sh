@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# State GET/SAVE latency through spar vs the backend's own client, side by
+# side in one run, one request at a time (latency, not throughput):
+#   through spar: wrk -t1 -c1 against GET /v1.0/state/{store}/{key} and
+#                 POST /v1.0/state/{store}
+#   direct:       redis-benchmark -c1 with the same commands spar sends
+#                 (HMGET data version / HSET + HINCRBY)
+# Usage: bench/state.sh [path/to/spar] [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${1:-target/release/spar}"
+SECS="${2:-5}"
+PORT=$((21000 + RANDOM % 5000))
+work=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+mkdir -p "$work/res"
+cat >"$work/res/stores.yaml" <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: redis
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: 127.0.0.1:6379
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: sqlite
+spec:
+  type: state.sqlite
+  version: v1
+  metadata:
+  - name: connectionString
+    value: $work/bench.db
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: memory
+spec:
+  type: state.in-memory
+  version: v1
+YAML
+"$BIN" run --app-id statebench --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$PORT" \
+  --dapr-grpc-port $((PORT + 1)) --metrics-port $((PORT + 2)) --resources-path "$work/res" \
+  --log-level warn &
+pid=$!
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1.0/healthz")" = 204 ]; do sleep 0.01; done
+
+cat >"$work/save.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '[{"key":"bench","value":{"name":"spar","n":42}}]'
+LUA
+
+# p50 and p99 in ms from wrk --latency output.
+wrk_lat() {
+  wrk -t1 -c1 -d"${SECS}s" --latency "$@" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} END {printf "%.3f %.3f\n", p50, p99}'
+}
+# p50 and p99 in ms from redis-benchmark's CSV (Redis 7).
+rb_lat() {
+  redis-benchmark -c 1 -n 20000 --csv "$@" | awk -F, 'NR==2 {gsub(/"/,""); printf "%.3f %.3f\n", $(NF-3), $(NF-1)}'
+}
+
+echo "| store | op | through spar p50 / p99 (ms) | direct p50 / p99 (ms) | ratio p50 |"
+echo "|---|---|---|---|---|"
+for store in memory sqlite redis; do
+  curl -s -X POST "http://127.0.0.1:$PORT/v1.0/state/$store" -d '[{"key":"bench","value":{"name":"spar","n":42}}]' >/dev/null
+  read -r g50 g99 < <(wrk_lat "http://127.0.0.1:$PORT/v1.0/state/$store/bench")
+  read -r s50 s99 < <(wrk_lat -s "$work/save.lua" "http://127.0.0.1:$PORT/v1.0/state/$store")
+  if [ "$store" = redis ]; then
+    read -r d50 d99 < <(rb_lat HMGET "statebench||bench" data version)
+    read -r e50 e99 < <(rb_lat EVAL "redis.call('HSET', KEYS[1], 'data', ARGV[1]); return redis.call('HINCRBY', KEYS[1], 'version', 1)" 1 rbbench '{"name":"spar","n":42}')
+    echo "| redis | GET | $g50 / $g99 | $d50 / $d99 (redis-benchmark HMGET) | $(awk -v a="$g50" -v b="$d50" 'BEGIN{printf "%.1f×", a/b}') |"
+    echo "| redis | SAVE | $s50 / $s99 | $e50 / $e99 (redis-benchmark EVAL HSET+HINCRBY) | $(awk -v a="$s50" -v b="$e50" 'BEGIN{printf "%.1f×", a/b}') |"
+  else
+    echo "| $store | GET | $g50 / $g99 | – | – |"
+    echo "| $store | SAVE | $s50 / $s99 | – | – |"
+  fi
+done
+redis-cli DEL "statebench||bench" rbbench >/dev/null
