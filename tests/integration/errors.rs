@@ -233,3 +233,44 @@ async fn no_stores_configured() {
     )
     .await;
 }
+
+/// `Expect: 100-continue` gets an interim 100 before the body is sent (curl
+/// and .NET otherwise stall); a declared oversize body is refused up front.
+#[test]
+fn expect_continue_and_declared_oversize() {
+    use std::io::{Read, Write};
+    let sc = Sidecar::start(Options {
+        resources: vec![memory_component("mem")],
+        extra_args: vec!["--max-body-size".into(), "1Ki".into()],
+        ..Default::default()
+    });
+    let body = br#"[{"key":"k","value":1}]"#;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", sc.http_port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "POST /v1.0/state/mem HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", body.len()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s.write_all(body).unwrap();
+    let mut rest = [0u8; 256];
+    let n = s.read(&mut rest).unwrap();
+    assert!(
+        String::from_utf8_lossy(&rest[..n]).contains("204"),
+        "{}",
+        String::from_utf8_lossy(&rest[..n])
+    );
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", sc.http_port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "POST /v1.0/state/mem HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(resp.contains("ERR_BODY_TOO_LARGE"), "{resp}");
+}

@@ -27,7 +27,29 @@ impl HttpApi {
     /// Reads the body up to the limit. Past it, stops reading (never buffers
     /// more than limit + one chunk) and reports the overflow.
     async fn read_body(&self, session: &mut Session) -> Result<(BytesMut, bool)> {
-        let mut buf = BytesMut::new();
+        let req = session.req_header();
+        let declared = req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            // Refuse before the client sends the body.
+            return Ok((BytesMut::new(), true));
+        }
+        let expects_continue = req
+            .headers
+            .get("expect")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        if expects_continue {
+            // Clients like curl and .NET wait for this before sending a body.
+            session
+                .as_downstream_mut()
+                .write_continue_response()
+                .await?;
+        }
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
         while let Some(chunk) = session.read_request_body().await? {
             if buf.len() + chunk.len() > self.max_body {
                 return Ok((buf, true));
