@@ -50,6 +50,7 @@ impl Default for Registry {
         state.insert("state.in-memory", state::memory::build);
         state.insert("state.sqlite", state::sqlite::build);
         state.insert("state.redis", state::redis::build);
+        state.insert("state.postgresql", state::postgres::build);
         let mut secrets: HashMap<&'static str, SecretBuilder> = HashMap::new();
         secrets.insert("secretstores.local.env", secrets::local_env::build);
         secrets.insert("secretstores.local.file", secrets::local_file::build);

@@ -40,3 +40,25 @@ fn component(ty: &str, meta: &[(&str, &str)]) -> spar_config::Component {
     }
     serde_yaml::from_str(&y).expect("component yaml")
 }
+
+/// Against the real PostgreSQL on 127.0.0.1:5432, in a table of its own
+/// that is dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql() {
+    use spar_components::state::postgres::{connect_options, PostgresStore};
+    let table = unique("conf").replace('-', "_");
+    let opts = connect_options("host=127.0.0.1 user=postgres port=5432 dbname=postgres").unwrap();
+    let store = Arc::new(PostgresStore::new(
+        opts,
+        "public",
+        &table,
+        &format!("{table}_meta"),
+        std::time::Duration::from_secs(10),
+        8,
+    ));
+    let (s, prefix) = (store.clone(), unique("conf"));
+    let run = tokio::spawn(async move { conformance::run_all(s, &prefix).await });
+    let result = run.await;
+    store.drop_tables().await.unwrap();
+    result.unwrap();
+}
