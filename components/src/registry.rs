@@ -51,6 +51,7 @@ impl Default for Registry {
         state.insert("state.sqlite", state::sqlite::build);
         state.insert("state.redis", state::redis::build);
         state.insert("state.postgresql", state::postgres::build);
+        state.insert("state.mysql", state::mysql::build);
         let mut secrets: HashMap<&'static str, SecretBuilder> = HashMap::new();
         secrets.insert("secretstores.local.env", secrets::local_env::build);
         secrets.insert("secretstores.local.file", secrets::local_file::build);

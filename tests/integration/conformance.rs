@@ -62,3 +62,24 @@ async fn postgresql() {
     store.drop_tables().await.unwrap();
     result.unwrap();
 }
+
+/// Against the real MariaDB on 127.0.0.1:3306 (database `test`), in a table
+/// of its own that is dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql() {
+    use spar_components::state::mysql::{connect_options, MySqlStore};
+    let table = unique("conf").replace('-', "_");
+    let opts = connect_options("root:@tcp(127.0.0.1:3306)/test").unwrap();
+    let store = Arc::new(MySqlStore::new(
+        opts,
+        "test",
+        &table,
+        &format!("{table}_meta"),
+        std::time::Duration::from_secs(10),
+    ));
+    let (s, prefix) = (store.clone(), unique("conf"));
+    let run = tokio::spawn(async move { conformance::run_all(s, &prefix).await });
+    let result = run.await;
+    store.drop_tables().await.unwrap();
+    result.unwrap();
+}

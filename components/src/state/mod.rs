@@ -6,6 +6,7 @@
 pub mod encryption;
 mod error;
 pub mod memory;
+pub mod mysql;
 pub mod postgres;
 pub mod query;
 pub mod redis;
