@@ -83,3 +83,89 @@ async fn redis_outage_fails_fast_then_recovers() {
         .unwrap();
     assert_eq!(v, json!(3));
 }
+
+#[tokio::test]
+async fn postgresql_outage_fails_fast_then_recovers() {
+    let mut pg = tokio::task::spawn_blocking(spar_tests::PrivatePostgres::start)
+        .await
+        .unwrap();
+    let sc = Sidecar::start(Options {
+        resources: vec![format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: db\nspec:\n  type: state.postgresql\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n  - name: timeout\n    value: 3s\n",
+            pg.connection_string()
+        )],
+        ..Default::default()
+    });
+    let c = Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let save = |v: i32| {
+        c.post(format!("{}/v1.0/state/db", sc.http()))
+            .json(&json!([{"key": "k", "value": v}]))
+            .send()
+    };
+    let r = save(1).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
+
+    pg.stop();
+    let r = save(2).await.expect("an answer, not a hang");
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_STATE_SAVE"
+    );
+    let r = c
+        .get(format!("{}/v1.0/state/db/k", sc.http()))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_STATE_GET"
+    );
+    let health = c
+        .get(format!("{}/v1.0/healthz", sc.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::NO_CONTENT);
+
+    let mut pg = tokio::task::spawn_blocking(move || {
+        pg.restart();
+        pg
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if save(3)
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::NO_CONTENT)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not recover after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let v: Value = c
+        .get(format!("{}/v1.0/state/db/k", sc.http()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!(3));
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap();
+}
