@@ -41,6 +41,19 @@ spec:
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
+  name: postgres
+spec:
+  type: state.postgresql
+  version: v1
+  metadata:
+  - name: connectionString
+    value: "host=127.0.0.1 user=postgres port=5432 dbname=postgres"
+  - name: tableName
+    value: statebench
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
   name: memory
 spec:
   type: state.in-memory
@@ -71,7 +84,20 @@ rb_lat() {
 
 echo "| store | op | through spar p50 / p99 (ms) | direct p50 / p99 (ms) | ratio p50 |"
 echo "|---|---|---|---|---|"
-for store in memory sqlite redis; do
+# pgbench with the statements spar runs for a GET and a SAVE.
+cat >"$work/pg_get.sql" <<'SQL'
+SELECT value, etag, expires_at FROM statebench WHERE key = 'statebench||bench' AND (expires_at IS NULL OR expires_at > 0);
+SQL
+cat >"$work/pg_save.sql" <<'SQL'
+INSERT INTO statebench (key, value, doc, etag, expires_at) VALUES ('pgbench||bench', '\x7b7d', '{}', 1, NULL)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, doc = excluded.doc, etag = statebench.etag + 1, expires_at = excluded.expires_at;
+SQL
+pg_lat() {
+  pgbench -h 127.0.0.1 -U postgres -n -c 1 -T "$SECS" -r -f "$1" postgres 2>/dev/null |
+    awk '/latency average/ {printf "%.3f\n", $4}'
+}
+
+for store in memory sqlite redis postgres; do
   curl -s -X POST "http://127.0.0.1:$PORT/v1.0/state/$store" -d '[{"key":"bench","value":{"name":"spar","n":42}}]' >/dev/null
   read -r g50 g99 < <(wrk_lat "http://127.0.0.1:$PORT/v1.0/state/$store/bench")
   read -r s50 s99 < <(wrk_lat -s "$work/save.lua" "http://127.0.0.1:$PORT/v1.0/state/$store")
@@ -80,9 +106,15 @@ for store in memory sqlite redis; do
     read -r e50 e99 < <(rb_lat EVAL "redis.call('HSET', KEYS[1], 'data', ARGV[1]); return redis.call('HINCRBY', KEYS[1], 'version', 1)" 1 rbbench '{"name":"spar","n":42}')
     echo "| redis | GET | $g50 / $g99 | $d50 / $d99 (redis-benchmark HMGET) | $(awk -v a="$g50" -v b="$d50" 'BEGIN{printf "%.1f×", a/b}') |"
     echo "| redis | SAVE | $s50 / $s99 | $e50 / $e99 (redis-benchmark EVAL HSET+HINCRBY) | $(awk -v a="$s50" -v b="$e50" 'BEGIN{printf "%.1f×", a/b}') |"
+  elif [ "$store" = postgres ]; then
+    d=$(pg_lat "$work/pg_get.sql")
+    e=$(pg_lat "$work/pg_save.sql")
+    echo "| postgres | GET | $g50 / $g99 | $d average (pgbench, same SELECT) | $(awk -v a="$g50" -v b="$d" 'BEGIN{printf "%.1f×", a/b}') |"
+    echo "| postgres | SAVE | $s50 / $s99 | $e average (pgbench, same upsert) | $(awk -v a="$s50" -v b="$e" 'BEGIN{printf "%.1f×", a/b}') |"
   else
     echo "| $store | GET | $g50 / $g99 | – | – |"
     echo "| $store | SAVE | $s50 / $s99 | – | – |"
   fi
 done
 redis-cli DEL "statebench||bench" rbbench >/dev/null
+psql -h 127.0.0.1 -U postgres -q -c 'DROP TABLE IF EXISTS statebench, statebench_metadata' postgres

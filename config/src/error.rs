@@ -2,7 +2,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// One problem in one YAML file, located as precisely as we can.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", Located(self))]
 pub struct ConfigError {
     pub file: PathBuf,
     /// `Kind/name`, e.g. `Component/statestore`.
@@ -12,26 +13,50 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
+/// `{file}: {resource}: {field}: {message}`, leaving out what is unknown.
+struct Located<'a>(&'a ConfigError);
+
+impl fmt::Display for Located<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(r) = &self.resource {
-            write!(f, ": {r}")?;
+        let e = self.0;
+        write!(f, "{}", e.file.display())?;
+        for part in [&e.resource, &e.field].into_iter().flatten() {
+            write!(f, ": {part}")?;
         }
-        if let Some(field) = &self.field {
-            write!(f, ": {field}")?;
-        }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", e.message)
     }
 }
 
-impl std::error::Error for ConfigError {}
-
 /// Every problem found, not just the first: a user fixes them in one pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", OnePerLine(&self.0))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-impl fmt::Display for ConfigErrors {
+impl ConfigErrors {
+    pub fn iter(&self) -> std::slice::Iter<'_, ConfigError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a ConfigErrors {
+    type Item = &'a ConfigError;
+    type IntoIter = std::slice::Iter<'a, ConfigError>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+struct OnePerLine<'a>(&'a [ConfigError]);
+
+impl fmt::Display for OnePerLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
             if i > 0 {
@@ -42,5 +67,3 @@ impl fmt::Display for ConfigErrors {
         Ok(())
     }
 }
-
-impl std::error::Error for ConfigErrors {}
