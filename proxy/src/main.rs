@@ -20,6 +20,9 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() {
+    // One TLS crypto provider for every client (Redis TLS, later mTLS):
+    // ring, the one pingora is built with.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Started as `daprd`, behave as `spar run` with daprd's flags.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let invoked_as = argv

@@ -195,3 +195,44 @@ async fn secret_key_ref_resolves_a_redis_password() {
         "{names:?}"
     );
 }
+
+/// With no `auth.secretStore`, a `secretKeyRef` resolves from the
+/// environment, as the default secret store.
+#[tokio::test]
+async fn secret_key_ref_defaults_to_the_environment() {
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: envredis\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    secretKeyRef:\n      name: SPAR_TEST_REDIS_HOST\n      key: SPAR_TEST_REDIS_HOST\n".into(),
+        ],
+        env: vec![("SPAR_TEST_REDIS_HOST".into(), "127.0.0.1:6379".into())],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let key = spar_tests::unique("envref");
+    let r = c
+        .post(format!("{}/v1.0/state/envredis", sc.http()))
+        .json(&json!([{"key": key, "value": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    // Redis has no query API: Dapr's not-supported error.
+    let r = c
+        .post(format!("{}/v1.0-alpha1/state/envredis/query", sc.http()))
+        .json(&json!({"filter": {"EQ": {"a": 1}}}))
+        .send()
+        .await
+        .unwrap();
+    let (s, code) = status_and_code(r).await;
+    assert_eq!(
+        (s, code.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_STORE_NOT_SUPPORTED"
+        )
+    );
+    c.delete(format!("{}/v1.0/state/envredis/{key}", sc.http()))
+        .send()
+        .await
+        .unwrap();
+}
