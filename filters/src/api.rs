@@ -3,7 +3,7 @@
 //! Front ends decode into these; handler filters consume them. Each building
 //! block defines its own operation types in `handlers::<block>`.
 
-use crate::handlers::{health::HealthRequest, metadata, secrets, state};
+use crate::handlers::{health::HealthRequest, invoke, metadata, secrets, state};
 
 #[derive(Debug)]
 pub enum Request {
@@ -12,6 +12,7 @@ pub enum Request {
     Shutdown,
     State(state::StateRequest),
     Secrets(secrets::SecretsRequest),
+    Invoke(invoke::InvokeRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -25,6 +26,8 @@ pub enum Response {
     Metadata(Box<metadata::MetadataSnapshot>),
     State(state::StateResponse),
     Secrets(secrets::SecretsResponse),
+    /// Not an answer: the front end proxies the call there.
+    Proxy(invoke::Upstream),
 }
 
 impl Response {
@@ -36,6 +39,8 @@ impl Response {
             Response::Metadata(_) => 200,
             Response::State(s) => s.http_status(),
             Response::Secrets(_) => 200,
+            // The app's status is known only after proxying.
+            Response::Proxy(_) => 200,
         }
     }
 }

@@ -75,6 +75,12 @@ pub enum ApiError {
         store: String,
         reason: String,
     },
+    #[error("failed getting app id either from the URL path or the header dapr-app-id")]
+    DirectInvokeNoAppId,
+    #[error("fail to invoke, id: {app_id}, err: {reason}")]
+    DirectInvoke { app_id: String, reason: String },
+    #[error("app channel is not initialized")]
+    AppChannelNotInitialized,
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -131,6 +137,8 @@ impl ApiError {
             SecretStoreNotFound(_) => "ERR_SECRET_STORE_NOT_FOUND",
             SecretPermissionDenied { .. } => "ERR_PERMISSION_DENIED",
             SecretGet { .. } => "ERR_SECRET_GET",
+            DirectInvokeNoAppId | DirectInvoke { .. } => "ERR_DIRECT_INVOKE",
+            AppChannelNotInitialized => "ERR_APP_CHANNEL_NIL",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -157,6 +165,8 @@ impl ApiError {
             // daprd answers an unknown secret store with 401; kept for clients that check it.
             SecretStoreNotFound(_) => 401,
             SecretPermissionDenied { .. } => 403,
+            DirectInvokeNoAppId => 404,
+            DirectInvoke { .. } | AppChannelNotInitialized => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -184,6 +194,9 @@ impl ApiError {
             SecretStoreNotFound(_) => INVALID_ARGUMENT,
             SecretPermissionDenied { .. } => PERMISSION_DENIED,
             SecretGet { .. } => INTERNAL,
+            DirectInvokeNoAppId => NOT_FOUND,
+            DirectInvoke { .. } => INTERNAL,
+            AppChannelNotInitialized => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

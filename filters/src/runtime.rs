@@ -62,6 +62,8 @@ pub struct Runtime {
     pub runtime_version: &'static str,
     pub state: StateStores,
     pub secrets: SecretStores,
+    /// Finds peer sidecars for service invocation.
+    pub resolver: Option<std::sync::Arc<dyn spar_resolvers::Resolver>>,
     pub components: Vec<ComponentInfo>,
     /// Components that failed to start: (name, reason). The sidecar still
     /// serves everything else, as daprd does.
@@ -83,6 +85,7 @@ impl Runtime {
             runtime_version: env!("CARGO_PKG_VERSION"),
             state,
             secrets: SecretStores::default(),
+            resolver: None,
             components,
             failed_components: Vec::new(),
             app: None,
@@ -92,6 +95,18 @@ impl Runtime {
             ready: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
         }
+    }
+
+    /// The app's address, when `--app-port` is set.
+    pub fn app_addr(&self) -> Option<std::net::SocketAddr> {
+        let app = self.app.as_ref()?;
+        let host = if app.channel_address == "localhost" {
+            "127.0.0.1"
+        } else {
+            &app.channel_address
+        };
+        let ip: std::net::IpAddr = host.parse().ok()?;
+        Some(std::net::SocketAddr::new(ip, app.port))
     }
 
     pub fn set_attribute(&self, key: String, value: String) {

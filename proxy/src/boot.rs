@@ -17,6 +17,8 @@ use crate::cli::RunArgs;
 
 pub struct Booted {
     pub rt: Arc<Runtime>,
+    /// The mDNS resolver, to announce this sidecar once its port is known.
+    pub mdns: Option<Arc<spar_resolvers::mdns::MdnsResolver>>,
     pub chain: Chain,
     pub metrics: Option<Arc<Metrics>>,
     pub max_body: usize,
@@ -95,7 +97,23 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         loaded.state.with_metrics(m.clone(), app_id.clone());
     }
 
+    // Name resolution: mDNS (self-hosted default), started now so the cache
+    // is warm before the first invocation. Without multicast the sidecar
+    // still serves everything but invocation of other apps.
+    let loopback_only = args.listen_hosts().iter().all(|h| {
+        h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+            || h == "localhost"
+    });
+    let mdns = match spar_resolvers::mdns::MdnsResolver::start(loopback_only) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("name resolution unavailable: {e}");
+            None
+        }
+    };
     let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
+    rt.resolver = mdns.clone().map(|r| r as Arc<dyn spar_resolvers::Resolver>);
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;
     rt.enabled_features = config
@@ -145,6 +163,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     tracing::info!(filters = ?chain.names(), "filter chain built");
     Ok(Booted {
         rt,
+        mdns,
         chain,
         metrics,
         max_body,

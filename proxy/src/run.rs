@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::boot::{boot, Booted};
 use crate::cli::RunArgs;
+use crate::http::internal::InternalApi;
 use crate::http::HttpApi;
 use crate::metrics_server::MetricsApp;
 use crate::signals::StopSignal;
@@ -68,6 +69,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
 
     let Booted {
         rt,
+        mdns,
         chain,
         metrics,
         max_body,
@@ -78,6 +80,15 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     let grpc_addrs = addrs(&hosts, args.dapr_grpc_port)?;
     let metrics_addrs = addrs(&["0.0.0.0".to_string()], args.metrics_port)?;
     check_free(&http_addrs, "HTTP API")?;
+    let internal_port = match args.dapr_internal_grpc_port {
+        Some(p) => p,
+        None => std::net::TcpListener::bind((http_addrs[0].ip(), 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free internal port: {e}"))?,
+    };
+    let internal_addrs = addrs(&hosts, internal_port)?;
+    check_free(&internal_addrs, "internal API")?;
     if metrics.is_some() {
         check_free(&metrics_addrs, "metrics server")?;
     }
@@ -143,6 +154,33 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         http.add_tcp(&a.to_string());
     }
     server.add_service(http);
+    let mut internal = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        InternalApi::new(rt.clone()),
+        "dapr-internal-api",
+    );
+    if let Some(app) = internal.app_logic_mut() {
+        // Peer sidecars speak HTTP/2 with prior knowledge (h2c).
+        let mut o = pingora::apps::HttpServerOptions::default();
+        o.h2c = true;
+        app.server_options = Some(o);
+    }
+    for a in &internal_addrs {
+        internal.add_tcp(&a.to_string());
+    }
+    server.add_service(internal);
+    if let Some(m) = &mdns {
+        // Announce where peers reach us: the first concrete listen address,
+        // else loopback (same-host sidecars).
+        let ip = internal_addrs
+            .iter()
+            .map(|a| a.ip())
+            .find(|ip| !ip.is_unspecified())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        if let Err(e) = m.announce(&rt.app_id, ip, internal_port) {
+            tracing::warn!("{e}");
+        }
+    }
     if let Some(m) = metrics {
         let mut svc = Service::new("metrics".into(), HttpServer::new_app(MetricsApp(m)));
         svc.threads = Some(1);
@@ -168,6 +206,9 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     });
     rt.set_ready(false);
     stop_tx.send_replace(true);
+    if let Some(m) = &mdns {
+        m.withdraw();
+    }
 
     let code = match app_task {
         Some(t) => bg.block_on(t).unwrap_or(1),

@@ -4,6 +4,8 @@
 //! invocation; the chain's name-resolution filter will hold one `Resolver`
 //! chosen by the Configuration's `spec.nameResolution`.
 
+pub mod mdns;
+
 use std::net::SocketAddr;
 
 use async_trait::async_trait;

@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod encryption;
 mod errors;
+mod invoke;
 mod metadata;
 mod metrics;
 mod outage;

@@ -204,6 +204,8 @@ def start_sidecar(workdir: Path) -> Sidecar:
         "--dapr-http-port", str(http_port),
         "--dapr-grpc-port", str(grpc_port),
         "--metrics-port", str(metrics_port),
+        # Loopback only: also keeps mDNS announcements off the network.
+        "--dapr-listen-addresses", "127.0.0.1",
         "--resources-path", str(resources),
     ]
     sc = Sidecar(

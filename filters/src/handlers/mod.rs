@@ -3,6 +3,7 @@
 //! block is one module here, one `Request` variant and one arm below.
 
 pub mod health;
+pub mod invoke;
 pub mod metadata;
 pub mod secrets;
 pub mod state;
@@ -40,6 +41,7 @@ impl Filter for Router {
             }
             Request::State(r) => state::handle(&self.rt, r).await,
             Request::Secrets(r) => secrets::handle(&self.rt, r).await,
+            Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::Rejected(e) => Err(e),
         }
     }

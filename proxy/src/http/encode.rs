@@ -58,6 +58,8 @@ pub fn response(r: Response) -> Encoded {
         Response::State(s) => state(status, s),
         Response::Secrets(SecretsResponse::One(s)) => json_body(status, &json!(s)),
         Response::Secrets(SecretsResponse::Bulk(all)) => json_body(status, &json!(all)),
+        // Invocation is proxied by the front end, never encoded.
+        Response::Proxy(_) => error(&ApiError::Internal("invocation reached the encoder".into())),
     }
 }
 

@@ -6,13 +6,18 @@
 
 pub mod decode;
 pub mod encode;
+pub mod internal;
+pub mod invoke;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use pingora::http::RequestHeader;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use spar_filters::handlers::invoke::Upstream;
 use spar_filters::{Chain, Ctx, Protocol};
+use spar_filters::{Request, Response};
 
 pub struct HttpApi {
     chain: Chain,
@@ -75,11 +80,46 @@ fn static_method(m: &str) -> &'static str {
 
 #[async_trait]
 impl ProxyHttp for HttpApi {
-    type CTX = ();
+    /// Set when the call is an invocation to proxy.
+    type CTX = Option<Upstream>;
 
-    fn new_ctx(&self) -> Self::CTX {}
+    fn new_ctx(&self) -> Self::CTX {
+        None
+    }
 
-    async fn request_filter(&self, session: &mut Session, _: &mut ()) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, up: &mut Self::CTX) -> Result<bool> {
+        if let Some(target) = invoke::target(session.req_header()) {
+            // Invocation: the chain decides where; the body is never read
+            // here, pingora streams it to the upstream.
+            let req = session.req_header();
+            let mut ctx = Ctx::new(
+                Protocol::Http,
+                static_method(req.method.as_str()),
+                "/v1.0/invoke/{id}/method/{method}",
+            );
+            ctx.api_token = req
+                .headers
+                .get("dapr-api-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
+                Ok(Response::Proxy(u)) => {
+                    *up = Some(u);
+                    Ok(false)
+                }
+                Ok(_) => {
+                    let e = spar_filters::ApiError::Internal(
+                        "invocation answered without a target".into(),
+                    );
+                    invoke::write_error(session, &e).await?;
+                    Ok(true)
+                }
+                Err(e) => {
+                    invoke::write_error(session, &e).await?;
+                    Ok(true)
+                }
+            };
+        }
         let (body, too_large) = self.read_body(session).await?;
         let req = session.req_header();
         let method = static_method(req.method.as_str());
@@ -126,10 +166,33 @@ impl ProxyHttp for HttpApi {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
-        Err(Error::explain(
-            ErrorType::InternalError,
-            "no upstream: every API call is answered by the filter chain",
-        ))
+    async fn upstream_peer(&self, _: &mut Session, up: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        up.as_ref()
+            .map(invoke::peer)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _: &mut Session,
+        req: &mut RequestHeader,
+        up: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(u) = up.as_ref() {
+            invoke::rewrite(req, u)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _: &mut Self::CTX,
+    ) -> FailToProxy {
+        let app = invoke::target(session.req_header())
+            .map(|t| t.app_id)
+            .unwrap_or_default();
+        invoke::fail(session, e, &app).await
     }
 }

@@ -1,0 +1,104 @@
+//! Service invocation on the data plane: the chain decides the upstream
+//! (`Response::Proxy`), pingora streams the body there. Used by the public
+//! API (caller side) and the internal listener (callee side).
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, Session};
+use spar_filters::handlers::invoke::{InvokeRequest, Upstream};
+use spar_filters::ApiError;
+
+use super::decode::percent_decode;
+
+/// `/v1.0/invoke/{app-id}/method/{method…}`, or any non-API path with a
+/// `dapr-app-id` header (Dapr's header-based invocation).
+pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
+    let path = req.uri.path();
+    if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
+        let (app, rest) = rest.split_once('/')?;
+        let method = rest
+            .strip_prefix("method/")
+            .or_else(|| (rest == "method").then_some(""))?;
+        return Some(InvokeRequest {
+            app_id: percent_decode(app),
+            method: method.to_string(),
+        });
+    }
+    let app = req.headers.get("dapr-app-id")?.to_str().ok()?;
+    if path.starts_with("/v1.0/") || path.starts_with("/v1.0-alpha1/") {
+        return None;
+    }
+    Some(InvokeRequest {
+        app_id: app.to_string(),
+        method: path.trim_start_matches('/').to_string(),
+    })
+}
+
+/// Where pingora connects: peer sidecars over HTTP/2 with prior knowledge and
+/// many streams per pooled connection; the app over HTTP/1.1.
+pub fn peer(up: &Upstream) -> Box<HttpPeer> {
+    match up {
+        Upstream::Sidecar { addr, .. } => {
+            let mut p = HttpPeer::new(*addr, false, String::new());
+            p.options.set_http_version(2, 2);
+            p.options.max_h2_streams = 128;
+            p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+            Box::new(p)
+        }
+        Upstream::App { addr, .. } => {
+            let mut p = HttpPeer::new(*addr, false, String::new());
+            p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+            Box::new(p)
+        }
+    }
+}
+
+/// Points the outgoing request at the chosen path, keeping the query string.
+pub fn rewrite(req: &mut RequestHeader, up: &Upstream) -> Result<()> {
+    let path = match up {
+        Upstream::Sidecar { path, .. } | Upstream::App { path, .. } => path,
+    };
+    let uri = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.clone(),
+    };
+    let uri: http::Uri = uri.parse().map_err(|e| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            format!("bad invoke path: {e}"),
+        )
+    })?;
+    req.set_uri(uri);
+    // The caller's API token is for this sidecar, never for the app.
+    req.remove_header("dapr-api-token");
+    Ok(())
+}
+
+pub async fn write_error(session: &mut Session, e: &ApiError) -> Result<()> {
+    let body = Bytes::from(e.to_json());
+    let mut resp = ResponseHeader::build(e.http_status(), Some(2))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// A target that can't be reached answers with Dapr's error, not a bare 502.
+pub async fn fail(session: &mut Session, e: &Error, app_id: &str) -> FailToProxy {
+    let code = match e.esource() {
+        ErrorSource::Downstream => 0,
+        _ => 500,
+    };
+    if code > 0 {
+        let err = ApiError::DirectInvoke {
+            app_id: app_id.to_string(),
+            reason: e.to_string(),
+        };
+        let _ = write_error(session, &err).await;
+    }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
+}

@@ -1,0 +1,208 @@
+//! HTTP service invocation between two real sidecars (mDNS discovery,
+//! HTTP/2 between sidecars), each in front of a real HTTP app.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, Uri};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use spar_tests::{unique, Options, Sidecar};
+
+/// An app that echoes what it received, tagged with `name`.
+async fn echo_app(name: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new()
+        .fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                axum::Json(json!({
+                    "app": name,
+                    "method": method.as_str(),
+                    "path": uri.path(),
+                    "query": uri.query(),
+                    "x-test": headers.get("x-test").and_then(|v| v.to_str().ok()),
+                    "token": headers.get("dapr-api-token").and_then(|v| v.to_str().ok()),
+                    "len": body.len(),
+                }))
+            },
+        )
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (
+        port,
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() }),
+    )
+}
+
+fn sidecar(app_id: &str, app_port: Option<u16>) -> Sidecar {
+    let mut extra = vec![];
+    if let Some(p) = app_port {
+        extra = vec!["--app-port".to_string(), p.to_string()];
+    }
+    Sidecar::start(Options {
+        app_id: app_id.to_string(),
+        extra_args: extra,
+        ..Default::default()
+    })
+}
+
+/// Calls until mDNS has seen the target (announcements take a moment).
+async fn call(c: &Client, req: reqwest::RequestBuilder) -> reqwest::Response {
+    let mut last = None;
+    for _ in 0..50 {
+        let r = req.try_clone().unwrap().send().await.unwrap();
+        if r.status() != StatusCode::INTERNAL_SERVER_ERROR {
+            return r;
+        }
+        last = Some(r);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = c;
+    last.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_invocation_between_sidecars() {
+    let (port, _app) = echo_app("callee").await;
+    let callee_id = unique("callee");
+    let _callee = sidecar(&callee_id, Some(port));
+    let caller = sidecar(&unique("caller"), None);
+    let c = Client::new();
+    let base = caller.http();
+
+    for verb in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+        let m = reqwest::Method::from_bytes(verb.as_bytes()).unwrap();
+        let r = call(
+            &c,
+            c.request(
+                m,
+                format!("{base}/v1.0/invoke/{callee_id}/method/orders/42?sort=desc&x=1"),
+            )
+            .header("x-test", "passed")
+            .header("dapr-api-token", "must-not-leak")
+            .body("payload"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "{verb}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["app"], "callee");
+        assert_eq!(v["method"], verb);
+        assert_eq!(v["path"], "/orders/42");
+        assert_eq!(v["query"], "sort=desc&x=1");
+        assert_eq!(v["x-test"], "passed");
+        assert_eq!(
+            v["token"],
+            Value::Null,
+            "the caller's API token never reaches the app"
+        );
+        if verb != "GET" {
+            assert_eq!(v["len"], 7);
+        }
+    }
+
+    // Header-based invocation on any path.
+    let r = call(
+        &c,
+        c.get(format!("{base}/inventory/7"))
+            .header("dapr-app-id", &callee_id),
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["path"], "/inventory/7");
+
+    // A 10 MB body streams through both sidecars.
+    let big = vec![b'z'; 10 * 1024 * 1024];
+    let r = c
+        .post(format!("{base}/v1.0/invoke/{callee_id}/method/upload"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["len"], 10 * 1024 * 1024);
+
+    // An unknown app id: Dapr's error, after a bounded wait.
+    let r = c
+        .get(format!("{base}/v1.0/invoke/{}/method/x", unique("nobody")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_DIRECT_INVOKE"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_down_and_self_invocation() {
+    let (port, app) = echo_app("self").await;
+    let id = unique("selfish");
+    let sc = sidecar(&id, Some(port));
+    let c = Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{}/v1.0/invoke/{id}/method/me", sc.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["path"], "/me");
+    app.abort();
+    let _ = app.await;
+    let r = c
+        .get(format!("{}/v1.0/invoke/{id}/method/me", sc.http()))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_DIRECT_INVOKE"
+    );
+    let no_app = sidecar(&unique("noapp"), None);
+    let r = c
+        .get(format!(
+            "{}/v1.0/invoke/{}/method/x",
+            no_app.http(),
+            no_app.app_id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_APP_CHANNEL_NIL"
+    );
+}
+
+/// Two instances of one app id (two sidecars, two apps) share the calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mdns_round_robin_over_instances() {
+    let (p1, _a1) = echo_app("one").await;
+    let (p2, _a2) = echo_app("two").await;
+    let id = unique("replicated");
+    let _s1 = sidecar(&id, Some(p1));
+    let _s2 = sidecar(&id, Some(p2));
+    let caller = sidecar(&unique("lb-caller"), None);
+    let c = Client::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..100 {
+        let r = call(
+            &c,
+            c.get(format!("{}/v1.0/invoke/{id}/method/hit", caller.http())),
+        )
+        .await;
+        let v: Value = r.json().await.unwrap();
+        *seen
+            .entry(v["app"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        if seen.len() == 2 && seen.values().all(|n| *n >= 5) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.len(), 2, "both instances get calls: {seen:?}");
+}
