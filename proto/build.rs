@@ -3,6 +3,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "dapr/proto/common/v1/common.proto",
+        "dapr/proto/runtime/v1/invoke.proto",
         "dapr/proto/runtime/v1/state.proto",
         "dapr/proto/runtime/v1/metadata.proto",
         "dapr/proto/runtime/v1/secret.proto",

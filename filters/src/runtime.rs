@@ -64,6 +64,8 @@ pub struct Runtime {
     pub secrets: SecretStores,
     /// Finds peer sidecars for service invocation.
     pub resolver: Option<std::sync::Arc<dyn spar_resolvers::Resolver>>,
+    /// `APP_API_TOKEN`: sent to the app as `dapr-api-token` on every call.
+    pub app_token: Option<String>,
     pub components: Vec<ComponentInfo>,
     /// Components that failed to start: (name, reason). The sidecar still
     /// serves everything else, as daprd does.
@@ -86,6 +88,9 @@ impl Runtime {
             state,
             secrets: SecretStores::default(),
             resolver: None,
+            app_token: std::env::var("APP_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
             components,
             failed_components: Vec::new(),
             app: None,

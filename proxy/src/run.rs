@@ -147,7 +147,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     server.bootstrap();
     let mut http = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        HttpApi::new(chain, max_body),
+        HttpApi::new(chain, max_body, rt.app_token.clone()),
         "dapr-http-api",
     );
     for a in &http_addrs {

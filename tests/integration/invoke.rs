@@ -206,3 +206,63 @@ async fn mdns_round_robin_over_instances() {
     }
     assert_eq!(seen.len(), 2, "both instances get calls: {seen:?}");
 }
+
+/// The Rust SDK's `invoke_service` (gRPC) reaches an HTTP app through two
+/// sidecars; the callee's `APP_API_TOKEN` reaches its app; an app with
+/// `http_proxy` pointing at its sidecar calls `http://{app-id}/…` (curl).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_sdk_app_token_and_transparent_proxy() {
+    let (port, _app) = echo_app("tokened").await;
+    let callee_id = unique("tokened");
+    let _callee = Sidecar::start(Options {
+        app_id: callee_id.clone(),
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        env: vec![("APP_API_TOKEN".into(), "app-secret".into())],
+        ..Default::default()
+    });
+    let caller = sidecar(&unique("sdk-caller"), None);
+
+    let mut sdk =
+        dapr::Client::from_options(dapr::client::ClientOptions::new().with_address(caller.grpc()))
+            .await
+            .unwrap();
+    let mut answer = None;
+    for _ in 0..50 {
+        match sdk
+            .invoke_service(
+                callee_id.as_str(),
+                "orders/9",
+                Some(prost_types::Any {
+                    type_url: String::new(),
+                    value: b"hello".to_vec(),
+                }),
+            )
+            .await
+        {
+            Ok(r) => {
+                answer = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let r = answer.expect("invoke_service answered");
+    let v: Value = serde_json::from_slice(&r.data.unwrap().value).unwrap();
+    assert_eq!(v["method"], "POST");
+    assert_eq!(v["path"], "/orders/9");
+    assert_eq!(v["len"], 5);
+    assert_eq!(v["token"], "app-secret", "APP_API_TOKEN is sent to the app");
+
+    // Transparent mode with plain curl.
+    let url = format!("http://{callee_id}/catalog?q=1");
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", &url])
+        .env("http_proxy", caller.http())
+        .output()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(v["path"], "/catalog");
+    assert_eq!(v["query"], "q=1");
+}

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use prost::Message;
+use spar_filters::handlers::invoke::InvokeRequest;
 use spar_filters::handlers::metadata::{MetadataRequest, MetadataSnapshot};
 use spar_filters::handlers::secrets::{SecretsRequest, SecretsResponse};
 use spar_filters::handlers::state::{StateRequest, StateResponse, TxOp};
@@ -15,13 +16,17 @@ use super::convert;
 
 pub struct DaprApi {
     chain: Chain,
-    // Kept for RPCs that need sidecar state outside the chain (none yet).
-    _rt: Arc<Runtime>,
+    rt: Arc<Runtime>,
+    clients: Arc<super::invoke::Clients>,
 }
 
 impl DaprApi {
     pub fn new(chain: Chain, rt: Arc<Runtime>) -> Self {
-        DaprApi { chain, _rt: rt }
+        DaprApi {
+            chain,
+            rt,
+            clients: Arc::new(super::invoke::Clients::new()),
+        }
     }
 
     async fn call<M: Message>(
@@ -53,6 +58,29 @@ type R<T> = Result<GrpcResponse<T>, Status>;
 
 #[tonic::async_trait]
 impl Dapr for DaprApi {
+    async fn invoke_service(
+        &self,
+        req: GrpcRequest<pb::InvokeServiceRequest>,
+    ) -> R<spar_proto::common::InvokeResponse> {
+        let m = req.get_ref();
+        let msg = m.message.clone().unwrap_or_default();
+        let typed = Request::Invoke(InvokeRequest {
+            app_id: m.id.clone(),
+            method: msg.method.clone(),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/InvokeService", &req, Ok(typed))
+            .await?
+        {
+            Response::Proxy(up) => {
+                super::invoke::call(&self.clients, up, msg, self.rt.app_token.as_deref())
+                    .await
+                    .map(GrpcResponse::new)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn get_state(&self, req: GrpcRequest<pb::GetStateRequest>) -> R<pb::GetStateResponse> {
         let m = req.get_ref();
         let typed = Request::State(StateRequest::Get {

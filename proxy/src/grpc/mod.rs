@@ -3,6 +3,7 @@
 
 mod convert;
 mod dapr;
+mod invoke;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

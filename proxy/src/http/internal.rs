@@ -70,7 +70,7 @@ impl ProxyHttp for InternalApi {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(up) = ctx.as_ref() {
-            invoke::rewrite(req, up)?;
+            invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
         }
         Ok(())
     }

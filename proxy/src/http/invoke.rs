@@ -25,12 +25,33 @@ pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
             method: method.to_string(),
         });
     }
-    let app = req.headers.get("dapr-app-id")?.to_str().ok()?;
     if path.starts_with("/v1.0/") || path.starts_with("/v1.0-alpha1/") {
         return None;
     }
+    let app = match req.headers.get("dapr-app-id").and_then(|v| v.to_str().ok()) {
+        Some(app) => app.to_string(),
+        // Transparent mode: an app with HTTP_PROXY pointing here sends
+        // `GET http://{app-id}/path` (absolute form). pingora keeps only the
+        // path in the URI, so read the raw request target.
+        None => {
+            let rest = req.raw_path().strip_prefix(b"http://")?;
+            let end = rest
+                .iter()
+                .position(|b| b"/:?".contains(b))
+                .unwrap_or(rest.len());
+            let host = std::str::from_utf8(&rest[..end]).ok()?;
+            if host.is_empty()
+                || host == "localhost"
+                || host.parse::<std::net::IpAddr>().is_ok()
+                || host.starts_with('[')
+            {
+                return None;
+            }
+            host.to_string()
+        }
+    };
     Some(InvokeRequest {
-        app_id: app.to_string(),
+        app_id: app,
         method: path.trim_start_matches('/').to_string(),
     })
 }
@@ -54,8 +75,9 @@ pub fn peer(up: &Upstream) -> Box<HttpPeer> {
     }
 }
 
-/// Points the outgoing request at the chosen path, keeping the query string.
-pub fn rewrite(req: &mut RequestHeader, up: &Upstream) -> Result<()> {
+/// Points the outgoing request at the chosen path, keeping the query string;
+/// a call to the app carries `APP_API_TOKEN` as `dapr-api-token`.
+pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) -> Result<()> {
     let path = match up {
         Upstream::Sidecar { path, .. } | Upstream::App { path, .. } => path,
     };
@@ -72,6 +94,9 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream) -> Result<()> {
     req.set_uri(uri);
     // The caller's API token is for this sidecar, never for the app.
     req.remove_header("dapr-api-token");
+    if let (Upstream::App { .. }, Some(t)) = (up, app_token) {
+        req.insert_header("dapr-api-token", t)?;
+    }
     Ok(())
 }
 

@@ -22,11 +22,16 @@ use spar_filters::{Request, Response};
 pub struct HttpApi {
     chain: Chain,
     max_body: usize,
+    app_token: Option<String>,
 }
 
 impl HttpApi {
-    pub fn new(chain: Chain, max_body: usize) -> Self {
-        HttpApi { chain, max_body }
+    pub fn new(chain: Chain, max_body: usize, app_token: Option<String>) -> Self {
+        HttpApi {
+            chain,
+            max_body,
+            app_token,
+        }
     }
 
     /// Reads the body up to the limit. Past it, stops reading (never buffers
@@ -179,7 +184,7 @@ impl ProxyHttp for HttpApi {
         up: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(u) = up.as_ref() {
-            invoke::rewrite(req, u)?;
+            invoke::rewrite(req, u, self.app_token.as_deref())?;
         }
         Ok(())
     }
