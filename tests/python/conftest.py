@@ -168,8 +168,9 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def start_sidecar(workdir: Path) -> Sidecar:
-    """Start spar with the test components in workdir; wait until healthy."""
+def start_sidecar(workdir: Path, extra_args: Optional[list[str]] = None) -> Sidecar:
+    """Start spar with the test components in workdir; wait until healthy.
+    ``extra_args`` are added to the command line (e.g. ``--app-port``)."""
     binary = spar_bin()
     if not binary.is_file():
         pytest.fail(
@@ -207,6 +208,7 @@ def start_sidecar(workdir: Path) -> Sidecar:
         # Loopback only: also keeps mDNS announcements off the network.
         "--dapr-listen-addresses", "127.0.0.1",
         "--resources-path", str(resources),
+        *(extra_args or []),
     ]
     sc = Sidecar(
         app_id=app_id,
