@@ -2,11 +2,12 @@
 //! and queries. Data lives as long as the sidecar.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use super::common::every;
 use super::query::{sort_cmp, Query, QueryResponse, QueryResult};
 use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
@@ -37,24 +38,14 @@ pub fn build(
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn StateStore>, BuildError> {
     let store = Arc::new(MemoryStore::new());
-    spawn_purger(Arc::downgrade(&store), Duration::from_secs(10));
+    // Drop expired entries in the background so memory doesn't grow with
+    // keys nobody reads again.
+    every(
+        Arc::downgrade(&store),
+        Duration::from_secs(10),
+        |s| async move { s.purge_expired() },
+    );
     Ok(store)
-}
-
-/// Drops expired entries in the background so memory doesn't grow with
-/// keys nobody reads again. Stops when the store is dropped.
-fn spawn_purger(store: Weak<MemoryStore>, every: Duration) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    rt.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let Some(s) = store.upgrade() else { return };
-            s.purge_expired();
-        }
-    });
 }
 
 /// ETag rules shared by writes and deletes (see `StateStore`).

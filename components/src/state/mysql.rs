@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -14,11 +14,12 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, Executor, MySql, Row, Transaction};
 use tokio::sync::OnceCell;
 
+use super::common::{cleanup_interval, every, expires_ms, mismatch, now_ms, page, parse_etag};
 use super::postgres::valid_ident;
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
-    StateError, StateStore, Ttl,
+    StateError, StateStore,
 };
 use crate::registry::{BuildContext, BuildError};
 
@@ -40,12 +41,6 @@ struct Inner {
 
 fn backend(e: impl std::fmt::Display) -> StateError {
     StateError::Backend(format!("mysql: {e}"))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Dapr's Go DSN (`user:pass@tcp(host:port)/db?params`) or a `mysql://` URL.
@@ -127,44 +122,21 @@ pub fn build(
         ),
         None => Duration::from_secs(20),
     };
-    let cleanup = match c.meta("cleanupInterval") {
-        Some(t) if t.trim().starts_with('-') || t.trim() == "0" => None,
-        Some(t) => Some(spar_config::parse_duration(&t).map_err(|e| field("cleanupInterval", e))?),
-        None => Some(Duration::from_secs(3600)),
-    };
+    let cleanup = cleanup_interval(c)?;
     let store = MySqlStore::new(opts, &schema, &table, &meta, timeout);
-    if let Some(every) = cleanup {
-        spawn_cleanup(Arc::downgrade(&store.inner), every);
-    }
-    Ok(Arc::new(store))
-}
-
-fn spawn_cleanup(inner: Weak<Inner>, every: Duration) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    rt.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(s) = inner.upgrade() else { return };
+    if let Some(period) = cleanup {
+        every(Arc::downgrade(&store.inner), period, |s| async move {
             let sql = format!(
                 "DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= ?",
                 s.table
             );
-            if let Err(e) = s
-                .bounded(
-                    sqlx::query(AssertSqlSafe(sql))
-                        .bind(now_ms())
-                        .execute(&s.pool),
-                )
-                .await
-            {
+            let q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms());
+            if let Err(e) = s.bounded(q.execute(&s.pool)).await {
                 tracing::warn!("mysql state cleanup failed: {e}");
             }
-        }
-    });
+        });
+    }
+    Ok(Arc::new(store))
 }
 
 fn doc_of(value: &[u8]) -> Option<String> {
@@ -172,22 +144,6 @@ fn doc_of(value: &[u8]) -> Option<String> {
         .ok()
         .and_then(|_| std::str::from_utf8(value).ok())
         .map(str::to_owned)
-}
-
-fn parse_etag(e: &str) -> Result<i64, StateError> {
-    e.parse()
-        .map_err(|_| StateError::EtagInvalid(e.to_string()))
-}
-
-fn expires(ttl: Option<Ttl>, now: i64) -> Option<i64> {
-    match ttl {
-        Some(Ttl::Seconds(s)) => Some(now.saturating_add((s as i64).saturating_mul(1000))),
-        _ => None,
-    }
-}
-
-fn mismatch(key: &str) -> StateError {
-    StateError::EtagMismatch(format!("key {key:?}: the stored version differs"))
 }
 
 /// Duplicate key or deadlock on a first-write insert: another writer won.
@@ -300,7 +256,7 @@ impl Inner {
         let live = "(`expires_at` IS NULL OR `expires_at` > ?)";
         match op {
             Operation::Upsert(r) => {
-                let exp = expires(r.ttl, now);
+                let exp = expires_ms(r.ttl, now);
                 let doc = doc_of(&r.value);
                 match (&r.etag, r.concurrency) {
                     (Some(e), _) => {
@@ -628,7 +584,7 @@ impl StateStore for MySqlStore {
             };
         }
         let rows = s.bounded(query.fetch_all(&s.pool)).await?;
-        let mut results = rows
+        let results = rows
             .iter()
             .map(|r| {
                 Ok(QueryResult {
@@ -639,14 +595,7 @@ impl StateStore for MySqlStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(backend)?;
-        let token = match q.page.limit {
-            Some(l) if results.len() > l => {
-                results.truncate(l);
-                Some((q.offset() + l).to_string())
-            }
-            _ => None,
-        };
-        Ok(QueryResponse { results, token })
+        Ok(page(results, q))
     }
 }
 

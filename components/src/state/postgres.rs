@@ -5,8 +5,8 @@
 //! PostgreSQL's row locks and unique index, not by a read-then-write.
 
 use std::str::FromStr;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -15,10 +15,11 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use tokio::sync::OnceCell;
 
+use super::common::{cleanup_interval, every, expires_ms, mismatch, now_ms, page, parse_etag};
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
-    StateError, StateStore, Ttl,
+    StateError, StateStore,
 };
 use crate::registry::{BuildContext, BuildError};
 
@@ -39,12 +40,6 @@ struct Inner {
 
 fn backend(e: impl std::fmt::Display) -> StateError {
     StateError::Backend(format!("postgresql: {e}"))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// An SQL identifier we can quote safely.
@@ -125,11 +120,7 @@ pub fn build(
             .map_err(|e| field("timeout", e))?,
         None => Duration::from_secs(20),
     };
-    let cleanup = match c.meta("cleanupInterval") {
-        Some(t) if t.trim().starts_with('-') || t.trim() == "0" => None,
-        Some(t) => Some(spar_config::parse_duration(&t).map_err(|e| field("cleanupInterval", e))?),
-        None => Some(Duration::from_secs(3600)),
-    };
+    let cleanup = cleanup_interval(c)?;
     let max_conns: u32 = match c.meta("maxConns") {
         Some(v) => v
             .trim()
@@ -138,38 +129,19 @@ pub fn build(
         None => 8,
     };
     let store = PostgresStore::new(opts, &schema, &table, &meta, timeout, max_conns);
-    if let Some(every) = cleanup {
-        spawn_cleanup(Arc::downgrade(&store.inner), every);
-    }
-    Ok(Arc::new(store))
-}
-
-fn spawn_cleanup(inner: Weak<Inner>, every: Duration) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    rt.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(s) = inner.upgrade() else { return };
+    if let Some(period) = cleanup {
+        every(Arc::downgrade(&store.inner), period, |s| async move {
             let sql = format!(
                 "DELETE FROM {} WHERE expires_at IS NOT NULL AND expires_at <= $1",
                 s.table
             );
-            if let Err(e) = s
-                .bounded(
-                    sqlx::query(AssertSqlSafe(sql))
-                        .bind(now_ms())
-                        .execute(&s.pool),
-                )
-                .await
-            {
+            let q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms());
+            if let Err(e) = s.bounded(q.execute(&s.pool)).await {
                 tracing::warn!("postgresql state cleanup failed: {e}");
             }
-        }
-    });
+        });
+    }
+    Ok(Arc::new(store))
 }
 
 /// A value's JSON copy for the query API; none when it isn't JSON (or holds
@@ -179,22 +151,6 @@ fn doc_of(value: &[u8]) -> Option<Json<Value>> {
         return None;
     }
     serde_json::from_slice(value).ok().map(Json)
-}
-
-fn parse_etag(e: &str) -> Result<i64, StateError> {
-    e.parse()
-        .map_err(|_| StateError::EtagInvalid(e.to_string()))
-}
-
-fn expires(ttl: Option<Ttl>, now: i64) -> Option<i64> {
-    match ttl {
-        Some(Ttl::Seconds(s)) => Some(now.saturating_add((s as i64).saturating_mul(1000))),
-        _ => None,
-    }
-}
-
-fn mismatch(key: &str) -> StateError {
-    StateError::EtagMismatch(format!("key {key:?}: the stored version differs"))
 }
 
 impl PostgresStore {
@@ -294,7 +250,7 @@ impl Inner {
         let live = "(expires_at IS NULL OR expires_at > $2)";
         match op {
             Operation::Upsert(r) => {
-                let exp = expires(r.ttl, now);
+                let exp = expires_ms(r.ttl, now);
                 let doc = doc_of(&r.value);
                 let n = match (&r.etag, r.concurrency) {
                     (Some(e), _) => {
@@ -569,7 +525,7 @@ impl StateStore for PostgresStore {
             };
         }
         let rows = s.bounded(query.fetch_all(&s.pool)).await?;
-        let mut results = rows
+        let results = rows
             .iter()
             .map(|r| {
                 Ok(QueryResult {
@@ -580,14 +536,7 @@ impl StateStore for PostgresStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(backend)?;
-        let token = match q.page.limit {
-            Some(l) if results.len() > l => {
-                results.truncate(l);
-                Some((q.offset() + l).to_string())
-            }
-            _ => None,
-        };
-        Ok(QueryResponse { results, token })
+        Ok(page(results, q))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
+use super::common::{cleanup_interval, every, page};
 use super::memory::{check_etag, expiry};
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
@@ -81,40 +82,21 @@ pub fn build(
         Some(t) => spar_config::parse_duration(&t).map_err(|e| field_err("timeout", e))?,
         None => Duration::from_secs(20),
     };
-    let cleanup = match c.meta("cleanupInterval") {
-        Some(t) if t.trim().starts_with('-') || t.trim() == "0" => None,
-        Some(t) => {
-            Some(spar_config::parse_duration(&t).map_err(|e| field_err("cleanupInterval", e))?)
-        }
-        None => Some(Duration::from_secs(3600)),
-    };
+    let cleanup = cleanup_interval(c)?;
     let store =
         SqliteStore::open_with(&conn, &table, timeout).map_err(|message| BuildError::Init {
             component: c.name().to_string(),
             message,
         })?;
-    if let Some(every) = cleanup {
-        spawn_cleanup(Arc::downgrade(&store.inner), every);
-    }
-    Ok(Arc::new(store))
-}
-
-fn spawn_cleanup(store: Weak<Inner>, every: Duration) {
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    rt.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(s) = store.upgrade() else { return };
+    if let Some(period) = cleanup {
+        every(Arc::downgrade(&store.inner), period, |s| async move {
             let r = tokio::task::spawn_blocking(move || s.delete_expired()).await;
             if let Ok(Err(e)) = r {
                 tracing::warn!("sqlite state cleanup failed: {e}");
             }
-        }
-    });
+        });
+    }
+    Ok(Arc::new(store))
 }
 
 fn open_conn(target: &str, timeout: Duration) -> Result<Connection, String> {
@@ -345,7 +327,7 @@ impl Inner {
         }
         let conn = lock(self.reader());
         let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-        let mut results: Vec<QueryResult> = stmt
+        let results: Vec<QueryResult> = stmt
             .query_map(rusqlite::params_from_iter(args.iter()), |r| {
                 Ok(QueryResult {
                     key: r.get(0)?,
@@ -356,14 +338,7 @@ impl Inner {
             .map_err(backend)?
             .collect::<Result<_, _>>()
             .map_err(backend)?;
-        let token = match q.page.limit {
-            Some(l) if results.len() > l => {
-                results.truncate(l);
-                Some((offset + l).to_string())
-            }
-            _ => None,
-        };
-        Ok(QueryResponse { results, token })
+        Ok(page(results, q))
     }
 }
 

@@ -1,0 +1,86 @@
+//! Pieces every store implementation shares: version ETags, TTL expiry in
+//! milliseconds, the expired-entry sweeper and query paging.
+
+use std::future::Future;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::query::{Query, QueryResponse, QueryResult};
+use super::{StateError, Ttl};
+use crate::registry::BuildError;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// ETags are integer versions; anything else is an invalid ETag (HTTP 400).
+pub(crate) fn parse_etag(e: &str) -> Result<i64, StateError> {
+    e.parse()
+        .map_err(|_| StateError::EtagInvalid(e.to_string()))
+}
+
+/// The expiry instant (ms since the epoch) a TTL gives, if any.
+pub(crate) fn expires_ms(ttl: Option<Ttl>, now: i64) -> Option<i64> {
+    match ttl {
+        Some(Ttl::Seconds(s)) => Some(now.saturating_add((s as i64).saturating_mul(1000))),
+        _ => None,
+    }
+}
+
+pub(crate) fn mismatch(key: &str) -> StateError {
+    StateError::EtagMismatch(format!("key {key:?}: the stored version differs"))
+}
+
+/// `cleanupInterval` metadata: a Go duration, default 1 h; `0` or negative
+/// turns the sweeper off.
+pub(crate) fn cleanup_interval(c: &spar_config::Component) -> Result<Option<Duration>, BuildError> {
+    match c.meta("cleanupInterval") {
+        Some(t) if t.trim().starts_with('-') || t.trim() == "0" => Ok(None),
+        Some(t) => spar_config::parse_duration(&t)
+            .map(Some)
+            .map_err(|message| BuildError::Metadata {
+                component: c.name().to_string(),
+                field: "cleanupInterval".into(),
+                message,
+            }),
+        None => Ok(Some(Duration::from_secs(3600))),
+    }
+}
+
+/// Runs `task` every `period` while `target` is alive (a `Weak`, so the
+/// sweeper never keeps a dropped store around). Needs a tokio runtime;
+/// without one (plain unit tests) nothing is scheduled.
+pub(crate) fn every<T, F, Fut>(target: Weak<T>, period: Duration, task: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(t) = target.upgrade() else { return };
+            task(t).await;
+        }
+    });
+}
+
+/// Trims rows fetched with `LIMIT limit + 1` to the page and sets the token
+/// (the next offset) when another page exists.
+pub(crate) fn page(mut results: Vec<QueryResult>, q: &Query) -> QueryResponse {
+    let token = match q.page.limit {
+        Some(l) if results.len() > l => {
+            results.truncate(l);
+            Some((q.offset() + l).to_string())
+        }
+        _ => None,
+    };
+    QueryResponse { results, token }
+}
