@@ -52,6 +52,14 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -
 }
 
 impl Metrics {
+    /// Records one HTTP server call (used by the metrics filter, and by the
+    /// front end for proxied calls once their status is known).
+    pub fn record_http(&self, app_id: &str, method: &str, path: &str, status: u16, ms: f64) {
+        let labels = [app_id, method, path, http_status_label(status)];
+        self.http_request_count.with_label_values(&labels).inc();
+        self.http_latency.with_label_values(&labels).observe(ms);
+    }
+
     pub fn new() -> Self {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
@@ -158,4 +166,26 @@ pub fn grpc_status_name(code: i32) -> &'static str {
         .and_then(|i| NAMES.get(i))
         .copied()
         .unwrap_or("UNKNOWN")
+}
+
+/// Status codes as static strings: no allocation per request for a label.
+pub fn http_status_label(s: u16) -> &'static str {
+    match s {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
 }

@@ -147,7 +147,12 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     server.bootstrap();
     let mut http = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        HttpApi::new(chain, max_body, rt.app_token.clone()),
+        HttpApi::new(
+            chain,
+            max_body,
+            rt.app_token.clone(),
+            metrics.clone().map(|m| (m, rt.app_id.clone())),
+        ),
         "dapr-http-api",
     );
     for a in &http_addrs {

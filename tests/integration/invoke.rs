@@ -162,6 +162,28 @@ async fn app_down_and_self_invocation() {
         r.json::<Value>().await.unwrap()["errorCode"],
         "ERR_DIRECT_INVOKE"
     );
+    // Proxied calls are counted with the status the caller really got.
+    let text = c
+        .get(sc.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |status: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("dapr_http_server_request_count")
+                    && l.contains("method=\"GET\"")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("200"), 1.0, "{text}");
+    assert_eq!(count("500"), 1.0, "{text}");
+
     let no_app = sidecar(&unique("noapp"), None);
     let r = c
         .get(format!(

@@ -78,6 +78,10 @@ impl Filter for MetricsFilter {
 
     async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
         let res = next.run(ctx, req).await;
+        if let Ok(crate::Response::Proxy(_)) = &res {
+            // Proxied: the front end records it once the app has answered.
+            return res;
+        }
         let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         match ctx.protocol {
             Protocol::Http => {
@@ -85,15 +89,13 @@ impl Filter for MetricsFilter {
                     Ok(r) => r.http_status(),
                     Err(e) => e.http_status(),
                 };
-                let status = itoa_status(status);
                 let method = if self.opts.exclude_verbs {
                     ""
                 } else {
                     ctx.method
                 };
-                let labels = [self.app_id.as_str(), method, self.path_label(ctx), status];
-                self.m.http_request_count.with_label_values(&labels).inc();
-                self.m.http_latency.with_label_values(&labels).observe(ms);
+                self.m
+                    .record_http(&self.app_id, method, self.path_label(ctx), status, ms);
                 self.m
                     .http_request_bytes
                     .with_label_values(&[self.app_id.as_str()])
@@ -111,27 +113,5 @@ impl Filter for MetricsFilter {
             }
         }
         res
-    }
-}
-
-/// Status codes as static strings: no allocation per request for a label.
-fn itoa_status(s: u16) -> &'static str {
-    match s {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        409 => "409",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        502 => "502",
-        503 => "503",
-        504 => "504",
-        _ => "other",
     }
 }

@@ -9,6 +9,9 @@ pub mod encode;
 pub mod internal;
 pub mod invoke;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::http::RequestHeader;
@@ -16,6 +19,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::handlers::invoke::Upstream;
+use spar_filters::metrics::Metrics;
 use spar_filters::{Chain, Ctx, Protocol};
 use spar_filters::{Request, Response};
 
@@ -23,14 +27,29 @@ pub struct HttpApi {
     chain: Chain,
     max_body: usize,
     app_token: Option<String>,
+    /// For proxied calls, recorded once the app's status is known.
+    metrics: Option<(Arc<Metrics>, String)>,
+}
+
+/// Per-request state of a proxied (invocation) call.
+pub struct Call {
+    up: Option<Upstream>,
+    method: &'static str,
+    started: Instant,
 }
 
 impl HttpApi {
-    pub fn new(chain: Chain, max_body: usize, app_token: Option<String>) -> Self {
+    pub fn new(
+        chain: Chain,
+        max_body: usize,
+        app_token: Option<String>,
+        metrics: Option<(Arc<Metrics>, String)>,
+    ) -> Self {
         HttpApi {
             chain,
             max_body,
             app_token,
+            metrics,
         }
     }
 
@@ -85,14 +104,17 @@ fn static_method(m: &str) -> &'static str {
 
 #[async_trait]
 impl ProxyHttp for HttpApi {
-    /// Set when the call is an invocation to proxy.
-    type CTX = Option<Upstream>;
+    type CTX = Call;
 
     fn new_ctx(&self) -> Self::CTX {
-        None
+        Call {
+            up: None,
+            method: "",
+            started: Instant::now(),
+        }
     }
 
-    async fn request_filter(&self, session: &mut Session, up: &mut Self::CTX) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
         if let Some(target) = invoke::target(session.req_header()) {
             // Invocation: the chain decides where; the body is never read
             // here, pingora streams it to the upstream.
@@ -109,7 +131,8 @@ impl ProxyHttp for HttpApi {
                 .map(str::to_owned);
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
                 Ok(Response::Proxy(u)) => {
-                    *up = Some(u);
+                    call.up = Some(u);
+                    call.method = ctx.method;
                     Ok(false)
                 }
                 Ok(_) => {
@@ -171,8 +194,9 @@ impl ProxyHttp for HttpApi {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _: &mut Session, up: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        up.as_ref()
+    async fn upstream_peer(&self, _: &mut Session, call: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        call.up
+            .as_ref()
             .map(invoke::peer)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))
     }
@@ -181,9 +205,9 @@ impl ProxyHttp for HttpApi {
         &self,
         _: &mut Session,
         req: &mut RequestHeader,
-        up: &mut Self::CTX,
+        call: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(u) = up.as_ref() {
+        if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.app_token.as_deref())?;
         }
         Ok(())
@@ -199,5 +223,13 @@ impl ProxyHttp for HttpApi {
             .map(|t| t.app_id)
             .unwrap_or_default();
         invoke::fail(session, e, &app).await
+    }
+
+    async fn logging(&self, session: &mut Session, _: Option<&Error>, call: &mut Self::CTX) {
+        if let (Some(_), Some((m, app_id))) = (&call.up, &self.metrics) {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let ms = call.started.elapsed().as_secs_f64() * 1000.0;
+            m.record_http(app_id, call.method, "", status, ms);
+        }
     }
 }
