@@ -4,7 +4,8 @@
 #
 #   Redis 6379, PostgreSQL 5432 (trust on loopback), MariaDB 3306 (root, empty
 #   password), RabbitMQ 5672 (guest/guest), Mosquitto 1883 (anonymous),
-#   NATS with JetStream 4222; cmake and protoc.
+#   NATS with JetStream 4222; cmake and protoc (build), dnsmasq (a real DNS
+#   server the Kubernetes name-resolution test runs on a private port).
 #
 # A service that already accepts connections is left alone. One that is
 # installed but down is started. One that is missing (a fresh Debian machine)
@@ -268,7 +269,7 @@ for s in "${SERVICES[@]}"; do
 done
 
 tool_msgs=()
-for pair in cmake:cmake protoc:protobuf-compiler; do
+for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq; do
   tool=${pair%%:*} pkg=${pair#*:}
   if command -v "$tool" >/dev/null 2>&1; then
     tool_msgs+=("$tool: present")
@@ -282,7 +283,7 @@ done
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   apt_install "${missing_pkgs[@]}"
 fi
-for pair in cmake:cmake protoc:protobuf-compiler; do
+for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || die "${pair%%:*} still missing after installing ${pair#*:}"
 done
 

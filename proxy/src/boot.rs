@@ -17,8 +17,10 @@ use crate::cli::RunArgs;
 
 pub struct Booted {
     pub rt: Arc<Runtime>,
-    /// The mDNS resolver, to announce this sidecar once its port is known.
+    /// The mDNS resolver, to announce this sidecar once it serves.
     pub mdns: Option<Arc<spar_resolvers::mdns::MdnsResolver>>,
+    /// Where peer sidecars reach this one (`--dapr-internal-grpc-port`).
+    pub internal_port: u16,
     pub chain: Chain,
     pub metrics: Option<Arc<Metrics>>,
     pub max_body: usize,
@@ -97,23 +99,10 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         loaded.state.with_metrics(m.clone(), app_id.clone());
     }
 
-    // Name resolution: mDNS (self-hosted default), started now so the cache
-    // is warm before the first invocation. Without multicast the sidecar
-    // still serves everything but invocation of other apps.
-    let loopback_only = args.listen_hosts().iter().all(|h| {
-        h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-            || h == "localhost"
-    });
-    let mdns = match spar_resolvers::mdns::MdnsResolver::start(loopback_only) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::warn!("name resolution unavailable: {e}");
-            None
-        }
-    };
+    let internal_port = internal_port(args)?;
+    let (resolver, mdns) = name_resolution(args, config.as_ref(), internal_port)?;
     let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
-    rt.resolver = mdns.clone().map(|r| r as Arc<dyn spar_resolvers::Resolver>);
+    rt.resolver = resolver;
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;
     rt.enabled_features = config
@@ -164,6 +153,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     Ok(Booted {
         rt,
         mdns,
+        internal_port,
         chain,
         metrics,
         max_body,
@@ -201,4 +191,81 @@ fn pipeline(
             })
         })
         .collect()
+}
+
+/// `--dapr-internal-grpc-port`, or a free port on the first listen address.
+fn internal_port(args: &RunArgs) -> Result<u16, String> {
+    if let Some(p) = args.dapr_internal_grpc_port {
+        return Ok(p);
+    }
+    let host = args
+        .listen_hosts()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "0.0.0.0".into());
+    std::net::TcpListener::bind((host.as_str(), 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free internal port on {host}: {e}"))
+}
+
+type Resolvers = (
+    Option<Arc<dyn spar_resolvers::Resolver>>,
+    Option<Arc<spar_resolvers::mdns::MdnsResolver>>,
+);
+
+/// The Configuration's `spec.nameResolution.component`: `mdns` (default) or
+/// `kubernetes` (`configuration.clusterDomain`, default `cluster.local`;
+/// spar also takes `configuration.dnsServer: host:port`).
+fn name_resolution(
+    args: &RunArgs,
+    config: Option<&Configuration>,
+    internal_port: u16,
+) -> Result<Resolvers, String> {
+    let spec = config.and_then(|c| c.spec.name_resolution.as_ref());
+    let component = spec
+        .map(|s| s.component.to_ascii_lowercase())
+        .filter(|c| !c.is_empty());
+    let opt = |k: &str| {
+        spec.and_then(|s| s.configuration.get(k))
+            .and_then(|v| v.as_str().map(str::to_owned))
+    };
+    match component.as_deref() {
+        None | Some("mdns") => {
+            // Loopback-only sidecars keep mDNS traffic on loopback.
+            let loopback_only = args.listen_hosts().iter().all(|h| {
+                h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+                    || h == "localhost"
+            });
+            match spar_resolvers::mdns::MdnsResolver::start(loopback_only) {
+                Ok(r) => Ok((Some(r.clone()), Some(r))),
+                Err(e) => {
+                    // Everything but invocation of other apps still works.
+                    tracing::warn!("name resolution unavailable: {e}");
+                    Ok((None, None))
+                }
+            }
+        }
+        Some("kubernetes") => {
+            let dns = opt("dnsServer")
+                .map(|s| {
+                    s.parse::<std::net::SocketAddr>()
+                        .map_err(|e| format!("nameResolution dnsServer {s:?}: {e}"))
+                })
+                .transpose()?;
+            let domain = opt("clusterDomain").unwrap_or_else(|| "cluster.local".into());
+            let ns = std::env::var("NAMESPACE").unwrap_or_else(|_| "default".into());
+            let r = spar_resolvers::kubernetes::KubernetesResolver::new(
+                dns,
+                &domain,
+                &ns,
+                internal_port,
+            )?;
+            Ok((Some(Arc::new(r)), None))
+        }
+        Some(other) => Err(format!(
+            "nameResolution component {other:?} is not supported (supported: mdns, kubernetes)"
+        )),
+    }
 }

@@ -70,6 +70,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     let Booted {
         rt,
         mdns,
+        internal_port,
         chain,
         metrics,
         max_body,
@@ -80,13 +81,6 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     let grpc_addrs = addrs(&hosts, args.dapr_grpc_port)?;
     let metrics_addrs = addrs(&["0.0.0.0".to_string()], args.metrics_port)?;
     check_free(&http_addrs, "HTTP API")?;
-    let internal_port = match args.dapr_internal_grpc_port {
-        Some(p) => p,
-        None => std::net::TcpListener::bind((http_addrs[0].ip(), 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("no free internal port: {e}"))?,
-    };
     let internal_addrs = addrs(&hosts, internal_port)?;
     check_free(&internal_addrs, "internal API")?;
     if metrics.is_some() {

@@ -288,3 +288,93 @@ async fn grpc_sdk_app_token_and_transparent_proxy() {
     assert_eq!(v["path"], "/catalog");
     assert_eq!(v["query"], "q=1");
 }
+
+/// Kubernetes DNS resolution against a real DNS server (dnsmasq on a
+/// private port): `{app}-dapr.default.svc.cluster.local` points at the
+/// callee's address (127.0.0.2), on the internal port every sidecar shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_dns_resolution_with_dnsmasq() {
+    let (port, _app) = echo_app("k8s").await;
+    let callee_id = unique("k8s-callee");
+    let dns_port = spar_tests::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    /// Stops the DNS server even when an assertion fails.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _dnsmasq = Stop(
+        std::process::Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+            ])
+            .args(["--listen-address=127.0.0.1", "--user=root"])
+            .arg(format!("--port={dns_port}"))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("dnsmasq.pid").display()
+            ))
+            .arg(format!(
+                "--address=/{callee_id}-dapr.default.svc.cluster.local/127.0.0.2"
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian package dnsmasq)"),
+    );
+    let internal = spar_tests::free_port();
+    let _callee = Sidecar::start(Options {
+        app_id: callee_id.clone(),
+        listen_host: "127.0.0.2".into(),
+        extra_args: [
+            "--app-port",
+            &port.to_string(),
+            "--dapr-internal-grpc-port",
+            &internal.to_string(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    });
+    let caller = Sidecar::start(Options {
+        app_id: unique("k8s-caller"),
+        extra_args: vec!["--dapr-internal-grpc-port".into(), internal.to_string()],
+        config: Some(format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: k8s\nspec:\n  nameResolution:\n    component: kubernetes\n    configuration:\n      clusterDomain: cluster.local\n      dnsServer: \"127.0.0.1:{dns_port}\"\n"
+        )),
+        ..Default::default()
+    });
+    let c = Client::new();
+    let r = c
+        .get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/pods?x=1",
+            caller.http()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["app"], "k8s", "{v}");
+    assert_eq!(v["path"], "/pods");
+    // A name the DNS server doesn't know: Dapr's error.
+    let r = c
+        .get(format!(
+            "{}/v1.0/invoke/{}/method/x",
+            caller.http(),
+            unique("ghost")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_DIRECT_INVOKE"
+    );
+}

@@ -52,6 +52,8 @@ pub fn unique(prefix: &str) -> String {
 
 pub struct Options {
     pub app_id: String,
+    /// The one address the sidecar listens on (`--dapr-listen-addresses`).
+    pub listen_host: String,
     /// Component and other resource YAML documents, written to one file.
     pub resources: Vec<String>,
     /// Run without `--resources-path` (the embedded default).
@@ -65,6 +67,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             app_id: unique("app"),
+            listen_host: "127.0.0.1".into(),
             resources: vec![],
             no_resources: false,
             config: None,
@@ -76,6 +79,7 @@ impl Default for Options {
 
 pub struct Sidecar {
     pub child: Child,
+    pub host: String,
     pub http_port: u16,
     pub grpc_port: u16,
     pub metrics_port: u16,
@@ -136,7 +140,7 @@ impl Sidecar {
                 .args(["--dapr-http-port", &http_port.to_string()])
                 .args(["--dapr-grpc-port", &grpc_port.to_string()])
                 .args(["--metrics-port", &metrics_port.to_string()])
-                .args(["--dapr-listen-addresses", "127.0.0.1"])
+                .args(["--dapr-listen-addresses", &opts.listen_host])
                 .args(["--data-dir", &dir.path().join("data").display().to_string()]);
             if !opts.no_resources {
                 cmd.args(["--resources-path", &res_dir.display().to_string()]);
@@ -154,6 +158,7 @@ impl Sidecar {
             let child = cmd.spawn().expect("spawn spar");
             let mut sc = Sidecar {
                 child,
+                host: opts.listen_host.clone(),
                 http_port,
                 grpc_port,
                 metrics_port,
@@ -184,7 +189,7 @@ impl Sidecar {
             if let Ok(Some(st)) = self.child.try_wait() {
                 return Err(format!("spar exited early ({st}): {}", self.stderr()));
             }
-            if http_status(self.http_port, "GET", "/v1.0/healthz") == Some(204) {
+            if http_status_at(&self.host, self.http_port, "GET", "/v1.0/healthz") == Some(204) {
                 self.ready_after = self.started.elapsed();
                 return Ok(());
             }
@@ -205,11 +210,11 @@ impl Sidecar {
     }
 
     pub fn http(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        format!("http://{}:{}", self.host, self.http_port)
     }
 
     pub fn grpc(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        format!("http://{}:{}", self.host, self.grpc_port)
     }
 
     pub fn metrics_url(&self) -> String {
@@ -255,8 +260,12 @@ impl Drop for Sidecar {
 /// A bare-bones HTTP/1.1 request with std only (used while waiting for
 /// start-up, where an async client would be overkill). Returns the status.
 pub fn http_status(port: u16, method: &str, path: &str) -> Option<u16> {
+    http_status_at("127.0.0.1", port, method, path)
+}
+
+pub fn http_status_at(host: &str, port: u16, method: &str, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((host, port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
         s,
