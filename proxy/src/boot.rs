@@ -17,8 +17,8 @@ use crate::cli::RunArgs;
 
 pub struct Booted {
     pub rt: Arc<Runtime>,
-    /// The mDNS resolver, to announce this sidecar once it serves.
-    pub mdns: Option<Arc<spar_resolvers::mdns::MdnsResolver>>,
+    /// Name resolution, to announce or register this sidecar once it serves.
+    pub names: NameResolution,
     /// Where peer sidecars reach this one (`--dapr-internal-grpc-port`).
     pub internal_port: u16,
     pub chain: Chain,
@@ -100,9 +100,9 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     }
 
     let internal_port = internal_port(args)?;
-    let (resolver, mdns) = name_resolution(args, config.as_ref(), internal_port)?;
+    let names = name_resolution(args, config.as_ref(), internal_port)?;
     let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
-    rt.resolver = resolver;
+    rt.resolver = names.resolver.clone();
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;
     rt.enabled_features = config
@@ -152,7 +152,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     tracing::info!(filters = ?chain.names(), "filter chain built");
     Ok(Booted {
         rt,
-        mdns,
+        names,
         internal_port,
         chain,
         metrics,
@@ -209,10 +209,14 @@ fn internal_port(args: &RunArgs) -> Result<u16, String> {
         .map_err(|e| format!("no free internal port on {host}: {e}"))
 }
 
-type Resolvers = (
-    Option<Arc<dyn spar_resolvers::Resolver>>,
-    Option<Arc<spar_resolvers::mdns::MdnsResolver>>,
-);
+/// The resolver calls go through, plus the concrete one that announces or
+/// registers this sidecar once it serves.
+#[derive(Default)]
+pub struct NameResolution {
+    pub resolver: Option<Arc<dyn spar_resolvers::Resolver>>,
+    pub mdns: Option<Arc<spar_resolvers::mdns::MdnsResolver>>,
+    pub consul: Option<Arc<spar_resolvers::consul::ConsulResolver>>,
+}
 
 /// The Configuration's `spec.nameResolution.component`: `mdns` (default) or
 /// `kubernetes` (`configuration.clusterDomain`, default `cluster.local`;
@@ -221,7 +225,7 @@ fn name_resolution(
     args: &RunArgs,
     config: Option<&Configuration>,
     internal_port: u16,
-) -> Result<Resolvers, String> {
+) -> Result<NameResolution, String> {
     let spec = config.and_then(|c| c.spec.name_resolution.as_ref());
     let component = spec
         .map(|s| s.component.to_ascii_lowercase())
@@ -239,11 +243,15 @@ fn name_resolution(
                     || h == "localhost"
             });
             match spar_resolvers::mdns::MdnsResolver::start(loopback_only) {
-                Ok(r) => Ok((Some(r.clone()), Some(r))),
+                Ok(r) => Ok(NameResolution {
+                    resolver: Some(r.clone()),
+                    mdns: Some(r),
+                    consul: None,
+                }),
                 Err(e) => {
                     // Everything but invocation of other apps still works.
                     tracing::warn!("name resolution unavailable: {e}");
-                    Ok((None, None))
+                    Ok(NameResolution::default())
                 }
             }
         }
@@ -262,10 +270,22 @@ fn name_resolution(
                 &ns,
                 internal_port,
             )?;
-            Ok((Some(Arc::new(r)), None))
+            Ok(NameResolution {
+                resolver: Some(Arc::new(r)),
+                ..Default::default()
+            })
+        }
+        Some("consul") => {
+            let cfg = spec.map(|s| s.configuration.clone()).unwrap_or_default();
+            let r = Arc::new(spar_resolvers::consul::ConsulResolver::new(&cfg)?);
+            Ok(NameResolution {
+                resolver: Some(r.clone()),
+                consul: Some(r),
+                ..Default::default()
+            })
         }
         Some(other) => Err(format!(
-            "nameResolution component {other:?} is not supported (supported: mdns, kubernetes)"
+            "nameResolution component {other:?} is not supported (supported: mdns, kubernetes, consul)"
         )),
     }
 }

@@ -69,7 +69,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
 
     let Booted {
         rt,
-        mdns,
+        names,
         internal_port,
         chain,
         metrics,
@@ -168,15 +168,21 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         internal.add_tcp(&a.to_string());
     }
     server.add_service(internal);
-    if let Some(m) = &mdns {
-        // Announce where peers reach us: the first concrete listen address,
-        // else loopback (same-host sidecars).
-        let ip = internal_addrs
-            .iter()
-            .map(|a| a.ip())
-            .find(|ip| !ip.is_unspecified())
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    // Where peers reach us: the first concrete listen address, else
+    // loopback (same-host sidecars).
+    let ip = internal_addrs
+        .iter()
+        .map(|a| a.ip())
+        .find(|ip| !ip.is_unspecified())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    if let Some(m) = &names.mdns {
         if let Err(e) = m.announce(&rt.app_id, ip, internal_port) {
+            tracing::warn!("{e}");
+        }
+    }
+    if let Some(c) = &names.consul {
+        if let Err(e) = bg.block_on(c.register(&rt.app_id, ip, internal_port, args.dapr_http_port))
+        {
             tracing::warn!("{e}");
         }
     }
@@ -205,8 +211,11 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     });
     rt.set_ready(false);
     stop_tx.send_replace(true);
-    if let Some(m) = &mdns {
+    if let Some(m) = &names.mdns {
         m.withdraw();
+    }
+    if let Some(c) = &names.consul {
+        bg.block_on(c.deregister());
     }
 
     let code = match app_task {

@@ -4,6 +4,7 @@
 //! invocation; the chain's name-resolution filter will hold one `Resolver`
 //! chosen by the Configuration's `spec.nameResolution`.
 
+pub mod consul;
 pub mod kubernetes;
 pub mod mdns;
 

@@ -4,6 +4,7 @@
 mod app_channel;
 mod cli;
 mod conformance;
+mod consul;
 mod encryption;
 mod errors;
 mod invoke;
