@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::query::{Query, QueryResponse, QueryResult};
-use super::{StateError, Ttl};
+use super::{Item, StateError, Ttl};
 use crate::registry::BuildError;
 
 pub(crate) fn now_ms() -> i64 {
@@ -83,4 +83,13 @@ pub(crate) fn page(mut results: Vec<QueryResult>, q: &Query) -> QueryResponse {
         _ => None,
     };
     QueryResponse { results, token }
+}
+
+/// A stored row as an [`Item`]: version ETag, expiry in ms since the epoch.
+pub(crate) fn item(data: Vec<u8>, etag: i64, expires_ms: Option<i64>) -> Item {
+    Item {
+        data,
+        etag: Some(etag.to_string()),
+        expires_at: expires_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
+    }
 }

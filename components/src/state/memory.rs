@@ -157,12 +157,7 @@ impl MemoryStore {
 #[async_trait]
 impl StateStore for MemoryStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {

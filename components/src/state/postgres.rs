@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -15,7 +15,9 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use tokio::sync::OnceCell;
 
-use super::common::{cleanup_interval, every, expires_ms, mismatch, now_ms, page, parse_etag};
+use super::common::{
+    cleanup_interval, every, expires_ms, item, mismatch, now_ms, page, parse_etag,
+};
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
@@ -430,24 +432,17 @@ fn query_sql(table: &str, prefix: &str, q: &Query, now: i64) -> (String, Vec<Arg
 }
 
 fn item_from(row: &sqlx::postgres::PgRow) -> Result<Item, sqlx::Error> {
-    Ok(Item {
-        data: row.try_get("value")?,
-        etag: Some(row.try_get::<i64, _>("etag")?.to_string()),
-        expires_at: row
-            .try_get::<Option<i64>, _>("expires_at")?
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
-    })
+    Ok(item(
+        row.try_get("value")?,
+        row.try_get("etag")?,
+        row.try_get("expires_at")?,
+    ))
 }
 
 #[async_trait]
 impl StateStore for PostgresStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {

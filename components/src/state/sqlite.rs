@@ -432,12 +432,7 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl StateStore for SqliteStore {
     fn features(&self) -> Features {
-        Features {
-            etag: true,
-            transactional: true,
-            ttl: true,
-            query: true,
-        }
+        Features::ALL
     }
 
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {

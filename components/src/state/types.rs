@@ -11,6 +11,14 @@ pub struct Features {
 }
 
 impl Features {
+    /// Every optional capability.
+    pub const ALL: Features = Features {
+        etag: true,
+        transactional: true,
+        ttl: true,
+        query: true,
+    };
+
     /// Dapr's capability names, in Dapr's order.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
