@@ -162,16 +162,9 @@ async fn app_down_and_self_invocation() {
         r.json::<Value>().await.unwrap()["errorCode"],
         "ERR_DIRECT_INVOKE"
     );
-    // Proxied calls are counted with the status the caller really got.
-    let text = c
-        .get(sc.metrics_url())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count = |status: &str| -> f64 {
+    // Proxied calls are counted with the status the caller really got
+    // (recorded just after the response is sent, so poll briefly).
+    let count = |text: &str, status: &str| -> f64 {
         text.lines()
             .filter(|l| {
                 l.starts_with("dapr_http_server_request_count")
@@ -181,8 +174,22 @@ async fn app_down_and_self_invocation() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    assert_eq!(count("200"), 1.0, "{text}");
-    assert_eq!(count("500"), 1.0, "{text}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = c
+            .get(sc.metrics_url())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if count(&text, "200") == 1.0 && count(&text, "500") == 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let no_app = sidecar(&unique("noapp"), None);
     let r = c
