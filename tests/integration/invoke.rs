@@ -385,3 +385,63 @@ async fn kubernetes_dns_resolution_with_dnsmasq() {
         "ERR_DIRECT_INVOKE"
     );
 }
+
+/// A slow app and a caller that gives up: the caller's own timeout ends the
+/// call, and the sidecars keep serving other calls meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_app_caller_timeout() {
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .fallback(|| async { "fast" });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let callee_id = unique("slow");
+    let _callee = sidecar(&callee_id, Some(port));
+    let caller = sidecar(&unique("impatient"), None);
+    let c = Client::new();
+    // Warm discovery first.
+    let r = call(
+        &c,
+        c.get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/quick",
+            caller.http()
+        )),
+    )
+    .await;
+    assert_eq!(r.text().await.unwrap(), "fast");
+
+    let impatient = Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let err = impatient
+        .get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/slow",
+            caller.http()
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    // Meanwhile other calls go through at once.
+    let quick = Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let r = quick
+        .get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/other",
+            caller.http()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "fast");
+}
