@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, Executor, MySql, Row, Transaction};
 use tokio::sync::OnceCell;
 
 use super::common::{
-    cleanup_interval, every, expires_ms, item, mismatch, now_ms, page, parse_etag,
+    self, cleanup_interval, every, expires_ms, item, mismatch, now_ms, page, parse_etag,
 };
 use super::postgres::valid_ident;
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
@@ -205,13 +205,7 @@ impl Inner {
         &self,
         f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StateError> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(backend),
-            Err(_) => Err(StateError::Backend(format!(
-                "mysql: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        common::bounded("mysql", self.timeout, f).await
     }
 
     async fn ready(&self) -> Result<(), StateError> {

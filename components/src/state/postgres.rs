@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use tokio::sync::OnceCell;
 
 use super::common::{
-    cleanup_interval, every, expires_ms, item, mismatch, now_ms, page, parse_etag,
+    self, cleanup_interval, every, expires_ms, item, mismatch, now_ms, page, parse_etag,
 };
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
@@ -198,13 +198,7 @@ impl Inner {
         &self,
         f: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StateError> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(backend),
-            Err(_) => Err(StateError::Backend(format!(
-                "postgresql: no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        common::bounded("postgresql", self.timeout, f).await
     }
 
     /// Creates the tables on first use (and again after a failure), so the
