@@ -37,6 +37,9 @@ pub struct ConfigurationSpec {
     pub access_control: Option<AccessControlSpec>,
     #[serde(default)]
     pub name_resolution: Option<NameResolutionSpec>,
+    /// Read by `spar sentry` (workload certificate lifetime, clock skew).
+    #[serde(default)]
+    pub mtls: Option<MtlsSpec>,
     #[serde(default)]
     pub features: Vec<FeatureSpec>,
     #[serde(default)]
@@ -130,6 +133,19 @@ pub struct SecretScope {
     pub allowed_secrets: Vec<String>,
     #[serde(default)]
     pub denied_secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MtlsSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Go duration; Dapr's default is 24h.
+    #[serde(default, rename = "workloadCertTTL")]
+    pub workload_cert_ttl: String,
+    /// Go duration; Dapr's default is 15m.
+    #[serde(default)]
+    pub allowed_clock_skew: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -262,6 +278,18 @@ impl Configuration {
                     format!("spec.secrets.scopes[{i}].defaultAccess"),
                     format!("{:?} must be allow or deny", s.default_access),
                 ));
+            }
+        }
+        if let Some(m) = &self.spec.mtls {
+            for (field, v) in [
+                ("workloadCertTTL", &m.workload_cert_ttl),
+                ("allowedClockSkew", &m.allowed_clock_skew),
+            ] {
+                if !v.is_empty() {
+                    if let Err(e) = crate::parse_duration(v) {
+                        errs.push((format!("spec.mtls.{field}"), e));
+                    }
+                }
             }
         }
         if let Some(ac) = &self.spec.access_control {

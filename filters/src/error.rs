@@ -7,6 +7,7 @@ use thiserror::Error;
 /// gRPC status codes (fixed by the gRPC spec) so this crate needs no gRPC dependency.
 pub mod grpc_code {
     pub const INVALID_ARGUMENT: i32 = 3;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const NOT_FOUND: i32 = 5;
     pub const ABORTED: i32 = 10;
     pub const PERMISSION_DENIED: i32 = 7;
@@ -79,6 +80,12 @@ pub enum ApiError {
     DirectInvokeNoAppId,
     #[error("fail to invoke, id: {app_id}, err: {reason}")]
     DirectInvoke { app_id: String, reason: String },
+    /// The callee's `spec.accessControl` refused the caller.
+    #[error("fail to invoke, id: {app_id}, err: rpc error: code = PermissionDenied desc = {reason}")]
+    DirectInvokeDenied { app_id: String, reason: String },
+    /// The call's deadline passed before the target answered.
+    #[error("fail to invoke, id: {app_id}, err: rpc error: code = DeadlineExceeded desc = {reason}")]
+    DirectInvokeTimeout { app_id: String, reason: String },
     #[error("app channel is not initialized")]
     AppChannelNotInitialized,
     #[error("{0}")]
@@ -137,7 +144,10 @@ impl ApiError {
             SecretStoreNotFound(_) => "ERR_SECRET_STORE_NOT_FOUND",
             SecretPermissionDenied { .. } => "ERR_PERMISSION_DENIED",
             SecretGet { .. } => "ERR_SECRET_GET",
-            DirectInvokeNoAppId | DirectInvoke { .. } => "ERR_DIRECT_INVOKE",
+            DirectInvokeNoAppId
+            | DirectInvoke { .. }
+            | DirectInvokeDenied { .. }
+            | DirectInvokeTimeout { .. } => "ERR_DIRECT_INVOKE",
             AppChannelNotInitialized => "ERR_APP_CHANNEL_NIL",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
@@ -167,6 +177,8 @@ impl ApiError {
             SecretPermissionDenied { .. } => 403,
             DirectInvokeNoAppId => 404,
             DirectInvoke { .. } | AppChannelNotInitialized => 500,
+            DirectInvokeDenied { .. } => 403,
+            DirectInvokeTimeout { .. } => 504,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -196,6 +208,8 @@ impl ApiError {
             SecretGet { .. } => INTERNAL,
             DirectInvokeNoAppId => NOT_FOUND,
             DirectInvoke { .. } => INTERNAL,
+            DirectInvokeDenied { .. } => PERMISSION_DENIED,
+            DirectInvokeTimeout { .. } => DEADLINE_EXCEEDED,
             AppChannelNotInitialized => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,

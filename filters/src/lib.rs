@@ -6,6 +6,7 @@
 //! httpPipeline middleware) run first; the chain ends in the [`handlers`]
 //! router, which hands each building block's request to its handler filter.
 
+pub mod access_control;
 pub mod api;
 pub mod builtin;
 pub mod chain;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod runtime;
+pub mod spiffe;
 
 pub use api::{Request, Response};
 pub use chain::{Chain, Filter, Next};

@@ -13,8 +13,14 @@ pub mod dapr {
                 tonic::include_proto!("dapr.proto.runtime.v1");
             }
         }
+        pub mod sentry {
+            pub mod v1 {
+                tonic::include_proto!("dapr.proto.sentry.v1");
+            }
+        }
     }
 }
 
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
+pub use dapr::proto::sentry::v1 as sentry;

@@ -11,6 +11,8 @@ use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::Metrics;
 use spar_filters::runtime::{AppConnection, AppHealthConfig};
+use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
+use spar_filters::spiffe::SpiffeId;
 use spar_filters::{Chain, Runtime};
 
 use crate::cli::RunArgs;
@@ -24,6 +26,10 @@ pub struct Booted {
     pub chain: Chain,
     pub metrics: Option<Arc<Metrics>>,
     pub max_body: usize,
+    /// This sidecar's workload identity when `--enable-mtls` is on.
+    pub mtls: Option<Arc<crate::security::Identity>>,
+    /// The callee-side policy from `spec.accessControl`.
+    pub acl: Option<AccessControl>,
 }
 
 /// The default data directory: `$HOME/.spar/data`.
@@ -150,6 +156,17 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         rt.clone(),
     )?;
     tracing::info!(filters = ?chain.names(), "filter chain built");
+    let access = config.as_ref().and_then(|c| c.spec.access_control.as_ref());
+    let acl = AccessControl::build(access);
+    let mtls = if args.enable_mtls {
+        let trust_domain = access
+            .map(|a| a.trust_domain.as_str())
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_TRUST_DOMAIN);
+        Some(obtain_identity(args, &rt, trust_domain).await?)
+    } else {
+        None
+    };
     Ok(Booted {
         rt,
         names,
@@ -157,7 +174,45 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         chain,
         metrics,
         max_body,
+        mtls,
+        acl,
     })
+}
+
+/// `--enable-mtls`: trust anchors from `--trust-anchors-file` or
+/// `DAPR_TRUST_ANCHORS`, then a first certificate from sentry (start-up
+/// fails if none comes within 30 s).
+async fn obtain_identity(
+    args: &RunArgs,
+    rt: &Runtime,
+    trust_domain: &str,
+) -> Result<Arc<crate::security::Identity>, String> {
+    let sentry = args
+        .sentry_address
+        .clone()
+        .ok_or("--enable-mtls needs --sentry-address")?;
+    let anchors = match &args.trust_anchors_file {
+        Some(p) => std::fs::read(p).map_err(|e| format!("--trust-anchors-file {}: {e}", p.display()))?,
+        None => std::env::var("DAPR_TRUST_ANCHORS")
+            .map(String::into_bytes)
+            .map_err(|_| "--enable-mtls needs trust anchors: --trust-anchors-file or DAPR_TRUST_ANCHORS")?,
+    };
+    let ns = rt.namespace.as_deref().unwrap_or("default");
+    crate::security::Identity::obtain(
+        crate::security::MtlsOptions {
+            sentry_address: sentry,
+            trust_anchors_pem: anchors,
+            id: SpiffeId::new(trust_domain, ns, &rt.app_id),
+            sentry_id: SpiffeId::new(
+                &args.control_plane_trust_domain,
+                &args.control_plane_namespace,
+                "dapr-sentry",
+            ),
+            token: std::env::var("DAPR_SENTRY_TOKEN").ok(),
+        },
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 /// The Configuration's `httpPipeline` handlers joined with their components.

@@ -23,6 +23,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Validate resource and configuration YAML, then exit.
     Validate(ValidateArgs),
+    /// Run the certificate authority that issues sidecars' mTLS certificates.
+    Sentry(Box<crate::security::sentry::SentryArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -116,11 +118,22 @@ pub struct RunArgs {
     /// daprd flags accepted for compatibility; not used by spar yet.
     #[arg(long = "mode", default_value = "standalone", hide = true)]
     pub mode: String,
+    /// Encrypt and authenticate sidecar-to-sidecar traffic with certificates from sentry.
     #[arg(long = "enable-mtls", default_value_t = false, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub enable_mtls: bool,
-    #[arg(long = "sentry-address", hide = true)]
+    /// Address of the certificate authority (`spar sentry`), host:port.
+    #[arg(long = "sentry-address")]
     pub sentry_address: Option<String>,
+    /// PEM trust anchors (else the DAPR_TRUST_ANCHORS environment variable).
+    #[arg(long = "trust-anchors-file")]
+    pub trust_anchors_file: Option<PathBuf>,
+    /// Trust domain of sentry's identity.
+    #[arg(long = "control-plane-trust-domain", default_value = "localhost")]
+    pub control_plane_trust_domain: String,
+    /// Namespace of sentry's identity.
+    #[arg(long = "control-plane-namespace", default_value = "default")]
+    pub control_plane_namespace: String,
     #[arg(long = "placement-host-address", hide = true)]
     pub placement_host_address: Option<String>,
     #[arg(long = "scheduler-host-address", hide = true)]

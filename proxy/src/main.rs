@@ -11,7 +11,9 @@ mod http;
 mod launcher;
 mod logging;
 mod metrics_server;
+mod peer_client;
 mod run;
+mod security;
 mod signals;
 mod validate;
 
@@ -39,6 +41,7 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Validate(args) => validate::run(&args),
+        Command::Sentry(args) => security::sentry::run(*args),
     };
     std::process::exit(code);
 }

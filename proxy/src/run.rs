@@ -74,7 +74,10 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         chain,
         metrics,
         max_body,
+        mtls,
+        acl,
     } = bg.block_on(boot(&args))?;
+    let peers = std::sync::Arc::new(crate::peer_client::PeerClient::new(mtls.as_ref())?);
 
     let hosts = args.listen_hosts();
     let http_addrs = addrs(&hosts, args.dapr_http_port)?;
@@ -96,8 +99,13 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         chain.clone(),
         rt.clone(),
         max_body,
+        peers,
         stop_rx.clone(),
     ));
+    if let Some(id) = &mtls {
+        let _guard = bg.enter();
+        id.spawn_rotation(stop_rx.clone());
+    }
 
     // POST /v1.0/shutdown and gRPC Shutdown flip the same stop switch.
     {
@@ -143,9 +151,10 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         &server.configuration,
         HttpApi::new(
             chain,
+            rt.clone(),
             max_body,
-            rt.app_token.clone(),
             metrics.clone().map(|m| (m, rt.app_id.clone())),
+            mtls.clone(),
         ),
         "dapr-http-api",
     );
@@ -155,17 +164,37 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     server.add_service(http);
     let mut internal = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        InternalApi::new(rt.clone()),
+        InternalApi::new(rt.clone(), acl),
         "dapr-internal-api",
     );
-    if let Some(app) = internal.app_logic_mut() {
-        // Peer sidecars speak HTTP/2 with prior knowledge (h2c).
-        let mut o = pingora::apps::HttpServerOptions::default();
-        o.h2c = true;
-        app.server_options = Some(o);
-    }
-    for a in &internal_addrs {
-        internal.add_tcp(&a.to_string());
+    match &mtls {
+        // Under mTLS: TLS with this sidecar's rotating certificate, and a
+        // client certificate from the same trust anchors required.
+        Some(id) => {
+            for a in &internal_addrs {
+                let mut tls = pingora::listeners::tls::TlsSettings::with_callbacks(Box::new(
+                    crate::http::internal::PeerIdentity,
+                ))
+                .map_err(|e| e.to_string())?;
+                tls.set_cert_resolver(std::sync::Arc::new(crate::security::identity::Resolver(
+                    id.clone(),
+                )));
+                tls.set_client_cert_verifier(id.server_verifier()?);
+                tls.enable_h2();
+                internal.add_tls_with_settings(&a.to_string(), None, tls);
+            }
+        }
+        None => {
+            if let Some(app) = internal.app_logic_mut() {
+                // Peer sidecars speak HTTP/2 with prior knowledge (h2c).
+                let mut o = pingora::apps::HttpServerOptions::default();
+                o.h2c = true;
+                app.server_options = Some(o);
+            }
+            for a in &internal_addrs {
+                internal.add_tcp(&a.to_string());
+            }
+        }
     }
     server.add_service(internal);
     // Where peers reach us: the first concrete listen address, else
@@ -176,7 +205,8 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         .find(|ip| !ip.is_unspecified())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
     if let Some(m) = &names.mdns {
-        if let Err(e) = m.announce(&rt.app_id, ip, internal_port) {
+        let ns = rt.namespace.as_deref().unwrap_or("default");
+        if let Err(e) = m.announce(&rt.app_id, ns, ip, internal_port) {
             tracing::warn!("{e}");
         }
     }

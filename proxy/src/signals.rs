@@ -51,3 +51,18 @@ impl pingora::server::ShutdownSignalWatch for StopSignal {
         pingora::server::ShutdownSignal::GracefulTerminate
     }
 }
+
+/// Resolves on the first SIGINT or SIGTERM (for processes without an app).
+pub async fn terminated() {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,8 +1,7 @@
 //! Name resolution: finds the sidecar that serves an app id.
 //!
-//! Implementations (mDNS, Kubernetes DNS, Consul) arrive with service
-//! invocation; the chain's name-resolution filter will hold one `Resolver`
-//! chosen by the Configuration's `spec.nameResolution`.
+//! Implementations: mDNS, Kubernetes DNS, Consul; one `Resolver` is chosen
+//! at start by the Configuration's `spec.nameResolution`.
 
 pub mod consul;
 pub mod kubernetes;
@@ -32,4 +31,8 @@ pub struct Target {
 pub trait Resolver: Send + Sync + 'static {
     /// The address of one healthy instance's internal (sidecar-to-sidecar) port.
     async fn resolve(&self, target: &Target) -> Result<SocketAddr, ResolveError>;
+
+    /// A connection to `addr` failed: resolvers with several instances pass
+    /// it over for a while (refresh on failure).
+    fn report_failure(&self, _target: &Target, _addr: SocketAddr) {}
 }

@@ -2,7 +2,10 @@
 //! announces `_dapr._tcp.local.` with its app id and internal port; each
 //! sidecar browses from start, keeps every instance in a cache and picks
 //! instances round-robin. An instance that stops is dropped when its
-//! announcement is withdrawn.
+//! announcement is withdrawn; one that fails a connection is skipped for a
+//! few seconds (unless it is the only one). Each announcement carries the
+//! sidecar's namespace, so `app.namespace` picks only that namespace's
+//! instances; a bare `app` takes any.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,12 +20,23 @@ use crate::{ResolveError, Resolver, Target};
 
 const SERVICE: &str = "_dapr._tcp.local.";
 
-type Instances = HashMap<String, Vec<(String, SocketAddr)>>;
+/// app id → instances.
+type Instances = HashMap<String, Vec<Instance>>;
+
+#[derive(Debug, Clone)]
+struct Instance {
+    fullname: String,
+    namespace: String,
+    addr: SocketAddr,
+}
+
+/// How long an instance that failed a connection is passed over.
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
 
 pub struct MdnsResolver {
     daemon: ServiceDaemon,
-    /// app id → (instance full name, address)
     cache: Arc<RwLock<Instances>>,
+    suspects: RwLock<HashMap<SocketAddr, Instant>>,
     next: AtomicUsize,
     announced: RwLock<Option<String>>,
     /// How long a request may wait for a first answer about an unseen app.
@@ -72,13 +86,22 @@ impl MdnsResolver {
                                 s.addresses.iter().map(|a| a.to_ip_addr()).collect();
                             ips.sort_by_key(|ip| (!ip.is_loopback(), !ip.is_ipv4()));
                             let Some(ip) = ips.first() else { continue };
+                            let namespace = s
+                                .txt_properties
+                                .get_property_val_str("namespace")
+                                .unwrap_or("default")
+                                .to_string();
                             let list = m.entry(app.to_string()).or_default();
-                            list.retain(|(name, _)| name != &s.fullname);
-                            list.push((s.fullname.clone(), SocketAddr::new(*ip, s.port)));
+                            list.retain(|i| i.fullname != s.fullname);
+                            list.push(Instance {
+                                fullname: s.fullname.clone(),
+                                namespace,
+                                addr: SocketAddr::new(*ip, s.port),
+                            });
                         }
                         ServiceEvent::ServiceRemoved(_, fullname) => {
                             for list in m.values_mut() {
-                                list.retain(|(name, _)| name != &fullname);
+                                list.retain(|i| i.fullname != fullname);
                             }
                         }
                         _ => {}
@@ -89,14 +112,21 @@ impl MdnsResolver {
         Ok(Arc::new(MdnsResolver {
             daemon,
             cache,
+            suspects: RwLock::default(),
             next: AtomicUsize::new(0),
             announced: RwLock::new(None),
             cold_wait: Duration::from_secs(3),
         }))
     }
 
-    /// Announces this sidecar: `app_id` reachable at `ip:port`.
-    pub fn announce(&self, app_id: &str, ip: IpAddr, port: u16) -> Result<(), String> {
+    /// Announces this sidecar: `app_id` in `namespace`, reachable at `ip:port`.
+    pub fn announce(
+        &self,
+        app_id: &str,
+        namespace: &str,
+        ip: IpAddr,
+        port: u16,
+    ) -> Result<(), String> {
         let instance = format!("{app_id}-{}-{port}", std::process::id());
         let host = format!("spar-{}-{port}.local.", std::process::id());
         let info = ServiceInfo::new(
@@ -105,7 +135,7 @@ impl MdnsResolver {
             &host,
             ip,
             port,
-            &[("appid", app_id)][..],
+            &[("appid", app_id), ("namespace", namespace)][..],
         )
         .map_err(|e| format!("mDNS announce: {e}"))?;
         let fullname = info.get_fullname().to_string();
@@ -130,11 +160,29 @@ impl MdnsResolver {
         }
     }
 
-    fn pick(&self, app: &str) -> Option<SocketAddr> {
+    fn pick(&self, target: &Target) -> Option<SocketAddr> {
         let m = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        let list = m.get(app).filter(|l| !l.is_empty())?;
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % list.len();
-        Some(list[i].1)
+        let ns = target.namespace.as_deref();
+        let list: Vec<SocketAddr> = m
+            .get(&target.app_id)?
+            .iter()
+            .filter(|i| ns.is_none_or(|n| n == i.namespace))
+            .map(|i| i.addr)
+            .collect();
+        if list.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let healthy: Vec<SocketAddr> = {
+            let s = self.suspects.read().unwrap_or_else(|e| e.into_inner());
+            list.iter()
+                .copied()
+                .filter(|a| s.get(a).is_none_or(|until| *until <= now))
+                .collect()
+        };
+        let from = if healthy.is_empty() { &list } else { &healthy };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % from.len();
+        Some(from[i])
     }
 }
 
@@ -142,18 +190,25 @@ impl MdnsResolver {
 impl Resolver for MdnsResolver {
     async fn resolve(&self, target: &Target) -> Result<SocketAddr, ResolveError> {
         let app = target.app_id.as_str();
-        if let Some(a) = self.pick(app) {
+        if let Some(a) = self.pick(target) {
             return Ok(a);
         }
         // Cold: the browse started at boot may not have seen it yet.
         let deadline = Instant::now() + self.cold_wait;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if let Some(a) = self.pick(app) {
+            if let Some(a) = self.pick(target) {
                 return Ok(a);
             }
         }
         Err(ResolveError::NotFound(app.to_string()))
+    }
+
+    fn report_failure(&self, _: &Target, addr: SocketAddr) {
+        let mut s = self.suspects.write().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        s.retain(|_, until| *until > now);
+        s.insert(addr, now + SUSPECT_FOR);
     }
 }
 

@@ -21,12 +21,8 @@ pub struct DaprApi {
 }
 
 impl DaprApi {
-    pub fn new(chain: Chain, rt: Arc<Runtime>) -> Self {
-        DaprApi {
-            chain,
-            rt,
-            clients: Arc::new(super::invoke::Clients::new()),
-        }
+    pub fn new(chain: Chain, rt: Arc<Runtime>, clients: Arc<super::invoke::Clients>) -> Self {
+        DaprApi { chain, rt, clients }
     }
 
     async fn call<M: Message>(
@@ -64,6 +60,11 @@ impl Dapr for DaprApi {
     ) -> R<spar_proto::common::InvokeResponse> {
         let m = req.get_ref();
         let msg = m.message.clone().unwrap_or_default();
+        let deadline = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::invoke::parse_grpc_timeout);
         let typed = Request::Invoke(InvokeRequest {
             app_id: m.id.clone(),
             method: msg.method.clone(),
@@ -73,8 +74,14 @@ impl Dapr for DaprApi {
             .await?
         {
             Response::Proxy(up) => {
-                super::invoke::call(&self.clients, up, msg, self.rt.app_token.as_deref())
-                    .await
+                super::invoke::call(
+                    &self.clients,
+                    up,
+                    msg,
+                    self.rt.app_token.as_deref(),
+                    deadline,
+                )
+                .await
                     .map(GrpcResponse::new)
             }
             _ => Err(unexpected()),

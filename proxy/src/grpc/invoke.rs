@@ -1,49 +1,54 @@
 //! gRPC `InvokeService`: the same chain decision as HTTP invocation, then
-//! one HTTP call to the peer sidecar's internal listener (HTTP/2, pooled) or
-//! to this sidecar's own app.
+//! one HTTP call to the peer sidecar's internal listener (the shared
+//! HTTP/2 `PeerClient`, h2c or mTLS) or to this sidecar's own app. The
+//! caller's gRPC deadline bounds the call and travels on as `grpc-timeout`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
 use spar_filters::handlers::invoke::Upstream;
 use spar_proto::common::{http_extension::Verb, InvokeRequest, InvokeResponse};
 use tonic::Status;
 
-/// Pooled clients: HTTP/2 with prior knowledge to sidecars, HTTP/1.1 to apps.
+use crate::peer_client::PeerClient;
+
+/// Sidecars through the shared peer client; the app over pooled HTTP/1.1.
 pub struct Clients {
-    sidecar: reqwest::Client,
+    pub peers: Arc<PeerClient>,
     app: reqwest::Client,
 }
 
 impl Clients {
-    pub fn new() -> Self {
-        let base = || {
-            reqwest::Client::builder()
+    pub fn new(peers: Arc<PeerClient>) -> Self {
+        Clients {
+            peers,
+            app: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .pool_idle_timeout(Duration::from_secs(90))
-        };
-        Clients {
-            sidecar: base().http2_prior_knowledge().build().unwrap_or_default(),
-            app: base().build().unwrap_or_default(),
+                .build()
+                .unwrap_or_default(),
         }
     }
 }
 
-fn verb(v: i32) -> reqwest::Method {
+fn verb(v: i32) -> http::Method {
     match Verb::try_from(v).unwrap_or(Verb::None) {
-        Verb::Get => reqwest::Method::GET,
-        Verb::Head => reqwest::Method::HEAD,
-        Verb::Put => reqwest::Method::PUT,
-        Verb::Delete => reqwest::Method::DELETE,
-        Verb::Connect => reqwest::Method::CONNECT,
-        Verb::Options => reqwest::Method::OPTIONS,
-        Verb::Trace => reqwest::Method::TRACE,
-        Verb::Patch => reqwest::Method::PATCH,
+        Verb::Get => http::Method::GET,
+        Verb::Head => http::Method::HEAD,
+        Verb::Put => http::Method::PUT,
+        Verb::Delete => http::Method::DELETE,
+        Verb::Connect => http::Method::CONNECT,
+        Verb::Options => http::Method::OPTIONS,
+        Verb::Trace => http::Method::TRACE,
+        Verb::Patch => http::Method::PATCH,
         // NONE means POST, as daprd does for gRPC callers.
-        Verb::None | Verb::Post => reqwest::Method::POST,
+        Verb::None | Verb::Post => http::Method::POST,
     }
 }
 
-/// An app's HTTP error as a gRPC status.
+/// An HTTP error (from the app, or a peer sidecar's Dapr error) as a gRPC status.
 fn status_of(code: u16, body: &[u8]) -> Status {
     let msg = String::from_utf8_lossy(body).into_owned();
     match code {
@@ -60,46 +65,107 @@ fn status_of(code: u16, body: &[u8]) -> Status {
     }
 }
 
+/// gRPC's `grpc-timeout` header: an integer and a unit (H M S m u n).
+pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 pub async fn call(
     clients: &Clients,
     up: Upstream,
     msg: InvokeRequest,
     app_token: Option<&str>,
+    deadline: Option<Duration>,
 ) -> Result<InvokeResponse, Status> {
-    let (client, url) = match &up {
-        Upstream::Sidecar { addr, path } => (&clients.sidecar, format!("http://{addr}{path}")),
-        Upstream::App { addr, path } => (&clients.app, format!("http://{addr}{path}")),
-    };
+    let fut = send(clients, up, msg, app_token, deadline);
+    match deadline {
+        Some(d) => tokio::time::timeout(d, fut)
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("fail to invoke: deadline exceeded"))),
+        None => fut.await,
+    }
+}
+
+async fn send(
+    clients: &Clients,
+    up: Upstream,
+    msg: InvokeRequest,
+    app_token: Option<&str>,
+    deadline: Option<Duration>,
+) -> Result<InvokeResponse, Status> {
     let ext = msg.http_extension.unwrap_or_default();
-    let url = if ext.querystring.is_empty() {
-        url
-    } else {
-        format!("{url}?{}", ext.querystring)
+    let body = Bytes::from(msg.data.map(|a| a.value).unwrap_or_default());
+    let with_query = |path: &str| {
+        if ext.querystring.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{}", ext.querystring)
+        }
     };
-    let mut req = client
-        .request(verb(ext.verb), url)
-        .body(msg.data.map(|a| a.value).unwrap_or_default());
-    if !msg.content_type.is_empty() {
-        req = req.header("content-type", msg.content_type);
-    }
-    if let (Upstream::App { .. }, Some(t)) = (&up, app_token) {
-        req = req.header("dapr-api-token", t);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
-    let code = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?;
+    let (code, content_type, body) = match &up {
+        Upstream::Sidecar { addr, path } => {
+            let mut b = http::Request::builder()
+                .method(verb(ext.verb))
+                .uri(with_query(path));
+            if !msg.content_type.is_empty() {
+                b = b.header("content-type", &msg.content_type);
+            }
+            if let Some(d) = deadline {
+                b = b.header("grpc-timeout", format!("{}m", d.as_millis().max(1)));
+            }
+            let req = b
+                .body(tonic::body::Body::new(http_body_util::Full::new(body)))
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let resp = clients
+                .peers
+                .send(*addr, req)
+                .await
+                .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
+            let code = resp.status().as_u16();
+            let ct = header(resp.headers());
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?
+                .to_bytes();
+            (code, ct, body)
+        }
+        Upstream::App { addr, path } => {
+            let url = format!("http://{addr}{}", with_query(path));
+            let mut req = clients
+                .app
+                .request(verb(ext.verb), url)
+                .body(body);
+            if !msg.content_type.is_empty() {
+                req = req.header("content-type", msg.content_type);
+            }
+            if let Some(t) = app_token {
+                req = req.header("dapr-api-token", t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
+            let code = resp.status().as_u16();
+            let ct = header(resp.headers());
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?;
+            (code, ct, body)
+        }
+    };
     if !(200..300).contains(&code) {
         return Err(status_of(code, &body));
     }
@@ -110,4 +176,26 @@ pub async fn call(
         }),
         content_type,
     })
+}
+
+fn header(h: &http::HeaderMap) -> String {
+    h.get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+        assert_eq!(parse_grpc_timeout("m"), None);
+    }
 }

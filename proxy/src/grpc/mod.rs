@@ -3,7 +3,8 @@
 
 mod convert;
 mod dapr;
-mod invoke;
+pub mod invoke;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use spar_filters::{Chain, Runtime};
 use spar_proto::runtime::dapr_server::DaprServer;
 use tokio::net::TcpListener;
+
+use crate::peer_client::PeerClient;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -33,16 +36,31 @@ pub async fn serve(
     chain: Chain,
     rt: Arc<Runtime>,
     max_body: usize,
+    peers: Arc<PeerClient>,
     stop: watch::Receiver<bool>,
 ) {
     let mut tasks = Vec::new();
+    let clients = Arc::new(invoke::Clients::new(peers.clone()));
+    let app = match PeerClient::new(None) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("gRPC API: {e}");
+            return;
+        }
+    };
     for l in listeners {
-        let svc = DaprServer::new(DaprApi::new(chain.clone(), rt.clone()))
+        let svc = DaprServer::new(DaprApi::new(chain.clone(), rt.clone(), clients.clone()))
             .max_decoding_message_size(max_body)
             .max_encoding_message_size(usize::MAX);
+        let proxy = proxy::Proxy {
+            chain: chain.clone(),
+            peers: peers.clone(),
+            app: app.clone(),
+        };
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let res = tonic::transport::Server::builder()
+                .layer(proxy)
                 .add_service(svc)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(l), async move {
                     crate::signals::stopped(&mut stop).await

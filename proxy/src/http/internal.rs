@@ -1,34 +1,78 @@
 //! The internal listener (`--dapr-internal-grpc-port`): peer sidecars send
-//! invocations here over HTTP/2 (h2c); this sidecar checks the target is its
-//! app and streams the call to it.
+//! invocations here over HTTP/2 (h2c, or TLS with client certificates under
+//! mTLS). This is the callee's inbound path: it checks the target is its
+//! app, applies access control to the caller's SPIFFE identity, bounds the
+//! call by the caller's deadline, adds `APP_API_TOKEN`, and streams the call
+//! to its app.
 
+use std::any::Any;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora::http::RequestHeader;
+use pingora::listeners::TlsAccept;
 use pingora::prelude::*;
+use pingora::protocols::tls::TlsRef;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use spar_filters::access_control::AccessControl;
 use spar_filters::handlers::invoke::Upstream;
+use spar_filters::spiffe::SpiffeId;
 use spar_filters::{ApiError, Runtime};
 
 use super::invoke;
 
 pub struct InternalApi {
     rt: Arc<Runtime>,
+    acl: Option<AccessControl>,
+    app_h2: bool,
 }
 
 impl InternalApi {
-    pub fn new(rt: Arc<Runtime>) -> Self {
-        InternalApi { rt }
+    pub fn new(rt: Arc<Runtime>, acl: Option<AccessControl>) -> Self {
+        let app_h2 = rt
+            .app
+            .as_ref()
+            .is_some_and(|a| invoke::app_h2(&a.protocol));
+        InternalApi { rt, acl, app_h2 }
     }
+}
+
+/// Per call: where it goes and by when.
+#[derive(Default)]
+pub struct Inbound {
+    up: Option<Upstream>,
+    deadline: Option<Instant>,
+}
+
+/// Puts the caller's SPIFFE ID (from its client certificate) on the
+/// connection, where each request reads it.
+pub struct PeerIdentity;
+
+#[async_trait]
+impl TlsAccept for PeerIdentity {
+    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+        let id = crate::security::tls::spiffe_of(tls.peer_certificate_der()?)?;
+        Some(Arc::new(id))
+    }
+}
+
+fn caller(session: &Session) -> Option<SpiffeId> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<SpiffeId>()
+        .cloned()
 }
 
 #[async_trait]
 impl ProxyHttp for InternalApi {
-    type CTX = Option<Upstream>;
+    type CTX = Inbound;
 
     fn new_ctx(&self) -> Self::CTX {
-        None
+        Inbound::default()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
@@ -46,11 +90,37 @@ impl ProxyHttp for InternalApi {
             invoke::write_error(session, &e).await?;
             return Ok(true);
         }
+        if let Some(acl) = &self.acl {
+            let req = session.req_header();
+            let grpc = req
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/grpc"));
+            let verb = (!grpc).then(|| req.method.as_str());
+            let op = target.method.split('?').next().unwrap_or_default();
+            if let Err(reason) = acl.check(caller(session).as_ref(), op, verb) {
+                tracing::debug!(%reason, "access denied");
+                let e = ApiError::DirectInvokeDenied {
+                    app_id: target.app_id.clone(),
+                    reason,
+                };
+                invoke::write_error(session, &e).await?;
+                return Ok(true);
+            }
+        }
         let Some(addr) = self.rt.app_addr() else {
             invoke::write_error(session, &ApiError::AppChannelNotInitialized).await?;
             return Ok(true);
         };
-        *ctx = Some(Upstream::App {
+        ctx.deadline = session
+            .req_header()
+            .headers
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::grpc::invoke::parse_grpc_timeout)
+            .map(|d| Instant::now() + d);
+        ctx.up = Some(Upstream::App {
             addr,
             path: format!("/{}", target.method.trim_start_matches('/')),
         });
@@ -58,9 +128,20 @@ impl ProxyHttp for InternalApi {
     }
 
     async fn upstream_peer(&self, _: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        ctx.as_ref()
-            .map(invoke::peer)
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))
+        let mut peer = ctx
+            .up
+            .as_ref()
+            .map(|u| invoke::peer(u, None, self.app_h2))
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))?;
+        if let Some(d) = ctx.deadline {
+            // The caller gives up at its deadline; so does the call to the app.
+            let left = d
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            peer.options.read_timeout = Some(left);
+            peer.options.total_connection_timeout = Some(left);
+        }
+        Ok(peer)
     }
 
     async fn upstream_request_filter(
@@ -69,7 +150,7 @@ impl ProxyHttp for InternalApi {
         req: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(up) = ctx.as_ref() {
+        if let Some(up) = ctx.up.as_ref() {
             invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
         }
         Ok(())

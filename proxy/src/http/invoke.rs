@@ -10,6 +10,7 @@ use spar_filters::handlers::invoke::{InvokeRequest, Upstream};
 use spar_filters::ApiError;
 
 use super::decode::percent_decode;
+use crate::security::Identity;
 
 /// `/v1.0/invoke/{app-id}/method/{method…}`, or any non-API path with a
 /// `dapr-app-id` header (Dapr's header-based invocation).
@@ -56,12 +57,25 @@ pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
     })
 }
 
-/// Where pingora connects: peer sidecars over HTTP/2 with prior knowledge and
-/// many streams per pooled connection; the app over HTTP/1.1.
-pub fn peer(up: &Upstream) -> Box<HttpPeer> {
+/// Where pingora connects: peer sidecars over HTTP/2 (h2c, or TLS with this
+/// sidecar's certificate under mTLS) with many streams per pooled
+/// connection; the app over HTTP/1.1, or HTTP/2 with prior knowledge for a
+/// gRPC (h2c) app.
+pub fn peer(up: &Upstream, mtls: Option<&Identity>, app_h2: bool) -> Box<HttpPeer> {
     match up {
         Upstream::Sidecar { addr, .. } => {
-            let mut p = HttpPeer::new(*addr, false, String::new());
+            let mut p = match mtls {
+                Some(id) => {
+                    // Workload certificates name a SPIFFE ID, not a host: the
+                    // chain is checked against the trust anchors, not the name.
+                    let mut p = HttpPeer::new(*addr, true, "spar-internal".into());
+                    p.options.verify_hostname = false;
+                    p.options.ca = Some(id.pingora_ca());
+                    p.client_cert_key = Some(id.current().pingora.clone());
+                    p
+                }
+                None => HttpPeer::new(*addr, false, String::new()),
+            };
             p.options.set_http_version(2, 2);
             p.options.max_h2_streams = 128;
             p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
@@ -69,6 +83,10 @@ pub fn peer(up: &Upstream) -> Box<HttpPeer> {
         }
         Upstream::App { addr, .. } => {
             let mut p = HttpPeer::new(*addr, false, String::new());
+            if app_h2 {
+                p.options.set_http_version(2, 2);
+                p.options.max_h2_streams = 128;
+            }
             p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
             Box::new(p)
         }
@@ -109,21 +127,30 @@ pub async fn write_error(session: &mut Session, e: &ApiError) -> Result<()> {
     session.write_response_body(Some(body), true).await
 }
 
-/// A target that can't be reached answers with Dapr's error, not a bare 502.
+/// A target that can't be reached answers with Dapr's error, not a bare 502;
+/// a timed-out one with 504.
 pub async fn fail(session: &mut Session, e: &Error, app_id: &str) -> FailToProxy {
-    let code = match e.esource() {
-        ErrorSource::Downstream => 0,
-        _ => 500,
-    };
-    if code > 0 {
-        let err = ApiError::DirectInvoke {
-            app_id: app_id.to_string(),
-            reason: e.to_string(),
+    if matches!(e.esource(), ErrorSource::Downstream) {
+        return FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
         };
-        let _ = write_error(session, &err).await;
     }
+    let (app_id, reason) = (app_id.to_string(), e.to_string());
+    let err = match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            ApiError::DirectInvokeTimeout { app_id, reason }
+        }
+        _ => ApiError::DirectInvoke { app_id, reason },
+    };
+    let _ = write_error(session, &err).await;
     FailToProxy {
-        error_code: code,
+        error_code: err.http_status(),
         can_reuse_downstream: false,
     }
+}
+
+/// Whether the app speaks HTTP/2 without TLS (gRPC apps).
+pub fn app_h2(protocol: &str) -> bool {
+    matches!(protocol, "grpc" | "h2c")
 }

@@ -1,8 +1,8 @@
 //! The HTTP API on `--dapr-http-port`, served by pingora.
 //!
 //! `request_filter` decodes the call, runs the filter chain and writes the
-//! answer itself; nothing is proxied upstream yet (service invocation will
-//! add upstream peers here).
+//! answer itself; service invocation is the one call proxied upstream (the
+//! chain picks the peer, pingora streams the body).
 
 pub mod decode;
 pub mod encode;
@@ -10,7 +10,7 @@ pub mod internal;
 pub mod invoke;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
@@ -20,36 +20,71 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::handlers::invoke::Upstream;
 use spar_filters::metrics::Metrics;
-use spar_filters::{Chain, Ctx, Protocol};
+use spar_filters::{Chain, Ctx, Protocol, Runtime};
+use spar_resolvers::Target;
+
+use crate::security::Identity;
 use spar_filters::{Request, Response};
 
 pub struct HttpApi {
     chain: Chain,
+    rt: Arc<Runtime>,
     max_body: usize,
-    app_token: Option<String>,
     /// For proxied calls, recorded once the app's status is known.
     metrics: Option<(Arc<Metrics>, String)>,
+    /// This sidecar's certificate for sidecar-to-sidecar calls (mTLS).
+    mtls: Option<Arc<Identity>>,
+    app_h2: bool,
 }
 
 /// Per-request state of a proxied (invocation) call.
 pub struct Call {
     up: Option<Upstream>,
+    /// The app id as the caller named it (`app` or `app.namespace`).
+    target: String,
     method: &'static str,
     started: Instant,
+    retries: u32,
 }
+
+/// Connection failures (nothing sent yet, so safe for every verb) are
+/// retried this many times, with exponential backoff from `RETRY_BASE`, on
+/// a freshly resolved instance.
+const MAX_RETRIES: u32 = 3;
+const RETRY_BASE: Duration = Duration::from_millis(100);
 
 impl HttpApi {
     pub fn new(
         chain: Chain,
+        rt: Arc<Runtime>,
         max_body: usize,
-        app_token: Option<String>,
         metrics: Option<(Arc<Metrics>, String)>,
+        mtls: Option<Arc<Identity>>,
     ) -> Self {
+        let app_h2 = rt
+            .app
+            .as_ref()
+            .is_some_and(|a| invoke::app_h2(&a.protocol));
         HttpApi {
             chain,
+            rt,
             max_body,
-            app_token,
             metrics,
+            mtls,
+            app_h2,
+        }
+    }
+
+    fn target(call: &Call) -> Target {
+        match call.target.split_once('.') {
+            Some((a, n)) => Target {
+                app_id: a.to_string(),
+                namespace: Some(n.to_string()),
+            },
+            None => Target {
+                app_id: call.target.clone(),
+                namespace: None,
+            },
         }
     }
 
@@ -109,8 +144,10 @@ impl ProxyHttp for HttpApi {
     fn new_ctx(&self) -> Self::CTX {
         Call {
             up: None,
+            target: String::new(),
             method: "",
             started: Instant::now(),
+            retries: 0,
         }
     }
 
@@ -129,6 +166,7 @@ impl ProxyHttp for HttpApi {
                 .get("dapr-api-token")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            call.target = target.app_id.clone();
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
                 Ok(Response::Proxy(u)) => {
                     call.up = Some(u);
@@ -195,10 +233,40 @@ impl ProxyHttp for HttpApi {
     }
 
     async fn upstream_peer(&self, _: &mut Session, call: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        if call.retries > 0 {
+            tokio::time::sleep(RETRY_BASE * 2u32.pow(call.retries - 1)).await;
+            let target = Self::target(call);
+            if let (Some(Upstream::Sidecar { addr, .. }), Some(r)) =
+                (call.up.as_mut(), self.rt.resolver.as_ref())
+            {
+                if let Ok(a) = r.resolve(&target).await {
+                    *addr = a;
+                }
+            }
+        }
         call.up
             .as_ref()
-            .map(invoke::peer)
+            .map(|u| invoke::peer(u, self.mtls.as_deref(), self.app_h2))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _: &mut Session,
+        _: &HttpPeer,
+        call: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(Upstream::Sidecar { addr, .. }), Some(r)) =
+            (call.up.as_ref(), self.rt.resolver.as_ref())
+        {
+            r.report_failure(&Self::target(call), *addr);
+        }
+        if call.retries < MAX_RETRIES {
+            call.retries += 1;
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(
@@ -208,7 +276,7 @@ impl ProxyHttp for HttpApi {
         call: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
-            invoke::rewrite(req, u, self.app_token.as_deref())?;
+            invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
         }
         Ok(())
     }

@@ -1,0 +1,136 @@
+//! Transparent gRPC proxying, as daprd: any call on the gRPC port that
+//! carries `dapr-app-id` metadata and is not for the Dapr API itself is
+//! forwarded, streaming both ways with trailers, to that app's sidecar
+//! (which hands it to its app's gRPC server, `--app-protocol grpc`).
+//!
+//! It is a tower layer in front of tonic's routes: the chain decides (auth,
+//! name resolution), the body is never buffered.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use spar_filters::handlers::invoke::{InvokeRequest, Upstream};
+use spar_filters::{Chain, Ctx, Protocol, Request, Response};
+use tonic::body::Body;
+use tonic::Status;
+
+use super::invoke::parse_grpc_timeout;
+use crate::peer_client::PeerClient;
+
+const DAPR_SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
+
+#[derive(Clone)]
+pub struct Proxy {
+    pub chain: Chain,
+    /// To peer sidecars (h2c or mTLS).
+    pub peers: Arc<PeerClient>,
+    /// To this sidecar's own app (self-invocation), h2c.
+    pub app: Arc<PeerClient>,
+}
+
+#[derive(Clone)]
+pub struct ProxyService<S> {
+    inner: S,
+    proxy: Proxy,
+}
+
+impl<S> tower::Layer<S> for Proxy {
+    type Service = ProxyService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ProxyService {
+            inner,
+            proxy: self.clone(),
+        }
+    }
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send>>;
+
+impl<S> tower::Service<http::Request<Body>> for ProxyService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFut;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let target = req
+            .headers()
+            .get("dapr-app-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|_| !req.uri().path().starts_with(DAPR_SERVICE))
+            .map(str::to_owned);
+        match target {
+            None => {
+                let fut = self.inner.call(req);
+                Box::pin(fut)
+            }
+            Some(app_id) => {
+                let proxy = self.proxy.clone();
+                Box::pin(async move {
+                    Ok(proxy
+                        .forward(app_id, req)
+                        .await
+                        .unwrap_or_else(|s| s.into_http()))
+                })
+            }
+        }
+    }
+}
+
+impl Proxy {
+    async fn forward(&self, app_id: String, mut req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+        let method = req.uri().path().to_string();
+        let mut ctx = Ctx::new(Protocol::Grpc, "POST", "/{service}/{method}");
+        ctx.api_token = req
+            .headers()
+            .get("dapr-api-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let up = match self
+            .chain
+            .handle(
+                &mut ctx,
+                Request::Invoke(InvokeRequest {
+                    app_id: app_id.clone(),
+                    method: method.clone(),
+                }),
+            )
+            .await
+        {
+            Ok(Response::Proxy(up)) => up,
+            Ok(_) => return Err(Status::internal("invocation answered without a target")),
+            Err(e) => return Err(super::convert::status(&e)),
+        };
+        // The caller's token is for this sidecar only.
+        req.headers_mut().remove("dapr-api-token");
+        let deadline = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let (client, addr) = match up {
+            Upstream::Sidecar { addr, .. } => (&self.peers, addr),
+            Upstream::App { addr, .. } => (&self.app, addr),
+        };
+        let send = client.send(addr, req);
+        let resp = match deadline {
+            Some(d) => tokio::time::timeout(d, send)
+                .await
+                .map_err(|_| Status::deadline_exceeded("deadline exceeded before the target answered"))?,
+            None => send.await,
+        };
+        resp.map_err(|e| Status::unavailable(format!("fail to invoke, id: {app_id}, err: {e}")))
+    }
+}
