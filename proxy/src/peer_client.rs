@@ -51,21 +51,33 @@ impl PeerClient {
     }
 
     /// Sends one request (streamed both ways) to the peer at `addr`. The
-    /// request's path is kept; scheme and authority become the peer's.
+    /// request's path is kept; scheme and authority become the peer's. A
+    /// `grpc-timeout` header bounds the call (tonic's channel honours it).
     pub async fn send(
         &self,
         addr: SocketAddr,
         req: http::Request<Body>,
-    ) -> Result<http::Response<Body>, String> {
-        let ch = self.channel(addr)?;
+    ) -> Result<http::Response<Body>, PeerError> {
+        let ch = self.channel(addr).map_err(PeerError::Failed)?;
         ch.oneshot(req).await.map_err(|e| {
             let mut msg = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
+                if s.is::<tonic::TimeoutExpired>() {
+                    return PeerError::Timeout;
+                }
                 msg = format!("{msg}: {s}");
                 src = s.source();
             }
-            msg
+            PeerError::Failed(msg)
         })
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("deadline exceeded before the target answered")]
+    Timeout,
+    #[error("{0}")]
+    Failed(String),
 }

@@ -7,6 +7,7 @@ mod conformance;
 mod consul;
 mod encryption;
 mod errors;
+mod grpc_proxy;
 mod invoke;
 mod metadata;
 mod metrics;

@@ -130,7 +130,12 @@ async fn send(
                 .peers
                 .send(*addr, req)
                 .await
-                .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
+                .map_err(|e| match e {
+                    crate::peer_client::PeerError::Timeout => {
+                        Status::deadline_exceeded(format!("fail to invoke: {e}"))
+                    }
+                    e => Status::internal(format!("fail to invoke: {e}")),
+                })?;
             let code = resp.status().as_u16();
             let ct = header(resp.headers());
             let body = resp

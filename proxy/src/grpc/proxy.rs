@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tonic::Status;
 
 use super::invoke::parse_grpc_timeout;
-use crate::peer_client::PeerClient;
+use crate::peer_client::{PeerClient, PeerError};
 
 const DAPR_SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
 
@@ -131,6 +131,35 @@ impl Proxy {
                 .map_err(|_| Status::deadline_exceeded("deadline exceeded before the target answered"))?,
             None => send.await,
         };
-        resp.map_err(|e| Status::unavailable(format!("fail to invoke, id: {app_id}, err: {e}")))
+        let resp = resp.map_err(|e| match e {
+            PeerError::Timeout => Status::deadline_exceeded(e.to_string()),
+            PeerError::Failed(e) => {
+                Status::unavailable(format!("fail to invoke, id: {app_id}, err: {e}"))
+            }
+        })?;
+        let grpc = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        if grpc {
+            return Ok(resp);
+        }
+        // Not a gRPC answer (a peer sidecar's Dapr error): as a gRPC status.
+        let code = resp.status().as_u16();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err(match code {
+            403 => Status::permission_denied(msg),
+            404 => Status::not_found(msg),
+            504 => Status::deadline_exceeded(msg),
+            _ => Status::internal(msg),
+        })
     }
 }

@@ -109,6 +109,15 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) 
             format!("bad invoke path: {e}"),
         )
     })?;
+    // HTTP/2 callers put the authority in the URI, which is replaced here;
+    // keep it as Host (an HTTP/2 upstream needs one).
+    if req.headers.get("host").is_none() {
+        let host = match (req.uri.authority(), up) {
+            (Some(a), _) => a.to_string(),
+            (None, Upstream::Sidecar { addr, .. } | Upstream::App { addr, .. }) => addr.to_string(),
+        };
+        req.insert_header("host", host)?;
+    }
     req.set_uri(uri);
     // The caller's API token is for this sidecar, never for the app.
     req.remove_header("dapr-api-token");
