@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use spar_tests::{unique, Options, Sidecar};
 
 /// An app that echoes what it received, tagged with `name`.
-async fn echo_app(name: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
+pub(crate) async fn echo_app(name: &'static str) -> (u16, tokio::task::JoinHandle<()>) {
     let app = axum::Router::new()
         .fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| async move {
@@ -48,7 +48,7 @@ fn sidecar(app_id: &str, app_port: Option<u16>) -> Sidecar {
 }
 
 /// Calls until mDNS has seen the target (announcements take a moment).
-async fn call(c: &Client, req: reqwest::RequestBuilder) -> reqwest::Response {
+pub(crate) async fn call(c: &Client, req: reqwest::RequestBuilder) -> reqwest::Response {
     let mut last = None;
     for _ in 0..50 {
         let r = req.try_clone().unwrap().send().await.unwrap();

@@ -11,6 +11,7 @@ mod grpc_proxy;
 mod invoke;
 mod metadata;
 mod metrics;
+mod mtls;
 mod outage;
 mod secrets;
 mod state_grpc;

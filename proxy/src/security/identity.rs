@@ -34,7 +34,9 @@ pub struct MtlsOptions {
 pub struct Issued {
     pub rustls: Arc<CertifiedKey>,
     pub pingora: Arc<CertKey>,
-    pub not_before: SystemTime,
+    /// When it arrived (not its `notBefore`, which is back-dated by the
+    /// allowed clock skew).
+    pub received: SystemTime,
     pub not_after: SystemTime,
     pub serial: String,
 }
@@ -99,9 +101,9 @@ impl Identity {
                 let cur = me.current();
                 let life = cur
                     .not_after
-                    .duration_since(cur.not_before)
+                    .duration_since(cur.received)
                     .unwrap_or_default();
-                let renew_at = cur.not_before + life.mul_f64(0.7);
+                let renew_at = cur.received + life.mul_f64(0.7);
                 let wait = renew_at
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
@@ -222,7 +224,7 @@ async fn request(opts: &MtlsOptions, anchors: &[CertificateDer<'static>]) -> Res
     if super::tls::spiffe_of(leaf).as_ref() != Some(&opts.id) {
         return Err("sentry issued a certificate for another identity".into());
     }
-    let (not_before, not_after, serial) = validity(leaf)?;
+    let (not_after, serial) = validity(leaf)?;
     let key_der = key.serialize_der();
     let signing = rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(
         PrivatePkcs8KeyDer::from(key_der.clone()),
@@ -232,19 +234,18 @@ async fn request(opts: &MtlsOptions, anchors: &[CertificateDer<'static>]) -> Res
     Ok(Issued {
         rustls: Arc::new(CertifiedKey::new(chain, signing)),
         pingora: Arc::new(pingora),
-        not_before,
+        received: SystemTime::now(),
         not_after,
         serial,
     })
 }
 
-fn validity(der: &[u8]) -> Result<(SystemTime, SystemTime, String), String> {
+fn validity(der: &[u8]) -> Result<(SystemTime, String), String> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-    let t = |s: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(s.max(0) as u64);
+    let secs = cert.validity().not_after.timestamp().max(0) as u64;
     Ok((
-        t(cert.validity().not_before.timestamp()),
-        t(cert.validity().not_after.timestamp()),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
         cert.raw_serial_as_string(),
     ))
 }
