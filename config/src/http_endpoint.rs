@@ -14,6 +14,9 @@ pub struct HttpEndpoint {
     pub spec: HttpEndpointSpec,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Where `secretKeyRef` headers are read (default: the environment).
+    #[serde(default)]
+    pub auth: Option<crate::ComponentAuth>,
     #[serde(skip)]
     pub source: PathBuf,
 }

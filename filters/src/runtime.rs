@@ -64,6 +64,8 @@ pub struct Runtime {
     pub secrets: SecretStores,
     /// Finds peer sidecars for service invocation.
     pub resolver: Option<std::sync::Arc<dyn spar_resolvers::Resolver>>,
+    /// `HTTPEndpoint` resources (and full-URL targets).
+    pub endpoints: crate::handlers::endpoints::Endpoints,
     /// `APP_API_TOKEN`: sent to the app as `dapr-api-token` on every call.
     pub app_token: Option<String>,
     pub components: Vec<ComponentInfo>,
@@ -88,6 +90,7 @@ impl Runtime {
             state,
             secrets: SecretStores::default(),
             resolver: None,
+            endpoints: Default::default(),
             app_token: std::env::var("APP_API_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),

@@ -107,7 +107,14 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
 
     let internal_port = internal_port(args)?;
     let names = name_resolution(args, config.as_ref(), internal_port)?;
+    let endpoints = crate::components::http_endpoints(
+        &resources.http_endpoints,
+        &loaded.secret_stores,
+        &mut loaded.failed,
+    )
+    .await;
     let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
+    rt.endpoints = endpoints;
     rt.resolver = names.resolver.clone();
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;

@@ -23,6 +23,8 @@ pub struct Loaded {
     pub infos: Vec<ComponentInfo>,
     /// (component, reason)
     pub failed: Vec<(String, String)>,
+    /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
+    pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
 
 fn info(c: &Component, capabilities: Vec<String>) -> ComponentInfo {
@@ -57,10 +59,20 @@ async fn resolve(
     if c.secret_refs().is_empty() {
         return Ok(c.clone());
     }
+    let mut out = c.clone();
+    resolve_items(&mut out.spec.metadata, c.auth.as_ref(), stores).await?;
+    Ok(out)
+}
+
+/// Replaces every `secretKeyRef` in `items` with the secret's value, read
+/// from `auth.secretStore` (default: the environment).
+async fn resolve_items(
+    items: &mut [spar_config::MetadataItem],
+    auth: Option<&spar_config::ComponentAuth>,
+    stores: &HashMap<String, Arc<dyn SecretStore>>,
+) -> Result<(), String> {
     let env: Arc<dyn SecretStore> = Arc::new(EnvStore::default());
-    let (store_name, store) = match c
-        .auth
-        .as_ref()
+    let (store_name, store) = match auth
         .map(|a| a.secret_store.as_str())
         .filter(|s| !s.is_empty())
     {
@@ -73,9 +85,8 @@ async fn resolve(
         ),
         None => ("the environment (default)".to_string(), env),
     };
-    let mut out = c.clone();
     let md = BTreeMap::new();
-    for item in &mut out.spec.metadata {
+    for item in items.iter_mut() {
         // The reference stays beside the value: state encryption names its
         // keys after the secret they came from, as daprd does.
         let Some(r) = item.secret_key_ref.clone() else {
@@ -97,7 +108,48 @@ async fn resolve(
         })?;
         item.value = Some(MetaValue(value.clone()));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// `HTTPEndpoint` resources with their headers' secrets resolved. One that
+/// fails is reported and skipped.
+pub async fn http_endpoints(
+    list: &[spar_config::HttpEndpoint],
+    stores: &HashMap<String, Arc<dyn SecretStore>>,
+    failed: &mut Vec<(String, String)>,
+) -> spar_filters::handlers::endpoints::Endpoints {
+    use spar_filters::handlers::endpoints::{BaseUrl, Endpoint, Endpoints};
+    let mut out = HashMap::new();
+    for h in list {
+        let name = h.metadata.name.clone();
+        let mut headers = h.spec.headers.clone();
+        let built = match resolve_items(&mut headers, h.auth.as_ref(), stores).await {
+            Err(e) => Err(e),
+            Ok(()) => BaseUrl::parse(&h.spec.base_url)
+                .ok_or_else(|| format!("spec.baseUrl {:?} is not a valid URL", h.spec.base_url)),
+        };
+        match built {
+            Ok(base) => {
+                let headers: Vec<(String, String)> = headers
+                    .into_iter()
+                    .map(|i| (i.name, i.value.map(|v| v.0).unwrap_or_default()))
+                    .collect();
+                tracing::info!(endpoint = %name, base_url = %h.spec.base_url, "HTTP endpoint loaded");
+                out.insert(
+                    name,
+                    Endpoint {
+                        base,
+                        headers: headers.into(),
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %name, "HTTP endpoint failed to load: {e}");
+                failed.push((name, e));
+            }
+        }
+    }
+    Endpoints::new(out)
 }
 
 pub async fn load(
@@ -128,6 +180,7 @@ pub async fn load(
         match built {
             Ok(s) => {
                 secret_stores.insert(c.name().to_string(), s.clone());
+                out.secret_stores.insert(c.name().to_string(), s.clone());
                 out.secrets
                     .insert(c.name().to_string(), s, access(config, c.name()));
                 out.infos.push(info(c, vec![]));

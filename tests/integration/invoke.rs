@@ -21,6 +21,8 @@ pub(crate) async fn echo_app(name: &'static str) -> (u16, tokio::task::JoinHandl
                     "path": uri.path(),
                     "query": uri.query(),
                     "x-test": headers.get("x-test").and_then(|v| v.to_str().ok()),
+                    "authorization": headers.get("authorization").and_then(|v| v.to_str().ok()),
+                    "host": headers.get("host").and_then(|v| v.to_str().ok()),
                     "token": headers.get("dapr-api-token").and_then(|v| v.to_str().ok()),
                     "len": body.len(),
                 }))

@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod consul;
 mod encryption;
+mod endpoints;
 mod errors;
 mod grpc_proxy;
 mod invoke;

@@ -23,9 +23,14 @@ pub enum Upstream {
     Sidecar { addr: SocketAddr, path: String },
     /// This sidecar's own app (self-invocation).
     App { addr: SocketAddr, path: String },
+    /// A non-Dapr service: an `HTTPEndpoint` or a full URL.
+    External(super::endpoints::External),
 }
 
 pub async fn handle(rt: &Runtime, req: InvokeRequest) -> ApiResult {
+    if let Some(t) = rt.endpoints.target(&req.app_id, &req.method).await {
+        return t.map(|e| Response::Proxy(Upstream::External(e)));
+    }
     let (app, ns) = match req.app_id.split_once('.') {
         Some((a, n)) => (a.to_string(), Some(n.to_string())),
         None => (req.app_id.clone(), None),

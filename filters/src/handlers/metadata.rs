@@ -20,6 +20,7 @@ pub struct MetadataSnapshot {
     pub components: Vec<ComponentInfo>,
     pub extended: BTreeMap<String, String>,
     pub app_connection: Option<AppConnection>,
+    pub http_endpoints: Vec<String>,
 }
 
 pub fn handle(rt: &Runtime, req: MetadataRequest) -> ApiResult {
@@ -54,5 +55,10 @@ pub fn snapshot(rt: &Runtime) -> MetadataSnapshot {
         components: rt.components.clone(),
         extended,
         app_connection: rt.app.clone(),
+        http_endpoints: {
+            let mut n: Vec<String> = rt.endpoints.names().cloned().collect();
+            n.sort();
+            n
+        },
     }
 }

@@ -2,6 +2,7 @@
 //! chain by handing each request to its block's handler. Adding a building
 //! block is one module here, one `Request` variant and one arm below.
 
+pub mod endpoints;
 pub mod health;
 pub mod invoke;
 pub mod metadata;

@@ -378,7 +378,11 @@ fn metadata(m: &MetadataSnapshot) -> pb::GetMetadataResponse {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         subscriptions: vec![],
-        http_endpoints: vec![],
+        http_endpoints: m
+            .http_endpoints
+            .iter()
+            .map(|n| pb::MetadataHttpEndpoint { name: n.clone() })
+            .collect(),
         app_connection_properties: m
             .app_connection
             .as_ref()

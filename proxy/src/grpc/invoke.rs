@@ -146,6 +146,28 @@ async fn send(
                 .to_bytes();
             (code, ct, body)
         }
+        Upstream::External(e) => {
+            let scheme = if e.tls { "https" } else { "http" };
+            let url = format!("{scheme}://{}{}", e.authority, with_query(&e.path));
+            let mut req = clients.app.request(verb(ext.verb), url).body(body);
+            if !msg.content_type.is_empty() {
+                req = req.header("content-type", msg.content_type);
+            }
+            for (k, v) in e.headers.iter() {
+                req = req.header(k, v);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
+            let code = resp.status().as_u16();
+            let ct = header(resp.headers());
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?;
+            (code, ct, body)
+        }
         Upstream::App { addr, path } => {
             let url = format!("http://{addr}{}", with_query(path));
             let mut req = clients

@@ -123,6 +123,11 @@ impl Proxy {
         let (client, addr) = match up {
             Upstream::Sidecar { addr, .. } => (&self.peers, addr),
             Upstream::App { addr, .. } => (&self.app, addr),
+            Upstream::External(_) => {
+                return Err(Status::unimplemented(
+                    "gRPC calls to HTTP endpoints are not supported",
+                ))
+            }
         };
         let send = client.send(addr, req);
         let resp = match deadline {

@@ -159,7 +159,7 @@ fn metadata(m: &MetadataSnapshot) -> Value {
         "components": components,
         "extended": m.extended,
         "subscriptions": [],
-        "httpEndpoints": [],
+        "httpEndpoints": m.http_endpoints.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
     });
     if let Some(a) = &m.app_connection {
         let mut ac = json!({

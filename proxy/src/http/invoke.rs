@@ -17,7 +17,14 @@ use crate::security::Identity;
 pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
     let path = req.uri.path();
     if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
-        let (app, rest) = rest.split_once('/')?;
+        // A full URL as the target (`/v1.0/invoke/https://host:port/method/…`):
+        // its authority ends at the first `/` after the scheme.
+        let scheme = ["http://", "https://"]
+            .into_iter()
+            .find(|s| rest.starts_with(s))
+            .map_or(0, str::len);
+        let split = rest[scheme..].find('/').map(|i| i + scheme)?;
+        let (app, rest) = (&rest[..split], &rest[split + 1..]);
         let method = rest
             .strip_prefix("method/")
             .or_else(|| (rest == "method").then_some(""))?;
@@ -81,6 +88,12 @@ pub fn peer(up: &Upstream, mtls: Option<&Identity>, app_h2: bool) -> Box<HttpPee
             p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
             Box::new(p)
         }
+        Upstream::External(e) => {
+            // Verified against the system's roots, by host name.
+            let mut p = HttpPeer::new(e.addr, e.tls, e.host.clone());
+            p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+            Box::new(p)
+        }
         Upstream::App { addr, .. } => {
             let mut p = HttpPeer::new(*addr, false, String::new());
             if app_h2 {
@@ -98,6 +111,7 @@ pub fn peer(up: &Upstream, mtls: Option<&Identity>, app_h2: bool) -> Box<HttpPee
 pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) -> Result<()> {
     let path = match up {
         Upstream::Sidecar { path, .. } | Upstream::App { path, .. } => path,
+        Upstream::External(e) => &e.path,
     };
     let uri = match req.uri.query() {
         Some(q) => format!("{path}?{q}"),
@@ -111,10 +125,18 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) 
     })?;
     // HTTP/2 callers put the authority in the URI, which is replaced here;
     // keep it as Host (an HTTP/2 upstream needs one).
-    if req.headers.get("host").is_none() {
+    if let Upstream::External(e) = up {
+        // The external service sees its own name, and the endpoint's headers.
+        req.insert_header("host", &e.authority)?;
+        req.remove_header("dapr-app-id");
+        for (k, v) in e.headers.iter() {
+            req.insert_header(k.clone(), v)?;
+        }
+    } else if req.headers.get("host").is_none() {
         let host = match (req.uri.authority(), up) {
             (Some(a), _) => a.to_string(),
             (None, Upstream::Sidecar { addr, .. } | Upstream::App { addr, .. }) => addr.to_string(),
+            (None, Upstream::External(e)) => e.authority.clone(),
         };
         req.insert_header("host", host)?;
     }
