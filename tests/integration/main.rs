@@ -5,6 +5,7 @@ mod app_channel;
 mod cli;
 mod conformance;
 mod consul;
+mod discovery;
 mod encryption;
 mod endpoints;
 mod errors;
