@@ -1,45 +1,110 @@
 #!/usr/bin/env bash
-# Added latency of service invocation through two sidecars, side by side in
-# one run: wrk -t1 -c1 (one request at a time) against
-#   direct:   the app (nginx returning a 1 KB body)
-#   via spar: caller sidecar → callee sidecar (h2c) → app
-# Usage: bench/invoke.sh [path/to/spar] [seconds]
+# Service invocation, side by side in one run, three paths to the same app
+# (nginx serving a 1 KB body):
+#   direct        load generator → app
+#   nginx ×2      load generator → nginx → nginx → app (keep-alive upstreams)
+#   spar ×2       load generator → caller sidecar → callee sidecar → app
+#   spar ×2 mTLS  the same with --enable-mtls (certificates from spar sentry)
+# Open-loop load at fixed rates (bench/loadgen: latency measured from the
+# scheduled send time), ROUNDS rounds interleaved, median of the rounds per
+# cell; then maximum throughput (closed loop, 32 connections).
+#
+# Usage: bench/invoke.sh [spar binary] [seconds per cell] [rounds] [rates]
+#   defaults: target/release/spar 5 3 "1000 5000"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
-command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)"; exit 1; }
+ROUNDS="${3:-3}"
+RATES="${4:-1000 5000}"
+LOADGEN="${LOADGEN:-target/release/spar-loadgen}"
+for t in nginx curl; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
+[ -x "$LOADGEN" ] || { echo "needs $LOADGEN (cargo build --release -p spar-loadgen)"; exit 1; }
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-P=$((22000 + RANDOM % 5000))
-head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
-cat >"$work/nginx.conf" <<NGINX
-daemon on; pid $work/nginx.pid; error_log $work/error.log; worker_processes 1;
-events { worker_connections 1024; }
-http { access_log off;
-  server { listen 127.0.0.1:$P; location / { root $work; try_files /body =404; } } }
-NGINX
-nginx -c "$work/nginx.conf"
-"$BIN" run --app-id callee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+1)) \
-  --dapr-grpc-port $((P+2)) --metrics-port $((P+3)) --log-level warn & pids+=($!)
-"$BIN" run --app-id caller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+4)) \
-  --dapr-grpc-port $((P+5)) --metrics-port $((P+6)) --log-level warn & pids+=($!)
-url="http://127.0.0.1:$((P+4))/v1.0/invoke/callee/method/body"
-for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] && break; sleep 0.1; done
-
-lat() {
-  wrk -t1 -c1 -d"${SECS}s" --latency "$1" | awk '
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    $1=="50%" {p50=ms($2)} $1=="90%" {p90=ms($2)} $1=="99%" {p99=ms($2)} /Requests\/sec/ {rps=$2}
-    END {printf "%.3f %.3f %.3f %.0f\n", p50, p90, p99, rps}'
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/nginx*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  wait 2>/dev/null || true; rm -rf "$work"
 }
-read -r d50 d90 d99 drps < <(lat "http://127.0.0.1:$P/body")
-read -r s50 s90 s99 srps < <(lat "$url")
-echo "| path | p50 (ms) | p90 (ms) | p99 (ms) | req/s at -c1 |"
-echo "|---|---|---|---|---|"
-echo "| direct app | $d50 | $d90 | $d99 | $drps |"
-echo "| app → spar → spar → app | $s50 | $s90 | $s99 | $srps |"
-awk -v a="$s50" -v b="$d50" -v c="$s90" -v d="$d90" -v e="$s99" -v f="$d99" \
-  'BEGIN {printf "| added by two sidecars | +%.3f | +%.3f | +%.3f | |\n", a-b, c-d, e-f}'
+trap cleanup EXIT
+P=$((20000 + RANDOM % 8000))
+head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
+
+nginx_conf() { # name listen body
+  cat >"$work/$1.conf" <<NGINX
+daemon on; pid $work/$1.pid; error_log $work/$1.err; worker_processes auto;
+events { worker_connections 4096; }
+http { access_log off; $3 }
+NGINX
+  nginx -c "$work/$1.conf"
+}
+nginx_conf nginx-app "" "server { listen 127.0.0.1:$P; location / { root $work; try_files /body =404; } }"
+hop() { # name listen upstream-port
+  nginx_conf "$1" "" "upstream up { server 127.0.0.1:$3; keepalive 128; }
+  server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+}
+hop nginx-hop2 $((P+10)) $P
+hop nginx-hop1 $((P+11)) $((P+10))
+
+sidecars() { # tag base-port extra-args...
+  local tag=$1 b=$2; shift 2
+  "$BIN" run --app-id "callee-$tag" --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b)) \
+    --dapr-grpc-port $((b+1)) --metrics-port $((b+2)) --log-level warn "$@" & pids+=($!)
+  "$BIN" run --app-id "caller-$tag" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b+3)) \
+    --dapr-grpc-port $((b+4)) --metrics-port $((b+5)) --log-level warn "$@" & pids+=($!)
+}
+sidecars plain $((P+20))
+"$BIN" sentry --issuer-credentials "$work/certs" --port $((P+40)) --listen-address 127.0.0.1 --log-level warn & pids+=($!)
+for _ in $(seq 100); do [ -f "$work/certs/ca.crt" ] && break; sleep 0.05; done
+DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40))
+
+declare -A URL=(
+  [direct]="http://127.0.0.1:$P/body"
+  [nginx]="http://127.0.0.1:$((P+11))/body"
+  [spar]="http://127.0.0.1:$((P+23))/v1.0/invoke/callee-plain/method/body"
+  [spar-mtls]="http://127.0.0.1:$((P+33))/v1.0/invoke/callee-mtls/method/body"
+)
+PATHS="direct nginx spar spar-mtls"
+for p in $PATHS; do
+  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$p]}")" = 200 ] && break; sleep 0.05; done
+  "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+declare -A R
+for rate in $RATES; do
+  for r in $(seq "$ROUNDS"); do
+    for p in $PATHS; do
+      read -r p50 p90 p99 _ _ _ errs < <("$LOADGEN" "${URL[$p]}" --rate "$rate" --seconds "$SECS" --connections 32)
+      R[$rate,$p,p50]+="$p50 "; R[$rate,$p,p90]+="$p90 "; R[$rate,$p,p99]+="$p99 "; R[$rate,$p,err]+="$errs "
+    done
+  done
+done
+for r in $(seq "$ROUNDS"); do
+  for p in $PATHS; do
+    read -r _ _ _ _ _ rps _ < <("$LOADGEN" "${URL[$p]}" --max --seconds "$SECS" --connections 32)
+    R[max,$p]+="$rps "
+  done
+done
+
+m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
+echo "Open loop, 1 KB response, 32 connections, ${SECS}s per cell, median of $ROUNDS rounds (ms):"
+echo
+echo "| rate | path | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for rate in $RATES; do
+  d50=$(m "${R[$rate,direct,p50]}"); d90=$(m "${R[$rate,direct,p90]}"); d99=$(m "${R[$rate,direct,p99]}")
+  for p in $PATHS; do
+    a=$(m "${R[$rate,$p,p50]}"); b=$(m "${R[$rate,$p,p90]}"); c=$(m "${R[$rate,$p,p99]}")
+    e=$(echo "${R[$rate,$p,err]}" | tr ' ' '\n' | awk '{s+=$1} END {print s+0}')
+    awk -v r="$rate" -v p="$p" -v a="$a" -v b="$b" -v c="$c" -v x="$d50" -v y="$d90" -v z="$d99" -v e="$e" \
+      'BEGIN {printf "| %s/s | %s | %.3f | %.3f | %.3f | %+.3f | %+.3f | %+.3f | %s |\n", r, p, a, b, c, a-x, b-y, c-z, e}'
+  done
+done
+echo
+echo "Maximum throughput (closed loop, 32 connections), median of $ROUNDS rounds:"
+echo
+echo "| path | requests/s |"
+echo "|---|---|"
+for p in $PATHS; do echo "| $p | $(m "${R[max,$p]}") |"; done
