@@ -20,7 +20,7 @@ RATES="${4:-1000 5000}"
 LOADGEN="${LOADGEN:-target/release/spar-loadgen}"
 for t in nginx curl; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
 [ -x "$LOADGEN" ] || { echo "needs $LOADGEN (cargo build --release -p spar-loadgen)"; exit 1; }
-work=$(mktemp -d)
+work=$(mktemp -d); chmod 755 "$work"  # nginx workers run as nobody
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use spar_config::Component;
 use thiserror::Error;
 
+use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
 
@@ -37,11 +38,13 @@ pub struct BuildContext {
 type Builder<T> = fn(&Component, &BuildContext) -> Result<Arc<T>, BuildError>;
 type StateBuilder = Builder<dyn StateStore>;
 type SecretBuilder = Builder<dyn SecretStore>;
+type PubSubBuilder = Builder<dyn PubSub>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
     state: HashMap<&'static str, StateBuilder>,
     secrets: HashMap<&'static str, SecretBuilder>,
+    pubsub: HashMap<&'static str, PubSubBuilder>,
 }
 
 impl Default for Registry {
@@ -55,7 +58,14 @@ impl Default for Registry {
         let mut secrets: HashMap<&'static str, SecretBuilder> = HashMap::new();
         secrets.insert("secretstores.local.env", secrets::local_env::build);
         secrets.insert("secretstores.local.file", secrets::local_file::build);
-        Registry { state, secrets }
+        let mut pubsub: HashMap<&'static str, PubSubBuilder> = HashMap::new();
+        pubsub.insert("pubsub.in-memory", pubsub::memory::build);
+        pubsub.insert("pubsub.redis", pubsub::redis::build);
+        Registry {
+            state,
+            secrets,
+            pubsub,
+        }
     }
 }
 
@@ -70,6 +80,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn SecretStore>, BuildError> {
         build(&self.secrets, c, ctx)
+    }
+
+    pub fn build_pubsub(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn PubSub>, BuildError> {
+        build(&self.pubsub, c, ctx)
     }
 
     pub fn build_state(

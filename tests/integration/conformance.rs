@@ -83,3 +83,39 @@ async fn mysql() {
     store.drop_tables().await.unwrap();
     result.unwrap();
 }
+
+/// The pub/sub conformance suite: in-memory broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_in_memory() {
+    let b = spar_components::registry::Registry::default()
+        .build_pubsub(&component("pubsub.in-memory", &[]), &Default::default())
+        .expect("in-memory broker");
+    spar_components::pubsub::conformance::run_all(b, &unique("conf")).await;
+}
+
+/// The pub/sub conformance suite against the real Redis (Streams), on
+/// topics of its own that are deleted afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_redis() {
+    let b = spar_components::registry::Registry::default()
+        .build_pubsub(
+            &component(
+                "pubsub.redis",
+                &[
+                    ("redisHost", "127.0.0.1:6379"),
+                    ("processingTimeout", "1s"),
+                    ("redeliverInterval", "300ms"),
+                ],
+            ),
+            &Default::default(),
+        )
+        .expect("redis broker");
+    let prefix = unique("conf");
+    spar_components::pubsub::conformance::run_all(b, &prefix).await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut c).await.unwrap();
+    for k in keys {
+        let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
+    }
+}

@@ -71,7 +71,7 @@ pub struct RedisStore {
     timeout: Duration,
 }
 
-fn field(c: &spar_config::Component, name: &str, message: String) -> BuildError {
+pub(crate) fn field(c: &spar_config::Component, name: &str, message: String) -> BuildError {
     BuildError::Metadata {
         component: c.name().to_string(),
         field: name.to_string(),
@@ -79,7 +79,7 @@ fn field(c: &spar_config::Component, name: &str, message: String) -> BuildError 
     }
 }
 
-fn duration_meta(
+pub(crate) fn duration_meta(
     c: &spar_config::Component,
     name: &str,
     default: Duration,
