@@ -52,7 +52,10 @@ impl AccessControl {
     /// `None` when the Configuration sets no policy (everything allowed).
     pub fn build(spec: Option<&AccessControlSpec>) -> Option<Self> {
         let spec = spec?;
-        if spec.default_action.is_empty() && spec.trust_domain.is_empty() && spec.policies.is_empty() {
+        if spec.default_action.is_empty()
+            && spec.trust_domain.is_empty()
+            && spec.policies.is_empty()
+        {
             return None;
         }
         // Policies without a global default: deny, the safer choice (as daprd).
@@ -188,7 +191,10 @@ fn glob(pattern: &str, s: &str) -> bool {
     }
     let parts: Vec<&str> = pattern.split('*').collect();
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !s.starts_with(first) || !s[first.len()..].ends_with(last) || s.len() < first.len() + last.len() {
+    if !s.starts_with(first)
+        || !s[first.len()..].ends_with(last)
+        || s.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &s[first.len()..s.len() - last.len()];

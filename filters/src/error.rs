@@ -81,10 +81,14 @@ pub enum ApiError {
     #[error("fail to invoke, id: {app_id}, err: {reason}")]
     DirectInvoke { app_id: String, reason: String },
     /// The callee's `spec.accessControl` refused the caller.
-    #[error("fail to invoke, id: {app_id}, err: rpc error: code = PermissionDenied desc = {reason}")]
+    #[error(
+        "fail to invoke, id: {app_id}, err: rpc error: code = PermissionDenied desc = {reason}"
+    )]
     DirectInvokeDenied { app_id: String, reason: String },
     /// The call's deadline passed before the target answered.
-    #[error("fail to invoke, id: {app_id}, err: rpc error: code = DeadlineExceeded desc = {reason}")]
+    #[error(
+        "fail to invoke, id: {app_id}, err: rpc error: code = DeadlineExceeded desc = {reason}"
+    )]
     DirectInvokeTimeout { app_id: String, reason: String },
     #[error("app channel is not initialized")]
     AppChannelNotInitialized,

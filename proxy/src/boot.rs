@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use spar_components::registry::BuildContext;
 use spar_config::{Component, Configuration, Resources};
+use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::builtin::metrics::MetricsOptions;
 use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::Metrics;
 use spar_filters::runtime::{AppConnection, AppHealthConfig};
-use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::spiffe::SpiffeId;
 use spar_filters::{Chain, Runtime};
 
@@ -199,10 +199,14 @@ async fn obtain_identity(
         .clone()
         .ok_or("--enable-mtls needs --sentry-address")?;
     let anchors = match &args.trust_anchors_file {
-        Some(p) => std::fs::read(p).map_err(|e| format!("--trust-anchors-file {}: {e}", p.display()))?,
+        Some(p) => {
+            std::fs::read(p).map_err(|e| format!("--trust-anchors-file {}: {e}", p.display()))?
+        }
         None => std::env::var("DAPR_TRUST_ANCHORS")
             .map(String::into_bytes)
-            .map_err(|_| "--enable-mtls needs trust anchors: --trust-anchors-file or DAPR_TRUST_ANCHORS")?,
+            .map_err(|_| {
+                "--enable-mtls needs trust anchors: --trust-anchors-file or DAPR_TRUST_ANCHORS"
+            })?,
     };
     let ns = rt.namespace.as_deref().unwrap_or("default");
     crate::security::Identity::obtain(

@@ -114,7 +114,11 @@ async fn pubsub_redis() {
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut c).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
     for k in keys {
         let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
     }

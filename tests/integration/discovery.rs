@@ -47,7 +47,10 @@ async fn namespaced_app_ids() {
         }
     }
     let r = c
-        .get(format!("{}/v1.0/invoke/{id}.staging/method/x", caller.http()))
+        .get(format!(
+            "{}/v1.0/invoke/{id}.staging/method/x",
+            caller.http()
+        ))
         .send()
         .await
         .unwrap();

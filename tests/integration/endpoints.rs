@@ -38,7 +38,9 @@ spec:
 
     // By name: base URL path prefix, method path and query, endpoint headers.
     let r = c
-        .put(format!("{base}/v1.0/invoke/billing/method/invoices/9?draft=1"))
+        .put(format!(
+            "{base}/v1.0/invoke/billing/method/invoices/9?draft=1"
+        ))
         .header("dapr-api-token", "not-for-them")
         .body("abc")
         .send()
@@ -50,7 +52,10 @@ spec:
     assert_eq!(v["path"], "/api/v1/invoices/9");
     assert_eq!(v["query"], "draft=1");
     assert_eq!(v["x-test"], "from-endpoint");
-    assert_eq!(v["authorization"], "Bearer s3cret", "header from a secretKeyRef");
+    assert_eq!(
+        v["authorization"], "Bearer s3cret",
+        "header from a secretKeyRef"
+    );
     assert_eq!(v["host"], format!("127.0.0.1:{port}"));
     assert_eq!(v["token"], Value::Null);
     assert_eq!(v["len"], 3);
@@ -82,7 +87,9 @@ spec:
     // Unreachable URL: Dapr's error, quickly.
     let dead = spar_tests::free_port();
     let r = c
-        .get(format!("{base}/v1.0/invoke/http://127.0.0.1:{dead}/method/x"))
+        .get(format!(
+            "{base}/v1.0/invoke/http://127.0.0.1:{dead}/method/x"
+        ))
         .send()
         .await
         .unwrap();

@@ -43,7 +43,10 @@ impl Echo for App {
     type ChatStream =
         std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Msg, Status>> + Send>>;
 
-    async fn chat(&self, req: Request<Streaming<Msg>>) -> Result<Response<Self::ChatStream>, Status> {
+    async fn chat(
+        &self,
+        req: Request<Streaming<Msg>>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
         let mut inbound = req.into_inner();
         let out = async_stream(move |tx| async move {
             while let Some(Ok(m)) = inbound.next().await {
@@ -114,7 +117,10 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
     // Unary (retried until mDNS has seen the callee).
     let (mut answer, mut last) = (None, None);
     for _ in 0..50 {
-        match client.unary(with_app_id(Msg { text: "hi".into() }, &callee_id)).await {
+        match client
+            .unary(with_app_id(Msg { text: "hi".into() }, &callee_id))
+            .await
+        {
             Ok(r) => {
                 answer = Some(r.into_inner().text);
                 break;
@@ -129,7 +135,12 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
 
     // The app's status code and message come back through both sidecars.
     let e = client
-        .unary(with_app_id(Msg { text: "fail".into() }, &callee_id))
+        .unary(with_app_id(
+            Msg {
+                text: "fail".into(),
+            },
+            &callee_id,
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
@@ -138,12 +149,19 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
     // Bidirectional streaming: each reply arrives before the next message is sent.
     let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(1);
     let mut replies = client
-        .chat(with_app_id(tokio_stream::wrappers::ReceiverStream::new(rx), &callee_id))
+        .chat(with_app_id(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            &callee_id,
+        ))
         .await
         .unwrap()
         .into_inner();
     for i in 0..5 {
-        tx.send(Msg { text: format!("m{i}") }).await.unwrap();
+        tx.send(Msg {
+            text: format!("m{i}"),
+        })
+        .await
+        .unwrap();
         let r = tokio::time::timeout(Duration::from_secs(5), replies.next())
             .await
             .expect("reply streamed back before the call ends")
@@ -162,9 +180,23 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
     let body = caller.dir.path().join("sleep.grpc");
     std::fs::write(&body, frame).unwrap();
     let out = tokio::process::Command::new("curl")
-        .args(["-s", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge", "--max-time", "10"])
+        .args([
+            "-s",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "10",
+        ])
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
-        .args(["-H", "grpc-timeout: 300m", "-H", &format!("dapr-app-id: {callee_id}")])
+        .args([
+            "-H",
+            "grpc-timeout: 300m",
+            "-H",
+            &format!("dapr-app-id: {callee_id}"),
+        ])
         .arg("--data-binary")
         .arg(format!("@{}", body.display()))
         .arg(format!("{}/spar.test.Echo/Unary", caller.grpc()))

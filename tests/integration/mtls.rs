@@ -9,7 +9,12 @@ use spar_tests::{unique, Options, Sentry, Sidecar};
 
 use crate::invoke::{call, echo_app};
 
-fn mtls_sidecar(sentry: &Sentry, app_id: &str, app_port: Option<u16>, config: Option<String>) -> Sidecar {
+fn mtls_sidecar(
+    sentry: &Sentry,
+    app_id: &str,
+    app_port: Option<u16>,
+    config: Option<String>,
+) -> Sidecar {
     let (mut args, env) = sentry.sidecar_args();
     if let Some(p) = app_port {
         args.extend(["--app-port".to_string(), p.to_string()]);
@@ -64,12 +69,18 @@ async fn mtls_invocation_with_access_control_and_rotation() {
     let callee_id = unique("mtls-callee");
     let (allowed_id, limited_id, stranger_id) =
         (unique("allowed"), unique("limited"), unique("stranger"));
-    let callee = mtls_sidecar(&sentry, &callee_id, Some(port), Some(acl_config(&allowed_id, &limited_id)));
+    let callee = mtls_sidecar(
+        &sentry,
+        &callee_id,
+        Some(port),
+        Some(acl_config(&allowed_id, &limited_id)),
+    );
     let allowed = mtls_sidecar(&sentry, &allowed_id, None, None);
     let limited = mtls_sidecar(&sentry, &limited_id, None, None);
     let stranger = mtls_sidecar(&sentry, &stranger_id, None, None);
     let c = Client::new();
-    let url = |s: &Sidecar, path: &str| format!("{}/v1.0/invoke/{callee_id}/method/{path}", s.http());
+    let url =
+        |s: &Sidecar, path: &str| format!("{}/v1.0/invoke/{callee_id}/method/{path}", s.http());
 
     // Invocation works over mTLS.
     let r = call(&c, c.post(url(&allowed, "orders/1")).body("x")).await;
@@ -88,18 +99,20 @@ async fn mtls_invocation_with_access_control_and_rotation() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["errorCode"], "ERR_DIRECT_INVOKE");
     let msg = v["message"].as_str().unwrap();
-    assert!(msg.contains("access control policy has denied access"), "{msg}");
+    assert!(
+        msg.contains("access control policy has denied access"),
+        "{msg}"
+    );
     assert!(msg.contains(&allowed_id), "{msg}");
     // No policy for this app id: the global default (deny).
     let r = call(&c, c.get(url(&stranger, "orders/7"))).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // gRPC InvokeService (Rust SDK) over the same mTLS path.
-    let mut sdk = dapr::Client::from_options(
-        dapr::client::ClientOptions::new().with_address(allowed.grpc()),
-    )
-    .await
-    .unwrap();
+    let mut sdk =
+        dapr::Client::from_options(dapr::client::ClientOptions::new().with_address(allowed.grpc()))
+            .await
+            .unwrap();
     let r = sdk
         .invoke_service(
             callee_id.as_str(),
@@ -116,9 +129,14 @@ async fn mtls_invocation_with_access_control_and_rotation() {
 
     // Certificates rotate before expiry (at 70% of their lifetime, ~4 s,
     // and only then) and calls keep working.
-    assert!(!callee.stderr().contains("certificate renewed"), "renewed too early");
+    assert!(
+        !callee.stderr().contains("certificate renewed"),
+        "renewed too early"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(callee.stderr().contains("certificate renewed") && allowed.stderr().contains("certificate renewed")) {
+    while !(callee.stderr().contains("certificate renewed")
+        && allowed.stderr().contains("certificate renewed"))
+    {
         assert!(Instant::now() < deadline, "no renewal: {}", callee.stderr());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -127,7 +145,12 @@ async fn mtls_invocation_with_access_control_and_rotation() {
     let renewals = callee.stderr().matches("certificate renewed").count();
     assert!(renewals <= 3, "renewing in a loop: {renewals}");
     let fresh = Client::new();
-    let r = fresh.post(url(&allowed, "orders/3")).body("y").send().await.unwrap();
+    let r = fresh
+        .post(url(&allowed, "orders/3"))
+        .body("y")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -140,29 +163,41 @@ async fn certificates_from_another_ca_are_refused() {
     let callee = mtls_sidecar(&sentry, &callee_id, Some(port), None);
     let friend = mtls_sidecar(&sentry, &unique("friend"), None, None);
     let c = Client::new();
-    let r = call(&c, c.get(format!("{}/v1.0/invoke/{callee_id}/method/ping", friend.http()))).await;
+    let r = call(
+        &c,
+        c.get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/ping",
+            friend.http()
+        )),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
 
     // The intruder trusts both CAs (so it accepts the callee's certificate)
     // but holds a certificate from the other one: the callee refuses it.
     let both = other.dir.path().join("both.pem");
-    std::fs::write(&both, format!("{}{}", sentry.trust_anchors(), other.trust_anchors())).unwrap();
-    let intruder = Sidecar::start(
-        Options {
-            app_id: unique("intruder"),
-            extra_args: vec![
-                "--enable-mtls".into(),
-                "--sentry-address".into(),
-                other.address(),
-                "--trust-anchors-file".into(),
-                both.display().to_string(),
-            ],
-            ..Default::default()
-        },
-    );
+    std::fs::write(
+        &both,
+        format!("{}{}", sentry.trust_anchors(), other.trust_anchors()),
+    )
+    .unwrap();
+    let intruder = Sidecar::start(Options {
+        app_id: unique("intruder"),
+        extra_args: vec![
+            "--enable-mtls".into(),
+            "--sentry-address".into(),
+            other.address(),
+            "--trust-anchors-file".into(),
+            both.display().to_string(),
+        ],
+        ..Default::default()
+    });
     let _ = &callee;
     let r = c
-        .get(format!("{}/v1.0/invoke/{callee_id}/method/ping", intruder.http()))
+        .get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/ping",
+            intruder.http()
+        ))
         .send()
         .await
         .unwrap();
@@ -182,7 +217,10 @@ async fn certificates_from_another_ca_are_refused() {
         ..Default::default()
     });
     let r = c
-        .get(format!("{}/v1.0/invoke/{callee_id}/method/ping", plain.http()))
+        .get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/ping",
+            plain.http()
+        ))
         .send()
         .await
         .unwrap();

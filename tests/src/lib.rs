@@ -519,7 +519,10 @@ impl Sentry {
         let log = dir.path().join("sentry.log");
         let mut cmd = Command::new(spar_bin());
         cmd.arg("sentry")
-            .args(["--issuer-credentials", &dir.path().join("certs").display().to_string()])
+            .args([
+                "--issuer-credentials",
+                &dir.path().join("certs").display().to_string(),
+            ])
             .args(["--port", &port.to_string(), "--listen-address", "127.0.0.1"]);
         if let Some(c) = config {
             let p = dir.path().join("sentry-config.yaml");

@@ -32,9 +32,15 @@ fn parse() -> Result<Args, String> {
         let mut val = |name: &str| a.next().ok_or(format!("{name} needs a value"));
         match x.as_str() {
             "--rate" => rate = Some(val("--rate")?.parse().map_err(|e| format!("--rate: {e}"))?),
-            "--seconds" => seconds = val("--seconds")?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--seconds" => {
+                seconds = val("--seconds")?
+                    .parse()
+                    .map_err(|e| format!("--seconds: {e}"))?
+            }
             "--connections" => {
-                connections = val("--connections")?.parse().map_err(|e| format!("--connections: {e}"))?
+                connections = val("--connections")?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?
             }
             "--body" => body = val("--body")?.parse().map_err(|e| format!("--body: {e}"))?,
             "--max" => max = true,
@@ -76,13 +82,19 @@ async fn one(tx: &mut Sender, url: &http::Uri, body: &Bytes) -> Result<(), Strin
     let req = http::Request::builder()
         .method(method)
         .uri(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .header("host", url.authority().map(|a| a.as_str()).unwrap_or("localhost"))
+        .header(
+            "host",
+            url.authority().map(|a| a.as_str()).unwrap_or("localhost"),
+        )
         .body(Full::new(body.clone()))
         .map_err(|e| e.to_string())?;
     let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let ok = status.is_success();
-    resp.into_body().collect().await.map_err(|e| e.to_string())?;
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     if ok {
         Ok(())
     } else {
@@ -115,7 +127,9 @@ async fn main() {
             loop {
                 // Open loop: this connection owns every n-th slot of the schedule.
                 let scheduled = match rate {
-                    Some(r) => start + Duration::from_secs_f64((i * n as u64 + k as u64) as f64 / r),
+                    Some(r) => {
+                        start + Duration::from_secs_f64((i * n as u64 + k as u64) as f64 / r)
+                    }
                     None => Instant::now().max(start),
                 };
                 if scheduled >= end {

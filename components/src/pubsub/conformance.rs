@@ -17,10 +17,14 @@ use super::*;
 
 type Broker = Arc<dyn PubSub>;
 
+/// How a test handler answers: given the message and how often the same
+/// payload was seen before.
+type Rule = Box<dyn Fn(&Message, usize) -> Ack + Send + Sync>;
+
 /// Records every delivery; answers per a rule.
 struct Recorder {
     seen: Mutex<Vec<Message>>,
-    rule: Box<dyn Fn(&Message, usize) -> Ack + Send + Sync>,
+    rule: Rule,
 }
 
 impl Recorder {
@@ -36,7 +40,10 @@ impl Recorder {
     }
 
     fn count(&self, data: &[u8]) -> usize {
-        self.seen().iter().filter(|m| m.data.as_ref() == data).count()
+        self.seen()
+            .iter()
+            .filter(|m| m.data.as_ref() == data)
+            .count()
     }
 
     async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Message> {
@@ -134,7 +141,11 @@ pub async fn retry_redelivers_drop_does_not(b: Broker, topic: &str) {
     while r.count(b"retry") < 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(r.count(b"retry"), 3, "RETRY is delivered again until it succeeds");
+    assert_eq!(
+        r.count(b"retry"),
+        3,
+        "RETRY is delivered again until it succeeds"
+    );
     // Give a dropped message time to (wrongly) come back.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     sub.close().await;
@@ -145,9 +156,18 @@ pub async fn retry_redelivers_drop_does_not(b: Broker, topic: &str) {
 pub async fn competing_consumers_and_groups(b: Broker, topic: &str) {
     let ok = |_: &Message, _| Ack::Success;
     let (a1, a2, other) = (Recorder::new(ok), Recorder::new(ok), Recorder::new(ok));
-    let s1 = b.subscribe(req(topic, "app-a", 4), a1.clone()).await.unwrap();
-    let s2 = b.subscribe(req(topic, "app-a", 4), a2.clone()).await.unwrap();
-    let s3 = b.subscribe(req(topic, "app-b", 4), other.clone()).await.unwrap();
+    let s1 = b
+        .subscribe(req(topic, "app-a", 4), a1.clone())
+        .await
+        .unwrap();
+    let s2 = b
+        .subscribe(req(topic, "app-a", 4), a2.clone())
+        .await
+        .unwrap();
+    let s3 = b
+        .subscribe(req(topic, "app-b", 4), other.clone())
+        .await
+        .unwrap();
     let n = 60;
     for i in 0..n {
         b.publish(&msg(topic, format!("m{i}"))).await.unwrap();
@@ -162,11 +182,20 @@ pub async fn competing_consumers_and_groups(b: Broker, topic: &str) {
         s.close().await;
     }
     assert_eq!(other.seen().len(), n, "another group gets every message");
-    let mut shared: Vec<Bytes> = a1.seen().into_iter().chain(a2.seen()).map(|m| m.data).collect();
+    let mut shared: Vec<Bytes> = a1
+        .seen()
+        .into_iter()
+        .chain(a2.seen())
+        .map(|m| m.data)
+        .collect();
     shared.sort();
     shared.dedup();
     assert_eq!(shared.len(), n, "one group's members share every message");
-    assert_eq!(a1.seen().len() + a2.seen().len(), n, "each message to one member only");
+    assert_eq!(
+        a1.seen().len() + a2.seen().len(),
+        n,
+        "each message to one member only"
+    );
 }
 
 pub async fn bulk_publish(b: Broker, topic: &str) {
@@ -189,7 +218,10 @@ pub async fn keeps_order(b: Broker, topic: &str) {
     }
     let seen = r.wait_for(n, Duration::from_secs(15)).await;
     sub.close().await;
-    let got: Vec<String> = seen.iter().map(|m| String::from_utf8_lossy(&m.data).into_owned()).collect();
+    let got: Vec<String> = seen
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+        .collect();
     let want: Vec<String> = (0..n).map(|i| format!("{i:04}")).collect();
     assert_eq!(got, want, "one in-order consumer sees publish order");
 }
@@ -197,13 +229,23 @@ pub async fn keeps_order(b: Broker, topic: &str) {
 pub async fn survives_the_subscriber(b: Broker, topic: &str) {
     // The group exists (first subscription), then the subscriber goes away.
     let first = Recorder::new(|_, _| Ack::Success);
-    b.subscribe(req(topic, "g", 4), first).await.unwrap().close().await;
+    b.subscribe(req(topic, "g", 4), first)
+        .await
+        .unwrap()
+        .close()
+        .await;
     for i in 0..10 {
-        b.publish(&msg(topic, format!("while-away-{i}"))).await.unwrap();
+        b.publish(&msg(topic, format!("while-away-{i}")))
+            .await
+            .unwrap();
     }
     let r = Recorder::new(|_, _| Ack::Success);
     let sub = b.subscribe(req(topic, "g", 4), r.clone()).await.unwrap();
     let seen = r.wait_for(10, Duration::from_secs(15)).await;
     sub.close().await;
-    assert_eq!(seen.len(), 10, "messages published while no subscriber ran are kept");
+    assert_eq!(
+        seen.len(),
+        10,
+        "messages published while no subscriber ran are kept"
+    );
 }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use spar_config::Component;
 use tokio::sync::{watch, Notify};
 
-use super::{Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::{
+    Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::registry::{BuildContext, BuildError};
 
 #[derive(Default)]
@@ -23,12 +25,18 @@ struct Queue {
 
 impl Queue {
     fn push(&self, m: Message) {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).push_back(m);
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(m);
         self.ready.notify_one();
     }
 
     fn pop(&self) -> Option<Message> {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 }
 

@@ -18,7 +18,9 @@ use redis::Value;
 use spar_config::Component;
 use tokio::sync::watch;
 
-use super::{Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription};
+use super::{
+    Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
 use crate::registry::{BuildContext, BuildError};
 use crate::state::redis::{connection_url, duration_meta, field};
 
@@ -39,7 +41,8 @@ fn backend(e: impl std::fmt::Display) -> PubSubError {
 
 pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
     let url = connection_url(c)?;
-    let client = redis::Client::open(url.as_str()).map_err(|e| field(c, "redisHost", e.to_string()))?;
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| field(c, "redisHost", e.to_string()))?;
     let num = |name: &str, default: u64| -> Result<u64, BuildError> {
         match c.meta(name) {
             None => Ok(default),
@@ -51,12 +54,18 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
     };
     let timeout = duration_meta(c, "readTimeout", Duration::from_secs(3))?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(duration_meta(c, "dialTimeout", Duration::from_secs(5))?))
+        .set_connection_timeout(Some(duration_meta(
+            c,
+            "dialTimeout",
+            Duration::from_secs(5),
+        )?))
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(2);
-    let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| BuildError::Init {
-        component: c.name().to_string(),
-        message: e.to_string(),
+    let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
+        BuildError::Init {
+            component: c.name().to_string(),
+            message: e.to_string(),
+        }
     })?;
     Ok(Arc::new(RedisPubSub {
         client,
@@ -215,12 +224,22 @@ impl PubSub for RedisPubSub {
 
 /// `XREADGROUP … BLOCK` on a connection of its own (a blocked connection
 /// would stall every other command sharing it).
-async fn read_loop(client: redis::Client, c: Arc<Consumer>, depth: usize, mut stop: watch::Receiver<bool>) {
+async fn read_loop(
+    client: redis::Client,
+    c: Arc<Consumer>,
+    depth: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut conn: Option<MultiplexedConnection> = None;
     while !*stop.borrow() {
         let mut cn = match conn.take() {
             Some(cn) => cn,
-            None => match tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection()).await {
+            None => match tokio::time::timeout(
+                Duration::from_secs(5),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            {
                 Ok(Ok(cn)) => cn,
                 _ => {
                     tokio::select! {
@@ -231,8 +250,8 @@ async fn read_loop(client: redis::Client, c: Arc<Consumer>, depth: usize, mut st
                 }
             },
         };
-        let read = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(&c.group)
             .arg(&c.name)
             .arg("COUNT")
@@ -241,8 +260,8 @@ async fn read_loop(client: redis::Client, c: Arc<Consumer>, depth: usize, mut st
             .arg(1000)
             .arg("STREAMS")
             .arg(&c.topic)
-            .arg(">")
-            .query_async::<Option<StreamReadReply>>(&mut cn);
+            .arg(">");
+        let read = cmd.query_async::<Option<StreamReadReply>>(&mut cn);
         let reply = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(5), read) => r,
             _ = stop.changed() => break,
@@ -260,8 +279,13 @@ async fn read_loop(client: redis::Client, c: Arc<Consumer>, depth: usize, mut st
                 if e.to_string().contains("NOGROUP") {
                     // The stream was deleted: recreate the group and go on.
                     let _: Result<String, _> = redis::cmd("XGROUP")
-                        .arg("CREATE").arg(&c.topic).arg(&c.group).arg("0").arg("MKSTREAM")
-                        .query_async(&mut cn).await;
+                        .arg("CREATE")
+                        .arg(&c.topic)
+                        .arg(&c.group)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query_async(&mut cn)
+                        .await;
                     conn = Some(cn);
                 } else {
                     tracing::warn!(topic = %c.topic, "redis pubsub read failed: {e}");
@@ -290,15 +314,15 @@ async fn reclaim_loop(
         }
         let mut start = "0-0".to_string();
         loop {
-            let r = redis::cmd("XAUTOCLAIM")
-                .arg(&c.topic)
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(&c.topic)
                 .arg(&c.group)
                 .arg(&c.name)
                 .arg(min_idle.as_millis() as u64)
                 .arg(&start)
                 .arg("COUNT")
-                .arg(depth)
-                .query_async::<StreamAutoClaimReply>(&mut conn);
+                .arg(depth);
+            let r = cmd.query_async::<StreamAutoClaimReply>(&mut conn);
             match tokio::time::timeout(Duration::from_secs(5), r).await {
                 Ok(Ok(reply)) => {
                     for e in reply.claimed {

@@ -38,7 +38,10 @@ impl BaseUrl {
             }
             _ => (authority.to_string(), default_port),
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if host.is_empty() || host.contains(['@', ' ']) {
             return None;
         }
@@ -122,17 +125,22 @@ impl Endpoints {
             }
             None => return None,
         };
-        Some(self.lookup(&base.host, base.port).await.map(|addr| External {
-            addr,
-            tls: base.tls,
-            authority: base.authority(),
-            host: base.host.clone(),
-            path: format!("{}/{}", base.prefix, method.trim_start_matches('/')),
-            headers,
-        }).map_err(|reason| ApiError::DirectInvoke {
-            app_id: app_id.to_string(),
-            reason,
-        }))
+        Some(
+            self.lookup(&base.host, base.port)
+                .await
+                .map(|addr| External {
+                    addr,
+                    tls: base.tls,
+                    authority: base.authority(),
+                    host: base.host.clone(),
+                    path: format!("{}/{}", base.prefix, method.trim_start_matches('/')),
+                    headers,
+                })
+                .map_err(|reason| ApiError::DirectInvoke {
+                    app_id: app_id.to_string(),
+                    reason,
+                }),
+        )
     }
 
     async fn lookup(&self, host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -169,7 +177,10 @@ mod tests {
     #[test]
     fn base_urls() {
         let b = BaseUrl::parse("https://api.github.com").unwrap();
-        assert_eq!((b.tls, b.host.as_str(), b.port, b.prefix.as_str()), (true, "api.github.com", 443, ""));
+        assert_eq!(
+            (b.tls, b.host.as_str(), b.port, b.prefix.as_str()),
+            (true, "api.github.com", 443, "")
+        );
         assert_eq!(b.authority(), "api.github.com");
         let b = BaseUrl::parse("http://127.0.0.1:8080/api/v2/").unwrap();
         assert_eq!((b.tls, b.port, b.prefix.as_str()), (false, 8080, "/api/v2"));

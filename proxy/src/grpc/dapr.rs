@@ -73,17 +73,15 @@ impl Dapr for DaprApi {
             .call("/dapr.proto.runtime.v1.Dapr/InvokeService", &req, Ok(typed))
             .await?
         {
-            Response::Proxy(up) => {
-                super::invoke::call(
-                    &self.clients,
-                    up,
-                    msg,
-                    self.rt.app_token.as_deref(),
-                    deadline,
-                )
-                .await
-                    .map(GrpcResponse::new)
-            }
+            Response::Proxy(up) => super::invoke::call(
+                &self.clients,
+                up,
+                msg,
+                self.rt.app_token.as_deref(),
+                deadline,
+            )
+            .await
+            .map(GrpcResponse::new),
             _ => Err(unexpected()),
         }
     }

@@ -89,9 +89,11 @@ pub async fn call(
 ) -> Result<InvokeResponse, Status> {
     let fut = send(clients, up, msg, app_token, deadline);
     match deadline {
-        Some(d) => tokio::time::timeout(d, fut)
-            .await
-            .unwrap_or_else(|_| Err(Status::deadline_exceeded("fail to invoke: deadline exceeded"))),
+        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(
+                "fail to invoke: deadline exceeded",
+            ))
+        }),
         None => fut.await,
     }
 }
@@ -126,16 +128,12 @@ async fn send(
             let req = b
                 .body(tonic::body::Body::new(http_body_util::Full::new(body)))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            let resp = clients
-                .peers
-                .send(*addr, req)
-                .await
-                .map_err(|e| match e {
-                    crate::peer_client::PeerError::Timeout => {
-                        Status::deadline_exceeded(format!("fail to invoke: {e}"))
-                    }
-                    e => Status::internal(format!("fail to invoke: {e}")),
-                })?;
+            let resp = clients.peers.send(*addr, req).await.map_err(|e| match e {
+                crate::peer_client::PeerError::Timeout => {
+                    Status::deadline_exceeded(format!("fail to invoke: {e}"))
+                }
+                e => Status::internal(format!("fail to invoke: {e}")),
+            })?;
             let code = resp.status().as_u16();
             let ct = header(resp.headers());
             let body = resp
@@ -170,10 +168,7 @@ async fn send(
         }
         Upstream::App { addr, path } => {
             let url = format!("http://{addr}{}", with_query(path));
-            let mut req = clients
-                .app
-                .request(verb(ext.verb), url)
-                .body(body);
+            let mut req = clients.app.request(verb(ext.verb), url).body(body);
             if !msg.content_type.is_empty() {
                 req = req.header("content-type", msg.content_type);
             }

@@ -46,12 +46,16 @@ impl<S> tower::Layer<S> for Proxy {
     }
 }
 
-type BoxFut = Pin<Box<dyn Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send>>;
+type BoxFut =
+    Pin<Box<dyn Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send>>;
 
 impl<S> tower::Service<http::Request<Body>> for ProxyService<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = std::convert::Infallible>
-        + Clone
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -90,7 +94,11 @@ where
 }
 
 impl Proxy {
-    async fn forward(&self, app_id: String, mut req: http::Request<Body>) -> Result<http::Response<Body>, Status> {
+    async fn forward(
+        &self,
+        app_id: String,
+        mut req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, Status> {
         let method = req.uri().path().to_string();
         let mut ctx = Ctx::new(Protocol::Grpc, "POST", "/{service}/{method}");
         ctx.api_token = req
@@ -131,9 +139,9 @@ impl Proxy {
         };
         let send = client.send(addr, req);
         let resp = match deadline {
-            Some(d) => tokio::time::timeout(d, send)
-                .await
-                .map_err(|_| Status::deadline_exceeded("deadline exceeded before the target answered"))?,
+            Some(d) => tokio::time::timeout(d, send).await.map_err(|_| {
+                Status::deadline_exceeded("deadline exceeded before the target answered")
+            })?,
             None => send.await,
         };
         let resp = resp.map_err(|e| match e {

@@ -30,10 +30,7 @@ pub struct InternalApi {
 
 impl InternalApi {
     pub fn new(rt: Arc<Runtime>, acl: Option<AccessControl>) -> Self {
-        let app_h2 = rt
-            .app
-            .as_ref()
-            .is_some_and(|a| invoke::app_h2(&a.protocol));
+        let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
         InternalApi { rt, acl, app_h2 }
     }
 }
@@ -51,7 +48,10 @@ pub struct PeerIdentity;
 
 #[async_trait]
 impl TlsAccept for PeerIdentity {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let id = crate::security::tls::spiffe_of(tls.peer_certificate_der()?)?;
         Some(Arc::new(id))
     }

@@ -61,10 +61,7 @@ impl HttpApi {
         metrics: Option<(Arc<Metrics>, String)>,
         mtls: Option<Arc<Identity>>,
     ) -> Self {
-        let app_h2 = rt
-            .app
-            .as_ref()
-            .is_some_and(|a| invoke::app_h2(&a.protocol));
+        let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
         HttpApi {
             chain,
             rt,

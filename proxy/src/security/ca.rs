@@ -170,8 +170,8 @@ impl Ca {
         let cert = p
             .signed_by(&csr.public_key, &self.issuer, &self.issuer_key)
             .map_err(|e| CaError::Sign(e.to_string()))?;
-        let until = SystemTime::UNIX_EPOCH
-            + Duration::from_secs(not_after.unix_timestamp().max(0) as u64);
+        let until =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.unix_timestamp().max(0) as u64);
         Ok((format!("{}{}", cert.pem(), self.issuer_pem), until))
     }
 
@@ -218,8 +218,8 @@ fn random_serial() -> SerialNumber {
 }
 
 fn write(path: &Path, contents: &str, mode: u32) -> Result<(), CaError> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()
         .create_new(true)
         .write(true)

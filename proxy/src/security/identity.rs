@@ -54,7 +54,8 @@ impl Identity {
     /// Gets the first certificate, retrying while sentry is not up yet
     /// (bounded: start-up fails after `wait`).
     pub async fn obtain(opts: MtlsOptions, wait: Duration) -> Result<Arc<Identity>, String> {
-        let anchors = pem_certs(&opts.trust_anchors_pem).map_err(|e| format!("trust anchors: {e}"))?;
+        let anchors =
+            pem_certs(&opts.trust_anchors_pem).map_err(|e| format!("trust anchors: {e}"))?;
         root_store(&anchors)?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut backoff = Duration::from_millis(100);
@@ -135,7 +136,9 @@ impl Identity {
 
     /// Server side (the internal listener): present the current certificate,
     /// require a client certificate chaining to the trust anchors.
-    pub fn server_verifier(&self) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    pub fn server_verifier(
+        &self,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
         WebPkiClientVerifier::builder(Arc::new(root_store(&self.anchors)?))
             .build()
             .map_err(|e| e.to_string())
@@ -144,7 +147,10 @@ impl Identity {
     /// Client side for non-pingora HTTP/2 clients (gRPC): verify the peer
     /// against the anchors (and `expected`, when given); present our
     /// certificate.
-    pub fn client_config(self: &Arc<Self>, expected: Option<SpiffeId>) -> Result<rustls::ClientConfig, String> {
+    pub fn client_config(
+        self: &Arc<Self>,
+        expected: Option<SpiffeId>,
+    ) -> Result<rustls::ClientConfig, String> {
         let verifier = SpiffeServerVerifier::new(root_store(&self.anchors)?, expected)?;
         Ok(rustls::ClientConfig::builder()
             .dangerous()
@@ -179,7 +185,10 @@ impl rustls::server::ResolvesServerCert for Resolver {
 }
 
 /// One round trip to sentry: new key, CSR, signed certificate.
-async fn request(opts: &MtlsOptions, anchors: &[CertificateDer<'static>]) -> Result<Issued, String> {
+async fn request(
+    opts: &MtlsOptions,
+    anchors: &[CertificateDer<'static>],
+) -> Result<Issued, String> {
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let mut params = CertificateParams::default();
     params.subject_alt_names = vec![SanType::URI(
@@ -198,10 +207,11 @@ async fn request(opts: &MtlsOptions, anchors: &[CertificateDer<'static>]) -> Res
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", opts.sentry_address))
-        .map_err(|e| format!("bad sentry address {:?}: {e}", opts.sentry_address))?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10));
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", opts.sentry_address))
+            .map_err(|e| format!("bad sentry address {:?}: {e}", opts.sentry_address))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10));
     let channel = endpoint
         .connect_with_connector(TlsConnector::new(tls))
         .await

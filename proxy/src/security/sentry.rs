@@ -78,13 +78,20 @@ impl CaService for Signer {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.len() <= 253
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
         if !valid(&r.id) {
-            return Err(Status::invalid_argument(format!("invalid app id {:?}", r.id)));
+            return Err(Status::invalid_argument(format!(
+                "invalid app id {:?}",
+                r.id
+            )));
         }
         if !valid(&r.namespace) {
-            return Err(Status::invalid_argument(format!("invalid namespace {:?}", r.namespace)));
+            return Err(Status::invalid_argument(format!(
+                "invalid namespace {:?}",
+                r.namespace
+            )));
         }
         let td = if r.trust_domain.is_empty() {
             spar_filters::access_control::DEFAULT_TRUST_DOMAIN
@@ -92,7 +99,9 @@ impl CaService for Signer {
             &r.trust_domain
         };
         if !valid(td) {
-            return Err(Status::invalid_argument(format!("invalid trust domain {td:?}")));
+            return Err(Status::invalid_argument(format!(
+                "invalid trust domain {td:?}"
+            )));
         }
         let id = SpiffeId::new(td, &r.namespace, &r.id);
         let (pem, until) = self
@@ -175,7 +184,11 @@ async fn serve(args: SentryArgs) -> Result<(), String> {
         .unwrap_or_else(|| "default".into());
     let sentry_id = SpiffeId::new(&args.trust_domain, &namespace, "dapr-sentry");
     let (chain_pem, key) = ca
-        .sign_server(&sentry_id, &["localhost", "dapr-sentry", "127.0.0.1", "::1"], Duration::from_secs(365 * 24 * 3600))
+        .sign_server(
+            &sentry_id,
+            &["localhost", "dapr-sentry", "127.0.0.1", "::1"],
+            Duration::from_secs(365 * 24 * 3600),
+        )
         .map_err(|e| e.to_string())?;
     let chain = pem_certs(chain_pem.as_bytes())?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -187,9 +200,7 @@ async fn serve(args: SentryArgs) -> Result<(), String> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let roots = pem_certs(ca.root_pem.as_bytes())?
         .iter()
-        .map(|c| {
-            pem_encode(c)
-        })
+        .map(|c| pem_encode(c))
         .collect();
 
     let addr: SocketAddr = format!("{}:{}", args.listen_address, args.port)
@@ -252,13 +263,21 @@ impl tonic::transport::server::Connected for TlsConn {
 }
 
 impl AsyncRead for TlsConn {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

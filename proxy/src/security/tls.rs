@@ -91,7 +91,8 @@ impl ServerCertVerifier for SpiffeServerVerifier {
                     (Some(want), Some(got)) if *want == got => Ok(ServerCertVerified::assertion()),
                     (Some(want), got) => Err(Error::General(format!(
                         "peer identity {} is not the expected {want}",
-                        got.map(|g| g.to_string()).unwrap_or_else(|| "(none)".into())
+                        got.map(|g| g.to_string())
+                            .unwrap_or_else(|| "(none)".into())
                     ))),
                 }
             }
@@ -144,9 +145,8 @@ type Io = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::Tc
 impl tower::Service<http::Uri> for TlsConnector {
     type Response = Io;
     type Error = std::io::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Io, std::io::Error>> + Send>,
-    >;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Io, std::io::Error>> + Send>>;
 
     fn poll_ready(
         &mut self,
@@ -158,9 +158,13 @@ impl tower::Service<http::Uri> for TlsConnector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.clone();
         Box::pin(async move {
-            let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
+            let bad =
+                |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
             let host = uri.host().ok_or_else(|| bad("no host"))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let port = uri.port_u16().unwrap_or(443);
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
