@@ -9,7 +9,9 @@
 pub mod access_control;
 pub mod api;
 pub mod builtin;
+pub mod cel;
 pub mod chain;
+pub mod cloudevent;
 pub mod context;
 pub mod error;
 pub mod handlers;
