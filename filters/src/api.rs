@@ -3,7 +3,7 @@
 //! Front ends decode into these; handler filters consume them. Each building
 //! block defines its own operation types in `handlers::<block>`.
 
-use crate::handlers::{health::HealthRequest, invoke, metadata, secrets, state};
+use crate::handlers::{health::HealthRequest, invoke, metadata, pubsub, secrets, state};
 
 #[derive(Debug)]
 pub enum Request {
@@ -13,6 +13,7 @@ pub enum Request {
     State(state::StateRequest),
     Secrets(secrets::SecretsRequest),
     Invoke(invoke::InvokeRequest),
+    PubSub(pubsub::PubSubRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -28,6 +29,8 @@ pub enum Response {
     Secrets(secrets::SecretsResponse),
     /// Not an answer: the front end proxies the call there.
     Proxy(invoke::Upstream),
+    /// Bulk publish: the entries that failed (none: all published).
+    BulkPublished(pubsub::BulkFailures),
 }
 
 impl Response {
@@ -41,6 +44,8 @@ impl Response {
             Response::Secrets(_) => 200,
             // The app's status is known only after proxying.
             Response::Proxy(_) => 200,
+            Response::BulkPublished(f) if f.0.is_empty() => 204,
+            Response::BulkPublished(_) => 500,
         }
     }
 }

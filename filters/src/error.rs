@@ -92,6 +92,28 @@ pub enum ApiError {
     DirectInvokeTimeout { app_id: String, reason: String },
     #[error("app channel is not initialized")]
     AppChannelNotInitialized,
+    #[error("pubsub is not configured")]
+    PubSubNotConfigured,
+    #[error("pubsub name is empty")]
+    PubSubEmpty,
+    #[error("pubsub {0} is not found")]
+    PubSubNotFound(String),
+    #[error("topic is empty in pubsub {0}")]
+    TopicEmpty(String),
+    #[error("topic {topic} is not allowed for app id {app_id}")]
+    PubSubForbidden { topic: String, app_id: String },
+    #[error("error when publishing to topic {topic} in pubsub {pubsub}: {reason}")]
+    PubSubPublish {
+        topic: String,
+        pubsub: String,
+        reason: String,
+    },
+    #[error("error when unmarshalling the request metadata: {0}")]
+    PubSubRequestMetadata(String),
+    #[error("error when wrapping the payload in a CloudEvent: {0}")]
+    PubSubCloudEvent(String),
+    #[error("error when reading the bulk publish request: {0}")]
+    PubSubEventsSer(String),
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -153,6 +175,15 @@ impl ApiError {
             | DirectInvokeDenied { .. }
             | DirectInvokeTimeout { .. } => "ERR_DIRECT_INVOKE",
             AppChannelNotInitialized => "ERR_APP_CHANNEL_NIL",
+            PubSubNotConfigured => "ERR_PUBSUB_NOT_CONFIGURED",
+            PubSubEmpty => "ERR_PUBSUB_EMPTY",
+            PubSubNotFound(_) => "ERR_PUBSUB_NOT_FOUND",
+            TopicEmpty(_) => "ERR_TOPIC_NAME_EMPTY",
+            PubSubForbidden { .. } => "ERR_PUBSUB_FORBIDDEN",
+            PubSubPublish { .. } => "ERR_PUBSUB_PUBLISH_MESSAGE",
+            PubSubRequestMetadata(_) => "ERR_PUBSUB_REQUEST_METADATA",
+            PubSubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            PubSubEventsSer(_) => "ERR_PUBSUB_EVENTS_SER",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -183,6 +214,11 @@ impl ApiError {
             DirectInvoke { .. } | AppChannelNotInitialized => 500,
             DirectInvokeDenied { .. } => 403,
             DirectInvokeTimeout { .. } => 504,
+            PubSubNotConfigured => 400,
+            PubSubEmpty | PubSubNotFound(_) | TopicEmpty(_) => 404,
+            PubSubForbidden { .. } => 403,
+            PubSubPublish { .. } => 500,
+            PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => 400,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -215,6 +251,11 @@ impl ApiError {
             DirectInvokeDenied { .. } => PERMISSION_DENIED,
             DirectInvokeTimeout { .. } => DEADLINE_EXCEEDED,
             AppChannelNotInitialized => INTERNAL,
+            PubSubNotConfigured => FAILED_PRECONDITION,
+            PubSubEmpty | PubSubNotFound(_) | TopicEmpty(_) => INVALID_ARGUMENT,
+            PubSubForbidden { .. } => PERMISSION_DENIED,
+            PubSubPublish { .. } => INTERNAL,
+            PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => INVALID_ARGUMENT,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

@@ -56,6 +56,18 @@ impl AppHealth {
     }
 }
 
+/// A running subscription, for the metadata API.
+#[derive(Debug, Clone)]
+pub struct SubscriptionInfo {
+    pub pubsub: String,
+    pub topic: String,
+    pub dead_letter: Option<String>,
+    /// Rule paths, then the default path.
+    pub rules: Vec<String>,
+    /// `DECLARATIVE` or `PROGRAMMATIC`.
+    pub kind: &'static str,
+}
+
 pub struct Runtime {
     pub app_id: String,
     pub namespace: Option<String>,
@@ -64,6 +76,7 @@ pub struct Runtime {
     pub secrets: SecretStores,
     /// Finds peer sidecars for service invocation.
     pub resolver: Option<std::sync::Arc<dyn spar_resolvers::Resolver>>,
+    pub pubsubs: crate::handlers::pubsub::PubSubs,
     /// `HTTPEndpoint` resources (and full-URL targets).
     pub endpoints: crate::handlers::endpoints::Endpoints,
     /// `APP_API_TOKEN`: sent to the app as `dapr-api-token` on every call.
@@ -76,6 +89,7 @@ pub struct Runtime {
     pub enabled_features: Vec<String>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
     attributes: RwLock<BTreeMap<String, String>>,
+    subscriptions: RwLock<Vec<SubscriptionInfo>>,
     app_health: AtomicU8,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -91,6 +105,7 @@ impl Runtime {
             secrets: SecretStores::default(),
             resolver: None,
             endpoints: Default::default(),
+            pubsubs: Default::default(),
             app_token: std::env::var("APP_API_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
@@ -99,6 +114,7 @@ impl Runtime {
             app: None,
             enabled_features: Vec::new(),
             attributes: RwLock::new(BTreeMap::new()),
+            subscriptions: RwLock::default(),
             app_health: AtomicU8::new(AppHealth::Unknown as u8),
             ready: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
@@ -115,6 +131,17 @@ impl Runtime {
         };
         let ip: std::net::IpAddr = host.parse().ok()?;
         Some(std::net::SocketAddr::new(ip, app.port))
+    }
+
+    pub fn set_subscriptions(&self, subs: Vec<SubscriptionInfo>) {
+        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = subs;
+    }
+
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_attribute(&self, key: String, value: String) {

@@ -30,6 +30,8 @@ pub struct Booted {
     pub mtls: Option<Arc<crate::security::Identity>>,
     /// The callee-side policy from `spec.accessControl`.
     pub acl: Option<AccessControl>,
+    /// Declarative subscriptions in scope for this app.
+    pub subscriptions: Vec<spar_config::Subscription>,
 }
 
 /// The default data directory: `$HOME/.spar/data`.
@@ -44,15 +46,18 @@ pub fn data_dir(args: &RunArgs) -> PathBuf {
 }
 
 /// With no `--resources-path` at all, a first user still gets a working
-/// state store: `statestore`, SQLite under the data directory.
+/// state store (`statestore`, SQLite under the data directory) and pub/sub
+/// (`pubsub`, in memory) — daprd's default names.
 fn default_components(dir: &std::path::Path) -> Vec<Component> {
-    let yaml = format!(
+    let state = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: {:?}\n",
         dir.join("spar-state.db").display().to_string()
     );
-    serde_yaml::from_str::<Component>(&yaml)
-        .map(|c| vec![c])
-        .unwrap_or_default()
+    let pubsub = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n";
+    [state.as_str(), pubsub]
+        .iter()
+        .filter_map(|y| serde_yaml::from_str::<Component>(y).ok())
+        .collect()
 }
 
 pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
@@ -115,6 +120,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     .await;
     let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
     rt.endpoints = endpoints;
+    rt.pubsubs = std::mem::take(&mut loaded.pubsubs);
     rt.resolver = names.resolver.clone();
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;
@@ -183,6 +189,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         max_body,
         mtls,
         acl,
+        subscriptions: resources.subscriptions.clone(),
     })
 }
 

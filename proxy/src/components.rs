@@ -23,6 +23,7 @@ pub struct Loaded {
     pub infos: Vec<ComponentInfo>,
     /// (component, reason)
     pub failed: Vec<(String, String)>,
+    pub pubsubs: spar_filters::handlers::pubsub::PubSubs,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
@@ -220,6 +221,36 @@ pub async fn load(
                     .collect();
                 out.infos.push(info(&c, caps));
                 out.state.insert(c.name().to_string(), store, prefix);
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, &c, e.to_string()),
+        }
+    }
+
+    for c in components.iter().filter(|c| c.kind_prefix() == "pubsub") {
+        let c = match resolve(c, &secret_stores).await {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut out, c, e);
+                continue;
+            }
+        };
+        match registry.build_pubsub(&c, ctx) {
+            Ok(broker) => {
+                use spar_filters::handlers::pubsub::{PubSubComponent, Scopes};
+                let meta = c.metadata_map();
+                out.infos.push(info(&c, vec![]));
+                out.pubsubs.insert(
+                    c.name().to_string(),
+                    PubSubComponent {
+                        broker,
+                        scopes: Scopes::from_metadata(&meta, app_id),
+                        consumer_group: c
+                            .meta("consumerID")
+                            .filter(|v| !v.is_empty())
+                            .unwrap_or_else(|| app_id.to_string()),
+                    },
+                );
                 tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
             }
             Err(e) => fail(&mut out, &c, e.to_string()),

@@ -15,6 +15,7 @@ mod peer_client;
 mod run;
 mod security;
 mod signals;
+mod subscriber;
 mod validate;
 
 use clap::Parser;

@@ -76,6 +76,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         max_body,
         mtls,
         acl,
+        subscriptions,
     } = bg.block_on(boot(&args))?;
     let peers = std::sync::Arc::new(crate::peer_client::PeerClient::new(mtls.as_ref())?);
 
@@ -137,6 +138,11 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         bg.spawn(signals::watch_signals(None, stop_tx.clone(), grace));
     }
     bg.spawn(app_channel::health_loop(rt.clone(), stop_rx.clone()));
+    let subscriber = bg.spawn(crate::subscriber::run(
+        rt.clone(),
+        subscriptions,
+        stop_rx.clone(),
+    ));
 
     let mut conf = ServerConf {
         threads: 2,
@@ -253,6 +259,8 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         None => 0,
     };
     let _ = bg.block_on(async { tokio::time::timeout(grace, grpc_task).await });
+    // In-flight deliveries finish (bounded by the grace period) before exit.
+    let _ = bg.block_on(async { tokio::time::timeout(grace, subscriber).await });
     bg.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(code, "spar stopped");
     Ok(code)

@@ -15,6 +15,7 @@ mod metadata;
 mod metrics;
 mod mtls;
 mod outage;
+mod pubsub;
 mod secrets;
 mod state_grpc;
 mod state_http;

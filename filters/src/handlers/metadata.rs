@@ -21,6 +21,7 @@ pub struct MetadataSnapshot {
     pub extended: BTreeMap<String, String>,
     pub app_connection: Option<AppConnection>,
     pub http_endpoints: Vec<String>,
+    pub subscriptions: Vec<crate::runtime::SubscriptionInfo>,
 }
 
 pub fn handle(rt: &Runtime, req: MetadataRequest) -> ApiResult {
@@ -55,6 +56,7 @@ pub fn snapshot(rt: &Runtime) -> MetadataSnapshot {
         components: rt.components.clone(),
         extended,
         app_connection: rt.app.clone(),
+        subscriptions: rt.subscriptions(),
         http_endpoints: {
             let mut n: Vec<String> = rt.endpoints.names().cloned().collect();
             n.sort();

@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod health;
 pub mod invoke;
 pub mod metadata;
+pub mod pubsub;
 pub mod secrets;
 pub mod state;
 
@@ -43,6 +44,7 @@ impl Filter for Router {
             Request::State(r) => state::handle(&self.rt, r).await,
             Request::Secrets(r) => secrets::handle(&self.rt, r).await,
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
+            Request::PubSub(r) => pubsub::handle(&self.rt, r).await,
             Request::Rejected(e) => Err(e),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use prost::Message;
 use spar_filters::handlers::invoke::InvokeRequest;
 use spar_filters::handlers::metadata::{MetadataRequest, MetadataSnapshot};
+use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
 use spar_filters::handlers::secrets::{SecretsRequest, SecretsResponse};
 use spar_filters::handlers::state::{StateRequest, StateResponse, TxOp};
 use spar_filters::{ApiError, Chain, Ctx, Protocol, Request, Response, Runtime};
@@ -259,6 +260,72 @@ impl Dapr for DaprApi {
         )
         .await?;
         Ok(GrpcResponse::new(()))
+    }
+
+    async fn publish_event(&self, req: GrpcRequest<pb::PublishEventRequest>) -> R<()> {
+        let m = req.get_ref();
+        let header = |k: &str| {
+            req.metadata()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let typed = Request::PubSub(PubSubRequest::Publish(PublishRequest {
+            pubsub: m.pubsub_name.clone(),
+            topic: m.topic.clone(),
+            data: bytes::Bytes::copy_from_slice(&m.data),
+            content_type: Some(m.data_content_type.clone()).filter(|c| !c.is_empty()),
+            metadata: m.metadata.clone().into_iter().collect(),
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+        }));
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/PublishEvent", &req, Ok(typed))
+            .await?
+        {
+            Response::Empty => Ok(GrpcResponse::new(())),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn bulk_publish_event_alpha1(
+        &self,
+        req: GrpcRequest<pb::BulkPublishRequest>,
+    ) -> R<pb::BulkPublishResponse> {
+        let m = req.get_ref();
+        let typed = Request::PubSub(PubSubRequest::BulkPublish {
+            pubsub: m.pubsub_name.clone(),
+            topic: m.topic.clone(),
+            entries: m
+                .entries
+                .iter()
+                .map(|e| BulkEntry {
+                    entry_id: e.entry_id.clone(),
+                    event: bytes::Bytes::copy_from_slice(&e.event),
+                    content_type: e.content_type.clone(),
+                    metadata: e.metadata.clone().into_iter().collect(),
+                })
+                .collect(),
+            metadata: m.metadata.clone().into_iter().collect(),
+            traceparent: req
+                .metadata()
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+        match self
+            .call("/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1", &req, Ok(typed))
+            .await?
+        {
+            Response::BulkPublished(f) => Ok(GrpcResponse::new(pb::BulkPublishResponse {
+                failed_entries: f
+                    .0
+                    .into_iter()
+                    .map(|(entry_id, error)| pb::BulkPublishResponseFailedEntry { entry_id, error })
+                    .collect(),
+            })),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn get_secret(&self, req: GrpcRequest<pb::GetSecretRequest>) -> R<pb::GetSecretResponse> {

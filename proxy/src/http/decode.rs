@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use spar_filters::handlers::health::HealthRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
+use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
 use spar_filters::handlers::secrets::SecretsRequest;
 use spar_filters::handlers::state::{self as hs, DeleteItem, SaveItem, StateRequest, TxOp};
 use spar_filters::{ApiError, Request};
@@ -177,6 +178,65 @@ pub struct Head<'a> {
     pub query: Option<&'a str>,
     /// `If-Match`, for state deletes.
     pub if_match: Option<String>,
+    pub content_type: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkEntryJson {
+    #[serde(default)]
+    entry_id: String,
+    event: serde_json::Value,
+    #[serde(default)]
+    content_type: String,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+fn publish(h: &Head<'_>, pubsub: &str, topic: &[&str], body: &[u8]) -> Result<Request, ApiError> {
+    Ok(Request::PubSub(PubSubRequest::Publish(PublishRequest {
+        pubsub: percent_decode(pubsub),
+        topic: topic.iter().map(|s| percent_decode(s)).collect::<Vec<_>>().join("/"),
+        data: bytes::Bytes::copy_from_slice(body),
+        content_type: h.content_type.clone(),
+        metadata: Query::parse(h.query).metadata,
+        traceparent: h.traceparent.clone(),
+        tracestate: h.tracestate.clone(),
+    })))
+}
+
+fn bulk_publish(h: &Head<'_>, pubsub: &str, topic: &[&str], body: &[u8]) -> Result<Request, ApiError> {
+    let entries: Vec<BulkEntryJson> =
+        serde_json::from_slice(body).map_err(|e| ApiError::PubSubEventsSer(e.to_string()))?;
+    let entries = entries
+        .into_iter()
+        .map(|e| {
+            let json_like = e.content_type.contains("json") || e.content_type.is_empty();
+            let event = match e.event {
+                serde_json::Value::String(s) if !json_like => bytes::Bytes::from(s.into_bytes()),
+                v => bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+            };
+            BulkEntry {
+                entry_id: e.entry_id,
+                event,
+                content_type: if e.content_type.is_empty() {
+                    "application/json".into()
+                } else {
+                    e.content_type
+                },
+                metadata: e.metadata,
+            }
+        })
+        .collect();
+    Ok(Request::PubSub(PubSubRequest::BulkPublish {
+        pubsub: percent_decode(pubsub),
+        topic: topic.iter().map(|s| percent_decode(s)).collect::<Vec<_>>().join("/"),
+        entries,
+        metadata: Query::parse(h.query).metadata,
+        traceparent: h.traceparent.clone(),
+    }))
 }
 
 pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
@@ -337,6 +397,20 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                 }))
             },
         ),
+        ["v1.0-alpha1" | "v1.0", "publish", "bulk", pubsub, topic @ ..] => only(
+            m,
+            &["POST", "PUT"],
+            "/v1.0-alpha1/publish/bulk/{pubsubname}/{topic}",
+            h.path,
+            || bulk_publish(h, pubsub, topic, body),
+        ),
+        ["v1.0", "publish", pubsub, topic @ ..] => only(
+            m,
+            &["POST", "PUT"],
+            "/v1.0/publish/{pubsubname}/{topic}",
+            h.path,
+            || publish(h, pubsub, topic, body),
+        ),
         ["v1.0-alpha1", "state", store, "query"] => {
             only(
                 m,
@@ -407,6 +481,9 @@ mod tests {
                 path,
                 query,
                 if_match: None,
+                content_type: None,
+                traceparent: None,
+                tracestate: None,
             },
             body.as_bytes(),
         )

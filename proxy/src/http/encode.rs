@@ -60,6 +60,19 @@ pub fn response(r: Response) -> Encoded {
         Response::Secrets(SecretsResponse::Bulk(all)) => json_body(status, &json!(all)),
         // Invocation is proxied by the front end, never encoded.
         Response::Proxy(_) => error(&ApiError::Internal("invocation reached the encoder".into())),
+        Response::BulkPublished(f) if f.0.is_empty() => Encoded {
+            status,
+            headers: vec![],
+            body: Bytes::new(),
+        },
+        // Some entries failed: daprd's body, listing them.
+        Response::BulkPublished(f) => json_body(
+            status,
+            &json!({
+                "failedEntries": f.0.iter().map(|(id, e)| json!({"entryId": id, "error": e})).collect::<Vec<_>>(),
+                "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+            }),
+        ),
     }
 }
 
@@ -158,7 +171,18 @@ fn metadata(m: &MetadataSnapshot) -> Value {
         "actors": [],
         "components": components,
         "extended": m.extended,
-        "subscriptions": [],
+        "subscriptions": m.subscriptions.iter().map(|s| {
+            let mut o = json!({
+                "pubsubname": s.pubsub,
+                "topic": s.topic,
+                "rules": s.rules.iter().map(|p| json!({"path": p})).collect::<Vec<_>>(),
+                "type": s.kind,
+            });
+            if let Some(d) = &s.dead_letter {
+                o["deadLetterTopic"] = json!(d);
+            }
+            o
+        }).collect::<Vec<_>>(),
         "httpEndpoints": m.http_endpoints.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
     });
     if let Some(a) = &m.app_connection {

@@ -197,6 +197,9 @@ impl ProxyHttp for HttpApi {
             path: req.uri.path(),
             query: req.uri.query(),
             if_match: header("if-match"),
+            content_type: header("content-type"),
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
         };
         let decoded = decode::decode(&head, &body);
         let mut ctx = Ctx::new(Protocol::Http, method, decoded.route);

@@ -1,0 +1,326 @@
+//! Publish and subscribe end to end: a real HTTP subscriber app behind a
+//! sidecar, declarative (v2alpha1 routing rules, dead-letter topic) and
+//! programmatic (`GET /dapr/subscribe`) subscriptions, CloudEvents as Dapr
+//! builds them, RETRY / DROP / error answers, bulk publish, scoping, the
+//! Rust SDK over gRPC — against the in-memory broker and Redis Streams.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode as AxStatus, Uri};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use spar_tests::{get_json, unique, Options, Sidecar};
+
+#[derive(Clone, Debug)]
+struct Got {
+    path: String,
+    content_type: String,
+    body: Bytes,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+type Seen = Arc<Mutex<Vec<Got>>>;
+
+/// The subscriber app: records every delivery; `/flaky` answers RETRY
+/// twice per event id, `/poison` always fails, `/gone` is 404.
+async fn subscriber_app(programmatic: Value) -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let sub = programmatic.clone();
+    let app = axum::Router::new()
+        .route("/dapr/subscribe", axum::routing::get(move || async move { axum::Json(sub.clone()) }))
+        .fallback(|State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+            let got = Got {
+                path: uri.path().to_string(),
+                content_type: headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+                body,
+            };
+            let id = got.json()["id"].as_str().unwrap_or_default().to_string();
+            let path = got.path.clone();
+            let attempts = {
+                let mut s = seen.lock().unwrap();
+                s.push(got);
+                s.iter()
+                    .filter(|g| g.path == path && g.json()["id"].as_str() == Some(&id))
+                    .count()
+            };
+            match path.as_str() {
+                "/flaky" if attempts <= 2 => (AxStatus::OK, axum::Json(json!({"status": "RETRY"}))),
+                "/poison" => (AxStatus::INTERNAL_SERVER_ERROR, axum::Json(json!({}))),
+                "/gone" => (AxStatus::NOT_FOUND, axum::Json(json!({}))),
+                _ => (AxStatus::OK, axum::Json(json!({"status": "SUCCESS"}))),
+            }
+        })
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (port, seen)
+}
+
+async fn wait_for(seen: &Seen, limit: Duration, f: impl Fn(&[Got]) -> bool) -> Vec<Got> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = seen.lock().unwrap().clone();
+        if f(&s) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn on(s: &[Got], path: &str) -> Vec<Got> {
+    s.iter().filter(|g| g.path == path).cloned().collect()
+}
+
+async fn end_to_end(component: String, u: &str) {
+    let (orders, prog, dlq, flaky, gone, raw) = (
+        format!("orders-{u}"),
+        format!("prog-{u}"),
+        format!("dlq-{u}"),
+        format!("flaky-{u}"),
+        format!("gone-{u}"),
+        format!("raw-{u}"),
+    );
+    let programmatic = json!([
+        {"pubsubname": "ps", "topic": prog, "route": "/prog"},
+        {"pubsubname": "ps", "topic": flaky, "route": "/flaky"},
+        {"pubsubname": "ps", "topic": gone, "route": "/gone"},
+        {"pubsubname": "ps", "topic": raw, "route": "/raw", "metadata": {"rawPayload": "true"}},
+        {"pubsubname": "ps", "topic": dlq, "route": "/dead"},
+    ]);
+    let (port, seen) = subscriber_app(programmatic).await;
+    let app_id = unique("sub-app");
+    let declarative = format!(
+        r#"apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: orders-sub
+spec:
+  pubsubname: ps
+  topic: {orders}
+  routes:
+    rules:
+      - match: event.data.kind == "book" && event.data.n > 1
+        path: /books
+      - match: event.type == "order.cancelled"
+        path: /cancelled
+    default: /orders
+  deadLetterTopic: {dlq}
+scopes:
+  - {app_id}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Subscription
+metadata:
+  name: poison-sub
+spec:
+  pubsubname: ps
+  topic: poison-{u}
+  route: /poison
+  deadLetterTopic: {dlq}
+---
+apiVersion: dapr.io/v1alpha1
+kind: Subscription
+metadata:
+  name: not-mine
+spec:
+  pubsubname: ps
+  topic: {orders}
+  route: /never
+scopes:
+  - some-other-app
+"#
+    );
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: vec![component, declarative],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let base = sc.http();
+    let publish = |topic: &str, body: Vec<u8>, ct: &str| {
+        c.post(format!("{base}/v1.0/publish/ps/{topic}"))
+            .header("content-type", ct)
+            .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .body(body)
+    };
+    // Subscriptions start once the app is up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = get_json(&c, format!("{base}/v1.0/metadata")).await;
+        if m["subscriptions"].as_array().is_some_and(|a| a.len() >= 7) {
+            let topics: Vec<&str> = m["subscriptions"].as_array().unwrap().iter().filter_map(|s| s["topic"].as_str()).collect();
+            assert!(topics.contains(&orders.as_str()) && topics.contains(&prog.as_str()), "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "subscriptions not listed: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // JSON payload → routed by rules, wrapped as Dapr wraps it.
+    for (kind, n) in [("book", 2), ("book", 1), ("car", 5)] {
+        let r = publish(&orders, serde_json::to_vec(&json!({"kind": kind, "n": n})).unwrap(), "application/json").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    // A CloudEvent is kept (its id and type), and routed on its type.
+    let ce = json!({"specversion": "1.0", "id": "ce-1", "source": "shop", "type": "order.cancelled", "datacontenttype": "application/json", "data": {"kind": "car", "n": 9}});
+    let r = publish(&orders, serde_json::to_vec(&ce).unwrap(), "application/cloudevents+json").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let s = wait_for(&seen, Duration::from_secs(10), |s| {
+        on(s, "/books").len() == 1 && on(s, "/orders").len() == 2 && on(s, "/cancelled").len() == 1
+    })
+    .await;
+    let paths: Vec<&str> = s.iter().map(|g| g.path.as_str()).collect();
+    assert_eq!(on(&s, "/books").len(), 1, "{paths:?} {}", sc.stderr());
+    let book = on(&s, "/books")[0].clone();
+    assert_eq!(book.content_type, "application/cloudevents+json");
+    let ev = book.json();
+    assert_eq!(ev["data"], json!({"kind": "book", "n": 2}));
+    assert_eq!(ev["source"], app_id);
+    assert_eq!(ev["type"], "com.dapr.event.sent");
+    assert_eq!(ev["specversion"], "1.0");
+    assert_eq!(ev["datacontenttype"], "application/json");
+    assert_eq!(ev["topic"], orders);
+    assert_eq!(ev["pubsubname"], "ps");
+    assert_eq!(ev["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert!(ev["id"].as_str().is_some_and(|i| !i.is_empty()));
+    assert!(ev["time"].as_str().is_some());
+    assert_eq!(on(&s, "/orders").len(), 2, "default route");
+    let cancelled = on(&s, "/cancelled")[0].json();
+    assert_eq!((cancelled["id"].as_str(), cancelled["source"].as_str()), (Some("ce-1"), Some("shop")));
+    assert!(cancelled.get("data_base64").is_none(), "not wrapped twice");
+    assert!(on(&s, "/never").is_empty(), "a subscription scoped to another app is ignored");
+
+    // Programmatic subscription; text payload.
+    publish(&prog, b"hello".to_vec(), "text/plain").send().await.unwrap();
+    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/prog").len() == 1).await;
+    assert_eq!(on(&s, "/prog")[0].json()["data"], "hello");
+
+    // Raw payload, both ways.
+    let r = c
+        .post(format!("{base}/v1.0/publish/ps/{raw}?metadata.rawPayload=true"))
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8, 1, 2, 255])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/raw").len() == 1).await;
+    assert_eq!(on(&s, "/raw")[0].body.as_ref(), &[0u8, 1, 2, 255]);
+
+    // RETRY → delivered again until SUCCESS; 404 → dropped, not redelivered.
+    publish(&flaky, b"{}".to_vec(), "application/json").send().await.unwrap();
+    publish(&gone, b"{}".to_vec(), "application/json").send().await.unwrap();
+    let s = wait_for(&seen, Duration::from_secs(15), |s| on(s, "/flaky").len() >= 3).await;
+    assert_eq!(on(&s, "/flaky").len(), 3);
+    // A poison message: retried, then moved to the dead-letter topic.
+    publish(&format!("poison-{u}"), b"{\"bad\":true}".to_vec(), "application/json").send().await.unwrap();
+    let s = wait_for(&seen, Duration::from_secs(15), |s| on(s, "/dead").len() == 1).await;
+    assert!(on(&s, "/poison").len() >= 2, "retried before dead-lettering");
+    assert_eq!(on(&s, "/dead")[0].json()["data"], json!({"bad": true}));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = seen.lock().unwrap().clone();
+    assert_eq!(on(&s, "/gone").len(), 1, "DROP (404) is not redelivered");
+    assert_eq!(on(&s, "/dead").len(), 1);
+
+    // Bulk publish: every entry delivered, 204.
+    let entries: Vec<Value> = (0..5)
+        .map(|i| json!({"entryId": format!("e{i}"), "event": {"kind": "bulk", "i": i}, "contentType": "application/json"}))
+        .collect();
+    let r = c
+        .post(format!("{base}/v1.0-alpha1/publish/bulk/ps/{prog}"))
+        .json(&entries)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/prog").len() == 6).await;
+    assert_eq!(on(&s, "/prog").len(), 6);
+
+    // The Rust SDK over gRPC.
+    let mut sdk = dapr::Client::from_options(dapr::client::ClientOptions::new().with_address(sc.grpc()))
+        .await
+        .unwrap();
+    sdk.publish_event("ps", prog.as_str(), "application/json", br#"{"from":"sdk"}"#.to_vec(), None)
+        .await
+        .unwrap();
+    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/prog").len() == 7).await;
+    assert!(on(&s, "/prog").iter().any(|g| g.json()["data"] == json!({"from": "sdk"})));
+
+    // Errors in Dapr's format.
+    let err = |r: reqwest::Response| async move { (r.status(), r.json::<Value>().await.unwrap()["errorCode"].clone()) };
+    let (st, code) = err(c.post(format!("{base}/v1.0/publish/nope/t")).body("x").send().await.unwrap()).await;
+    assert_eq!((st, code.as_str()), (StatusCode::NOT_FOUND, Some("ERR_PUBSUB_NOT_FOUND")));
+    let (st, code) = err(c.post(format!("{base}/v1.0/publish/ps/")).body("x").send().await.unwrap()).await;
+    assert_eq!((st, code.as_str()), (StatusCode::NOT_FOUND, Some("ERR_TOPIC_NAME_EMPTY")));
+    let (st, code) = err(c
+        .post(format!("{base}/v1.0/publish/ps/x"))
+        .header("content-type", "application/cloudevents+json")
+        .body("not json")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!((st, code.as_str()), (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_CLOUD_EVENTS_SER")));
+    let (st, code) = err(c.post(format!("{base}/v1.0-alpha1/publish/bulk/ps/x")).body("{").send().await.unwrap()).await;
+    assert_eq!((st, code.as_str()), (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_EVENTS_SER")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_in_memory() {
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.in-memory\n  version: v1\n".to_string();
+    end_to_end(component, &unique("mem")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_redis_streams() {
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n  - name: processingTimeout\n    value: 2s\n  - name: redeliverInterval\n    value: 500ms\n".to_string();
+    let u = unique("rds");
+    end_to_end(component, &u).await;
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("*{u}*")).query_async(&mut c).await.unwrap();
+    for k in keys {
+        let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoping_and_embedded_default() {
+    // publishingScopes / allowedTopics enforced with ERR_PUBSUB_FORBIDDEN.
+    let app_id = unique("scoped");
+    let component = format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.in-memory\n  version: v1\n  metadata:\n  - name: allowedTopics\n    value: a,b,c\n  - name: publishingScopes\n    value: \"{app_id}=a,b;other=c\"\n");
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: vec![component],
+        ..Default::default()
+    });
+    let c = Client::new();
+    for (topic, want) in [("a", 204), ("c", 403), ("zzz", 403)] {
+        let r = c.post(format!("{}/v1.0/publish/ps/{topic}", sc.http())).body("x").send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{topic}");
+        if want == 403 {
+            assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_PUBSUB_FORBIDDEN");
+        }
+    }
+    // No YAML at all: `pubsub` (in memory) is there.
+    let sc = Sidecar::start(Options {
+        no_resources: true,
+        ..Default::default()
+    });
+    let r = c.post(format!("{}/v1.0/publish/pubsub/t", sc.http())).body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
