@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod consul;
 mod discovery;
+mod durability;
 mod encryption;
 mod endpoints;
 mod errors;
