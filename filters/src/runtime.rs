@@ -134,7 +134,10 @@ impl Runtime {
     }
 
     pub fn set_subscriptions(&self, subs: Vec<SubscriptionInfo>) {
-        *self.subscriptions.write().unwrap_or_else(|e| e.into_inner()) = subs;
+        *self
+            .subscriptions
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = subs;
     }
 
     pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {

@@ -123,7 +123,11 @@ async fn nothing_lost_when_the_app_is_killed() {
     let got = wait_all(&out, Duration::from_secs(30)).await;
     let missing: Vec<u32> = (0..N).filter(|n| !got.contains(n)).collect();
     drop_stream(&topic).await;
-    assert!(missing.is_empty(), "lost {} messages: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "lost {} messages: {missing:?}",
+        missing.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,12 +152,20 @@ async fn nothing_lost_when_the_sidecar_is_killed() {
     let got = wait_all(&out, Duration::from_secs(30)).await;
     let missing: Vec<u32> = (0..N).filter(|n| !got.contains(n)).collect();
     drop_stream(&topic).await;
-    assert!(missing.is_empty(), "lost {} messages: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "lost {} messages: {missing:?}",
+        missing.len()
+    );
 }
 
 /// The test's stream (topic) is removed from the shared Redis.
 async fn drop_stream(topic: &str) {
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("DEL").arg(topic).query_async(&mut c).await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(topic)
+        .query_async(&mut c)
+        .await
+        .unwrap();
 }

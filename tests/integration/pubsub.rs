@@ -35,33 +35,40 @@ async fn subscriber_app(programmatic: Value) -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let sub = programmatic.clone();
     let app = axum::Router::new()
-        .route("/dapr/subscribe", axum::routing::get(move || async move { axum::Json(sub.clone()) }))
-        .fallback(|State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: Bytes| async move {
-            let got = Got {
-                path: uri.path().to_string(),
-                content_type: headers
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string(),
-                body,
-            };
-            let id = got.json()["id"].as_str().unwrap_or_default().to_string();
-            let path = got.path.clone();
-            let attempts = {
-                let mut s = seen.lock().unwrap();
-                s.push(got);
-                s.iter()
-                    .filter(|g| g.path == path && g.json()["id"].as_str() == Some(&id))
-                    .count()
-            };
-            match path.as_str() {
-                "/flaky" if attempts <= 2 => (AxStatus::OK, axum::Json(json!({"status": "RETRY"}))),
-                "/poison" => (AxStatus::INTERNAL_SERVER_ERROR, axum::Json(json!({}))),
-                "/gone" => (AxStatus::NOT_FOUND, axum::Json(json!({}))),
-                _ => (AxStatus::OK, axum::Json(json!({"status": "SUCCESS"}))),
-            }
-        })
+        .route(
+            "/dapr/subscribe",
+            axum::routing::get(move || async move { axum::Json(sub.clone()) }),
+        )
+        .fallback(
+            |State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+                let got = Got {
+                    path: uri.path().to_string(),
+                    content_type: headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string(),
+                    body,
+                };
+                let id = got.json()["id"].as_str().unwrap_or_default().to_string();
+                let path = got.path.clone();
+                let attempts = {
+                    let mut s = seen.lock().unwrap();
+                    s.push(got);
+                    s.iter()
+                        .filter(|g| g.path == path && g.json()["id"].as_str() == Some(&id))
+                        .count()
+                };
+                match path.as_str() {
+                    "/flaky" if attempts <= 2 => {
+                        (AxStatus::OK, axum::Json(json!({"status": "RETRY"})))
+                    }
+                    "/poison" => (AxStatus::INTERNAL_SERVER_ERROR, axum::Json(json!({}))),
+                    "/gone" => (AxStatus::NOT_FOUND, axum::Json(json!({}))),
+                    _ => (AxStatus::OK, axum::Json(json!({"status": "SUCCESS"}))),
+                }
+            },
+        )
         .with_state(seen.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -154,7 +161,10 @@ scopes:
     let publish = |topic: &str, body: Vec<u8>, ct: &str| {
         c.post(format!("{base}/v1.0/publish/ps/{topic}"))
             .header("content-type", ct)
-            .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
             .body(body)
     };
     // Subscriptions start once the app is up.
@@ -162,8 +172,16 @@ scopes:
     loop {
         let m = get_json(&c, format!("{base}/v1.0/metadata")).await;
         if m["subscriptions"].as_array().is_some_and(|a| a.len() >= 7) {
-            let topics: Vec<&str> = m["subscriptions"].as_array().unwrap().iter().filter_map(|s| s["topic"].as_str()).collect();
-            assert!(topics.contains(&orders.as_str()) && topics.contains(&prog.as_str()), "{m}");
+            let topics: Vec<&str> = m["subscriptions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["topic"].as_str())
+                .collect();
+            assert!(
+                topics.contains(&orders.as_str()) && topics.contains(&prog.as_str()),
+                "{m}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "subscriptions not listed: {m}");
@@ -172,12 +190,26 @@ scopes:
 
     // JSON payload → routed by rules, wrapped as Dapr wraps it.
     for (kind, n) in [("book", 2), ("book", 1), ("car", 5)] {
-        let r = publish(&orders, serde_json::to_vec(&json!({"kind": kind, "n": n})).unwrap(), "application/json").send().await.unwrap();
+        let r = publish(
+            &orders,
+            serde_json::to_vec(&json!({"kind": kind, "n": n})).unwrap(),
+            "application/json",
+        )
+        .send()
+        .await
+        .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     }
     // A CloudEvent is kept (its id and type), and routed on its type.
     let ce = json!({"specversion": "1.0", "id": "ce-1", "source": "shop", "type": "order.cancelled", "datacontenttype": "application/json", "data": {"kind": "car", "n": 9}});
-    let r = publish(&orders, serde_json::to_vec(&ce).unwrap(), "application/cloudevents+json").send().await.unwrap();
+    let r = publish(
+        &orders,
+        serde_json::to_vec(&ce).unwrap(),
+        "application/cloudevents+json",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let s = wait_for(&seen, Duration::from_secs(10), |s| {
         on(s, "/books").len() == 1 && on(s, "/orders").len() == 2 && on(s, "/cancelled").len() == 1
@@ -195,23 +227,40 @@ scopes:
     assert_eq!(ev["datacontenttype"], "application/json");
     assert_eq!(ev["topic"], orders);
     assert_eq!(ev["pubsubname"], "ps");
-    assert_eq!(ev["traceparent"], "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_eq!(
+        ev["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
     assert!(ev["id"].as_str().is_some_and(|i| !i.is_empty()));
     assert!(ev["time"].as_str().is_some());
     assert_eq!(on(&s, "/orders").len(), 2, "default route");
     let cancelled = on(&s, "/cancelled")[0].json();
-    assert_eq!((cancelled["id"].as_str(), cancelled["source"].as_str()), (Some("ce-1"), Some("shop")));
+    assert_eq!(
+        (cancelled["id"].as_str(), cancelled["source"].as_str()),
+        (Some("ce-1"), Some("shop"))
+    );
     assert!(cancelled.get("data_base64").is_none(), "not wrapped twice");
-    assert!(on(&s, "/never").is_empty(), "a subscription scoped to another app is ignored");
+    assert!(
+        on(&s, "/never").is_empty(),
+        "a subscription scoped to another app is ignored"
+    );
 
     // Programmatic subscription; text payload.
-    publish(&prog, b"hello".to_vec(), "text/plain").send().await.unwrap();
-    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/prog").len() == 1).await;
+    publish(&prog, b"hello".to_vec(), "text/plain")
+        .send()
+        .await
+        .unwrap();
+    let s = wait_for(&seen, Duration::from_secs(10), |s| {
+        on(s, "/prog").len() == 1
+    })
+    .await;
     assert_eq!(on(&s, "/prog")[0].json()["data"], "hello");
 
     // Raw payload, both ways.
     let r = c
-        .post(format!("{base}/v1.0/publish/ps/{raw}?metadata.rawPayload=true"))
+        .post(format!(
+            "{base}/v1.0/publish/ps/{raw}?metadata.rawPayload=true"
+        ))
         .header("content-type", "application/octet-stream")
         .body(vec![0u8, 1, 2, 255])
         .send()
@@ -222,14 +271,36 @@ scopes:
     assert_eq!(on(&s, "/raw")[0].body.as_ref(), &[0u8, 1, 2, 255]);
 
     // RETRY → delivered again until SUCCESS; 404 → dropped, not redelivered.
-    publish(&flaky, b"{}".to_vec(), "application/json").send().await.unwrap();
-    publish(&gone, b"{}".to_vec(), "application/json").send().await.unwrap();
-    let s = wait_for(&seen, Duration::from_secs(15), |s| on(s, "/flaky").len() >= 3).await;
+    publish(&flaky, b"{}".to_vec(), "application/json")
+        .send()
+        .await
+        .unwrap();
+    publish(&gone, b"{}".to_vec(), "application/json")
+        .send()
+        .await
+        .unwrap();
+    let s = wait_for(&seen, Duration::from_secs(15), |s| {
+        on(s, "/flaky").len() >= 3
+    })
+    .await;
     assert_eq!(on(&s, "/flaky").len(), 3);
     // A poison message: retried, then moved to the dead-letter topic.
-    publish(&format!("poison-{u}"), b"{\"bad\":true}".to_vec(), "application/json").send().await.unwrap();
-    let s = wait_for(&seen, Duration::from_secs(15), |s| on(s, "/dead").len() == 1).await;
-    assert!(on(&s, "/poison").len() >= 2, "retried before dead-lettering");
+    publish(
+        &format!("poison-{u}"),
+        b"{\"bad\":true}".to_vec(),
+        "application/json",
+    )
+    .send()
+    .await
+    .unwrap();
+    let s = wait_for(&seen, Duration::from_secs(15), |s| {
+        on(s, "/dead").len() == 1
+    })
+    .await;
+    assert!(
+        on(&s, "/poison").len() >= 2,
+        "retried before dead-lettering"
+    );
     assert_eq!(on(&s, "/dead")[0].json()["data"], json!({"bad": true}));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let s = seen.lock().unwrap().clone();
@@ -247,25 +318,63 @@ scopes:
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/prog").len() == 6).await;
+    let s = wait_for(&seen, Duration::from_secs(10), |s| {
+        on(s, "/prog").len() == 6
+    })
+    .await;
     assert_eq!(on(&s, "/prog").len(), 6);
 
     // The Rust SDK over gRPC.
-    let mut sdk = dapr::Client::from_options(dapr::client::ClientOptions::new().with_address(sc.grpc()))
-        .await
-        .unwrap();
-    sdk.publish_event("ps", prog.as_str(), "application/json", br#"{"from":"sdk"}"#.to_vec(), None)
-        .await
-        .unwrap();
-    let s = wait_for(&seen, Duration::from_secs(10), |s| on(s, "/prog").len() == 7).await;
-    assert!(on(&s, "/prog").iter().any(|g| g.json()["data"] == json!({"from": "sdk"})));
+    let mut sdk =
+        dapr::Client::from_options(dapr::client::ClientOptions::new().with_address(sc.grpc()))
+            .await
+            .unwrap();
+    sdk.publish_event(
+        "ps",
+        prog.as_str(),
+        "application/json",
+        br#"{"from":"sdk"}"#.to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    let s = wait_for(&seen, Duration::from_secs(10), |s| {
+        on(s, "/prog").len() == 7
+    })
+    .await;
+    assert!(on(&s, "/prog")
+        .iter()
+        .any(|g| g.json()["data"] == json!({"from": "sdk"})));
 
     // Errors in Dapr's format.
-    let err = |r: reqwest::Response| async move { (r.status(), r.json::<Value>().await.unwrap()["errorCode"].clone()) };
-    let (st, code) = err(c.post(format!("{base}/v1.0/publish/nope/t")).body("x").send().await.unwrap()).await;
-    assert_eq!((st, code.as_str()), (StatusCode::NOT_FOUND, Some("ERR_PUBSUB_NOT_FOUND")));
-    let (st, code) = err(c.post(format!("{base}/v1.0/publish/ps/")).body("x").send().await.unwrap()).await;
-    assert_eq!((st, code.as_str()), (StatusCode::NOT_FOUND, Some("ERR_TOPIC_NAME_EMPTY")));
+    let err = |r: reqwest::Response| async move {
+        (
+            r.status(),
+            r.json::<Value>().await.unwrap()["errorCode"].clone(),
+        )
+    };
+    let (st, code) = err(c
+        .post(format!("{base}/v1.0/publish/nope/t"))
+        .body("x")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::NOT_FOUND, Some("ERR_PUBSUB_NOT_FOUND"))
+    );
+    let (st, code) = err(c
+        .post(format!("{base}/v1.0/publish/ps/"))
+        .body("x")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::NOT_FOUND, Some("ERR_TOPIC_NAME_EMPTY"))
+    );
     let (st, code) = err(c
         .post(format!("{base}/v1.0/publish/ps/x"))
         .header("content-type", "application/cloudevents+json")
@@ -274,9 +383,21 @@ scopes:
         .await
         .unwrap())
     .await;
-    assert_eq!((st, code.as_str()), (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_CLOUD_EVENTS_SER")));
-    let (st, code) = err(c.post(format!("{base}/v1.0-alpha1/publish/bulk/ps/x")).body("{").send().await.unwrap()).await;
-    assert_eq!((st, code.as_str()), (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_EVENTS_SER")));
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_CLOUD_EVENTS_SER"))
+    );
+    let (st, code) = err(c
+        .post(format!("{base}/v1.0-alpha1/publish/bulk/ps/x"))
+        .body("{")
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(
+        (st, code.as_str()),
+        (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_EVENTS_SER"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +413,11 @@ async fn end_to_end_redis_streams() {
     end_to_end(component, &u).await;
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("*{u}*")).query_async(&mut c).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{u}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
     for k in keys {
         let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
     }
@@ -310,10 +435,18 @@ async fn scoping_and_embedded_default() {
     });
     let c = Client::new();
     for (topic, want) in [("a", 204), ("c", 403), ("zzz", 403)] {
-        let r = c.post(format!("{}/v1.0/publish/ps/{topic}", sc.http())).body("x").send().await.unwrap();
+        let r = c
+            .post(format!("{}/v1.0/publish/ps/{topic}", sc.http()))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), want, "{topic}");
         if want == 403 {
-            assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_PUBSUB_FORBIDDEN");
+            assert_eq!(
+                r.json::<Value>().await.unwrap()["errorCode"],
+                "ERR_PUBSUB_FORBIDDEN"
+            );
         }
     }
     // No YAML at all: `pubsub` (in memory) is there.
@@ -321,6 +454,11 @@ async fn scoping_and_embedded_default() {
         no_resources: true,
         ..Default::default()
     });
-    let r = c.post(format!("{}/v1.0/publish/pubsub/t", sc.http())).body("x").send().await.unwrap();
+    let r = c
+        .post(format!("{}/v1.0/publish/pubsub/t", sc.http()))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }

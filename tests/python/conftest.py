@@ -191,6 +191,8 @@ def start_sidecar(workdir: Path, extra_args: Optional[list[str]] = None) -> Side
     (resources / "memstore.yaml").write_text(
         component_yaml("memstore", STATE_STORES["memstore"], {})
     )
+    # pub/sub: in memory, daprd's default name.
+    (resources / "pubsub.yaml").write_text(component_yaml("pubsub", "pubsub.in-memory", {}))
     # The machine's real Redis; keys carry this run's unique app-id prefix.
     (resources / "redisstore.yaml").write_text(
         component_yaml("redisstore", STATE_STORES["redisstore"], {"redisHost": "127.0.0.1:6379"})

@@ -46,7 +46,9 @@ impl Scopes {
     pub fn from_metadata(meta: &HashMap<String, String>, app_id: &str) -> Self {
         let get = |k: &str| meta.get(k).map(String::as_str);
         Scopes {
-            allowed: get("allowedTopics").map(|v| list(Some(v))).filter(|s| !s.is_empty()),
+            allowed: get("allowedTopics")
+                .map(|v| list(Some(v)))
+                .filter(|s| !s.is_empty()),
             protected: list(get("protectedTopics")),
             publish: scoped(get("publishingScopes"), app_id),
             subscribe: scoped(get("subscriptionScopes"), app_id),
@@ -140,7 +142,11 @@ pub enum PubSubRequest {
 #[derive(Debug, Default)]
 pub struct BulkFailures(pub Vec<(String, String)>);
 
-fn component<'a>(rt: &'a Runtime, pubsub: &str, topic: &str) -> Result<&'a Arc<PubSubComponent>, ApiError> {
+fn component<'a>(
+    rt: &'a Runtime,
+    pubsub: &str,
+    topic: &str,
+) -> Result<&'a Arc<PubSubComponent>, ApiError> {
     if rt.pubsubs.is_empty() {
         return Err(ApiError::PubSubNotConfigured);
     }
@@ -164,7 +170,8 @@ fn component<'a>(rt: &'a Runtime, pubsub: &str, topic: &str) -> Result<&'a Arc<P
 }
 
 fn truthy(m: &HashMap<String, String>, k: &str) -> bool {
-    m.get(k).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    m.get(k)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
 fn ttl(m: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
@@ -174,7 +181,11 @@ fn ttl(m: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
             .trim()
             .parse::<u64>()
             .map(|s| Some(Duration::from_secs(s)))
-            .map_err(|_| ApiError::PubSubRequestMetadata(format!("ttlInSeconds {v:?} must be a whole number of seconds"))),
+            .map_err(|_| {
+                ApiError::PubSubRequestMetadata(format!(
+                    "ttlInSeconds {v:?} must be a whole number of seconds"
+                ))
+            }),
     }
 }
 
@@ -207,11 +218,12 @@ fn message(
             },
         )
         .map(Bytes::from)
-        .map_err(|e| ApiError::PubSubCloudEvent(e))?
+        .map_err(ApiError::PubSubCloudEvent)?
     };
     let mut md = metadata.clone();
     if let Some(ct) = content_type {
-        md.entry("contentType".into()).or_insert_with(|| ct.to_string());
+        md.entry("contentType".into())
+            .or_insert_with(|| ct.to_string());
     }
     Ok(Message {
         topic: topic.to_string(),
@@ -234,11 +246,14 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                 p.traceparent.as_deref(),
                 p.tracestate.as_deref(),
             )?;
-            c.broker.publish(&msg).await.map_err(|e| ApiError::PubSubPublish {
-                topic: p.topic.clone(),
-                pubsub: p.pubsub.clone(),
-                reason: e.to_string(),
-            })?;
+            c.broker
+                .publish(&msg)
+                .await
+                .map_err(|e| ApiError::PubSubPublish {
+                    topic: p.topic.clone(),
+                    pubsub: p.pubsub.clone(),
+                    reason: e.to_string(),
+                })?;
             Ok(Response::Empty)
         }
         PubSubRequest::BulkPublish {
@@ -263,7 +278,16 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                 let mut md = metadata.clone();
                 md.extend(e.metadata.clone());
                 let ct = (!e.content_type.is_empty()).then_some(e.content_type.as_str());
-                msgs.push(message(rt, &pubsub, &topic, &e.event, ct, &md, traceparent.as_deref(), None)?);
+                msgs.push(message(
+                    rt,
+                    &pubsub,
+                    &topic,
+                    &e.event,
+                    ct,
+                    &md,
+                    traceparent.as_deref(),
+                    None,
+                )?);
             }
             let results = c.broker.bulk_publish(&msgs).await;
             let failed: Vec<(String, String)> = entries
@@ -298,12 +322,21 @@ mod tests {
         assert!(!s1.may_subscribe("orders"));
         let s2 = Scopes::from_metadata(&meta, "app2");
         assert!(!s2.may_publish("orders"), "listed with no topics: none");
-        assert!(s2.may_subscribe("orders"), "not listed for subscribing: allowed");
-        assert!(!s2.may_subscribe("secret"), "protected needs an explicit scope");
+        assert!(
+            s2.may_subscribe("orders"),
+            "not listed for subscribing: allowed"
+        );
+        assert!(
+            !s2.may_subscribe("secret"),
+            "protected needs an explicit scope"
+        );
         let s3 = Scopes::from_metadata(&meta, "app3");
         assert!(s3.may_publish("secret"));
         let other = Scopes::from_metadata(&meta, "other");
         assert!(other.may_publish("audit"));
-        assert!(!other.may_publish("unlisted"), "allowedTopics bounds everyone");
+        assert!(
+            !other.may_publish("unlisted"),
+            "allowedTopics bounds everyone"
+        );
     }
 }

@@ -314,7 +314,11 @@ impl Dapr for DaprApi {
                 .map(str::to_owned),
         });
         match self
-            .call("/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1", &req, Ok(typed))
+            .call(
+                "/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1",
+                &req,
+                Ok(typed),
+            )
             .await?
         {
             Response::BulkPublished(f) => Ok(GrpcResponse::new(pb::BulkPublishResponse {
@@ -442,7 +446,31 @@ fn metadata(m: &MetadataSnapshot) -> pb::GetMetadataResponse {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        subscriptions: vec![],
+        subscriptions: m
+            .subscriptions
+            .iter()
+            .map(|s| pb::PubsubSubscription {
+                pubsub_name: s.pubsub.clone(),
+                topic: s.topic.clone(),
+                metadata: Default::default(),
+                rules: Some(pb::PubsubSubscriptionRules {
+                    rules: s
+                        .rules
+                        .iter()
+                        .map(|p| pb::PubsubSubscriptionRule {
+                            r#match: String::new(),
+                            path: p.clone(),
+                        })
+                        .collect(),
+                }),
+                dead_letter_topic: s.dead_letter.clone().unwrap_or_default(),
+                r#type: if s.kind == "DECLARATIVE" {
+                    pb::PubsubSubscriptionType::Declarative as i32
+                } else {
+                    pb::PubsubSubscriptionType::Programmatic as i32
+                },
+            })
+            .collect(),
         http_endpoints: m
             .http_endpoints
             .iter()

@@ -198,7 +198,11 @@ struct BulkEntryJson {
 fn publish(h: &Head<'_>, pubsub: &str, topic: &[&str], body: &[u8]) -> Result<Request, ApiError> {
     Ok(Request::PubSub(PubSubRequest::Publish(PublishRequest {
         pubsub: percent_decode(pubsub),
-        topic: topic.iter().map(|s| percent_decode(s)).collect::<Vec<_>>().join("/"),
+        topic: topic
+            .iter()
+            .map(|s| percent_decode(s))
+            .collect::<Vec<_>>()
+            .join("/"),
         data: bytes::Bytes::copy_from_slice(body),
         content_type: h.content_type.clone(),
         metadata: Query::parse(h.query).metadata,
@@ -207,7 +211,12 @@ fn publish(h: &Head<'_>, pubsub: &str, topic: &[&str], body: &[u8]) -> Result<Re
     })))
 }
 
-fn bulk_publish(h: &Head<'_>, pubsub: &str, topic: &[&str], body: &[u8]) -> Result<Request, ApiError> {
+fn bulk_publish(
+    h: &Head<'_>,
+    pubsub: &str,
+    topic: &[&str],
+    body: &[u8],
+) -> Result<Request, ApiError> {
     let entries: Vec<BulkEntryJson> =
         serde_json::from_slice(body).map_err(|e| ApiError::PubSubEventsSer(e.to_string()))?;
     let entries = entries
@@ -232,7 +241,11 @@ fn bulk_publish(h: &Head<'_>, pubsub: &str, topic: &[&str], body: &[u8]) -> Resu
         .collect();
     Ok(Request::PubSub(PubSubRequest::BulkPublish {
         pubsub: percent_decode(pubsub),
-        topic: topic.iter().map(|s| percent_decode(s)).collect::<Vec<_>>().join("/"),
+        topic: topic
+            .iter()
+            .map(|s| percent_decode(s))
+            .collect::<Vec<_>>()
+            .join("/"),
         entries,
         metadata: Query::parse(h.query).metadata,
         traceparent: h.traceparent.clone(),

@@ -47,7 +47,13 @@ impl Deliverer {
         }
     }
 
-    async fn post(&self, path: &str, body: bytes::Bytes, content_type: &str, trace: Option<&str>) -> Ack {
+    async fn post(
+        &self,
+        path: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+        trace: Option<&str>,
+    ) -> Ack {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
@@ -77,10 +83,11 @@ impl Deliverer {
             return Ack::Retry;
         }
         let body = resp.bytes().await.unwrap_or_default();
-        match serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_ascii_uppercase))
-        {
+        match serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+            v.get("status")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_uppercase)
+        }) {
             None => Ack::Success,
             Some(s) if s == "SUCCESS" || s.is_empty() => Ack::Success,
             Some(s) if s == "DROP" => Ack::Drop,
@@ -143,7 +150,9 @@ impl Handler for Deliverer {
                     tracing::warn!(topic = %sub.topic, dead_letter = %dlt, "delivery failed: message moved to the dead-letter topic");
                     return Ack::Success;
                 }
-                Err(e) => tracing::error!(dead_letter = %dlt, "publishing to the dead-letter topic failed: {e}"),
+                Err(e) => {
+                    tracing::error!(dead_letter = %dlt, "publishing to the dead-letter topic failed: {e}")
+                }
             }
         }
         Ack::Retry

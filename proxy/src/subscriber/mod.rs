@@ -66,7 +66,12 @@ impl Sub {
 
     /// One entry of the app's `GET /dapr/subscribe` answer.
     pub fn from_programmatic(v: &Value) -> Result<Sub, String> {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let (pubsub, topic) = (s("pubsubname"), s("topic"));
         if pubsub.is_empty() || topic.is_empty() {
             return Err(format!("subscription {v} needs pubsubname and topic"));
@@ -78,7 +83,12 @@ impl Sub {
             .map(|a| {
                 a.iter()
                     .map(|r| {
-                        let f = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                        let f = |k: &str| {
+                            r.get(k)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string()
+                        };
                         (f("match"), f("path"))
                     })
                     .collect()
@@ -90,7 +100,11 @@ impl Sub {
             .map(str::to_owned)
             .unwrap_or_else(|| {
                 let r = s("route");
-                if r.is_empty() { topic.clone() } else { r }
+                if r.is_empty() {
+                    topic.clone()
+                } else {
+                    r
+                }
             });
         let metadata: HashMap<String, String> = v
             .get("metadata")
@@ -177,7 +191,11 @@ async fn app_ready(rt: &Runtime, stop: &mut watch::Receiver<bool>) -> Option<std
 
 /// Starts every subscription once the app is ready; closes them (in-flight
 /// deliveries finish) when `stop` turns true.
-pub async fn run(rt: Arc<Runtime>, declarative: Vec<spar_config::Subscription>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    rt: Arc<Runtime>,
+    declarative: Vec<spar_config::Subscription>,
+    mut stop: watch::Receiver<bool>,
+) {
     if rt.pubsubs.is_empty() {
         return;
     }
@@ -197,10 +215,16 @@ pub async fn run(rt: Arc<Runtime>, declarative: Vec<spar_config::Subscription>, 
             Err(e) => tracing::error!(subscription = %d.metadata.name, "{e}"),
         }
     }
-    let grpc_app = rt.app.as_ref().is_some_and(|a| crate::http::invoke::app_h2(&a.protocol));
+    let grpc_app = rt
+        .app
+        .as_ref()
+        .is_some_and(|a| crate::http::invoke::app_h2(&a.protocol));
     if !grpc_app {
         for s in programmatic(&client, &base).await {
-            if subs.iter().any(|d| d.pubsub == s.pubsub && d.topic == s.topic) {
+            if subs
+                .iter()
+                .any(|d| d.pubsub == s.pubsub && d.topic == s.topic)
+            {
                 tracing::warn!(pubsub = %s.pubsub, topic = %s.topic, "subscription declared twice; keeping the declarative one");
                 continue;
             }
@@ -255,7 +279,9 @@ pub async fn run(rt: Arc<Runtime>, declarative: Vec<spar_config::Subscription>, 
                 tracing::info!(pubsub = %s.pubsub, topic = %s.topic, kind = s.kind, "subscribed");
                 running.push(sub);
             }
-            Err(e) => tracing::error!(pubsub = %s.pubsub, topic = %s.topic, "subscribe failed: {e}"),
+            Err(e) => {
+                tracing::error!(pubsub = %s.pubsub, topic = %s.topic, "subscribe failed: {e}")
+            }
         }
     }
     rt.set_subscriptions(listed);
