@@ -61,6 +61,7 @@ impl Default for Registry {
         let mut pubsub: HashMap<&'static str, PubSubBuilder> = HashMap::new();
         pubsub.insert("pubsub.in-memory", pubsub::memory::build);
         pubsub.insert("pubsub.redis", pubsub::redis::build);
+        pubsub.insert("pubsub.jetstream", pubsub::jetstream::build);
         Registry {
             state,
             secrets,

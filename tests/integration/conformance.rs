@@ -123,3 +123,32 @@ async fn pubsub_redis() {
         let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
     }
 }
+
+/// The pub/sub conformance suite against the real NATS JetStream; its
+/// streams (one per topic) are deleted afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_jetstream() {
+    let b = spar_components::registry::Registry::default()
+        .build_pubsub(
+            &component(
+                "pubsub.jetstream",
+                &[("natsURL", "nats://127.0.0.1:4222"), ("ackWait", "2s")],
+            ),
+            &Default::default(),
+        )
+        .expect("jetstream broker");
+    let prefix = unique("conf");
+    spar_components::pubsub::conformance::run_all(b, &prefix).await;
+    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut names = js.stream_names();
+    let mut ours = Vec::new();
+    while let Some(Ok(n)) = futures::StreamExt::next(&mut names).await {
+        if n.starts_with(&prefix.replace('.', "_")) {
+            ours.push(n);
+        }
+    }
+    for n in ours {
+        let _ = js.delete_stream(&n).await;
+    }
+}

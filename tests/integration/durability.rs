@@ -1,7 +1,8 @@
 //! Nothing lost: a stream of messages is published while the subscribing
 //! app (a separate process) or its sidecar is SIGKILLed and restarted; every
 //! message still arrives at least once (Redis Streams: pending entries of
-//! the dead consumer are reclaimed after `processingTimeout`).
+//! the dead consumer are reclaimed after `processingTimeout`; JetStream:
+//! unacknowledged messages come back after `ackWait`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,17 @@ use spar_tests::{free_port, unique, Options, Sidecar};
 
 const N: u32 = 300;
 
-fn component() -> String {
-    "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n  - name: processingTimeout\n    value: 1s\n  - name: redeliverInterval\n    value: 300ms\n".into()
+#[derive(Clone, Copy)]
+enum Broker {
+    Redis,
+    JetStream,
+}
+
+fn component(b: Broker) -> String {
+    match b {
+        Broker::Redis => "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n  - name: processingTimeout\n    value: 1s\n  - name: redeliverInterval\n    value: 300ms\n".into(),
+        Broker::JetStream => "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.jetstream\n  version: v1\n  metadata:\n  - name: natsURL\n    value: nats://127.0.0.1:4222\n  - name: ackWait\n    value: 1s\n".into(),
+    }
 }
 
 struct App(Child);
@@ -55,10 +65,10 @@ fn received(out: &Path) -> BTreeSet<u32> {
         .collect()
 }
 
-fn subscriber_sidecar(app_id: &str, port: u16) -> Sidecar {
+fn subscriber_sidecar(b: Broker, app_id: &str, port: u16) -> Sidecar {
     Sidecar::start(Options {
         app_id: app_id.to_string(),
-        resources: vec![component()],
+        resources: vec![component(b)],
         extra_args: vec!["--app-port".into(), port.to_string()],
         ..Default::default()
     })
@@ -103,15 +113,34 @@ async fn wait_some(out: &Path, n: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_lost_when_the_app_is_killed() {
+async fn nothing_lost_when_the_app_is_killed_redis() {
+    app_killed(Broker::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_when_the_app_is_killed_jetstream() {
+    app_killed(Broker::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_when_the_sidecar_is_killed_redis() {
+    sidecar_killed(Broker::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_when_the_sidecar_is_killed_jetstream() {
+    sidecar_killed(Broker::JetStream).await;
+}
+
+async fn app_killed(b: Broker) {
     let (topic, app_id, port) = (unique("durable-app"), unique("dur-sub"), free_port());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("got.txt");
     let mut app = App::start(port, &topic, &out);
-    let _sub = subscriber_sidecar(&app_id, port);
+    let _sub = subscriber_sidecar(b, &app_id, port);
     let publisher = Sidecar::start(Options {
         app_id: unique("dur-pub"),
-        resources: vec![component()],
+        resources: vec![component(b)],
         ..Default::default()
     });
     let stream = publish_stream(&publisher, &topic);
@@ -122,7 +151,7 @@ async fn nothing_lost_when_the_app_is_killed() {
     stream.await.unwrap();
     let got = wait_all(&out, Duration::from_secs(30)).await;
     let missing: Vec<u32> = (0..N).filter(|n| !got.contains(n)).collect();
-    drop_stream(&topic).await;
+    drop_stream(b, &topic).await;
     assert!(
         missing.is_empty(),
         "lost {} messages: {missing:?}",
@@ -130,16 +159,15 @@ async fn nothing_lost_when_the_app_is_killed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_lost_when_the_sidecar_is_killed() {
+async fn sidecar_killed(b: Broker) {
     let (topic, app_id, port) = (unique("durable-sc"), unique("dur-sub"), free_port());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("got.txt");
     let _app = App::start(port, &topic, &out);
-    let mut sub = subscriber_sidecar(&app_id, port);
+    let mut sub = subscriber_sidecar(b, &app_id, port);
     let publisher = Sidecar::start(Options {
         app_id: unique("dur-pub"),
-        resources: vec![component()],
+        resources: vec![component(b)],
         ..Default::default()
     });
     let stream = publish_stream(&publisher, &topic);
@@ -147,11 +175,11 @@ async fn nothing_lost_when_the_sidecar_is_killed() {
     sub.child.kill().unwrap(); // SIGKILL: no graceful drain, nothing acknowledged after this
     sub.child.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _sub2 = subscriber_sidecar(&app_id, port);
+    let _sub2 = subscriber_sidecar(b, &app_id, port);
     stream.await.unwrap();
     let got = wait_all(&out, Duration::from_secs(30)).await;
     let missing: Vec<u32> = (0..N).filter(|n| !got.contains(n)).collect();
-    drop_stream(&topic).await;
+    drop_stream(b, &topic).await;
     assert!(
         missing.is_empty(),
         "lost {} messages: {missing:?}",
@@ -160,12 +188,22 @@ async fn nothing_lost_when_the_sidecar_is_killed() {
 }
 
 /// The test's stream (topic) is removed from the shared Redis.
-async fn drop_stream(topic: &str) {
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(topic)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+async fn drop_stream(b: Broker, topic: &str) {
+    match b {
+        Broker::Redis => {
+            let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let _: i64 = redis::cmd("DEL")
+                .arg(topic)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+        Broker::JetStream => {
+            let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+            let _ = async_nats::jetstream::new(client)
+                .delete_stream(topic.replace(['.', '*', '>', ' '], "_"))
+                .await;
+        }
+    }
 }

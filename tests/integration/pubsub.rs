@@ -424,6 +424,25 @@ async fn end_to_end_redis_streams() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_jetstream() {
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.jetstream\n  version: v1\n  metadata:\n  - name: natsURL\n    value: nats://127.0.0.1:4222\n  - name: ackWait\n    value: 2s\n".to_string();
+    let u = unique("js");
+    end_to_end(component, &u).await;
+    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut names = js.stream_names();
+    let mut ours = Vec::new();
+    while let Some(Ok(n)) = futures::StreamExt::next(&mut names).await {
+        if n.contains(&u.replace('.', "_")) {
+            ours.push(n);
+        }
+    }
+    for n in ours {
+        let _ = js.delete_stream(&n).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoping_and_embedded_default() {
     // publishingScopes / allowedTopics enforced with ERR_PUBSUB_FORBIDDEN.
     let app_id = unique("scoped");

@@ -8,6 +8,7 @@
 //! runtime's job, before it answers.
 
 pub mod conformance;
+pub mod jetstream;
 pub mod memory;
 pub mod redis;
 

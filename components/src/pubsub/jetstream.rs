@@ -1,0 +1,241 @@
+//! `pubsub.jetstream`: NATS JetStream. Topics are subjects; each topic gets
+//! a stream of its own (created on first use) unless `streamName` names an
+//! existing one. Subscribers share a durable pull consumer per consumer group
+//! (`durableName`, else `consumerID`/app id) and topic, so replicas of one
+//! app compete for messages and different apps each get all of them; a
+//! message is acked after SUCCESS or DROP and nak'ed on RETRY (redelivered
+//! at once, or after `ackWait` if the subscriber died).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream, AckKind};
+use async_trait::async_trait;
+use futures::StreamExt;
+use spar_config::Component;
+use tokio::sync::watch;
+
+use super::{
+    Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
+use crate::registry::{BuildContext, BuildError};
+use crate::state::redis::{duration_meta, field};
+
+pub struct JetStream {
+    js: jetstream::Context,
+    stream_name: Option<String>,
+    durable_name: Option<String>,
+    deliver_policy: consumer::DeliverPolicy,
+    ack_wait: Duration,
+    max_deliver: i64,
+    max_ack_pending: i64,
+    memory_storage: bool,
+    timeout: Duration,
+}
+
+fn backend(e: impl std::fmt::Display) -> PubSubError {
+    PubSubError::Backend(format!("jetstream: {e}"))
+}
+
+pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
+    let url = c
+        .meta("natsURL")
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| field(c, "natsURL", "is required (nats://host:port)".into()))?;
+    let num = |name: &str, default: i64| -> Result<i64, BuildError> {
+        match c.meta(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| field(c, name, format!("{v:?} must be a number"))),
+        }
+    };
+    let deliver_policy = match c.meta("deliverPolicy").as_deref().map(str::trim) {
+        None | Some("") | Some("all") => consumer::DeliverPolicy::All,
+        Some("last") => consumer::DeliverPolicy::Last,
+        Some("new") => consumer::DeliverPolicy::New,
+        Some("sequence") => consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: num("startSequence", 1)?.max(1) as u64,
+        },
+        Some(o) => {
+            return Err(field(
+                c,
+                "deliverPolicy",
+                format!("{o:?} must be all, last, new or sequence"),
+            ))
+        }
+    };
+    let name = c.meta("name").unwrap_or_else(|| "spar".into());
+    let opts = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(duration_meta(c, "connectTimeout", Duration::from_secs(5))?)
+        .retry_on_initial_connect();
+    // Connecting is lazy (retry_on_initial_connect): start-up never waits
+    // for the server, calls fail within their timeouts while it is away.
+    let client =
+        futures::executor::block_on(opts.connect(url.trim())).map_err(|e| BuildError::Init {
+            component: c.name().to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(Arc::new(JetStream {
+        js: jetstream::new(client),
+        stream_name: c.meta("streamName").filter(|s| !s.is_empty()),
+        durable_name: c.meta("durableName").filter(|s| !s.is_empty()),
+        deliver_policy,
+        ack_wait: duration_meta(c, "ackWait", Duration::from_secs(30))?,
+        max_deliver: num("maxDeliver", -1)?,
+        max_ack_pending: num("maxAckPending", 1000)?,
+        memory_storage: c.meta("memoryStorage").is_some_and(|v| v == "true"),
+        timeout: duration_meta(c, "timeout", Duration::from_secs(5))?,
+    }))
+}
+
+/// Stream and consumer names may not hold `.`, `*`, `>` or spaces.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl JetStream {
+    async fn stream(&self, topic: &str) -> Result<stream::Stream, PubSubError> {
+        let fut = async {
+            match &self.stream_name {
+                Some(name) => self.js.get_stream(name).await.map_err(backend),
+                None => self
+                    .js
+                    .get_or_create_stream(stream::Config {
+                        name: safe(topic),
+                        subjects: vec![topic.to_string()],
+                        storage: if self.memory_storage {
+                            stream::StorageType::Memory
+                        } else {
+                            stream::StorageType::File
+                        },
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(backend),
+            }
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| backend("timed out"))?
+    }
+}
+
+#[async_trait]
+impl PubSub for JetStream {
+    fn features(&self) -> Features {
+        Features {
+            ordered: true,
+            durable: true,
+        }
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
+        if self.stream_name.is_none() {
+            self.stream(&msg.topic).await?;
+        }
+        let fut = async {
+            self.js
+                .publish(msg.topic.clone(), msg.data.clone())
+                .await
+                .map_err(backend)?
+                .await
+                .map_err(backend)
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| backend("publish timed out"))?
+            .map(|_| ())
+    }
+
+    async fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Subscription, PubSubError> {
+        let stream = self.stream(&req.topic).await?;
+        let durable = safe(&format!(
+            "{}-{}",
+            self.durable_name.as_deref().unwrap_or(&req.consumer_group),
+            req.topic
+        ));
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &durable,
+                consumer::pull::Config {
+                    durable_name: Some(durable.clone()),
+                    filter_subject: req.topic.clone(),
+                    deliver_policy: self.deliver_policy,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.ack_wait,
+                    max_deliver: self.max_deliver,
+                    max_ack_pending: self.max_ack_pending,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(backend)?;
+        let (stop_tx, mut stop) = watch::channel(false);
+        let inflight = InFlight::new(req.max_in_flight);
+        let topic = req.topic.clone();
+        let task = tokio::spawn(async move {
+            'outer: while !*stop.borrow() {
+                let mut messages = match consumer.messages().await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(%topic, "jetstream consume failed: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            _ = stop.changed() => break,
+                        }
+                    }
+                };
+                loop {
+                    let next = tokio::select! {
+                        n = messages.next() => n,
+                        _ = stop.changed() => break 'outer,
+                    };
+                    let m = match next {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            tracing::warn!(%topic, "jetstream message error: {e}");
+                            continue;
+                        }
+                        None => break,
+                    };
+                    let h = handler.clone();
+                    let topic = topic.clone();
+                    inflight
+                        .spawn(async move {
+                            let msg = Message {
+                                topic,
+                                data: m.payload.clone(),
+                                metadata: Default::default(),
+                            };
+                            let r = match h.handle(msg).await {
+                                Ack::Retry => m.ack_with(AckKind::Nak(None)).await,
+                                _ => m.ack().await,
+                            };
+                            if let Err(e) = r {
+                                // Not acked: redelivered after ackWait (at least once).
+                                tracing::warn!("jetstream ack failed: {e}");
+                            }
+                        })
+                        .await;
+                }
+            }
+            inflight.drain().await;
+        });
+        Ok(Subscription::new(stop_tx, task))
+    }
+}
