@@ -112,16 +112,7 @@ async fn pubsub_redis() {
         .expect("redis broker");
     let prefix = unique("conf");
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    for k in keys {
-        let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
-    }
+    spar_tests::delete_redis_keys(&format!("{prefix}*")).await;
 }
 
 /// The pub/sub conformance suite against the real NATS JetStream; its
@@ -139,16 +130,5 @@ async fn pubsub_jetstream() {
         .expect("jetstream broker");
     let prefix = unique("conf");
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
-    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let mut names = js.stream_names();
-    let mut ours = Vec::new();
-    while let Some(Ok(n)) = futures::StreamExt::next(&mut names).await {
-        if n.starts_with(&prefix.replace('.', "_")) {
-            ours.push(n);
-        }
-    }
-    for n in ours {
-        let _ = js.delete_stream(&n).await;
-    }
+    spar_tests::delete_jetstream_streams(&prefix).await;
 }

@@ -190,20 +190,7 @@ async fn sidecar_killed(b: Broker) {
 /// The test's stream (topic) is removed from the shared Redis.
 async fn drop_stream(b: Broker, topic: &str) {
     match b {
-        Broker::Redis => {
-            let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-            let mut c = client.get_multiplexed_async_connection().await.unwrap();
-            let _: i64 = redis::cmd("DEL")
-                .arg(topic)
-                .query_async(&mut c)
-                .await
-                .unwrap();
-        }
-        Broker::JetStream => {
-            let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
-            let _ = async_nats::jetstream::new(client)
-                .delete_stream(topic.replace(['.', '*', '>', ' '], "_"))
-                .await;
-        }
+        Broker::Redis => spar_tests::delete_redis_keys(topic).await,
+        Broker::JetStream => spar_tests::delete_jetstream_streams(topic).await,
     }
 }

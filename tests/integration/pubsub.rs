@@ -411,16 +411,7 @@ async fn end_to_end_redis_streams() {
     let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n  - name: processingTimeout\n    value: 2s\n  - name: redeliverInterval\n    value: 500ms\n".to_string();
     let u = unique("rds");
     end_to_end(component, &u).await;
-    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("*{u}*"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    for k in keys {
-        let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut c).await.unwrap();
-    }
+    spar_tests::delete_redis_keys(&format!("*{u}*")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,18 +419,7 @@ async fn end_to_end_jetstream() {
     let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.jetstream\n  version: v1\n  metadata:\n  - name: natsURL\n    value: nats://127.0.0.1:4222\n  - name: ackWait\n    value: 2s\n".to_string();
     let u = unique("js");
     end_to_end(component, &u).await;
-    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let mut names = js.stream_names();
-    let mut ours = Vec::new();
-    while let Some(Ok(n)) = futures::StreamExt::next(&mut names).await {
-        if n.contains(&u.replace('.', "_")) {
-            ours.push(n);
-        }
-    }
-    for n in ours {
-        let _ = js.delete_stream(&n).await;
-    }
+    spar_tests::delete_jetstream_streams(&u).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -580,3 +580,42 @@ impl Drop for Sentry {
         let _ = self.child.wait();
     }
 }
+
+/// Deletes the Redis keys matching `pattern` (a test's streams or keys).
+pub async fn delete_redis_keys(pattern: &str) {
+    let Ok(client) = redis::Client::open("redis://127.0.0.1:6379") else {
+        return;
+    };
+    let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
+    for k in keys {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(k).query_async(&mut c).await;
+    }
+}
+
+/// Deletes the JetStream streams whose name contains `part` (streams are
+/// named after their topic, with `.` as `_`).
+pub async fn delete_jetstream_streams(part: &str) {
+    use futures::StreamExt;
+    let Ok(client) = async_nats::connect("nats://127.0.0.1:4222").await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    let part = part.replace(['.', '*', '>', ' '], "_");
+    let mut names = js.stream_names();
+    let mut ours = Vec::new();
+    while let Some(Ok(n)) = names.next().await {
+        if n.contains(&part) {
+            ours.push(n);
+        }
+    }
+    for n in ours {
+        let _ = js.delete_stream(&n).await;
+    }
+}

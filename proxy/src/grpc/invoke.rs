@@ -147,45 +147,29 @@ async fn send(
         Upstream::External(e) => {
             let scheme = if e.tls { "https" } else { "http" };
             let url = format!("{scheme}://{}{}", e.authority, with_query(&e.path));
-            let mut req = clients.app.request(verb(ext.verb), url).body(body);
-            if !msg.content_type.is_empty() {
-                req = req.header("content-type", msg.content_type);
-            }
-            for (k, v) in e.headers.iter() {
-                req = req.header(k, v);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
-            let code = resp.status().as_u16();
-            let ct = header(resp.headers());
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?;
-            (code, ct, body)
+            let headers = e.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            over_http1(
+                &clients.app,
+                verb(ext.verb),
+                url,
+                body,
+                &msg.content_type,
+                headers,
+            )
+            .await?
         }
         Upstream::App { addr, path } => {
             let url = format!("http://{addr}{}", with_query(path));
-            let mut req = clients.app.request(verb(ext.verb), url).body(body);
-            if !msg.content_type.is_empty() {
-                req = req.header("content-type", msg.content_type);
-            }
-            if let Some(t) = app_token {
-                req = req.header("dapr-api-token", t);
-            }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
-            let code = resp.status().as_u16();
-            let ct = header(resp.headers());
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?;
-            (code, ct, body)
+            let token = app_token.map(|t| ("dapr-api-token", t));
+            over_http1(
+                &clients.app,
+                verb(ext.verb),
+                url,
+                body,
+                &msg.content_type,
+                token,
+            )
+            .await?
         }
     };
     if !(200..300).contains(&code) {
@@ -198,6 +182,36 @@ async fn send(
         }),
         content_type,
     })
+}
+
+/// One pooled HTTP/1.1 call (the app, an external endpoint): status,
+/// content type and the whole body.
+async fn over_http1<'a>(
+    client: &reqwest::Client,
+    method: http::Method,
+    url: String,
+    body: Bytes,
+    content_type: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(u16, String, Bytes), Status> {
+    let mut req = client.request(method, url).body(body);
+    if !content_type.is_empty() {
+        req = req.header("content-type", content_type);
+    }
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Status::internal(format!("fail to invoke: {e}")))?;
+    let code = resp.status().as_u16();
+    let ct = header(resp.headers());
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?;
+    Ok((code, ct, body))
 }
 
 fn header(h: &http::HeaderMap) -> String {
