@@ -65,7 +65,8 @@ impl Dapr for DaprApi {
             .metadata()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(super::invoke::parse_grpc_timeout);
+            .and_then(super::invoke::parse_grpc_timeout)
+            .map(super::invoke::own_deadline);
         let typed = Request::Invoke(InvokeRequest {
             app_id: m.id.clone(),
             method: msg.method.clone(),

@@ -65,6 +65,14 @@ fn status_of(code: u16, body: &[u8]) -> Status {
     }
 }
 
+/// How long spar waits for a call whose caller set `grpc-timeout` = `d`:
+/// slightly less, so spar answers DEADLINE_EXCEEDED itself before tonic's
+/// server-side timer (which starts earlier, at the same `d`) cancels the
+/// call with CANCELLED.
+pub fn own_deadline(d: Duration) -> Duration {
+    d.saturating_sub((d / 10).min(Duration::from_millis(20)))
+}
+
 /// gRPC's `grpc-timeout` header: an integer and a unit (H M S m u n).
 pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     let (num, unit) = v.split_at(v.len().checked_sub(1)?);

@@ -127,7 +127,8 @@ impl Proxy {
             .headers()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
+            .and_then(parse_grpc_timeout)
+            .map(super::invoke::own_deadline);
         let (client, addr) = match up {
             Upstream::Sidecar { addr, .. } => (&self.peers, addr),
             Upstream::App { addr, .. } => (&self.app, addr),
