@@ -24,8 +24,8 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "public";
 #[derive(Debug, Clone)]
 pub struct AccessControl {
     default_allow: bool,
-    /// Keyed by (app id, namespace).
-    policies: HashMap<(String, String), AppPolicy>,
+    /// app id → namespace → policy (looked up without allocating).
+    policies: HashMap<String, HashMap<String, AppPolicy>>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,18 +95,22 @@ impl AccessControl {
             } else {
                 &p.namespace
             };
-            policies.insert(
-                (p.app_id.clone(), ns.to_string()),
-                AppPolicy {
-                    trust_domain: if p.trust_domain.is_empty() {
-                        DEFAULT_TRUST_DOMAIN.to_string()
-                    } else {
-                        p.trust_domain.clone()
+            policies
+                .entry(p.app_id.clone())
+                .or_insert_with(HashMap::new)
+                .insert(
+                    ns.to_string(),
+                    AppPolicy {
+                        trust_domain: if p.trust_domain.is_empty() {
+                            DEFAULT_TRUST_DOMAIN.to_string()
+                        } else {
+                            p.trust_domain.clone()
+                        },
+                        default_allow: (!p.default_action.is_empty())
+                            .then(|| allow(&p.default_action)),
+                        operations,
                     },
-                    default_allow: (!p.default_action.is_empty()).then(|| allow(&p.default_action)),
-                    operations,
-                },
-            );
+                );
         }
         Some(AccessControl {
             default_allow,
@@ -138,8 +142,11 @@ impl AccessControl {
         let Some(caller) = caller else {
             return self.default_allow;
         };
-        let key = (caller.app_id.clone(), caller.namespace.clone());
-        let Some(policy) = self.policies.get(&key) else {
+        let Some(policy) = self
+            .policies
+            .get(&caller.app_id)
+            .and_then(|by_ns| by_ns.get(&caller.namespace))
+        else {
             return self.default_allow;
         };
         if policy.trust_domain != caller.trust_domain {

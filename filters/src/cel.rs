@@ -5,6 +5,8 @@
 //! does not exist makes its comparison false (in CEL it would be an error,
 //! which Dapr also treats as "no match").
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,12 +229,14 @@ impl Expr {
 
     /// Evaluates against the CloudEvent; the root name is `event`.
     pub fn matches(&self, event: &Value) -> bool {
-        self.value(event).is_some_and(|v| v == Value::Bool(true))
+        self.value(event).is_some_and(|v| *v == Value::Bool(true))
     }
 
-    fn value(&self, event: &Value) -> Option<Value> {
+    /// The value of an operand, borrowed from the event or the expression
+    /// (no copies of event data on the delivery path).
+    fn value<'a>(&'a self, event: &'a Value) -> Option<Cow<'a, Value>> {
         match self {
-            Expr::Lit(v) => Some(v.clone()),
+            Expr::Lit(v) => Some(Cow::Borrowed(v)),
             Expr::Path(p) => {
                 let (root, rest) = p.split_first()?;
                 if root != "event" {
@@ -242,11 +246,15 @@ impl Expr {
                 for f in rest {
                     cur = cur.get(f)?;
                 }
-                Some(cur.clone())
+                Some(Cow::Borrowed(cur))
             }
-            Expr::Not(e) => Some(Value::Bool(!e.matches(event))),
-            Expr::And(a, b) => Some(Value::Bool(a.matches(event) && b.matches(event))),
-            Expr::Or(a, b) => Some(Value::Bool(a.matches(event) || b.matches(event))),
+            Expr::Not(e) => Some(Cow::Owned(Value::Bool(!e.matches(event)))),
+            Expr::And(a, b) => Some(Cow::Owned(Value::Bool(
+                a.matches(event) && b.matches(event),
+            ))),
+            Expr::Or(a, b) => Some(Cow::Owned(Value::Bool(
+                a.matches(event) || b.matches(event),
+            ))),
             Expr::Cmp(a, op, b) => {
                 let (a, b) = (a.value(event)?, b.value(event)?);
                 let r = match (op, a.as_f64(), b.as_f64()) {
@@ -270,7 +278,7 @@ impl Expr {
                         _ => return None,
                     },
                 };
-                Some(Value::Bool(r))
+                Some(Cow::Owned(Value::Bool(r)))
             }
         }
     }

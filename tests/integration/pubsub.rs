@@ -353,51 +353,46 @@ scopes:
             r.json::<Value>().await.unwrap()["errorCode"].clone(),
         )
     };
-    let (st, code) = err(c
-        .post(format!("{base}/v1.0/publish/nope/t"))
-        .body("x")
-        .send()
-        .await
-        .unwrap())
-    .await;
-    assert_eq!(
-        (st, code.as_str()),
-        (StatusCode::NOT_FOUND, Some("ERR_PUBSUB_NOT_FOUND"))
-    );
-    let (st, code) = err(c
-        .post(format!("{base}/v1.0/publish/ps/"))
-        .body("x")
-        .send()
-        .await
-        .unwrap())
-    .await;
-    assert_eq!(
-        (st, code.as_str()),
-        (StatusCode::NOT_FOUND, Some("ERR_TOPIC_NAME_EMPTY"))
-    );
-    let (st, code) = err(c
-        .post(format!("{base}/v1.0/publish/ps/x"))
-        .header("content-type", "application/cloudevents+json")
-        .body("not json")
-        .send()
-        .await
-        .unwrap())
-    .await;
-    assert_eq!(
-        (st, code.as_str()),
-        (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_CLOUD_EVENTS_SER"))
-    );
-    let (st, code) = err(c
-        .post(format!("{base}/v1.0-alpha1/publish/bulk/ps/x"))
-        .body("{")
-        .send()
-        .await
-        .unwrap())
-    .await;
-    assert_eq!(
-        (st, code.as_str()),
-        (StatusCode::BAD_REQUEST, Some("ERR_PUBSUB_EVENTS_SER"))
-    );
+    for (path, ct, body, status, code) in [
+        (
+            "/v1.0/publish/nope/t",
+            "text/plain",
+            "x",
+            StatusCode::NOT_FOUND,
+            "ERR_PUBSUB_NOT_FOUND",
+        ),
+        (
+            "/v1.0/publish/ps/",
+            "text/plain",
+            "x",
+            StatusCode::NOT_FOUND,
+            "ERR_TOPIC_NAME_EMPTY",
+        ),
+        (
+            "/v1.0/publish/ps/x",
+            "application/cloudevents+json",
+            "not json",
+            StatusCode::BAD_REQUEST,
+            "ERR_PUBSUB_CLOUD_EVENTS_SER",
+        ),
+        (
+            "/v1.0-alpha1/publish/bulk/ps/x",
+            "application/json",
+            "{",
+            StatusCode::BAD_REQUEST,
+            "ERR_PUBSUB_EVENTS_SER",
+        ),
+    ] {
+        let r = c
+            .post(format!("{base}{path}"))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (st, got) = err(r).await;
+        assert_eq!((st, got.as_str()), (status, Some(code)), "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

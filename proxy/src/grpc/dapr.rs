@@ -47,6 +47,14 @@ impl DaprApi {
     }
 }
 
+/// A gRPC metadata value as text.
+fn metadata_str<M>(req: &GrpcRequest<M>, key: &str) -> Option<String> {
+    req.metadata()
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 fn unexpected() -> Status {
     Status::internal("handler returned an unexpected response type")
 }
@@ -265,12 +273,7 @@ impl Dapr for DaprApi {
 
     async fn publish_event(&self, req: GrpcRequest<pb::PublishEventRequest>) -> R<()> {
         let m = req.get_ref();
-        let header = |k: &str| {
-            req.metadata()
-                .get(k)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |k: &str| metadata_str(&req, k);
         let typed = Request::PubSub(PubSubRequest::Publish(PublishRequest {
             pubsub: m.pubsub_name.clone(),
             topic: m.topic.clone(),
@@ -308,11 +311,7 @@ impl Dapr for DaprApi {
                 })
                 .collect(),
             metadata: m.metadata.clone().into_iter().collect(),
-            traceparent: req
-                .metadata()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            traceparent: metadata_str(&req, "traceparent"),
         });
         match self
             .call(
