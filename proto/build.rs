@@ -7,9 +7,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/runtime/v1/state.proto",
         "dapr/proto/runtime/v1/metadata.proto",
         "dapr/proto/runtime/v1/secret.proto",
+        "dapr/proto/runtime/v1/appcallback.proto",
         "dapr/proto/runtime/v1/pubsub.proto",
         "dapr/proto/runtime/v1/dapr.proto",
-        "dapr/proto/runtime/v1/appcallback.proto",
         "dapr/proto/sentry/v1/sentry.proto",
     ];
     tonic_prost_build::configure()

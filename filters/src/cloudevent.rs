@@ -118,21 +118,40 @@ pub fn envelope(data: &[u8], info: &EnvelopeInfo<'_>) -> Result<Vec<u8>, String>
 
 /// The event a subscriber sees for `data` off the broker: the CloudEvent
 /// itself, or (a raw payload) a new envelope carrying it as `data_base64`.
-pub fn read(data: &[u8], pubsub: &str, topic: &str) -> Value {
-    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(data) {
-        if m.contains_key("specversion") || m.contains_key("id") && m.contains_key("type") {
-            return Value::Object(m);
-        }
-    }
+/// Whether a JSON object is a CloudEvent (as opposed to a JSON payload
+/// published raw).
+pub fn looks_like(v: &Value) -> bool {
+    v.get("specversion").is_some() || v.get("id").is_some() && v.get("type").is_some()
+}
+
+/// The CloudEvent a `rawPayload` subscriber receives for raw bytes: the
+/// payload as `data_base64`, a fresh id (daprd's `FromRawPayload`).
+pub fn from_raw(data: &[u8], pubsub: &str, topic: &str) -> Value {
     json!({
         "specversion": "1.0",
         "id": uuid::Uuid::new_v4().to_string(),
-        "source": pubsub,
+        "source": "Dapr",
         "type": EVENT_TYPE,
         "datacontenttype": "application/octet-stream",
         "topic": topic,
         "pubsubname": pubsub,
         "data_base64": base64::engine::general_purpose::STANDARD.encode(data),
+    })
+}
+
+/// The event's payload as bytes, as gRPC subscribers receive it:
+/// `data_base64` decoded, a string as its UTF-8, anything else as JSON.
+pub fn data_bytes(ev: &Value) -> Result<Vec<u8>, String> {
+    if let Some(b) = ev.get("data_base64").filter(|v| !v.is_null()) {
+        let s = b.as_str().ok_or("data_base64 is not a string")?;
+        return base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| format!("data_base64: {e}"));
+    }
+    Ok(match ev.get("data") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s.clone().into_bytes(),
+        Some(v) => serde_json::to_vec(v).unwrap_or_default(),
     })
 }
 
@@ -207,8 +226,12 @@ mod tests {
 
     #[test]
     fn raw_and_expiry() {
-        let r = read(b"\x00raw", "ps", "t");
+        let r = from_raw(b"\x00raw", "ps", "t");
         assert_eq!(r["data_base64"], "AHJhdw==");
+        assert_eq!(data_bytes(&r).unwrap(), b"\x00raw");
+        assert_eq!(data_bytes(&json!({"data": "hi"})).unwrap(), b"hi");
+        assert_eq!(data_bytes(&json!({"data": {"a": 1}})).unwrap(), br#"{"a":1}"#);
+        assert!(data_bytes(&json!({"data_base64": "%%"})).is_err());
         let mut i = info(None);
         i.ttl = Some(Duration::from_secs(0));
         let e: Value = serde_json::from_slice(&envelope(b"x", &i).unwrap()).unwrap();

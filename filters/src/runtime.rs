@@ -64,7 +64,7 @@ pub struct SubscriptionInfo {
     pub dead_letter: Option<String>,
     /// Rule paths, then the default path.
     pub rules: Vec<String>,
-    /// `DECLARATIVE` or `PROGRAMMATIC`.
+    /// `DECLARATIVE`, `PROGRAMMATIC` or `STREAMING`.
     pub kind: &'static str,
 }
 
@@ -133,11 +133,25 @@ impl Runtime {
         Some(std::net::SocketAddr::new(ip, app.port))
     }
 
-    pub fn set_subscriptions(&self, subs: Vec<SubscriptionInfo>) {
-        *self
+    pub fn add_subscriptions(&self, subs: impl IntoIterator<Item = SubscriptionInfo>) {
+        self.subscriptions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(subs);
+    }
+
+    /// Forgets one subscription (a streaming one that ended).
+    pub fn remove_subscription(&self, pubsub: &str, topic: &str, kind: &str) {
+        let mut subs = self
             .subscriptions
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = subs;
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = subs
+            .iter()
+            .position(|s| s.pubsub == pubsub && s.topic == topic && s.kind == kind)
+        {
+            subs.remove(i);
+        }
     }
 
     pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {

@@ -136,6 +136,9 @@ pub enum PubSubRequest {
         metadata: HashMap<String, String>,
         traceparent: Option<String>,
     },
+    /// May this app subscribe to the topic? (A streaming subscription asks
+    /// before it opens, so auth and metrics see it like any call.)
+    Subscribe { pubsub: String, topic: String },
 }
 
 /// Entry ids that failed, with why.
@@ -143,6 +146,21 @@ pub enum PubSubRequest {
 pub struct BulkFailures(pub Vec<(String, String)>);
 
 fn component<'a>(
+    rt: &'a Runtime,
+    pubsub: &str,
+    topic: &str,
+) -> Result<&'a Arc<PubSubComponent>, ApiError> {
+    let c = lookup(rt, pubsub, topic)?;
+    if !c.scopes.may_publish(topic) {
+        return Err(ApiError::PubSubForbidden {
+            topic: topic.to_string(),
+            app_id: rt.app_id.clone(),
+        });
+    }
+    Ok(c)
+}
+
+fn lookup<'a>(
     rt: &'a Runtime,
     pubsub: &str,
     topic: &str,
@@ -159,12 +177,6 @@ fn component<'a>(
         .ok_or_else(|| ApiError::PubSubNotFound(pubsub.to_string()))?;
     if topic.is_empty() {
         return Err(ApiError::TopicEmpty(pubsub.to_string()));
-    }
-    if !c.scopes.may_publish(topic) {
-        return Err(ApiError::PubSubForbidden {
-            topic: topic.to_string(),
-            app_id: rt.app_id.clone(),
-        });
     }
     Ok(c)
 }
@@ -234,6 +246,16 @@ fn message(
 
 pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
     match req {
+        PubSubRequest::Subscribe { pubsub, topic } => {
+            let c = lookup(rt, &pubsub, &topic)?;
+            if !c.scopes.may_subscribe(&topic) {
+                return Err(ApiError::PubSubForbidden {
+                    topic,
+                    app_id: rt.app_id.clone(),
+                });
+            }
+            Ok(Response::Empty)
+        }
         PubSubRequest::Publish(p) => {
             let c = component(rt, &p.pubsub, &p.topic)?;
             let msg = message(

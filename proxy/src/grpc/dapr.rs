@@ -6,7 +6,6 @@ use std::sync::Arc;
 use prost::Message;
 use spar_filters::handlers::invoke::InvokeRequest;
 use spar_filters::handlers::metadata::{MetadataRequest, MetadataSnapshot};
-use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
 use spar_filters::handlers::secrets::{SecretsRequest, SecretsResponse};
 use spar_filters::handlers::state::{StateRequest, StateResponse, TxOp};
 use spar_filters::{ApiError, Chain, Ctx, Protocol, Request, Response, Runtime};
@@ -17,7 +16,7 @@ use super::convert;
 
 pub struct DaprApi {
     chain: Chain,
-    rt: Arc<Runtime>,
+    pub(super) rt: Arc<Runtime>,
     clients: Arc<super::invoke::Clients>,
 }
 
@@ -26,19 +25,30 @@ impl DaprApi {
         DaprApi { chain, rt, clients }
     }
 
-    async fn call<M: Message>(
+    pub(super) async fn call<M: Message>(
         &self,
         route: &'static str,
         req: &GrpcRequest<M>,
         typed: Result<Request, ApiError>,
     ) -> Result<Response, Status> {
+        let len = req.get_ref().encoded_len();
+        self.call_with(route, req.metadata(), len, typed).await
+    }
+
+    /// Runs the chain for a call whose body is not one message (a stream).
+    pub(super) async fn call_with(
+        &self,
+        route: &'static str,
+        metadata: &tonic::metadata::MetadataMap,
+        body_len: usize,
+        typed: Result<Request, ApiError>,
+    ) -> Result<Response, Status> {
         let mut ctx = Ctx::new(Protocol::Grpc, "POST", route);
-        ctx.api_token = req
-            .metadata()
+        ctx.api_token = metadata
             .get("dapr-api-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        ctx.body_len = req.get_ref().encoded_len();
+        ctx.body_len = body_len;
         let typed = typed.unwrap_or_else(Request::Rejected);
         self.chain
             .handle(&mut ctx, typed)
@@ -48,18 +58,18 @@ impl DaprApi {
 }
 
 /// A gRPC metadata value as text.
-fn metadata_str<M>(req: &GrpcRequest<M>, key: &str) -> Option<String> {
+pub(super) fn metadata_str<M>(req: &GrpcRequest<M>, key: &str) -> Option<String> {
     req.metadata()
         .get(key)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }
 
-fn unexpected() -> Status {
+pub(super) fn unexpected() -> Status {
     Status::internal("handler returned an unexpected response type")
 }
 
-type R<T> = Result<GrpcResponse<T>, Status>;
+pub(super) type R<T> = Result<GrpcResponse<T>, Status>;
 
 #[tonic::async_trait]
 impl Dapr for DaprApi {
@@ -272,64 +282,32 @@ impl Dapr for DaprApi {
     }
 
     async fn publish_event(&self, req: GrpcRequest<pb::PublishEventRequest>) -> R<()> {
-        let m = req.get_ref();
-        let header = |k: &str| metadata_str(&req, k);
-        let typed = Request::PubSub(PubSubRequest::Publish(PublishRequest {
-            pubsub: m.pubsub_name.clone(),
-            topic: m.topic.clone(),
-            data: bytes::Bytes::copy_from_slice(&m.data),
-            content_type: Some(m.data_content_type.clone()).filter(|c| !c.is_empty()),
-            metadata: m.metadata.clone().into_iter().collect(),
-            traceparent: header("traceparent"),
-            tracestate: header("tracestate"),
-        }));
-        match self
-            .call("/dapr.proto.runtime.v1.Dapr/PublishEvent", &req, Ok(typed))
-            .await?
-        {
-            Response::Empty => Ok(GrpcResponse::new(())),
-            _ => Err(unexpected()),
-        }
+        self.publish(req).await
     }
 
     async fn bulk_publish_event_alpha1(
         &self,
         req: GrpcRequest<pb::BulkPublishRequest>,
     ) -> R<pb::BulkPublishResponse> {
-        let m = req.get_ref();
-        let typed = Request::PubSub(PubSubRequest::BulkPublish {
-            pubsub: m.pubsub_name.clone(),
-            topic: m.topic.clone(),
-            entries: m
-                .entries
-                .iter()
-                .map(|e| BulkEntry {
-                    entry_id: e.entry_id.clone(),
-                    event: bytes::Bytes::copy_from_slice(&e.event),
-                    content_type: e.content_type.clone(),
-                    metadata: e.metadata.clone().into_iter().collect(),
-                })
-                .collect(),
-            metadata: m.metadata.clone().into_iter().collect(),
-            traceparent: metadata_str(&req, "traceparent"),
-        });
-        match self
-            .call(
-                "/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1",
-                &req,
-                Ok(typed),
-            )
-            .await?
-        {
-            Response::BulkPublished(f) => Ok(GrpcResponse::new(pb::BulkPublishResponse {
-                failed_entries: f
-                    .0
-                    .into_iter()
-                    .map(|(entry_id, error)| pb::BulkPublishResponseFailedEntry { entry_id, error })
-                    .collect(),
-            })),
-            _ => Err(unexpected()),
-        }
+        self.bulk_publish(req, "/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1")
+            .await
+    }
+
+    async fn bulk_publish_event(
+        &self,
+        req: GrpcRequest<pb::BulkPublishRequest>,
+    ) -> R<pb::BulkPublishResponse> {
+        self.bulk_publish(req, "/dapr.proto.runtime.v1.Dapr/BulkPublishEvent")
+            .await
+    }
+
+    type SubscribeTopicEventsAlpha1Stream = super::pubsub::EventStream;
+
+    async fn subscribe_topic_events_alpha1(
+        &self,
+        req: GrpcRequest<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>,
+    ) -> R<Self::SubscribeTopicEventsAlpha1Stream> {
+        self.subscribe_stream(req).await
     }
 
     async fn get_secret(&self, req: GrpcRequest<pb::GetSecretRequest>) -> R<pb::GetSecretResponse> {
@@ -464,11 +442,11 @@ fn metadata(m: &MetadataSnapshot) -> pb::GetMetadataResponse {
                         .collect(),
                 }),
                 dead_letter_topic: s.dead_letter.clone().unwrap_or_default(),
-                r#type: if s.kind == "DECLARATIVE" {
-                    pb::PubsubSubscriptionType::Declarative as i32
-                } else {
-                    pb::PubsubSubscriptionType::Programmatic as i32
-                },
+                r#type: match s.kind {
+                    "DECLARATIVE" => pb::PubsubSubscriptionType::Declarative,
+                    "STREAMING" => pb::PubsubSubscriptionType::Streaming,
+                    _ => pb::PubsubSubscriptionType::Programmatic,
+                } as i32,
             })
             .collect(),
         http_endpoints: m

@@ -5,6 +5,7 @@ mod convert;
 mod dapr;
 pub mod invoke;
 mod proxy;
+mod pubsub;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

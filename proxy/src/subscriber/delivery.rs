@@ -1,160 +1,177 @@
-//! Delivery of one broker message to the app over HTTP, as daprd: a POST of
-//! the CloudEvent (`application/cloudevents+json`) to the matching route;
-//! 2xx with `{"status": "SUCCESS" | "RETRY" | "DROP"}` (an empty or non-JSON
-//! body is SUCCESS), 404 is DROP, anything else is RETRY. RETRY is tried
-//! again with backoff; when the retries are used up the message goes to the
-//! subscription's dead-letter topic if it has one, else back to the broker
-//! for redelivery.
+//! What happens to one broker message on its way to the app, whatever the
+//! transport: read (or, for `rawPayload`, build) the CloudEvent, drop it when
+//! expired, pick the route, hand it to the app through a [`Sink`], try again
+//! with backoff on RETRY, and when the app gives up on it (DROP) or the
+//! retries are used up, move it to the dead-letter topic if there is one.
+//! Without a dead-letter topic a message the app could not take goes back
+//! to the broker (RETRY) and a dropped one is acknowledged, as daprd does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde_json::Value;
 use spar_components::pubsub::{Ack, Handler, Message, PubSub};
 use spar_filters::cloudevent;
-use spar_filters::Runtime;
 
 use super::Sub;
 
 /// Attempts after the first, and the first backoff (doubling).
-const RETRIES: u32 = 3;
-const BACKOFF: Duration = Duration::from_millis(100);
-const APP_TIMEOUT: Duration = Duration::from_secs(60);
+pub const RETRIES: u32 = 3;
+pub const BACKOFF: Duration = Duration::from_millis(100);
 
+/// One event ready for the app.
+#[derive(Debug)]
+pub struct Event {
+    /// The CloudEvent as a JSON object.
+    pub ce: Value,
+    /// Its JSON text, as HTTP apps receive it (the broker's bytes when they
+    /// already were a CloudEvent: nothing is re-encoded).
+    pub body: Bytes,
+    /// The route chosen for it (empty for gRPC apps without routes).
+    pub path: String,
+    /// The message as the broker carried it, for the dead-letter topic.
+    pub msg: Message,
+}
+
+impl Event {
+    pub fn traceparent(&self) -> Option<&str> {
+        self.ce.get("traceparent").and_then(Value::as_str)
+    }
+}
+
+/// The way to the app: HTTP, gRPC `AppCallback`, or a streaming
+/// subscription.
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    async fn deliver(&self, sub: &Sub, ev: &Event) -> Ack;
+
+    /// One status per event, in order. All events share `ev.path`.
+    async fn deliver_bulk(&self, sub: &Sub, evs: &[&Event]) -> Vec<Ack> {
+        futures::future::join_all(evs.iter().map(|e| self.deliver(sub, e))).await
+    }
+}
+
+/// The event for a message, or the answer when it never reaches the app.
+pub fn prepare(sub: &Sub, msg: Message) -> Result<Event, (Ack, Message)> {
+    let (ce, body) = if sub.raw_payload {
+        let ce = cloudevent::from_raw(&msg.data, &sub.pubsub, &sub.topic);
+        let body = Bytes::from(serde_json::to_vec(&ce).unwrap_or_default());
+        (ce, body)
+    } else {
+        match serde_json::from_slice::<Value>(&msg.data) {
+            Ok(ce @ Value::Object(_)) if cloudevent::looks_like(&ce) => (ce, msg.data.clone()),
+            _ => {
+                // Not a CloudEvent (published raw to a topic read without
+                // rawPayload): deliver it wrapped rather than lose it.
+                let ce = cloudevent::from_raw(&msg.data, &sub.pubsub, &sub.topic);
+                let body = Bytes::from(serde_json::to_vec(&ce).unwrap_or_default());
+                (ce, body)
+            }
+        }
+    };
+    if cloudevent::expired(&ce) {
+        tracing::warn!(topic = %sub.topic, "message expired (ttlInSeconds): dropping");
+        return Err((Ack::Drop, msg));
+    }
+    let Some(path) = sub.route(&ce).map(str::to_owned) else {
+        tracing::warn!(topic = %sub.topic, "no route matches the event and there is no default: dropping");
+        return Err((Ack::Drop, msg));
+    };
+    Ok(Event {
+        ce,
+        body,
+        path,
+        msg,
+    })
+}
+
+/// Retries, dead letters and the broker's answer for one subscription.
 pub struct Deliverer {
-    rt: Arc<Runtime>,
-    sub: Arc<Sub>,
-    broker: Arc<dyn PubSub>,
-    client: reqwest::Client,
-    base: String,
+    pub sub: Arc<Sub>,
+    pub broker: Arc<dyn PubSub>,
+    pub sink: Arc<dyn Sink>,
 }
 
 impl Deliverer {
-    pub fn new(
-        rt: Arc<Runtime>,
-        sub: Arc<Sub>,
-        broker: Arc<dyn PubSub>,
-        client: reqwest::Client,
-        base: String,
-    ) -> Self {
-        Deliverer {
-            rt,
-            sub,
-            broker,
-            client,
-            base,
-        }
-    }
-
-    async fn post(
-        &self,
-        path: &str,
-        body: bytes::Bytes,
-        content_type: &str,
-        trace: Option<&str>,
-    ) -> Ack {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .timeout(APP_TIMEOUT)
-            .header("content-type", content_type)
-            .header("pubsubname", &self.sub.pubsub)
-            .body(body);
-        if let Some(t) = trace {
-            req = req.header("traceparent", t);
-        }
-        if let Some(t) = &self.rt.app_token {
-            req = req.header("dapr-api-token", t);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(topic = %self.sub.topic, "delivery to the app failed: {e}");
-                return Ack::Retry;
-            }
+    /// The app's final answer → the broker's: DROP and exhausted retries go
+    /// to the dead-letter topic when there is one.
+    pub async fn settle(&self, msg: &Message, ack: Ack) -> Ack {
+        let Some(dlt) = self.sub.dead_letter.as_ref().filter(|_| ack != Ack::Success) else {
+            return ack;
         };
-        let code = resp.status().as_u16();
-        if code == 404 {
-            tracing::error!(topic = %self.sub.topic, path, "the app answered 404: dropping the message");
-            return Ack::Drop;
-        }
-        if !(200..300).contains(&code) {
-            return Ack::Retry;
-        }
-        let body = resp.bytes().await.unwrap_or_default();
-        match serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-            v.get("status")
-                .and_then(Value::as_str)
-                .map(str::to_ascii_uppercase)
-        }) {
-            None => Ack::Success,
-            Some(s) if s == "SUCCESS" || s.is_empty() => Ack::Success,
-            Some(s) if s == "DROP" => Ack::Drop,
-            Some(s) if s == "RETRY" => Ack::Retry,
-            Some(other) => {
-                tracing::warn!(topic = %self.sub.topic, status = %other, "unknown status from the app: retrying");
+        let dead = Message {
+            topic: dlt.clone(),
+            data: msg.data.clone(),
+            metadata: msg.metadata.clone(),
+        };
+        match self.broker.publish(&dead).await {
+            Ok(()) => {
+                tracing::warn!(topic = %self.sub.topic, dead_letter = %dlt, "message moved to the dead-letter topic");
+                Ack::Success
+            }
+            Err(e) => {
+                tracing::error!(dead_letter = %dlt, "publishing to the dead-letter topic failed: {e}");
                 Ack::Retry
             }
         }
+    }
+
+    async fn deliver(&self, ev: &Event) -> Ack {
+        let mut backoff = BACKOFF;
+        for attempt in 0..=RETRIES {
+            match self.sink.deliver(&self.sub, ev).await {
+                Ack::Retry if attempt < RETRIES => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                done => return done,
+            }
+        }
+        Ack::Retry
+    }
+
+    /// Delivers a batch (one path) with retries of the entries the app
+    /// asked to retry; one settled answer per event.
+    pub async fn deliver_bulk(&self, evs: &[Event]) -> Vec<Ack> {
+        let mut acks = vec![Ack::Retry; evs.len()];
+        let mut todo: Vec<usize> = (0..evs.len()).collect();
+        let mut backoff = BACKOFF;
+        for attempt in 0..=RETRIES {
+            let batch: Vec<&Event> = todo.iter().map(|&i| &evs[i]).collect();
+            let got = self.sink.deliver_bulk(&self.sub, &batch).await;
+            let mut again = Vec::new();
+            for (&i, a) in todo.iter().zip(got) {
+                acks[i] = a;
+                if a == Ack::Retry {
+                    again.push(i);
+                }
+            }
+            if again.is_empty() || attempt == RETRIES {
+                break;
+            }
+            todo = again;
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+        let mut out = Vec::with_capacity(evs.len());
+        for (ev, a) in evs.iter().zip(acks) {
+            out.push(self.settle(&ev.msg, a).await);
+        }
+        out
     }
 }
 
 #[async_trait]
 impl Handler for Deliverer {
     async fn handle(&self, msg: Message) -> Ack {
-        let sub = &self.sub;
-        let (body, ct, event) = if sub.raw_payload {
-            let ct = msg
-                .metadata
-                .get("contentType")
-                .cloned()
-                .unwrap_or_else(|| "application/octet-stream".into());
-            (msg.data.clone(), ct, None)
-        } else {
-            let ev = cloudevent::read(&msg.data, &sub.pubsub, &sub.topic);
-            if cloudevent::expired(&ev) {
-                tracing::warn!(topic = %sub.topic, "message expired (ttlInSeconds): dropping");
-                return Ack::Drop;
+        match prepare(&self.sub, msg) {
+            Ok(ev) => {
+                let ack = self.deliver(&ev).await;
+                self.settle(&ev.msg, ack).await
             }
-            let body = bytes::Bytes::from(serde_json::to_vec(&ev).unwrap_or_default());
-            (body, "application/cloudevents+json".to_string(), Some(ev))
-        };
-        let Some(path) = sub.route(event.as_ref()) else {
-            tracing::warn!(topic = %sub.topic, "no route matches the event and there is no default: dropping");
-            return Ack::Drop;
-        };
-        let trace = event
-            .as_ref()
-            .and_then(|e| e.get("traceparent"))
-            .and_then(Value::as_str);
-        let mut backoff = BACKOFF;
-        for attempt in 0..=RETRIES {
-            match self.post(path, body.clone(), &ct, trace).await {
-                Ack::Retry if attempt < RETRIES => {
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Ack::Retry => break,
-                done => return done,
-            }
+            Err((ack, msg)) => self.settle(&msg, ack).await,
         }
-        if let Some(dlt) = &sub.dead_letter {
-            let dead = Message {
-                topic: dlt.clone(),
-                data: msg.data.clone(),
-                metadata: msg.metadata.clone(),
-            };
-            match self.broker.publish(&dead).await {
-                Ok(()) => {
-                    tracing::warn!(topic = %sub.topic, dead_letter = %dlt, "delivery failed: message moved to the dead-letter topic");
-                    return Ack::Success;
-                }
-                Err(e) => {
-                    tracing::error!(dead_letter = %dlt, "publishing to the dead-letter topic failed: {e}")
-                }
-            }
-        }
-        Ack::Retry
     }
 }

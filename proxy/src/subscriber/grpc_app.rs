@@ -1,0 +1,253 @@
+//! Delivery to a gRPC app (`--app-protocol grpc`), as daprd: each event is
+//! an `AppCallback/OnTopicEvent` call whose answer is SUCCESS / RETRY /
+//! DROP; UNIMPLEMENTED is DROP, any other error RETRY. Bulk subscriptions
+//! call `OnBulkTopicEvent`, falling back to `AppCallbackAlpha`'s
+//! `OnBulkTopicEventAlpha1` for older SDKs. Programmatic subscriptions come
+//! from `ListTopicSubscriptions`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use spar_components::pubsub::Ack;
+use spar_filters::{cloudevent, Runtime};
+use spar_proto::runtime::{
+    self as pb, app_callback_alpha_client::AppCallbackAlphaClient,
+    app_callback_client::AppCallbackClient,
+};
+use tonic::transport::Channel;
+
+use super::delivery::{Event, Sink};
+use super::Sub;
+
+const APP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The CloudEvent attributes that have fields of their own in
+/// `TopicEventRequest`; every other attribute travels in `extensions`.
+const OWN_FIELDS: [&str; 7] = [
+    "id",
+    "source",
+    "datacontenttype",
+    "type",
+    "specversion",
+    "data",
+    "data_base64",
+];
+
+fn text(ev: &Value, k: &str) -> String {
+    ev.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn to_proto(v: &Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match v {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
+            values: a.iter().map(to_proto).collect(),
+        }),
+        Value::Object(_) => Kind::StructValue(extensions(v, &[])),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn extensions(ev: &Value, skip: &[&str]) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: ev
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), to_proto(v)))
+            .collect(),
+    }
+}
+
+/// The gRPC form of an event (also what streaming subscribers receive).
+pub fn topic_event(sub: &Sub, ev: &Event) -> Result<pb::TopicEventRequest, String> {
+    let ce = &ev.ce;
+    Ok(pb::TopicEventRequest {
+        id: text(ce, "id"),
+        source: text(ce, "source"),
+        r#type: text(ce, "type"),
+        spec_version: text(ce, "specversion"),
+        data_content_type: text(ce, "datacontenttype"),
+        data: cloudevent::data_bytes(ce)?,
+        topic: sub.topic.clone(),
+        pubsub_name: sub.pubsub.clone(),
+        path: ev.path.clone(),
+        extensions: Some(extensions(ce, &OWN_FIELDS)),
+    })
+}
+
+fn ack_of(status: i32) -> Ack {
+    use pb::topic_event_response::TopicEventResponseStatus as S;
+    match S::try_from(status) {
+        Ok(S::Success) => Ack::Success,
+        Ok(S::Drop) => Ack::Drop,
+        Ok(S::Retry) | Err(_) => Ack::Retry,
+    }
+}
+
+fn ack_of_error(sub: &Sub, e: &tonic::Status) -> Ack {
+    if e.code() == tonic::Code::Unimplemented {
+        tracing::warn!(topic = %sub.topic, "the app does not implement topic events: dropping");
+        Ack::Drop
+    } else {
+        tracing::warn!(topic = %sub.topic, "delivery to the app failed: {e}");
+        Ack::Retry
+    }
+}
+
+pub struct GrpcApp {
+    rt: Arc<Runtime>,
+    channel: Channel,
+    /// The app answered UNIMPLEMENTED to `OnBulkTopicEvent`: use the alpha.
+    bulk_alpha: AtomicBool,
+}
+
+impl GrpcApp {
+    pub fn new(rt: Arc<Runtime>, addr: std::net::SocketAddr) -> Result<Self, String> {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(GrpcApp {
+            rt,
+            channel,
+            bulk_alpha: AtomicBool::new(false),
+        })
+    }
+
+    fn request<T>(&self, msg: T, trace: Option<&str>) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(APP_TIMEOUT);
+        let md = req.metadata_mut();
+        if let Some(t) = self.rt.app_token.as_deref().and_then(|t| t.parse().ok()) {
+            md.insert("dapr-api-token", t);
+        }
+        if let Some(t) = trace.and_then(|t| t.parse().ok()) {
+            md.insert("traceparent", t);
+        }
+        req
+    }
+
+    /// The app's `ListTopicSubscriptions`.
+    pub async fn subscriptions(&self) -> Vec<Sub> {
+        let mut c = AppCallbackClient::new(self.channel.clone());
+        let mut req = tonic::Request::new(());
+        req.set_timeout(Duration::from_secs(5));
+        match c.list_topic_subscriptions(req).await {
+            Ok(r) => r
+                .into_inner()
+                .subscriptions
+                .iter()
+                .filter_map(|t| {
+                    Sub::from_grpc(t)
+                        .map_err(|e| tracing::error!("ignoring subscription from the app: {e}"))
+                        .ok()
+                })
+                .collect(),
+            Err(e) if e.code() == tonic::Code::Unimplemented => Vec::new(),
+            Err(e) => {
+                tracing::warn!("ListTopicSubscriptions failed: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn bulk_call(&self, req: pb::TopicEventBulkRequest, trace: Option<&str>) -> Result<pb::TopicEventBulkResponse, tonic::Status> {
+        if !self.bulk_alpha.load(Ordering::Relaxed) {
+            let mut c = AppCallbackClient::new(self.channel.clone());
+            match c.on_bulk_topic_event(self.request(req.clone(), trace)).await {
+                Err(e) if e.code() == tonic::Code::Unimplemented => {
+                    self.bulk_alpha.store(true, Ordering::Relaxed);
+                }
+                r => return r.map(tonic::Response::into_inner),
+            }
+        }
+        let mut c = AppCallbackAlphaClient::new(self.channel.clone());
+        c.on_bulk_topic_event_alpha1(self.request(req, trace))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+#[async_trait]
+impl Sink for GrpcApp {
+    async fn deliver(&self, sub: &Sub, ev: &Event) -> Ack {
+        let msg = match topic_event(sub, ev) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(topic = %sub.topic, "unreadable event: {e}");
+                return Ack::Retry;
+            }
+        };
+        let mut c = AppCallbackClient::new(self.channel.clone());
+        match c.on_topic_event(self.request(msg, ev.traceparent())).await {
+            Ok(r) => ack_of(r.into_inner().status),
+            Err(e) => ack_of_error(sub, &e),
+        }
+    }
+
+    async fn deliver_bulk(&self, sub: &Sub, evs: &[&Event]) -> Vec<Ack> {
+        let Some(first) = evs.first() else {
+            return Vec::new();
+        };
+        let mut entries = Vec::with_capacity(evs.len());
+        for (i, ev) in evs.iter().enumerate() {
+            let ce = &ev.ce;
+            let data = match cloudevent::data_bytes(ce) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(topic = %sub.topic, "unreadable event: {e}");
+                    return vec![Ack::Retry; evs.len()];
+                }
+            };
+            entries.push(pb::TopicEventBulkRequestEntry {
+                entry_id: i.to_string(),
+                content_type: "application/cloudevents+json".into(),
+                metadata: ev.msg.metadata.clone().into_iter().collect(),
+                event: Some(pb::topic_event_bulk_request_entry::Event::CloudEvent(
+                    pb::TopicEventCeRequest {
+                        id: text(ce, "id"),
+                        source: text(ce, "source"),
+                        r#type: text(ce, "type"),
+                        spec_version: text(ce, "specversion"),
+                        data_content_type: text(ce, "datacontenttype"),
+                        data,
+                        extensions: Some(extensions(ce, &OWN_FIELDS)),
+                    },
+                )),
+            });
+        }
+        let req = pb::TopicEventBulkRequest {
+            id: uuid::Uuid::new_v4().to_string(),
+            entries,
+            metadata: Default::default(),
+            topic: sub.topic.clone(),
+            pubsub_name: sub.pubsub.clone(),
+            r#type: "com.dapr.event.sent.bulk".into(),
+            path: first.path.clone(),
+        };
+        match self.bulk_call(req, first.traceparent()).await {
+            Ok(r) => {
+                let mut acks = vec![Ack::Retry; evs.len()];
+                for s in r.statuses {
+                    if let Some(a) = s.entry_id.parse::<usize>().ok().and_then(|i| acks.get_mut(i)) {
+                        *a = ack_of(s.status);
+                    }
+                }
+                acks
+            }
+            Err(e) => vec![ack_of_error(sub, &e); evs.len()],
+        }
+    }
+}
