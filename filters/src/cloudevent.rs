@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(r["data_base64"], "AHJhdw==");
         assert_eq!(data_bytes(&r).unwrap(), b"\x00raw");
         assert_eq!(data_bytes(&json!({"data": "hi"})).unwrap(), b"hi");
-        assert_eq!(data_bytes(&json!({"data": {"a": 1}})).unwrap(), br#"{"a":1}"#);
+        assert_eq!(
+            data_bytes(&json!({"data": {"a": 1}})).unwrap(),
+            br#"{"a":1}"#
+        );
         assert!(data_bytes(&json!({"data_base64": "%%"})).is_err());
         let mut i = info(None);
         i.ttl = Some(Duration::from_secs(0));

@@ -20,3 +20,4 @@ mod pubsub;
 mod secrets;
 mod state_grpc;
 mod state_http;
+mod subscriptions;

@@ -138,7 +138,10 @@ pub enum PubSubRequest {
     },
     /// May this app subscribe to the topic? (A streaming subscription asks
     /// before it opens, so auth and metrics see it like any call.)
-    Subscribe { pubsub: String, topic: String },
+    Subscribe {
+        pubsub: String,
+        topic: String,
+    },
 }
 
 /// Entry ids that failed, with why.

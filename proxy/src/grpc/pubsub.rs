@@ -60,10 +60,7 @@ impl DaprApi {
             metadata: m.metadata.clone().into_iter().collect(),
             traceparent: metadata_str(&req, "traceparent"),
         });
-        match self
-            .call(route, &req, Ok(typed))
-            .await?
-        {
+        match self.call(route, &req, Ok(typed)).await? {
             Response::BulkPublished(f) => Ok(GrpcResponse::new(pb::BulkPublishResponse {
                 failed_entries: f
                     .0

@@ -98,7 +98,12 @@ impl Deliverer {
     /// The app's final answer → the broker's: DROP and exhausted retries go
     /// to the dead-letter topic when there is one.
     pub async fn settle(&self, msg: &Message, ack: Ack) -> Ack {
-        let Some(dlt) = self.sub.dead_letter.as_ref().filter(|_| ack != Ack::Success) else {
+        let Some(dlt) = self
+            .sub
+            .dead_letter
+            .as_ref()
+            .filter(|_| ack != Ack::Success)
+        else {
             return ack;
         };
         let dead = Message {

@@ -163,10 +163,17 @@ impl GrpcApp {
         }
     }
 
-    async fn bulk_call(&self, req: pb::TopicEventBulkRequest, trace: Option<&str>) -> Result<pb::TopicEventBulkResponse, tonic::Status> {
+    async fn bulk_call(
+        &self,
+        req: pb::TopicEventBulkRequest,
+        trace: Option<&str>,
+    ) -> Result<pb::TopicEventBulkResponse, tonic::Status> {
         if !self.bulk_alpha.load(Ordering::Relaxed) {
             let mut c = AppCallbackClient::new(self.channel.clone());
-            match c.on_bulk_topic_event(self.request(req.clone(), trace)).await {
+            match c
+                .on_bulk_topic_event(self.request(req.clone(), trace))
+                .await
+            {
                 Err(e) if e.code() == tonic::Code::Unimplemented => {
                     self.bulk_alpha.store(true, Ordering::Relaxed);
                 }
@@ -241,7 +248,12 @@ impl Sink for GrpcApp {
             Ok(r) => {
                 let mut acks = vec![Ack::Retry; evs.len()];
                 for s in r.statuses {
-                    if let Some(a) = s.entry_id.parse::<usize>().ok().and_then(|i| acks.get_mut(i)) {
+                    if let Some(a) = s
+                        .entry_id
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| acks.get_mut(i))
+                    {
                         *a = ack_of(s.status);
                     }
                 }

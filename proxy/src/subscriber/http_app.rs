@@ -63,7 +63,7 @@ impl HttpApp {
     ) -> Result<bytes::Bytes, Ack> {
         let mut req = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}/{}", self.base, path.trim_start_matches('/')))
             .timeout(APP_TIMEOUT)
             .header("content-type", content_type)
             .header("pubsubname", &sub.pubsub)
@@ -163,7 +163,13 @@ impl Sink for HttpApp {
         });
         let body = bytes::Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default());
         let resp = match self
-            .post(sub, &first.path, body, "application/json", first.traceparent())
+            .post(
+                sub,
+                &first.path,
+                body,
+                "application/json",
+                first.traceparent(),
+            )
             .await
         {
             Ok(b) => b,

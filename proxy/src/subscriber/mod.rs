@@ -34,7 +34,7 @@ fn info(s: &Sub) -> SubscriptionInfo {
             .rules
             .iter()
             .map(|(_, p)| p.clone())
-            .chain(std::iter::once(s.default_path.clone()))
+            .chain(s.default_path.clone())
             .collect(),
         kind: s.kind,
     }

@@ -38,8 +38,11 @@ impl Bulk {
 pub struct Sub {
     pub pubsub: String,
     pub topic: String,
+    /// Routing rules and their paths, as written (HTTP delivery adds the
+    /// leading slash; gRPC apps match the path verbatim).
     pub rules: Vec<(Expr, String)>,
-    pub default_path: String,
+    /// Where events no rule matches go; `None` drops them.
+    pub default_path: Option<String>,
     pub dead_letter: Option<String>,
     pub raw_payload: bool,
     pub metadata: HashMap<String, String>,
@@ -47,16 +50,12 @@ pub struct Sub {
     pub kind: &'static str,
 }
 
-fn path(p: &str) -> String {
-    format!("/{}", p.trim_start_matches('/'))
-}
-
 fn compile(rules: &[(String, String)]) -> Result<Vec<(Expr, String)>, String> {
     rules
         .iter()
         .map(|(m, p)| {
             Expr::parse(m)
-                .map(|e| (e, path(p)))
+                .map(|e| (e, p.clone()))
                 .map_err(|e| format!("routes.rules match {m:?}: {e}"))
         })
         .collect()
@@ -73,7 +72,7 @@ impl Sub {
         pubsub: String,
         topic: String,
         rules: &[(String, String)],
-        default: &str,
+        default: Option<String>,
         dead_letter: Option<String>,
         metadata: HashMap<String, String>,
         bulk: Option<Bulk>,
@@ -86,7 +85,7 @@ impl Sub {
         }
         Ok(Sub {
             rules: compile(rules)?,
-            default_path: path(default),
+            default_path: default,
             dead_letter: dead_letter.filter(|d| !d.is_empty()),
             raw_payload: raw_payload(&metadata),
             metadata,
@@ -116,7 +115,7 @@ impl Sub {
             spec.pubsubname.clone(),
             spec.topic.clone(),
             &rules,
-            &spec.routes.default,
+            Some(spec.routes.default.clone()).filter(|d| !d.is_empty()),
             spec.dead_letter_topic.clone(),
             spec.metadata.clone(),
             bulk,
@@ -143,7 +142,11 @@ impl Sub {
             .and_then(|r| r.get("default"))
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .unwrap_or_else(|| Some(s(v, "route")).filter(|r| !r.is_empty()).unwrap_or_else(|| topic.clone()));
+            .unwrap_or_else(|| {
+                Some(s(v, "route"))
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| topic.clone())
+            });
         let metadata: HashMap<String, String> = v
             .get("metadata")
             .and_then(Value::as_object)
@@ -164,7 +167,7 @@ impl Sub {
             s(v, "pubsubname"),
             topic,
             &rules,
-            &default,
+            Some(default),
             Some(s(v, "deadLetterTopic")),
             metadata,
             bulk,
@@ -188,18 +191,16 @@ impl Sub {
                 Some(b.max_await_duration_ms.into()),
             )
         });
-        let mut s = Sub::build(
+        Sub::build(
             t.pubsub_name.clone(),
             t.topic.clone(),
             &rules,
-            &routes.default,
+            Some(routes.default.clone()),
             Some(t.dead_letter_topic.clone()),
             t.metadata.clone().into_iter().collect(),
             bulk,
             "PROGRAMMATIC",
-        )?;
-        s.default_path = routes.default.clone();
-        Ok(s)
+        )
     }
 
     /// A streaming subscription (`SubscribeTopicEventsAlpha1`): everything
@@ -210,28 +211,26 @@ impl Sub {
         metadata: HashMap<String, String>,
         dead_letter: Option<String>,
     ) -> Result<Sub, String> {
-        let mut s = Sub::build(
+        Sub::build(
             pubsub,
             topic,
             &[],
-            "",
+            Some(String::new()),
             dead_letter,
             metadata,
             None,
             "STREAMING",
-        )?;
-        s.default_path.clear();
-        Ok(s)
+        )
     }
 
     /// The app path for an event: the first rule that matches, else the
     /// default; `None` when nothing applies (HTTP apps need a path; gRPC
     /// apps and streams take an empty one).
     pub fn route(&self, event: &Value) -> Option<&str> {
-        if let Some((_, p)) = self.rules.iter().find(|(e, _)| e.matches(event)) {
-            return Some(p);
+        match self.rules.iter().find(|(e, _)| e.matches(event)) {
+            Some((_, p)) => Some(p),
+            None => self.default_path.as_deref(),
         }
-        (self.default_path != "/").then_some(self.default_path.as_str())
     }
 }
 
@@ -247,7 +246,7 @@ mod tests {
             "metadata": {"rawPayload": "TRUE"}
         });
         let s = Sub::from_programmatic(&v).unwrap();
-        assert_eq!(s.default_path, "/t");
+        assert_eq!(s.default_path.as_deref(), Some("t"));
         assert!(s.raw_payload);
         assert_eq!(
             s.bulk,
@@ -277,7 +276,7 @@ mod tests {
         };
         let s = Sub::from_grpc(&t).unwrap();
         let ev = serde_json::json!({"type": "a"});
-        assert_eq!(s.route(&ev), Some("/a"));
+        assert_eq!(s.route(&ev), Some("a"));
         assert_eq!(s.route(&serde_json::json!({"type": "b"})), Some(""));
         let bad = pb::TopicSubscription {
             routes: Some(pb::TopicRoutes {
