@@ -1,0 +1,411 @@
+//! spar-pubbench: publish-to-delivery throughput and latency of a pub/sub
+//! path, measured in one process that both publishes and receives, so send
+//! and receive times come from one clock.
+//!
+//!   spar-pubbench spar SIDECAR_URL PUBSUB TOPIC --listen PORT [opts]
+//!       publishes over spar's HTTP API; receives as the subscribing app
+//!       (an HTTP server on PORT that spar delivers CloudEvents to).
+//!   spar-pubbench redis REDIS_URL STREAM [opts]
+//!       the broker's own client: XADD, and XREADGROUP + XACK per message
+//!       in a consumer group (what an at-least-once subscriber does).
+//!   spar-pubbench jetstream NATS_URL SUBJECT [opts]
+//!       the broker's own client: JetStream publish (awaiting the ack) and
+//!       a durable pull consumer acknowledging each message.
+//!
+//! opts: --rate R (messages/s, open loop; 0 = as fast as --inflight
+//! publishers go) --seconds S --inflight N --size BYTES.
+//! Prints one line: `sent delivered msgs_per_s p50_ms p90_ms p99_ms max_ms`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+struct Opts {
+    rate: f64,
+    seconds: f64,
+    inflight: usize,
+    size: usize,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// `{"t":<send time µs>,"i":<seq>,"p":"xxxx"}`.
+fn payload(i: u64, size: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"t":{},"i":{i},"p":"{}"}}"#,
+        now_us(),
+        "x".repeat(size)
+    ))
+}
+
+/// Receive times, as latencies in µs.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u32>>>);
+
+impl Sink {
+    /// Records a message given its JSON (the payload itself or a
+    /// CloudEvent around it).
+    fn record(&self, body: &[u8]) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        let d = v.get("data").unwrap_or(&v);
+        if let Some(t) = d.get("t").and_then(|t| t.as_u64()) {
+            let lat = now_us().saturating_sub(t).min(u32::MAX as u64) as u32;
+            self.0.lock().unwrap().push(lat);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+type Publish = Arc<
+    dyn Fn(Bytes) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Publishes for `seconds` at `rate` (or flat out), at most `inflight` at
+/// once; returns how many were sent and when the first left.
+async fn drive(o: &Opts, publish: Publish) -> (u64, Instant) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(o.inflight.max(1)));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(o.seconds);
+    let mut i = 0u64;
+    let mut failed = 0u64;
+    let fails = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    while Instant::now() < end {
+        if o.rate > 0.0 {
+            let at = start + Duration::from_secs_f64(i as f64 / o.rate);
+            if at >= end {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
+        }
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let (p, f) = (publish.clone(), fails.clone());
+        let body = payload(i, o.size);
+        tokio::spawn(async move {
+            if !p(body).await {
+                f.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+        i += 1;
+    }
+    let _ = sem.acquire_many(o.inflight.max(1) as u32).await;
+    failed += fails.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("spar-pubbench: {failed} publishes failed");
+    }
+    (i - failed, start)
+}
+
+async fn report(sent: u64, start: Instant, sink: &Sink) {
+    // Wait for the tail: until everything arrived or nothing came for 3 s.
+    let (mut last, mut at) = (sink.len(), Instant::now());
+    while (sink.len() as u64) < sent && at.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if sink.len() != last {
+            (last, at) = (sink.len(), Instant::now());
+        }
+    }
+    let took = start.elapsed() - at.elapsed().min(start.elapsed());
+    let mut l = sink.0.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| {
+        if l.is_empty() {
+            return 0.0;
+        }
+        l[((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1] as f64 / 1000.0
+    };
+    println!(
+        "{sent} {} {:.0} {:.3} {:.3} {:.3} {:.3}",
+        l.len(),
+        l.len() as f64 / took.as_secs_f64(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        l.last().map_or(0.0, |m| *m as f64 / 1000.0)
+    );
+}
+
+// ---------------------------------------------------------------- spar
+
+async fn app_server(port: u16, sink: Sink) {
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("listen");
+    loop {
+        let Ok((tcp, _)) = l.accept().await else {
+            continue;
+        };
+        tcp.set_nodelay(true).ok();
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let sink = sink.clone();
+                async move {
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    if let Ok(b) = body {
+                        sink.record(&b);
+                    }
+                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(
+                        br#"{"status":"SUCCESS"}"#,
+                    ))))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+type H1 = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn h1(host: &str, port: u16) -> Option<H1> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+    tcp.set_nodelay(true).ok();
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(tx)
+}
+
+async fn spar(args: &[String], o: &Opts) -> Result<(), String> {
+    let [url, pubsub, topic, ..] = args else {
+        return Err("spar SIDECAR_URL PUBSUB TOPIC --listen PORT".into());
+    };
+    let port: u16 = flag(args, "--listen")
+        .ok_or("--listen PORT")?
+        .parse()
+        .map_err(|e| format!("--listen: {e}"))?;
+    let sink = Sink::default();
+    tokio::spawn(app_server(port, sink.clone()));
+    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let (host, sport) = (uri.host().unwrap_or("127.0.0.1").to_string(), uri.port_u16().unwrap_or(3500));
+    // Wait until spar has subscribed (it does once the app port is open).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let meta = reqwest_like_get(&host, sport, "/v1.0/metadata").await;
+        if meta.contains(topic.as_str()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("spar did not subscribe within 15 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A pool of keep-alive connections, one per in-flight publish.
+    let pool = Arc::new(Mutex::new(Vec::<H1>::new()));
+    let path = format!("/v1.0/publish/{pubsub}/{topic}");
+    let publish: Publish = Arc::new(move |body: Bytes| {
+        let (pool, host, path) = (pool.clone(), host.clone(), path.clone());
+        Box::pin(async move {
+            let conn = pool.lock().unwrap().pop();
+            let mut tx = match conn {
+                Some(t) => t,
+                None => match h1(&host, sport).await {
+                    Some(t) => t,
+                    None => return false,
+                },
+            };
+            if tx.ready().await.is_err() {
+                return false;
+            }
+            let req = http::Request::post(path.as_str())
+                .header("host", "localhost")
+                .header("content-type", "application/json")
+                .body(Full::new(body))
+                .unwrap();
+            let ok = match tx.send_request(req).await {
+                Ok(r) => {
+                    let ok = r.status().is_success();
+                    let _ = r.into_body().collect().await;
+                    ok
+                }
+                Err(_) => return false,
+            };
+            pool.lock().unwrap().push(tx);
+            ok
+        })
+    });
+    let (sent, start) = drive(o, publish).await;
+    report(sent, start, &sink).await;
+    Ok(())
+}
+
+async fn reqwest_like_get(host: &str, port: u16, path: &str) -> String {
+    let Some(mut tx) = h1(host, port).await else {
+        return String::new();
+    };
+    let req = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    match tx.send_request(req).await {
+        Ok(r) => r
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+// ---------------------------------------------------------------- redis
+
+async fn redis_native(args: &[String], o: &Opts) -> Result<(), String> {
+    use redis::AsyncCommands;
+    let [url, stream, ..] = args else {
+        return Err("redis REDIS_URL STREAM".into());
+    };
+    let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    let _: Result<(), _> = redis::cmd("XGROUP")
+        .arg(&["CREATE", stream, "bench", "0", "MKSTREAM"])
+        .query_async(&mut c)
+        .await;
+    let sink = Sink::default();
+    let (s2, key) = (sink.clone(), stream.clone());
+    let mut rc = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ack = c.clone();
+    tokio::spawn(async move {
+        loop {
+            let opts = redis::streams::StreamReadOptions::default()
+                .group("bench", "c1")
+                .count(100)
+                .block(100);
+            let r: Result<redis::streams::StreamReadReply, _> =
+                rc.xread_options(&[&key], &[">"], &opts).await;
+            let Ok(r) = r else { continue };
+            for k in r.keys {
+                for id in k.ids {
+                    if let Some(redis::Value::BulkString(b)) = id.map.get("data") {
+                        s2.record(b);
+                    }
+                    let _: Result<i64, _> = ack.xack(&key, "bench", &[&id.id]).await;
+                }
+            }
+        }
+    });
+    let (k, pc) = (stream.clone(), c.clone());
+    let publish: Publish = Arc::new(move |body: Bytes| {
+        let (k, mut pc) = (k.clone(), pc.clone());
+        Box::pin(async move {
+            pc.xadd::<_, _, _, _, String>(&k, "*", &[("data", body.as_ref())])
+                .await
+                .is_ok()
+        })
+    });
+    let (sent, start) = drive(o, publish).await;
+    report(sent, start, &sink).await;
+    let _: Result<i64, _> = c.del(stream).await;
+    Ok(())
+}
+
+// ------------------------------------------------------------ jetstream
+
+async fn jetstream_native(args: &[String], o: &Opts) -> Result<(), String> {
+    use async_nats::jetstream::{self, consumer, stream};
+    use futures::StreamExt;
+    let [url, subject, ..] = args else {
+        return Err("jetstream NATS_URL SUBJECT".into());
+    };
+    let client = async_nats::connect(url.as_str())
+        .await
+        .map_err(|e| e.to_string())?;
+    let js = jetstream::new(client);
+    let name = subject.replace(['.', '*', '>'], "_");
+    let s = js
+        .get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let c = s
+        .get_or_create_consumer(
+            "bench",
+            consumer::pull::Config {
+                durable_name: Some("bench".into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let sink = Sink::default();
+    let s2 = sink.clone();
+    let mut msgs = c.messages().await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = msgs.next().await {
+            s2.record(&m.payload);
+            let _ = m.ack().await;
+        }
+    });
+    let (js2, subj) = (js.clone(), subject.clone());
+    let publish: Publish = Arc::new(move |body: Bytes| {
+        let (js, subj) = (js2.clone(), subj.clone());
+        Box::pin(async move {
+            match js.publish(subj, body).await {
+                Ok(ack) => ack.await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    });
+    let (sent, start) = drive(o, publish).await;
+    report(sent, start, &sink).await;
+    let _ = js.delete_stream(&name).await;
+    Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |n: &str, d: f64| flag(&args, n).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let o = Opts {
+        rate: num("--rate", 0.0),
+        seconds: num("--seconds", 5.0),
+        inflight: num("--inflight", 32.0) as usize,
+        size: num("--size", 64.0) as usize,
+    };
+    let rest = args.get(1..).unwrap_or_default();
+    let r = match args.first().map(String::as_str) {
+        Some("spar") => spar(rest, &o).await,
+        Some("redis") => redis_native(rest, &o).await,
+        Some("jetstream") => jetstream_native(rest, &o).await,
+        _ => Err("usage: spar-pubbench spar|redis|jetstream ... (see the source header)".into()),
+    };
+    if let Err(e) = r {
+        eprintln!("spar-pubbench: {e}");
+        std::process::exit(2);
+    }
+    std::process::exit(0);
+}
