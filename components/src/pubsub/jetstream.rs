@@ -31,6 +31,9 @@ pub struct JetStream {
     max_ack_pending: i64,
     memory_storage: bool,
     timeout: Duration,
+    /// Topics whose stream is known to exist: publishing skips the
+    /// stream lookup (a JetStream API round trip) for them.
+    ready: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> PubSubError {
@@ -88,6 +91,7 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
         max_ack_pending: num("maxAckPending", 1000)?,
         memory_storage: c.meta("memoryStorage").is_some_and(|v| v == "true"),
         timeout: duration_meta(c, "timeout", Duration::from_secs(5))?,
+        ready: Default::default(),
     }))
 }
 
@@ -141,8 +145,18 @@ impl PubSub for JetStream {
     }
 
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
-        if self.stream_name.is_none() {
+        let known = self.stream_name.is_some()
+            || self
+                .ready
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&msg.topic);
+        if !known {
             self.stream(&msg.topic).await?;
+            self.ready
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(msg.topic.clone());
         }
         let fut = async {
             self.js
@@ -152,10 +166,18 @@ impl PubSub for JetStream {
                 .await
                 .map_err(backend)
         };
-        tokio::time::timeout(self.timeout, fut)
+        let r = tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| backend("publish timed out"))?
-            .map(|_| ())
+            .map_err(|_| backend("publish timed out"))
+            .and_then(|r| r.map(|_| ()));
+        if r.is_err() {
+            // The stream may have been deleted: look it up again next time.
+            self.ready
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&msg.topic);
+        }
+        r
     }
 
     async fn subscribe(

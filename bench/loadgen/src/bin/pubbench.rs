@@ -12,8 +12,11 @@
 //!       the broker's own client: JetStream publish (awaiting the ack) and
 //!       a durable pull consumer acknowledging each message.
 //!
-//! opts: --rate R (messages/s, open loop; 0 = as fast as --inflight
-//! publishers go) --seconds S --inflight N --size BYTES.
+//! opts: --rate R (messages/s, open loop; 0 = flat out: as fast as
+//! --inflight concurrent publishes go while at most --window messages are
+//! published but not yet delivered, so the figure is the pipeline's
+//! sustained rate, not a queue filling up) --seconds S --inflight N
+//! --window W --size BYTES.
 //! Prints one line: `sent delivered msgs_per_s p50_ms p90_ms p99_ms max_ms`.
 
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,7 @@ struct Opts {
     rate: f64,
     seconds: f64,
     inflight: usize,
+    window: usize,
     size: usize,
 }
 
@@ -46,9 +50,15 @@ fn payload(i: u64, size: usize) -> Bytes {
     ))
 }
 
-/// Receive times, as latencies in µs.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u32>>>);
+/// Receive times, as latencies in µs; each delivery frees a window slot.
+#[derive(Clone)]
+struct Sink(Arc<Mutex<Vec<u32>>>, Arc<tokio::sync::Semaphore>);
+
+impl Default for Sink {
+    fn default() -> Self {
+        Sink(Arc::default(), Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+}
 
 impl Sink {
     /// Records a message given its JSON (the payload itself or a
@@ -61,6 +71,7 @@ impl Sink {
         if let Some(t) = d.get("t").and_then(|t| t.as_u64()) {
             let lat = now_us().saturating_sub(t).min(u32::MAX as u64) as u32;
             self.0.lock().unwrap().push(lat);
+            self.1.add_permits(1);
         }
     }
 
@@ -77,8 +88,10 @@ type Publish = Arc<
 
 /// Publishes for `seconds` at `rate` (or flat out), at most `inflight` at
 /// once; returns how many were sent and when the first left.
-async fn drive(o: &Opts, publish: Publish) -> (u64, Instant) {
+async fn drive(o: &Opts, publish: Publish, sink: &Sink) -> (u64, Instant) {
     let sem = Arc::new(tokio::sync::Semaphore::new(o.inflight.max(1)));
+    let window = sink.1.clone();
+    window.add_permits(o.window.max(1));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(o.seconds);
     let mut i = 0u64;
@@ -91,6 +104,13 @@ async fn drive(o: &Opts, publish: Publish) -> (u64, Instant) {
                 break;
             }
             tokio::time::sleep_until(at.into()).await;
+        }
+        if o.rate <= 0.0 {
+            // Flat out: wait for a delivery when the window is full.
+            match tokio::time::timeout_at(end.into(), window.acquire()).await {
+                Ok(Ok(p)) => p.forget(),
+                _ => break,
+            }
         }
         let permit = sem.clone().acquire_owned().await.unwrap();
         let (p, f) = (publish.clone(), fails.clone());
@@ -153,18 +173,19 @@ async fn app_server(port: u16, sink: Sink) {
         tcp.set_nodelay(true).ok();
         let sink = sink.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let sink = sink.clone();
-                async move {
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                    if let Ok(b) = body {
-                        sink.record(&b);
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let sink = sink.clone();
+                    async move {
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        if let Ok(b) = body {
+                            sink.record(&b);
+                        }
+                        Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(
+                            br#"{"status":"SUCCESS"}"#,
+                        ))))
                     }
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(
-                        br#"{"status":"SUCCESS"}"#,
-                    ))))
-                }
-            });
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
@@ -195,7 +216,10 @@ async fn spar(args: &[String], o: &Opts) -> Result<(), String> {
     let sink = Sink::default();
     tokio::spawn(app_server(port, sink.clone()));
     let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let (host, sport) = (uri.host().unwrap_or("127.0.0.1").to_string(), uri.port_u16().unwrap_or(3500));
+    let (host, sport) = (
+        uri.host().unwrap_or("127.0.0.1").to_string(),
+        uri.port_u16().unwrap_or(3500),
+    );
     // Wait until spar has subscribed (it does once the app port is open).
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -242,7 +266,7 @@ async fn spar(args: &[String], o: &Opts) -> Result<(), String> {
             ok
         })
     });
-    let (sent, start) = drive(o, publish).await;
+    let (sent, start) = drive(o, publish, &sink).await;
     report(sent, start, &sink).await;
     Ok(())
 }
@@ -299,11 +323,15 @@ async fn redis_native(args: &[String], o: &Opts) -> Result<(), String> {
                 rc.xread_options(&[&key], &[">"], &opts).await;
             let Ok(r) = r else { continue };
             for k in r.keys {
+                let mut ids = Vec::with_capacity(k.ids.len());
                 for id in k.ids {
                     if let Some(redis::Value::BulkString(b)) = id.map.get("data") {
                         s2.record(b);
                     }
-                    let _: Result<i64, _> = ack.xack(&key, "bench", &[&id.id]).await;
+                    ids.push(id.id);
+                }
+                if !ids.is_empty() {
+                    let _: Result<i64, _> = ack.xack(&key, "bench", &ids).await;
                 }
             }
         }
@@ -317,7 +345,7 @@ async fn redis_native(args: &[String], o: &Opts) -> Result<(), String> {
                 .is_ok()
         })
     });
-    let (sent, start) = drive(o, publish).await;
+    let (sent, start) = drive(o, publish, &sink).await;
     report(sent, start, &sink).await;
     let _: Result<i64, _> = c.del(stream).await;
     Ok(())
@@ -374,7 +402,7 @@ async fn jetstream_native(args: &[String], o: &Opts) -> Result<(), String> {
             }
         })
     });
-    let (sent, start) = drive(o, publish).await;
+    let (sent, start) = drive(o, publish, &sink).await;
     report(sent, start, &sink).await;
     let _ = js.delete_stream(&name).await;
     Ok(())
@@ -394,6 +422,7 @@ async fn main() {
         rate: num("--rate", 0.0),
         seconds: num("--seconds", 5.0),
         inflight: num("--inflight", 32.0) as usize,
+        window: num("--window", 1000.0) as usize,
         size: num("--size", 64.0) as usize,
     };
     let rest = args.get(1..).unwrap_or_default();
