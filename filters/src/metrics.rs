@@ -1,5 +1,8 @@
 //! Prometheus metrics with Dapr's names and labels, registered once.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use prometheus::{CounterVec, Encoder, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
 
 /// Dapr's default latency buckets, in milliseconds.
@@ -24,6 +27,25 @@ const SIZE_BYTES: &[f64] = &[
     4294967296.0,
 ];
 
+/// Label sets of the component metrics, as daprd's views define them.
+const OPERATION: [&str; 5] = ["app_id", "component", "namespace", "operation", "success"];
+const INGRESS: [&str; 6] = [
+    "app_id",
+    "component",
+    "namespace",
+    "process_status",
+    "status",
+    "topic",
+];
+const BULK_INGRESS: [&str; 5] = [
+    "app_id",
+    "component",
+    "namespace",
+    "process_status",
+    "topic",
+];
+const EGRESS: [&str; 5] = ["app_id", "component", "namespace", "success", "topic"];
+
 pub struct Metrics {
     pub registry: Registry,
     pub http_request_count: CounterVec,
@@ -34,6 +56,18 @@ pub struct Metrics {
     pub grpc_received_bytes: HistogramVec,
     pub component_state_count: CounterVec,
     pub component_state_latency: HistogramVec,
+    pub pubsub_ingress_count: CounterVec,
+    pub pubsub_ingress_latency: HistogramVec,
+    pub pubsub_ingress_bulk_count: CounterVec,
+    pub pubsub_ingress_bulk_event_count: CounterVec,
+    pub pubsub_ingress_bulk_latency: HistogramVec,
+    pub pubsub_egress_count: CounterVec,
+    pub pubsub_egress_latency: HistogramVec,
+    pub pubsub_egress_bulk_count: CounterVec,
+    pub pubsub_egress_bulk_event_count: CounterVec,
+    pub pubsub_egress_bulk_latency: HistogramVec,
+    pub secret_count: CounterVec,
+    pub secret_latency: HistogramVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
@@ -113,13 +147,90 @@ impl Metrics {
                 &r,
                 "dapr_component_state_count",
                 "The number of operations performed on the state component.",
-                &["app_id", "component", "operation", "success"],
+                &OPERATION,
             ),
             component_state_latency: histogram(
                 &r,
                 "dapr_component_state_latencies",
                 "The latency of the operations performed on the state component (ms).",
-                &["app_id", "component", "operation", "success"],
+                &OPERATION,
+                LATENCY_MS,
+            ),
+            pubsub_ingress_count: counter(
+                &r,
+                "dapr_component_pubsub_ingress_count",
+                "The number of incoming messages arriving from the pub/sub component.",
+                &INGRESS,
+            ),
+            pubsub_ingress_latency: histogram(
+                &r,
+                "dapr_component_pubsub_ingress_latencies",
+                "The consuming app event processing latency (ms).",
+                &INGRESS,
+                LATENCY_MS,
+            ),
+            pubsub_ingress_bulk_count: counter(
+                &r,
+                "dapr_component_pubsub_ingress_bulk_count",
+                "The number of incoming bulk subscribe calls arriving from the bulk pub/sub component.",
+                &BULK_INGRESS,
+            ),
+            pubsub_ingress_bulk_event_count: counter(
+                &r,
+                "dapr_component_pubsub_ingress_bulk_event_count",
+                "Total number of incoming messages arriving from the bulk pub/sub component via Bulk Subscribe.",
+                &BULK_INGRESS,
+            ),
+            pubsub_ingress_bulk_latency: histogram(
+                &r,
+                "dapr_component_pubsub_ingress_bulk_latencies",
+                "The consuming app event processing latency for the bulk pub/sub component (ms).",
+                &BULK_INGRESS,
+                LATENCY_MS,
+            ),
+            pubsub_egress_count: counter(
+                &r,
+                "dapr_component_pubsub_egress_count",
+                "The number of outgoing messages published to the pub/sub component.",
+                &EGRESS,
+            ),
+            pubsub_egress_latency: histogram(
+                &r,
+                "dapr_component_pubsub_egress_latencies",
+                "The latency of the response from the pub/sub component (ms).",
+                &EGRESS,
+                LATENCY_MS,
+            ),
+            pubsub_egress_bulk_count: counter(
+                &r,
+                "dapr_component_pubsub_egress_bulk_count",
+                "The number of bulk publish calls to the pub/sub component.",
+                &EGRESS,
+            ),
+            pubsub_egress_bulk_event_count: counter(
+                &r,
+                "dapr_component_pubsub_egress_bulk_event_count",
+                "The number of outgoing messages to the pub/sub component published through bulk publish API.",
+                &EGRESS,
+            ),
+            pubsub_egress_bulk_latency: histogram(
+                &r,
+                "dapr_component_pubsub_egress_bulk_latencies",
+                "The latency of the response for the bulk publish call from the pub/sub component (ms).",
+                &EGRESS,
+                LATENCY_MS,
+            ),
+            secret_count: counter(
+                &r,
+                "dapr_component_secret_count",
+                "The number of operations performed on the secret component.",
+                &OPERATION,
+            ),
+            secret_latency: histogram(
+                &r,
+                "dapr_component_secret_latencies",
+                "The latency of the response from the secret component (ms).",
+                &OPERATION,
                 LATENCY_MS,
             ),
             registry: r,
@@ -131,6 +242,135 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
+    }
+}
+
+/// Component metrics for one sidecar: the registry plus the labels every
+/// series carries (app id, namespace).
+#[derive(Clone)]
+pub struct ComponentMetrics {
+    pub metrics: Arc<Metrics>,
+    pub app_id: String,
+    pub namespace: String,
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn success(ok: bool) -> &'static str {
+    if ok {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+impl ComponentMetrics {
+    pub fn state(&self, component: &str, operation: &str, ok: bool, started: Instant) {
+        let l = [
+            &self.app_id,
+            component,
+            &self.namespace,
+            operation,
+            success(ok),
+        ];
+        self.metrics
+            .component_state_count
+            .with_label_values(&l)
+            .inc();
+        self.metrics
+            .component_state_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    pub fn secret(&self, component: &str, operation: &str, ok: bool, started: Instant) {
+        let l = [
+            &self.app_id,
+            component,
+            &self.namespace,
+            operation,
+            success(ok),
+        ];
+        self.metrics.secret_count.with_label_values(&l).inc();
+        self.metrics
+            .secret_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    /// One publish (`events` = 1) or one bulk publish call.
+    pub fn egress(
+        &self,
+        component: &str,
+        topic: &str,
+        ok: bool,
+        events: usize,
+        bulk: bool,
+        started: Instant,
+    ) {
+        let l = [&self.app_id, component, &self.namespace, success(ok), topic];
+        let m = &self.metrics;
+        if bulk {
+            m.pubsub_egress_bulk_count.with_label_values(&l).inc();
+            m.pubsub_egress_bulk_event_count
+                .with_label_values(&l)
+                .inc_by(events as f64);
+            m.pubsub_egress_bulk_latency
+                .with_label_values(&l)
+                .observe(ms(started));
+        } else {
+            m.pubsub_egress_count.with_label_values(&l).inc();
+            m.pubsub_egress_latency
+                .with_label_values(&l)
+                .observe(ms(started));
+        }
+    }
+
+    /// One message handed to the app: `process_status` is what became of it
+    /// (`success`, `retry`, `drop`); `status` is daprd's second label
+    /// (`success` for a deliberate drop, else empty).
+    pub fn ingress(
+        &self,
+        component: &str,
+        topic: &str,
+        process_status: &str,
+        status: &str,
+        elapsed_ms: f64,
+    ) {
+        let l = [
+            &self.app_id,
+            component,
+            &self.namespace,
+            process_status,
+            status,
+            topic,
+        ];
+        self.metrics
+            .pubsub_ingress_count
+            .with_label_values(&l)
+            .inc();
+        self.metrics
+            .pubsub_ingress_latency
+            .with_label_values(&l)
+            .observe(elapsed_ms);
+    }
+
+    /// One bulk delivery call and the status of each of its events.
+    pub fn ingress_bulk(&self, component: &str, topic: &str, statuses: &[&str], elapsed_ms: f64) {
+        let m = &self.metrics;
+        for s in statuses {
+            let l = [&self.app_id, component, &self.namespace, s, topic];
+            m.pubsub_ingress_bulk_event_count
+                .with_label_values(&l)
+                .inc();
+        }
+        let l = [&self.app_id, component, &self.namespace, "", topic];
+        m.pubsub_ingress_bulk_count.with_label_values(&l).inc();
+        m.pubsub_ingress_bulk_latency
+            .with_label_values(&l)
+            .observe(elapsed_ms);
     }
 }
 

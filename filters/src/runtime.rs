@@ -87,6 +87,8 @@ pub struct Runtime {
     pub failed_components: Vec<(String, String)>,
     pub app: Option<AppConnection>,
     pub enabled_features: Vec<String>,
+    /// Component metrics (`dapr_component_*`), when metrics are on.
+    pub metrics: Option<crate::metrics::ComponentMetrics>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
     attributes: RwLock<BTreeMap<String, String>>,
     subscriptions: RwLock<Vec<SubscriptionInfo>>,
@@ -113,6 +115,7 @@ impl Runtime {
             failed_components: Vec::new(),
             app: None,
             enabled_features: Vec::new(),
+            metrics: None,
             attributes: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::default(),
             app_health: AtomicU8::new(AppHealth::Unknown as u8),

@@ -10,7 +10,7 @@ use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::builtin::metrics::MetricsOptions;
 use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
-use spar_filters::metrics::Metrics;
+use spar_filters::metrics::{ComponentMetrics, Metrics};
 use spar_filters::runtime::{AppConnection, AppHealthConfig};
 use spar_filters::spiffe::SpiffeId;
 use spar_filters::{Chain, Runtime};
@@ -106,8 +106,13 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         &ctx,
     )
     .await;
-    if let Some(m) = &metrics {
-        loaded.state.with_metrics(m.clone(), app_id.clone());
+    let component_metrics = metrics.clone().map(|m| ComponentMetrics {
+        metrics: m,
+        app_id: app_id.clone(),
+        namespace: namespace.clone().unwrap_or_default(),
+    });
+    if let Some(m) = &component_metrics {
+        loaded.state.with_metrics(m.clone());
     }
 
     let internal_port = internal_port(args)?;
@@ -121,6 +126,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
     rt.endpoints = endpoints;
     rt.pubsubs = std::mem::take(&mut loaded.pubsubs);
+    rt.metrics = component_metrics;
     rt.resolver = names.resolver.clone();
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;

@@ -67,3 +67,101 @@ async fn server_component_and_process_metrics() {
     // The path label is empty by default: cardinality stays bounded.
     assert!(!text.contains("path=\"/v1.0/state/mem\""));
 }
+
+/// Publish, delivery and secret calls show up as daprd's component metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_and_secret_component_metrics() {
+    let app = axum::Router::new()
+        .fallback(|| async { axum::Json(serde_json::json!({"status": "SUCCESS"})) });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let topic = spar_tests::unique("metrics");
+    let resources = vec![
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.in-memory\n  version: v1\n".to_string(),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: env\nspec:\n  type: secretstores.local.env\n  version: v1\n".to_string(),
+        format!("apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: ps\n  topic: {topic}\n  routes:\n    default: /in\n"),
+    ];
+    let sc = Sidecar::start(Options {
+        resources,
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        env: vec![("SPAR_METRICS_SECRET".into(), "x".into())],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let scrape = || async {
+        c.get(sc.metrics_url())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // The subscription starts once the app port answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while spar_tests::get_json(&c, format!("{}/v1.0/metadata", sc.http())).await["subscriptions"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for i in 0..5 {
+        c.post(format!("{}/v1.0/publish/ps/{topic}", sc.http()))
+            .body(format!("{{\"n\":{i}}}"))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+    }
+    c.get(format!(
+        "{}/v1.0/secrets/env/SPAR_METRICS_SECRET",
+        sc.http()
+    ))
+    .send()
+    .await
+    .unwrap();
+    let t = format!("topic=\"{topic}\"");
+    let mut text = scrape().await;
+    for _ in 0..100 {
+        if sample(&text, "dapr_component_pubsub_ingress_count", &[&t]) >= 5.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        text = scrape().await;
+    }
+    let app = format!("app_id=\"{}\"", sc.app_id);
+    assert_eq!(
+        sample(
+            &text,
+            "dapr_component_pubsub_egress_count",
+            &[&app, "component=\"ps\"", &t, "success=\"true\""]
+        ),
+        5.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dapr_component_pubsub_ingress_count",
+            &[&app, "component=\"ps\"", &t, "process_status=\"success\""]
+        ),
+        5.0
+    );
+    assert!(
+        sample(
+            &text,
+            "dapr_component_pubsub_ingress_latencies_count",
+            &[&t]
+        ) >= 5.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dapr_component_secret_count",
+            &["component=\"env\"", "operation=\"get\"", "success=\"true\""]
+        ),
+        1.0
+    );
+}

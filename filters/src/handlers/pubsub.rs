@@ -271,14 +271,16 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                 p.traceparent.as_deref(),
                 p.tracestate.as_deref(),
             )?;
-            c.broker
-                .publish(&msg)
-                .await
-                .map_err(|e| ApiError::PubSubPublish {
-                    topic: p.topic.clone(),
-                    pubsub: p.pubsub.clone(),
-                    reason: e.to_string(),
-                })?;
+            let started = std::time::Instant::now();
+            let sent = c.broker.publish(&msg).await;
+            if let Some(m) = &rt.metrics {
+                m.egress(&p.pubsub, &p.topic, sent.is_ok(), 1, false, started);
+            }
+            sent.map_err(|e| ApiError::PubSubPublish {
+                topic: p.topic.clone(),
+                pubsub: p.pubsub.clone(),
+                reason: e.to_string(),
+            })?;
             Ok(Response::Empty)
         }
         PubSubRequest::BulkPublish {
@@ -314,7 +316,12 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                     None,
                 )?);
             }
+            let started = std::time::Instant::now();
             let results = c.broker.bulk_publish(&msgs).await;
+            if let Some(m) = &rt.metrics {
+                let ok = results.iter().all(Result::is_ok);
+                m.egress(&pubsub, &topic, ok, msgs.len(), true, started);
+            }
             let failed: Vec<(String, String)> = entries
                 .iter()
                 .zip(results)

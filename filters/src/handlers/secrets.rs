@@ -85,26 +85,30 @@ pub async fn handle(rt: &Runtime, req: SecretsRequest) -> ApiResult {
             if !access.allows(&name) {
                 return Err(ApiError::SecretPermissionDenied { name, store });
             }
-            let secret = s
-                .get(&name, &metadata)
-                .await
-                .map_err(|e| ApiError::SecretGet {
-                    name: name.clone(),
-                    store: store.clone(),
-                    reason: e.to_string(),
-                })?;
+            let started = std::time::Instant::now();
+            let got = s.get(&name, &metadata).await;
+            if let Some(m) = &rt.metrics {
+                m.secret(&store, "get", got.is_ok(), started);
+            }
+            let secret = got.map_err(|e| ApiError::SecretGet {
+                name: name.clone(),
+                store: store.clone(),
+                reason: e.to_string(),
+            })?;
             SecretsResponse::One(secret)
         }
         SecretsRequest::Bulk { store, metadata } => {
             let (s, access) = rt.secrets.entry(&store)?;
-            let mut all = s
-                .bulk_get(&metadata)
-                .await
-                .map_err(|e| ApiError::SecretGet {
-                    name: "bulk".into(),
-                    store: store.clone(),
-                    reason: e.to_string(),
-                })?;
+            let started = std::time::Instant::now();
+            let got = s.bulk_get(&metadata).await;
+            if let Some(m) = &rt.metrics {
+                m.secret(&store, "bulk_get", got.is_ok(), started);
+            }
+            let mut all = got.map_err(|e| ApiError::SecretGet {
+                name: "bulk".into(),
+                store: store.clone(),
+                reason: e.to_string(),
+            })?;
             // Bulk answers leave out what the policy forbids, as daprd does.
             all.retain(|name, _| access.allows(name));
             SecretsResponse::Bulk(all)

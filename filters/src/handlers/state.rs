@@ -11,7 +11,7 @@ use spar_components::state::{
 };
 
 use crate::error::StateOp;
-use crate::metrics::Metrics;
+use crate::metrics::ComponentMetrics;
 use crate::{ApiError, ApiResult, Response, Runtime};
 
 pub type Metadata = HashMap<String, String>;
@@ -195,7 +195,7 @@ pub struct StoreEntry {
 #[derive(Default)]
 pub struct StateStores {
     map: HashMap<String, StoreEntry>,
-    metrics: Option<(Arc<Metrics>, String)>,
+    metrics: Option<ComponentMetrics>,
 }
 
 impl StateStores {
@@ -204,8 +204,8 @@ impl StateStores {
     }
 
     /// Records `dapr_component_state_*` metrics for every store call.
-    pub fn with_metrics(&mut self, m: Arc<Metrics>, app_id: String) {
-        self.metrics = Some((m, app_id));
+    pub fn with_metrics(&mut self, m: ComponentMetrics) {
+        self.metrics = Some(m);
     }
 
     pub fn len(&self) -> usize {
@@ -226,13 +226,8 @@ impl StateStores {
     }
 
     fn record(&self, store: &str, op: &str, ok: bool, started: Instant) {
-        if let Some((m, app)) = &self.metrics {
-            let ok = if ok { "true" } else { "false" };
-            let labels = [app.as_str(), store, op, ok];
-            m.component_state_count.with_label_values(&labels).inc();
-            m.component_state_latency
-                .with_label_values(&labels)
-                .observe(started.elapsed().as_secs_f64() * 1000.0);
+        if let Some(m) = &self.metrics {
+            m.state(store, op, ok, started);
         }
     }
 }

@@ -33,7 +33,13 @@ impl Batcher {
 impl Handler for Batcher {
     async fn handle(&self, msg: Message) -> Ack {
         match prepare(&self.deliverer.sub, msg) {
-            Err((ack, msg)) => self.deliverer.settle(&msg, ack).await,
+            Err((ack, msg)) => {
+                if let Some(m) = &self.deliverer.metrics {
+                    let sub = &self.deliverer.sub;
+                    m.ingress_bulk(&sub.pubsub, &sub.topic, &["drop"], 0.0);
+                }
+                self.deliverer.settle(&msg, ack).await
+            }
             Ok(ev) => {
                 let (tx, rx) = oneshot::channel();
                 if self.tx.send((ev, tx)).await.is_err() {

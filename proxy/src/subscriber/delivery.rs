@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use spar_components::pubsub::{Ack, Handler, Message, PubSub};
 use spar_filters::cloudevent;
+use spar_filters::metrics::ComponentMetrics;
 
 use super::Sub;
 
@@ -92,6 +93,16 @@ pub struct Deliverer {
     pub sub: Arc<Sub>,
     pub broker: Arc<dyn PubSub>,
     pub sink: Arc<dyn Sink>,
+    pub metrics: Option<ComponentMetrics>,
+}
+
+/// daprd's ingress labels for an outcome: (process_status, status).
+fn outcome(a: Ack) -> (&'static str, &'static str) {
+    match a {
+        Ack::Success => ("success", ""),
+        Ack::Retry => ("retry", ""),
+        Ack::Drop => ("drop", "success"),
+    }
 }
 
 impl Deliverer {
@@ -123,10 +134,21 @@ impl Deliverer {
         }
     }
 
+    fn record(&self, ack: Ack, started: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            let (process, status) = outcome(ack);
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            m.ingress(&self.sub.pubsub, &self.sub.topic, process, status, ms);
+        }
+    }
+
     async fn deliver(&self, ev: &Event) -> Ack {
         let mut backoff = BACKOFF;
         for attempt in 0..=RETRIES {
-            match self.sink.deliver(&self.sub, ev).await {
+            let started = std::time::Instant::now();
+            let ack = self.sink.deliver(&self.sub, ev).await;
+            self.record(ack, started);
+            match ack {
                 Ack::Retry if attempt < RETRIES => {
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
@@ -145,7 +167,13 @@ impl Deliverer {
         let mut backoff = BACKOFF;
         for attempt in 0..=RETRIES {
             let batch: Vec<&Event> = todo.iter().map(|&i| &evs[i]).collect();
+            let started = std::time::Instant::now();
             let got = self.sink.deliver_bulk(&self.sub, &batch).await;
+            if let Some(m) = &self.metrics {
+                let statuses: Vec<&str> = got.iter().map(|a| outcome(*a).0).collect();
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                m.ingress_bulk(&self.sub.pubsub, &self.sub.topic, &statuses, ms);
+            }
             let mut again = Vec::new();
             for (&i, a) in todo.iter().zip(got) {
                 acks[i] = a;
@@ -176,7 +204,10 @@ impl Handler for Deliverer {
                 let ack = self.deliver(&ev).await;
                 self.settle(&ev.msg, ack).await
             }
-            Err((ack, msg)) => self.settle(&msg, ack).await,
+            Err((ack, msg)) => {
+                self.record(ack, std::time::Instant::now());
+                self.settle(&msg, ack).await
+            }
         }
     }
 }

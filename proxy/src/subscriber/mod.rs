@@ -140,6 +140,7 @@ pub async fn run(
             sub: s.clone(),
             broker: c.broker.clone(),
             sink: sink.clone(),
+            metrics: rt.metrics.clone(),
         });
         // A bulk subscription needs a whole batch in flight at once.
         let (handler, in_flight): (Arc<dyn Handler>, usize) = match s.bulk {

@@ -146,6 +146,7 @@ pub async fn open(
         sub: sub.clone(),
         broker: c.broker.clone(),
         sink: sink.clone(),
+        metrics: rt.metrics.clone(),
     });
     let req = SubscribeRequest {
         topic: sub.topic.clone(),
