@@ -7,6 +7,7 @@ use std::time::Duration;
 use spar_components::registry::BuildContext;
 use spar_config::{Component, Configuration, Resources};
 use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
+use spar_filters::builtin::api_log::ApiLog;
 use spar_filters::builtin::metrics::MetricsOptions;
 use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
@@ -127,6 +128,18 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     rt.endpoints = endpoints;
     rt.pubsubs = std::mem::take(&mut loaded.pubsubs);
     rt.metrics = component_metrics;
+    // The flag turns API logging on; the Configuration can too, and sets
+    // its options.
+    let api_log_spec = config
+        .as_ref()
+        .and_then(|c| c.spec.logging.as_ref())
+        .and_then(|l| l.api_logging.clone())
+        .unwrap_or_default();
+    let api_log = (args.enable_api_logging || api_log_spec.enabled).then_some(ApiLog {
+        obfuscate_urls: api_log_spec.obfuscate_urls,
+        omit_health_checks: api_log_spec.omit_health_checks,
+    });
+    rt.api_log = api_log;
     rt.resolver = names.resolver.clone();
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;
@@ -171,6 +184,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
             metrics: metrics.clone(),
             metrics_options,
             pipeline,
+            api_log,
         },
         rt.clone(),
     )?;

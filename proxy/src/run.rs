@@ -46,7 +46,7 @@ fn check_free(addrs: &[SocketAddr], what: &str) -> Result<(), String> {
 }
 
 pub fn run(args: RunArgs) -> i32 {
-    crate::logging::init(&args.log_level, args.log_as_json);
+    crate::logging::init(&args.log_level, args.log_as_json, &args.app_id);
     match run_inner(args) {
         Ok(code) => code,
         Err(e) => {

@@ -12,6 +12,7 @@ mod endpoints;
 mod errors;
 mod grpc_proxy;
 mod invoke;
+mod logging;
 mod metadata;
 mod metrics;
 mod mtls;

@@ -3,6 +3,7 @@
 //! one line in [`build_chain`] (or in [`middleware::build`] for an
 //! httpPipeline middleware type).
 
+pub mod api_log;
 pub mod auth;
 pub mod metrics;
 pub mod middleware;
@@ -25,11 +26,13 @@ pub struct ChainConfig {
     /// `spec.httpPipeline.handlers` of the Configuration, with their component
     /// definitions, in order.
     pub pipeline: Vec<middleware::MiddlewareSpec>,
+    /// API logging, when on.
+    pub api_log: Option<api_log::ApiLog>,
 }
 
 /// Builds the chain: metrics (outermost, so it times and counts everything,
-/// rejections included) → auth → size limit → httpPipeline middleware →
-/// handler router.
+/// rejections included) → API log → auth → size limit → httpPipeline
+/// middleware → handler router.
 pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> {
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
     if let Some(m) = cfg.metrics {
@@ -38,6 +41,9 @@ pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> 
             rt.app_id.clone(),
             cfg.metrics_options,
         )));
+    }
+    if let Some(l) = cfg.api_log {
+        filters.push(Arc::new(l));
     }
     if let Some(token) = cfg.api_token.filter(|t| !t.is_empty()) {
         filters.push(Arc::new(auth::ApiTokenAuth::new(token)));

@@ -294,10 +294,23 @@ impl ProxyHttp for HttpApi {
     }
 
     async fn logging(&self, session: &mut Session, _: Option<&Error>, call: &mut Self::CTX) {
-        if let (Some(_), Some((m, app_id))) = (&call.up, &self.metrics) {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let ms = call.started.elapsed().as_secs_f64() * 1000.0;
+        if call.up.is_none() {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let ms = call.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some((m, app_id)) = &self.metrics {
             m.record_http(app_id, call.method, "", status, ms);
+        }
+        if let Some(l) = &self.rt.api_log {
+            let path = session.req_header().uri.path();
+            l.http(
+                call.method,
+                "/v1.0/invoke/{id}/method/{method}",
+                path,
+                status,
+                ms,
+            );
         }
     }
 }

@@ -126,7 +126,7 @@ impl CaService for Signer {
 }
 
 pub fn run(args: SentryArgs) -> i32 {
-    crate::logging::init(&args.log_level, args.log_as_json);
+    crate::logging::init(&args.log_level, args.log_as_json, "");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
