@@ -5,7 +5,8 @@
 #   Redis 6379, PostgreSQL 5432 (trust on loopback), MariaDB 3306 (root, empty
 #   password), RabbitMQ 5672 (guest/guest), Mosquitto 1883 (anonymous),
 #   NATS with JetStream 4222; cmake and protoc (build), dnsmasq (a real DNS
-#   server the Kubernetes name-resolution test runs on a private port).
+#   server the Kubernetes name-resolution test runs on a private port),
+#   prometheus (the metrics test runs its own server scraping spar).
 #
 # A service that already accepts connections is left alone. One that is
 # installed but down is started. One that is missing (a fresh Debian machine)
@@ -269,7 +270,7 @@ for s in "${SERVICES[@]}"; do
 done
 
 tool_msgs=()
-for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq; do
+for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq prometheus:prometheus; do
   tool=${pair%%:*} pkg=${pair#*:}
   if command -v "$tool" >/dev/null 2>&1; then
     tool_msgs+=("$tool: present")
@@ -283,7 +284,7 @@ done
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   apt_install "${missing_pkgs[@]}"
 fi
-for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq; do
+for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq prometheus:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || die "${pair%%:*} still missing after installing ${pair#*:}"
 done
 

@@ -17,6 +17,7 @@ mod metadata;
 mod metrics;
 mod mtls;
 mod outage;
+mod prometheus;
 mod pubsub;
 mod secrets;
 mod state_grpc;
