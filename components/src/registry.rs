@@ -62,6 +62,7 @@ impl Default for Registry {
         pubsub.insert("pubsub.in-memory", pubsub::memory::build);
         pubsub.insert("pubsub.redis", pubsub::redis::build);
         pubsub.insert("pubsub.jetstream", pubsub::jetstream::build);
+        pubsub.insert("pubsub.rabbitmq", pubsub::rabbitmq::build);
         Registry {
             state,
             secrets,

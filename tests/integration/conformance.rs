@@ -132,3 +132,28 @@ async fn pubsub_jetstream() {
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
     spar_tests::delete_jetstream_streams(&prefix).await;
 }
+
+/// The pub/sub conformance suite against the real RabbitMQ: durable queues
+/// and persistent messages (the durability case needs them), RETRY
+/// requeued; its exchanges and queues are deleted afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_rabbitmq() {
+    let b = spar_components::registry::Registry::default()
+        .build_pubsub(
+            &component(
+                "pubsub.rabbitmq",
+                &[
+                    ("connectionString", "amqp://guest:guest@127.0.0.1:5672"),
+                    ("durable", "true"),
+                    ("deletedWhenUnused", "false"),
+                    ("deliveryMode", "2"),
+                    ("requeueInFailure", "true"),
+                ],
+            ),
+            &Default::default(),
+        )
+        .expect("rabbitmq broker");
+    let prefix = unique("conf");
+    spar_components::pubsub::conformance::run_all(b, &prefix).await;
+    spar_tests::delete_rabbitmq(&prefix).await;
+}

@@ -2,7 +2,8 @@
 //! sidecar, declarative (v2alpha1 routing rules, dead-letter topic) and
 //! programmatic (`GET /dapr/subscribe`) subscriptions, CloudEvents as Dapr
 //! builds them, RETRY / DROP / error answers, bulk publish, scoping, the
-//! Rust SDK over gRPC — against the in-memory broker and Redis Streams.
+//! Rust SDK over gRPC — against the in-memory broker, Redis Streams, NATS
+//! JetStream, RabbitMQ and MQTT.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -420,6 +421,14 @@ async fn end_to_end_jetstream() {
     let u = unique("js");
     end_to_end(component, &u).await;
     spar_tests::delete_jetstream_streams(&u).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_rabbitmq() {
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.rabbitmq\n  version: v1\n  metadata:\n  - name: connectionString\n    value: amqp://guest:guest@127.0.0.1:5672\n  - name: durable\n    value: \"true\"\n  - name: deletedWhenUnused\n    value: \"false\"\n  - name: requeueInFailure\n    value: \"true\"\n".to_string();
+    let u = unique("rmq");
+    end_to_end(component, &u).await;
+    spar_tests::delete_rabbitmq(&u).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

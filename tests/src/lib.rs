@@ -619,3 +619,45 @@ pub async fn delete_jetstream_streams(part: &str) {
         let _ = js.delete_stream(&n).await;
     }
 }
+
+/// Deletes the RabbitMQ queues and exchanges whose name contains `part`
+/// (listed with `rabbitmqctl`, deleted over AMQP).
+pub async fn delete_rabbitmq(part: &str) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let list = |what: &str| -> Vec<String> {
+        Command::new("rabbitmqctl")
+            .args([what, "-q", "--no-table-headers", "name"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .filter(|n| n.contains(part))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (queues, exchanges) = (list("list_queues"), list("list_exchanges"));
+    let Ok(conn) = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let Ok(ch) = conn.create_channel().await else {
+        return;
+    };
+    for q in queues {
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for e in exchanges {
+        let _ = ch
+            .exchange_delete(e.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "bye".into()).await;
+}
