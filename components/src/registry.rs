@@ -63,6 +63,7 @@ impl Default for Registry {
         pubsub.insert("pubsub.redis", pubsub::redis::build);
         pubsub.insert("pubsub.jetstream", pubsub::jetstream::build);
         pubsub.insert("pubsub.rabbitmq", pubsub::rabbitmq::build);
+        pubsub.insert("pubsub.mqtt3", pubsub::mqtt::build);
         Registry {
             state,
             secrets,

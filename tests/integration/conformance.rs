@@ -157,3 +157,19 @@ async fn pubsub_rabbitmq() {
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
     spar_tests::delete_rabbitmq(&prefix).await;
 }
+
+/// The pub/sub conformance suite against the real Mosquitto (MQTT 3.1.1,
+/// QoS 1, persistent sessions); the sessions it left are cleared afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pubsub_mqtt3() {
+    let b = spar_components::registry::Registry::default()
+        .build_pubsub(
+            &component("pubsub.mqtt3", &[("url", "tcp://127.0.0.1:1883")]),
+            &Default::default(),
+        )
+        .expect("mqtt broker");
+    let prefix = unique("conf");
+    spar_components::pubsub::conformance::run_all(b, &prefix).await;
+    // The suite's consumer groups (fixed names) leave persistent sessions.
+    spar_tests::clear_mqtt_sessions(&["g", "app-a", "app-b"]).await;
+}

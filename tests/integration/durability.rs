@@ -3,7 +3,8 @@
 //! message still arrives at least once (Redis Streams: pending entries of
 //! the dead consumer are reclaimed after `processingTimeout`; JetStream:
 //! unacknowledged messages come back after `ackWait`; RabbitMQ: a dead
-//! consumer's unacknowledged messages are requeued by the broker).
+//! consumer's unacknowledged messages are requeued by the broker; MQTT: the
+//! restarted sidecar resumes its persistent session).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ enum Broker {
     Redis,
     JetStream,
     RabbitMq,
+    Mqtt,
 }
 
 fn component(b: Broker) -> String {
@@ -29,6 +31,7 @@ fn component(b: Broker) -> String {
         // Durable queue, persistent messages, RETRY requeued: what a user
         // who must not lose messages configures (daprd's defaults are not).
         Broker::RabbitMq => "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.rabbitmq\n  version: v1\n  metadata:\n  - name: connectionString\n    value: amqp://guest:guest@127.0.0.1:5672\n  - name: durable\n    value: \"true\"\n  - name: deletedWhenUnused\n    value: \"false\"\n  - name: deliveryMode\n    value: \"2\"\n  - name: requeueInFailure\n    value: \"true\"\n  - name: reconnectWait\n    value: 300ms\n".into(),
+        Broker::Mqtt => "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n  - name: url\n    value: tcp://127.0.0.1:1883\n".into(),
     }
 }
 
@@ -152,6 +155,16 @@ async fn nothing_lost_when_the_sidecar_is_killed_rabbitmq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_when_the_app_is_killed_mqtt() {
+    app_killed(Broker::Mqtt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_when_the_sidecar_is_killed_mqtt() {
+    sidecar_killed(Broker::Mqtt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_lost_when_the_sidecar_is_killed_redis() {
     sidecar_killed(Broker::Redis).await;
 }
@@ -181,7 +194,7 @@ async fn app_killed(b: Broker) {
     stream.await.unwrap();
     let got = wait_all(&out, Duration::from_secs(30)).await;
     let missing: Vec<u32> = (0..N).filter(|n| !got.contains(n)).collect();
-    drop_stream(b, &topic).await;
+    drop_stream(b, &topic, &app_id).await;
     assert!(
         missing.is_empty(),
         "lost {} messages: {missing:?}",
@@ -210,7 +223,7 @@ async fn sidecar_killed(b: Broker) {
     stream.await.unwrap();
     let got = wait_all(&out, Duration::from_secs(30)).await;
     let missing: Vec<u32> = (0..N).filter(|n| !got.contains(n)).collect();
-    drop_stream(b, &topic).await;
+    drop_stream(b, &topic, &app_id).await;
     assert!(
         missing.is_empty(),
         "lost {} messages: {missing:?}",
@@ -219,10 +232,11 @@ async fn sidecar_killed(b: Broker) {
 }
 
 /// The test's stream (topic) is removed from the shared Redis.
-async fn drop_stream(b: Broker, topic: &str) {
+async fn drop_stream(b: Broker, topic: &str, app_id: &str) {
     match b {
         Broker::Redis => spar_tests::delete_redis_keys(topic).await,
         Broker::JetStream => spar_tests::delete_jetstream_streams(topic).await,
         Broker::RabbitMq => spar_tests::delete_rabbitmq(topic).await,
+        Broker::Mqtt => spar_tests::clear_mqtt_sessions(&[app_id]).await,
     }
 }

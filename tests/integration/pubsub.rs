@@ -92,7 +92,8 @@ fn on(s: &[Got], path: &str) -> Vec<Got> {
     s.iter().filter(|g| g.path == path).cloned().collect()
 }
 
-async fn end_to_end(component: String, u: &str) {
+/// Returns the subscriber's app id (its consumer group).
+async fn end_to_end(component: String, u: &str) -> String {
     let (orders, prog, dlq, flaky, gone, raw) = (
         format!("orders-{u}"),
         format!("prog-{u}"),
@@ -399,6 +400,7 @@ scopes:
         let (st, got) = err(r).await;
         assert_eq!((st, got.as_str()), (status, Some(code)), "{path}");
     }
+    app_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,6 +431,13 @@ async fn end_to_end_rabbitmq() {
     let u = unique("rmq");
     end_to_end(component, &u).await;
     spar_tests::delete_rabbitmq(&u).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_mqtt3() {
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n  - name: url\n    value: tcp://127.0.0.1:1883\n".to_string();
+    let app_id = end_to_end(component, &unique("mqtt")).await;
+    spar_tests::clear_mqtt_sessions(&[&app_id]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

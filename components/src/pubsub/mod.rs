@@ -10,6 +10,7 @@
 pub mod conformance;
 pub mod jetstream;
 pub mod memory;
+pub mod mqtt;
 pub mod rabbitmq;
 pub mod redis;
 

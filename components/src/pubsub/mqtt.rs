@@ -1,0 +1,584 @@
+//! `pubsub.mqtt3`: MQTT 3.1.1 (Mosquitto, EMQX, …), as Dapr's component.
+//!
+//! Subscribing: one connection per consumer group, QoS 1 with clean session
+//! off and a stable client id, so the broker keeps the session (queued
+//! messages, unacknowledged deliveries) while the subscriber — or its whole
+//! sidecar — is away. Acknowledgements are manual: PUBACK only after the
+//! handler answered SUCCESS or DROP. MQTT has no negative acknowledgement,
+//! so RETRY makes the component call the handler again with backoff (as
+//! daprd's component does) until it succeeds or the subscription closes;
+//! an unacknowledged message is sent again when the session resumes.
+//!
+//! Client ids: `consumerID` when the component sets it (daprd's meaning:
+//! the client id; make it unique per replica, e.g. `{podName}`); otherwise
+//! `{group}-{hostname}`, unique per host (per pod on Kubernetes) and the
+//! same after a restart, so a restarted sidecar resumes its session.
+//! Competing consumers: subscriptions use the shared-subscription filter
+//! `$share/{group}/{topic}`, so replicas of one app id share a topic's
+//! messages and different app ids each get all of them; several
+//! subscriptions of one group in one process share its connection and take
+//! turns. MQTT 3.1.1 carries no headers: `Message::metadata` is not kept.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, Transport};
+use spar_config::Component;
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
+};
+use crate::registry::{BuildContext, BuildError};
+use crate::state::redis::{duration_meta, field};
+
+/// PEM CA certificate, and the client's certificate and key.
+type Tls = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
+
+#[derive(Debug, Clone)]
+struct Options {
+    host: String,
+    port: u16,
+    credentials: Option<(String, String)>,
+    tls: Option<Tls>,
+    client_id: Option<String>,
+    qos: QoS,
+    retain: bool,
+    clean_session: bool,
+    timeout: Duration,
+}
+
+fn backend(e: impl std::fmt::Display) -> PubSubError {
+    PubSubError::Backend(format!("mqtt: {e}"))
+}
+
+fn options(c: &Component) -> Result<Options, BuildError> {
+    let url = c
+        .meta("url")
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            field(
+                c,
+                "url",
+                "is required (tcp://user:password@host:1883)".into(),
+            )
+        })?;
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        field(
+            c,
+            "url",
+            format!("{url:?} needs a scheme (tcp:// or ssl://)"),
+        )
+    })?;
+    let tls = match scheme {
+        "tcp" | "mqtt" => false,
+        "ssl" | "tls" | "mqtts" | "tcps" => true,
+        o => return Err(field(c, "url", format!("scheme {o:?} must be tcp or ssl"))),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (creds, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            (Some((user.to_string(), pass.to_string())), h)
+        }
+        None => (None, rest),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h.to_string(),
+            p.parse()
+                .map_err(|_| field(c, "url", format!("port {p:?} is not a number")))?,
+        ),
+        None => (hostport.to_string(), if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        return Err(field(c, "url", "has no host".into()));
+    }
+    let flag = |name: &str, default: bool| -> Result<bool, BuildError> {
+        match c.meta(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(v) => Err(field(c, name, format!("{v:?} must be true or false"))),
+        }
+    };
+    let qos = match c.meta("qos").as_deref().map(str::trim) {
+        None | Some("") | Some("1") => QoS::AtLeastOnce,
+        Some("0") => QoS::AtMostOnce,
+        Some("2") => QoS::ExactlyOnce,
+        Some(v) => return Err(field(c, "qos", format!("{v:?} must be 0, 1 or 2"))),
+    };
+    let tls = if tls {
+        let ca = c
+            .meta("caCert")
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| field(c, "caCert", "is required with ssl://".into()))?;
+        let client = match (c.meta("clientCert"), c.meta("clientKey")) {
+            (Some(cert), Some(key)) => Some((cert.into_bytes(), key.into_bytes())),
+            (None, None) => None,
+            _ => {
+                return Err(field(
+                    c,
+                    "clientCert",
+                    "clientCert and clientKey go together".into(),
+                ))
+            }
+        };
+        Some((ca.into_bytes(), client))
+    } else {
+        None
+    };
+    Ok(Options {
+        host,
+        port,
+        credentials: creds,
+        tls,
+        client_id: c.meta("consumerID").filter(|v| !v.trim().is_empty()),
+        qos,
+        retain: flag("retain", false)?,
+        clean_session: flag("cleanSession", false)?,
+        timeout: duration_meta(c, "timeout", Duration::from_secs(5))?,
+    })
+}
+
+impl Options {
+    fn mqtt(&self, client_id: &str, clean: bool, inflight: u16) -> MqttOptions {
+        let mut o = MqttOptions::new(client_id, self.host.clone(), self.port);
+        o.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(clean)
+            .set_inflight(inflight.max(1));
+        if let Some((u, p)) = &self.credentials {
+            o.set_credentials(u.clone(), p.clone());
+        }
+        if let Some((ca, client_auth)) = &self.tls {
+            o.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Simple {
+                    ca: ca.clone(),
+                    alpn: None,
+                    client_auth: client_auth.clone(),
+                },
+            ));
+        }
+        o
+    }
+}
+
+pub struct Mqtt {
+    o: Options,
+    publisher: Publisher,
+    /// Consumer connections by group, opened on first subscribe.
+    groups: Mutex<HashMap<String, Arc<Group>>>,
+}
+
+pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
+    let o = options(c)?;
+    let base = o.client_id.clone().unwrap_or_else(|| "spar".into());
+    let id = format!(
+        "{base}-pub-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let publisher = Publisher::start(&o, &id);
+    Ok(Arc::new(Mqtt {
+        o,
+        publisher,
+        groups: Mutex::new(HashMap::new()),
+    }))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "local".into())
+}
+
+fn valid_topic(t: &str) -> Result<(), PubSubError> {
+    if t.is_empty() || t.contains(['+', '#', '\0']) || t.starts_with('$') {
+        return Err(PubSubError::Invalid(format!(
+            "{t:?} is not an MQTT topic name (empty, wildcards, or $-prefixed)"
+        )));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ publishing
+
+type Waiter = oneshot::Sender<Result<(), PubSubError>>;
+
+/// Publishes at QoS 1 on its own clean-session connection and resolves
+/// each call when the broker's PUBACK for it arrives.
+struct Publisher {
+    client: AsyncClient,
+    /// Calls whose PUBLISH has not gone out yet, in request order.
+    queued: Arc<Mutex<VecDeque<Waiter>>>,
+    qos: QoS,
+    retain: bool,
+    timeout: Duration,
+}
+
+impl Publisher {
+    fn start(o: &Options, id: &str) -> Publisher {
+        let (client, ev) = AsyncClient::new(o.mqtt(id, true, 100), 1024);
+        let queued: Arc<Mutex<VecDeque<Waiter>>> = Arc::default();
+        tokio::spawn(Self::events(ev, queued.clone()));
+        Publisher {
+            client,
+            queued,
+            qos: o.qos,
+            retain: o.retain,
+            timeout: o.timeout,
+        }
+    }
+
+    /// Matches outgoing PUBLISHes to their calls (same order) and PUBACKs
+    /// to them by packet id; a dropped connection fails every waiting call.
+    async fn events(mut ev: EventLoop, queued: Arc<Mutex<VecDeque<Waiter>>>) {
+        let mut sent: HashMap<u16, Waiter> = HashMap::new();
+        loop {
+            match ev.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    let w = queued.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    if let Some(w) = w {
+                        if pkid == 0 {
+                            let _ = w.send(Ok(())); // QoS 0: nothing to wait for
+                        } else {
+                            sent.insert(pkid, w);
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(a))) => {
+                    if let Some(w) = sent.remove(&a.pkid) {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubComp(a))) => {
+                    if let Some(w) = sent.remove(&a.pkid) {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    for (_, w) in sent.drain() {
+                        let _ = w.send(Err(backend(&e)));
+                    }
+                    // Requests still queued in rumqttc go out after the
+                    // reconnect; their waiters stay in order.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    async fn publish(&self, topic: &str, data: &[u8]) -> Result<(), PubSubError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            // Queue the waiter and the request together so their orders match.
+            let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+            self.client
+                .try_publish(topic, self.qos, self.retain, data.to_vec())
+                .map_err(backend)?;
+            q.push_back(tx);
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(backend("connection closed")),
+            Err(_) => Err(backend("no PUBACK within the timeout")),
+        }
+    }
+}
+
+// ------------------------------------------------------------ consuming
+
+/// One handler of a topic in a group.
+struct Member {
+    id: u64,
+    handler: Arc<dyn Handler>,
+    inflight: Arc<InFlight>,
+    /// Set when its subscription closes: RETRY loops give up (the message
+    /// stays unacknowledged in the session).
+    closed: Arc<AtomicBool>,
+}
+
+type Picked = (Arc<dyn Handler>, Arc<InFlight>, Arc<AtomicBool>);
+
+/// A consumer group's connection and the handlers of each of its topics.
+struct Group {
+    client: AsyncClient,
+    name: String,
+    qos: QoS,
+    topics: Mutex<HashMap<String, Vec<Member>>>,
+    turn: AtomicUsize,
+    stop: watch::Sender<bool>,
+    /// SUBSCRIBEs not yet sent, in request order (their SUBACKs are
+    /// awaited so nothing published after `subscribe` returns is missed).
+    subscribing: Mutex<VecDeque<Waiter>>,
+}
+
+impl Group {
+    fn filter(&self, topic: &str) -> String {
+        format!("$share/{}/{topic}", self.name)
+    }
+
+    /// Sends a SUBSCRIBE; the receiver resolves on its SUBACK.
+    fn send_subscribe(
+        &self,
+        topic: &str,
+    ) -> Result<oneshot::Receiver<Result<(), PubSubError>>, PubSubError> {
+        let (tx, rx) = oneshot::channel();
+        let mut q = self.subscribing.lock().unwrap_or_else(|e| e.into_inner());
+        self.client
+            .try_subscribe(self.filter(topic), self.qos)
+            .map_err(backend)?;
+        q.push_back(tx);
+        Ok(rx)
+    }
+
+    fn start(o: &Options, name: &str) -> Arc<Group> {
+        let id = o
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("{name}-{}", hostname()));
+        let mut mo = o.mqtt(&id, o.clean_session, 100);
+        mo.set_manual_acks(true);
+        let (client, ev) = AsyncClient::new(mo, 1024);
+        let (stop, stop_rx) = watch::channel(false);
+        let g = Arc::new(Group {
+            client,
+            name: name.to_string(),
+            qos: o.qos,
+            topics: Mutex::default(),
+            turn: AtomicUsize::new(0),
+            stop,
+            subscribing: Mutex::default(),
+        });
+        tokio::spawn(Group::events(Arc::downgrade(&g), ev, stop_rx));
+        g
+    }
+
+    fn pick(&self, topic: &str) -> Option<Picked> {
+        let t = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let members = t.get(topic).filter(|m| !m.is_empty())?;
+        let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
+        Some((m.handler.clone(), m.inflight.clone(), m.closed.clone()))
+    }
+
+    async fn events(g: std::sync::Weak<Group>, mut ev: EventLoop, mut stop: watch::Receiver<bool>) {
+        let mut sent: HashMap<u16, Waiter> = HashMap::new();
+        loop {
+            let polled = tokio::select! {
+                p = ev.poll() => p,
+                _ = stop.changed() => return,
+            };
+            let Some(group) = g.upgrade() else { return };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    // (Re)subscribe: harmless when the session kept them.
+                    let topics: Vec<String> = group
+                        .topics
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .keys()
+                        .cloned()
+                        .collect();
+                    for t in topics {
+                        let _ = group.send_subscribe(&t);
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+                    let w = group
+                        .subscribing
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pop_front();
+                    if let Some(w) = w {
+                        sent.insert(pkid, w);
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(a))) => {
+                    if let Some(w) = sent.remove(&a.pkid) {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Some((handler, inflight, closed)) = group.pick(&p.topic) else {
+                        // Nobody here takes it (any more): leave it unacked
+                        // for the session to deliver again.
+                        continue;
+                    };
+                    let client = group.client.clone();
+                    inflight
+                        .spawn(async move {
+                            let mut backoff = Duration::from_millis(100);
+                            loop {
+                                let msg = Message {
+                                    topic: p.topic.clone(),
+                                    data: p.payload.clone(),
+                                    metadata: HashMap::new(),
+                                };
+                                match handler.handle(msg).await {
+                                    Ack::Retry => {
+                                        if closed.load(Ordering::Relaxed) {
+                                            return;
+                                        }
+                                        tokio::time::sleep(backoff).await;
+                                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                                    }
+                                    _ => {
+                                        if let Err(e) = client.ack(&p).await {
+                                            tracing::warn!("mqtt ack failed: {e}");
+                                        }
+                                        return;
+                                    }
+                                }
+                            }
+                        })
+                        .await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(group = %group.name, "mqtt: {e}; reconnecting");
+                    for (_, w) in sent.drain() {
+                        let _ = w.send(Err(backend(&e)));
+                    }
+                    drop(group);
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+static MEMBER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+#[async_trait]
+impl PubSub for Mqtt {
+    fn features(&self) -> Features {
+        Features {
+            ordered: true,
+            durable: !self.o.clean_session && self.o.qos != QoS::AtMostOnce,
+        }
+    }
+
+    async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
+        valid_topic(&msg.topic)?;
+        self.publisher.publish(&msg.topic, &msg.data).await
+    }
+
+    async fn subscribe(
+        &self,
+        req: SubscribeRequest,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Subscription, PubSubError> {
+        valid_topic(&req.topic)?;
+        let id = MEMBER_IDS.fetch_add(1, Ordering::Relaxed);
+        let inflight = Arc::new(InFlight::new(req.max_in_flight));
+        let closed = Arc::new(AtomicBool::new(false));
+        let member = Member {
+            id,
+            handler,
+            inflight: inflight.clone(),
+            closed: closed.clone(),
+        };
+        // A group whose last subscriber closed has dropped its connection
+        // (so the broker queues for the session): start a new one.
+        let (group, first) = {
+            let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            let g = groups
+                .entry(req.consumer_group.clone())
+                .or_insert_with(|| Group::start(&self.o, &req.consumer_group));
+            if *g.stop.borrow() {
+                *g = Group::start(&self.o, &req.consumer_group);
+            }
+            let mut t = g.topics.lock().unwrap_or_else(|e| e.into_inner());
+            let members = t.entry(req.topic.clone()).or_default();
+            members.push(member);
+            let first = members.len() == 1;
+            drop(t);
+            (g.clone(), first)
+        };
+        if first {
+            let acked = group.send_subscribe(&req.topic)?;
+            tokio::time::timeout(self.o.timeout, acked)
+                .await
+                .map_err(|_| backend("no SUBACK within the timeout"))?
+                .map_err(|_| backend("connection closed"))??;
+        }
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let topic = req.topic;
+        let task = tokio::spawn(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+            closed.store(true, Ordering::Relaxed);
+            {
+                let mut t = group.topics.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(members) = t.get_mut(&topic) {
+                    members.retain(|m| m.id != id);
+                    if members.is_empty() {
+                        t.remove(&topic);
+                    }
+                }
+            }
+            // In-flight deliveries finish and are acknowledged first.
+            inflight.drain().await;
+            let t = group.topics.lock().unwrap_or_else(|e| e.into_inner());
+            if t.is_empty() {
+                // Nobody here takes messages any more: drop the connection
+                // so the broker keeps them in the session for the next one.
+                let _ = group.stop.send(true);
+            }
+        });
+        Ok(Subscription::new(stop_tx, task))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comp(meta: &[(&str, &str)]) -> Component {
+        let items: String = meta
+            .iter()
+            .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))
+            .collect();
+        let y = format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: m\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n{items}"
+        );
+        serde_yaml::from_str(&y).unwrap()
+    }
+
+    #[test]
+    fn metadata() {
+        let o = options(&comp(&[("url", "tcp://u:p@broker:1884")])).unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("broker", 1884));
+        assert_eq!(o.credentials, Some(("u".into(), "p".into())));
+        assert!(!o.clean_session && o.qos == QoS::AtLeastOnce && o.tls.is_none());
+        let o = options(&comp(&[("url", "mqtt://127.0.0.1"), ("qos", "0")])).unwrap();
+        assert_eq!(o.port, 1883);
+        assert_eq!(o.qos, QoS::AtMostOnce);
+        for bad in [
+            vec![],
+            vec![("url", "broker:1883")],
+            vec![("url", "http://broker")],
+            vec![("url", "tcp://broker:x")],
+            vec![("url", "tcp://:1883")],
+            vec![("url", "tcp://b"), ("qos", "3")],
+            vec![("url", "tcp://b"), ("cleanSession", "maybe")],
+            vec![("url", "ssl://b")],
+        ] {
+            assert!(options(&comp(&bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(valid_topic("orders/eu").is_ok());
+        for t in ["", "a/+", "a/#", "$SYS/x"] {
+            assert!(valid_topic(t).is_err(), "{t}");
+        }
+    }
+}
