@@ -11,6 +11,12 @@
 //!   spar-pubbench jetstream NATS_URL SUBJECT [opts]
 //!       the broker's own client: JetStream publish (awaiting the ack) and
 //!       a durable pull consumer acknowledging each message.
+//!   spar-pubbench rabbitmq AMQP_URL EXCHANGE [opts]
+//!       lapin: publisher confirms; a durable queue bound to a fanout
+//!       exchange, manual ack per message, prefetch = --inflight.
+//!   spar-pubbench mqtt HOST:PORT TOPIC [opts]
+//!       rumqttc: QoS 1 publish awaiting PUBACK; a QoS 1 subscriber acking
+//!       each message.
 //!
 //! opts: --rate R (messages/s, open loop; 0 = flat out: as fast as
 //! --inflight concurrent publishes go while at most --window messages are
@@ -408,6 +414,190 @@ async fn jetstream_native(args: &[String], o: &Opts) -> Result<(), String> {
     Ok(())
 }
 
+// ------------------------------------------------------------- rabbitmq
+
+async fn rabbitmq_native(args: &[String], o: &Opts) -> Result<(), String> {
+    use futures::StreamExt;
+    use lapin::options::*;
+    use lapin::types::FieldTable;
+    let [url, exchange, ..] = args else {
+        return Err("rabbitmq AMQP_URL EXCHANGE".into());
+    };
+    let e = |e: lapin::Error| e.to_string();
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .map_err(e)?;
+    let ch = conn.create_channel().await.map_err(e)?;
+    ch.exchange_declare(
+        exchange.as_str().into(),
+        lapin::ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(e)?;
+    let queue = format!("{exchange}-q");
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .map_err(e)?;
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.as_str().into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map_err(e)?;
+    let sub = conn.create_channel().await.map_err(e)?;
+    sub.basic_qos(o.inflight as u16, BasicQosOptions::default())
+        .await
+        .map_err(e)?;
+    let mut consumer = sub
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(e)?;
+    let sink = Sink::default();
+    let s2 = sink.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(d)) = consumer.next().await {
+            s2.record(&d.data);
+            let _ = d.ack(BasicAckOptions::default()).await;
+        }
+    });
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(e)?;
+    let (ch2, ex) = (ch.clone(), exchange.clone());
+    let publish: Publish = Arc::new(move |body: Bytes| {
+        let (ch, ex) = (ch2.clone(), ex.clone());
+        Box::pin(async move {
+            let props = lapin::BasicProperties::default().with_delivery_mode(2);
+            match ch
+                .basic_publish(
+                    ex.as_str().into(),
+                    "".into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+            {
+                Ok(c) => c.await.is_ok_and(|c| c.is_ack()),
+                Err(_) => false,
+            }
+        })
+    });
+    let (sent, start) = drive(o, publish, &sink).await;
+    report(sent, start, &sink).await;
+    let _ = ch
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = ch
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await;
+    Ok(())
+}
+
+// ----------------------------------------------------------------- mqtt
+
+async fn mqtt_native(args: &[String], o: &Opts) -> Result<(), String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let [addr, topic, ..] = args else {
+        return Err("mqtt HOST:PORT TOPIC".into());
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or("HOST:PORT")?;
+    let port: u16 = port.parse().map_err(|_| "port")?;
+    let id = format!("pubbench-{}", std::process::id());
+    // Subscriber: QoS 1, manual acks.
+    let mut so = MqttOptions::new(format!("{id}-sub"), host, port);
+    so.set_manual_acks(true)
+        .set_inflight(o.inflight.max(1) as u16);
+    let (sc, mut sev) = AsyncClient::new(so, 1024);
+    sc.subscribe(topic.as_str(), QoS::AtLeastOnce)
+        .await
+        .map_err(|e| e.to_string())?;
+    let sink = Sink::default();
+    let (s2, sc2) = (sink.clone(), sc.clone());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    tokio::spawn(async move {
+        while let Ok(ev) = sev.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    s2.record(&p.payload);
+                    let _ = sc2.ack(&p).await;
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(5), ready_rx).await;
+    // Publisher: QoS 1; each call resolves on its PUBACK (matched in order).
+    let mut po = MqttOptions::new(format!("{id}-pub"), host, port);
+    po.set_inflight(o.inflight.max(1) as u16);
+    let (pc, mut pev) = AsyncClient::new(po, 1024);
+    type W = tokio::sync::oneshot::Sender<()>;
+    let queued: Arc<Mutex<std::collections::VecDeque<W>>> = Arc::default();
+    let q2 = queued.clone();
+    tokio::spawn(async move {
+        let mut sent: std::collections::HashMap<u16, W> = Default::default();
+        while let Ok(ev) = pev.poll().await {
+            match ev {
+                Event::Outgoing(Outgoing::Publish(pkid)) => {
+                    if let Some(w) = q2.lock().unwrap().pop_front() {
+                        sent.insert(pkid, w);
+                    }
+                }
+                Event::Incoming(Packet::PubAck(a)) => {
+                    if let Some(w) = sent.remove(&a.pkid) {
+                        let _ = w.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let t = topic.clone();
+    let publish: Publish = Arc::new(move |body: Bytes| {
+        let (pc, q, t) = (pc.clone(), queued.clone(), t.clone());
+        Box::pin(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            {
+                let mut g = q.lock().unwrap();
+                if pc
+                    .try_publish(t.as_str(), QoS::AtLeastOnce, false, body.to_vec())
+                    .is_err()
+                {
+                    return false;
+                }
+                g.push_back(tx);
+            }
+            rx.await.is_ok()
+        })
+    });
+    let (sent, start) = drive(o, publish, &sink).await;
+    report(sent, start, &sink).await;
+    Ok(())
+}
+
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -430,7 +620,12 @@ async fn main() {
         Some("spar") => spar(rest, &o).await,
         Some("redis") => redis_native(rest, &o).await,
         Some("jetstream") => jetstream_native(rest, &o).await,
-        _ => Err("usage: spar-pubbench spar|redis|jetstream ... (see the source header)".into()),
+        Some("rabbitmq") => rabbitmq_native(rest, &o).await,
+        Some("mqtt") => mqtt_native(rest, &o).await,
+        _ => Err(
+            "usage: spar-pubbench spar|redis|jetstream|rabbitmq|mqtt ... (see the source header)"
+                .into(),
+        ),
     };
     if let Err(e) = r {
         eprintln!("spar-pubbench: {e}");
