@@ -16,6 +16,7 @@ pub mod context;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod resiliency;
 pub mod runtime;
 pub mod spiffe;
 

@@ -44,6 +44,15 @@ const BULK_INGRESS: [&str; 5] = [
     "process_status",
     "topic",
 ];
+const RESILIENCY: [&str; 7] = [
+    "app_id",
+    "name",
+    "policy",
+    "namespace",
+    "flow_direction",
+    "target",
+    "status",
+];
 const EGRESS: [&str; 5] = ["app_id", "component", "namespace", "success", "topic"];
 
 pub struct Metrics {
@@ -68,6 +77,9 @@ pub struct Metrics {
     pub pubsub_egress_bulk_latency: HistogramVec,
     pub secret_count: CounterVec,
     pub secret_latency: HistogramVec,
+    pub resiliency_loaded: CounterVec,
+    pub resiliency_count: CounterVec,
+    pub resiliency_activations: CounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
@@ -232,6 +244,24 @@ impl Metrics {
                 "The latency of the response from the secret component (ms).",
                 &OPERATION,
                 LATENCY_MS,
+            ),
+            resiliency_loaded: counter(
+                &r,
+                "dapr_resiliency_loaded",
+                "Number of resiliency policies loaded.",
+                &["app_id", "name", "namespace"],
+            ),
+            resiliency_count: counter(
+                &r,
+                "dapr_resiliency_count",
+                "Number of times a resiliency policy has been executed.",
+                &RESILIENCY,
+            ),
+            resiliency_activations: counter(
+                &r,
+                "dapr_resiliency_activations_total",
+                "Number of times a resiliency policy has been activated in a building block after a failure or after a state change.",
+                &RESILIENCY,
             ),
             registry: r,
         }

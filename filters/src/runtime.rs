@@ -89,6 +89,8 @@ pub struct Runtime {
     pub enabled_features: Vec<String>,
     /// Component metrics (`dapr_component_*`), when metrics are on.
     pub metrics: Option<crate::metrics::ComponentMetrics>,
+    /// Resiliency policies by target (`kind: Resiliency`).
+    pub resiliency: crate::resiliency::Resiliency,
     /// API logging, for calls the front end finishes (proxied invocations).
     pub api_log: Option<crate::builtin::api_log::ApiLog>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
@@ -119,6 +121,7 @@ impl Runtime {
             enabled_features: Vec::new(),
             metrics: None,
             api_log: None,
+            resiliency: Default::default(),
             attributes: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::default(),
             app_health: AtomicU8::new(AppHealth::Unknown as u8),

@@ -140,6 +140,33 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         omit_health_checks: api_log_spec.omit_health_checks,
     });
     rt.api_log = api_log;
+    // Component kinds name resiliency targets in metrics (`statestore_x`).
+    let kinds: std::collections::HashMap<&str, &'static str> = resources
+        .components
+        .iter()
+        .map(|c| {
+            let t = c.spec.type_.as_str();
+            let kind = if t.starts_with("state.") {
+                "statestore"
+            } else if t.starts_with("pubsub.") {
+                "pubsub"
+            } else if t.starts_with("secretstores.") {
+                "secretstore"
+            } else {
+                "component"
+            };
+            (c.metadata.name.as_str(), kind)
+        })
+        .collect();
+    rt.resiliency = spar_filters::resiliency::Resiliency::compile(
+        &resources.resiliencies,
+        spar_filters::resiliency::Labels {
+            metrics: metrics.clone(),
+            app_id: rt.app_id.clone(),
+            namespace: rt.namespace.clone().unwrap_or_default(),
+        },
+        |name| kinds.get(name).copied().unwrap_or("component"),
+    )?;
     rt.resolver = names.resolver.clone();
     rt.secrets = loaded.secrets;
     rt.failed_components = loaded.failed;

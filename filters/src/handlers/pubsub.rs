@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use spar_components::pubsub::{Message, PubSub};
+use spar_components::pubsub::{Message, PubSub, PubSubError};
 
 use crate::cloudevent::{self, EnvelopeInfo};
+use crate::resiliency::{Refused, Verdict};
 use crate::{ApiError, ApiResult, Response, Runtime};
 
 /// Topic scoping from component metadata (`allowedTopics`,
@@ -272,7 +273,27 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                 p.tracestate.as_deref(),
             )?;
             let started = std::time::Instant::now();
-            let sent = c.broker.publish(&msg).await;
+            let sent = match rt.resiliency.component_outbound(&p.pubsub) {
+                None => c.broker.publish(&msg).await,
+                Some(policy) => policy
+                    .run(
+                        || c.broker.publish(&msg),
+                        |r| match r {
+                            Err(PubSubError::Backend(_)) => Verdict::Failed(None),
+                            _ => Verdict::Success,
+                        },
+                    )
+                    .await
+                    .map_err(|r| match r {
+                        Refused::Failed(e) => e,
+                        Refused::Timeout(d) => {
+                            PubSubError::Backend(format!("timeout after {d:?} (resiliency policy)"))
+                        }
+                        Refused::BreakerOpen => {
+                            PubSubError::Backend("circuit breaker is open".into())
+                        }
+                    }),
+            };
             if let Some(m) = &rt.metrics {
                 m.egress(&p.pubsub, &p.topic, sent.is_ok(), 1, false, started);
             }

@@ -12,6 +12,7 @@ use spar_components::state::{
 
 use crate::error::StateOp;
 use crate::metrics::ComponentMetrics;
+use crate::resiliency::{Refused, Verdict};
 use crate::{ApiError, ApiResult, Response, Runtime};
 
 pub type Metadata = HashMap<String, String>;
@@ -232,6 +233,32 @@ impl StateStores {
     }
 }
 
+/// A store call under the component's outbound resiliency policy, if any.
+/// Only backend failures count (and are retried): an ETag mismatch or a bad
+/// request is the caller's answer, not the store's trouble.
+async fn guarded<T, F, Fut>(rt: &Runtime, store: &str, op: F) -> Result<T, StateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StateError>>,
+{
+    let Some(p) = rt.resiliency.component_outbound(store) else {
+        let mut op = op;
+        return op().await;
+    };
+    p.run(op, |r| match r {
+        Err(StateError::Backend(_)) => Verdict::Failed(None),
+        _ => Verdict::Success,
+    })
+    .await
+    .map_err(|r| match r {
+        Refused::Failed(e) => e,
+        Refused::Timeout(d) => {
+            StateError::Backend(format!("timeout after {d:?} (resiliency policy)"))
+        }
+        Refused::BreakerOpen => StateError::Backend("circuit breaker is open".into()),
+    })
+}
+
 /// `concurrency` as Dapr spells it over HTTP.
 pub fn parse_concurrency(s: &str) -> Result<Concurrency, ApiError> {
     match s {
@@ -336,7 +363,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 consistency,
                 metadata,
             };
-            let r = e.store.get(&g).await;
+            let r = guarded(rt, &store, || e.store.get(&g)).await;
             stores.record(&store, "get", r.is_ok(), started);
             let item = r.map_err(|err| state_err(StateOp::Get, &store, Some(&key), err))?;
             StateResponse::Item(item.map(|i| ItemOut {
@@ -361,7 +388,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            let r = e.store.bulk_get(&reqs).await;
+            let r = guarded(rt, &store, || e.store.bulk_get(&reqs)).await;
             stores.record(&store, "bulk_get", r.is_ok(), started);
             let items = r.map_err(|err| state_err(StateOp::BulkGet, &store, None, err))?;
             StateResponse::Bulk(
@@ -394,7 +421,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 reqs.push(s);
             }
             for s in &reqs {
-                let r = e.store.set(s).await;
+                let r = guarded(rt, &store, || e.store.set(s)).await;
                 stores.record(&store, "set", r.is_ok(), started);
                 r.map_err(|err| state_err(StateOp::Save, &store, None, err))?;
             }
@@ -404,7 +431,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             let e = stores.get(&store)?;
             let key = item.key.clone();
             let d = to_delete(&e.prefix, item)?;
-            let r = e.store.delete(&d).await;
+            let r = guarded(rt, &store, || e.store.delete(&d)).await;
             stores.record(&store, "delete", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Delete, &store, Some(&key), err))?;
             return Ok(Response::Empty);
@@ -416,7 +443,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 .map(|it| to_delete(&e.prefix, it))
                 .collect::<Result<Vec<_>, _>>()?;
             for d in &reqs {
-                let r = e.store.delete(d).await;
+                let r = guarded(rt, &store, || e.store.delete(d)).await;
                 stores.record(&store, "delete", r.is_ok(), started);
                 r.map_err(|err| state_err(StateOp::BulkDelete, &store, None, err))?;
             }
@@ -453,7 +480,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     }
                 });
             }
-            let r = e.store.transact(&tx).await;
+            let r = guarded(rt, &store, || e.store.transact(&tx)).await;
             stores.record(&store, "transaction", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Transaction, &store, None, err))?;
             return Ok(Response::Empty);
@@ -474,7 +501,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             }
             let q = st::Query::parse(&query)
                 .map_err(|err| state_err(StateOp::Query, &store, None, err))?;
-            let r = e.store.query(e.prefix.as_str(), &q).await;
+            let r = guarded(rt, &store, || e.store.query(e.prefix.as_str(), &q)).await;
             stores.record(&store, "query", r.is_ok(), started);
             let res = r.map_err(|err| state_err(StateOp::Query, &store, None, err))?;
             StateResponse::Query(QueryOut {

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod encode;
 pub mod internal;
 pub mod invoke;
+mod resilient;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ pub struct HttpApi {
     /// This sidecar's certificate for sidecar-to-sidecar calls (mTLS).
     mtls: Option<Arc<Identity>>,
     app_h2: bool,
+    /// For calls to apps with a resiliency policy (buffered, retried).
+    peers: Arc<crate::peer_client::PeerClient>,
 }
 
 /// Per-request state of a proxied (invocation) call.
@@ -53,7 +56,54 @@ pub struct Call {
 const MAX_RETRIES: u32 = 3;
 const RETRY_BASE: Duration = Duration::from_millis(100);
 
+/// `app` of `app.namespace`.
+fn app_name(target: &str) -> &str {
+    target.split_once('.').map_or(target, |(a, _)| a)
+}
+
 impl HttpApi {
+    /// A call to an app with a resiliency policy: buffered and sent under
+    /// the policy (`resilient.rs`).
+    async fn invoke_resilient(
+        &self,
+        session: &mut Session,
+        call: &mut Call,
+        addr: std::net::SocketAddr,
+        path: &str,
+    ) -> Result<()> {
+        let Some(policy) = self.rt.resiliency.app(app_name(&call.target)).cloned() else {
+            return Ok(());
+        };
+        let (body, too_large) = self.read_body(session).await?;
+        if too_large {
+            session.set_keepalive(None);
+            let e = spar_filters::ApiError::BodyTooLarge {
+                limit: self.max_body,
+            };
+            return invoke::write_error(session, &e).await;
+        }
+        let c = resilient::Call {
+            app_id: &call.target,
+            addr,
+            path,
+            body: body.freeze(),
+            max_body: self.max_body,
+        };
+        let r = resilient::invoke(session, &self.peers, &policy, c).await;
+        if let Some((m, app_id)) = &self.metrics {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            let ms = call.started.elapsed().as_secs_f64() * 1000.0;
+            m.record_http(
+                app_id,
+                static_method(session.req_header().method.as_str()),
+                "",
+                status,
+                ms,
+            );
+        }
+        r
+    }
+
     pub fn new(
         chain: Chain,
         rt: Arc<Runtime>,
@@ -62,7 +112,14 @@ impl HttpApi {
         mtls: Option<Arc<Identity>>,
     ) -> Self {
         let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
+        let peers = Arc::new(
+            crate::peer_client::PeerClient::new(mtls.as_ref()).unwrap_or_else(|e| {
+                tracing::error!("peer client for resilient invocation: {e}");
+                crate::peer_client::PeerClient::new(None).expect("plain peer client")
+            }),
+        );
         HttpApi {
+            peers,
             chain,
             rt,
             max_body,
@@ -165,6 +222,12 @@ impl ProxyHttp for HttpApi {
                 .map(str::to_owned);
             call.target = target.app_id.clone();
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
+                Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
+                    if self.rt.resiliency.app(app_name(&call.target)).is_some() =>
+                {
+                    self.invoke_resilient(session, call, addr, &path).await?;
+                    Ok(true)
+                }
                 Ok(Response::Proxy(u)) => {
                     call.up = Some(u);
                     call.method = ctx.method;

@@ -15,6 +15,7 @@ use serde_json::Value;
 use spar_components::pubsub::{Ack, Handler, Message, PubSub};
 use spar_filters::cloudevent;
 use spar_filters::metrics::ComponentMetrics;
+use spar_filters::resiliency::{Policy, Verdict};
 
 use super::Sub;
 
@@ -94,6 +95,9 @@ pub struct Deliverer {
     pub broker: Arc<dyn PubSub>,
     pub sink: Arc<dyn Sink>,
     pub metrics: Option<ComponentMetrics>,
+    /// The component's inbound resiliency policy: replaces the built-in
+    /// retries when set.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// daprd's ingress labels for an outcome: (process_status, status).
@@ -143,6 +147,23 @@ impl Deliverer {
     }
 
     async fn deliver(&self, ev: &Event) -> Ack {
+        if let Some(p) = &self.policy {
+            let r = p
+                .run(
+                    || async {
+                        let started = std::time::Instant::now();
+                        let ack = self.sink.deliver(&self.sub, ev).await;
+                        self.record(ack, started);
+                        Ok::<Ack, ()>(ack)
+                    },
+                    |r| match r {
+                        Ok(Ack::Retry) => Verdict::Failed(None),
+                        _ => Verdict::Success,
+                    },
+                )
+                .await;
+            return r.unwrap_or(Ack::Retry);
+        }
         let mut backoff = BACKOFF;
         for attempt in 0..=RETRIES {
             let started = std::time::Instant::now();

@@ -141,6 +141,7 @@ pub async fn run(
             broker: c.broker.clone(),
             sink: sink.clone(),
             metrics: rt.metrics.clone(),
+            policy: rt.resiliency.component_inbound(&s.pubsub).cloned(),
         });
         // A bulk subscription needs a whole batch in flight at once.
         let (handler, in_flight): (Arc<dyn Handler>, usize) = match s.bulk {

@@ -147,6 +147,7 @@ pub async fn open(
         broker: c.broker.clone(),
         sink: sink.clone(),
         metrics: rt.metrics.clone(),
+        policy: rt.resiliency.component_inbound(&sub.pubsub).cloned(),
     });
     let req = SubscribeRequest {
         topic: sub.topic.clone(),
