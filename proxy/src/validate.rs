@@ -11,6 +11,28 @@ pub fn run(args: &ValidateArgs) -> i32 {
             for w in &r.warnings {
                 eprintln!("warning: {w}");
             }
+            // Compiling the policies checks what parsing cannot (trip
+            // expressions, durations of named timeouts).
+            let labels = spar_filters::resiliency::Labels {
+                metrics: None,
+                app_id: String::new(),
+                namespace: String::new(),
+            };
+            let all: Vec<_> = r
+                .resiliencies
+                .iter()
+                .cloned()
+                .map(|mut x| {
+                    x.scopes.clear();
+                    x
+                })
+                .collect();
+            if let Err(e) =
+                spar_filters::resiliency::Resiliency::compile(&all, labels, |_| "component")
+            {
+                eprintln!("Resiliency {e}");
+                ok = false;
+            }
             println!(
                 "resources OK: {} components, {} subscriptions, {} resiliency policies, {} HTTP endpoints",
                 r.components.len(),

@@ -244,3 +244,21 @@ async fn state_store_unreachable_timeout_retry_breaker_and_recovery() {
     }
     assert!(ok, "the store is used again once it is back");
 }
+
+#[test]
+fn validate_reports_a_bad_trip_expression() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("r.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: bad\nspec:\n  policies:\n    circuitBreakers:\n      cb:\n        trip: consecutiveFailures >> 5\n  targets:\n    apps:\n      x:\n        circuitBreaker: cb\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(spar_tests::spar_bin())
+        .args(["validate", "--resources-path"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("circuitBreakers.cb.trip"), "{err}");
+}
