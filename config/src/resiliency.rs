@@ -115,23 +115,28 @@ pub struct ComponentPolicy {
     pub inbound: Option<EndpointPolicy>,
 }
 
-/// `"500-599,429"` → checks each part; codes within `lo..=hi`.
-fn check_codes(s: &str, lo: u32, hi: u32) -> Result<(), String> {
+/// `"500-599,429"` → inclusive ranges, each within `lo..=hi` and low to
+/// high. Shared by validation and the compiled retry policies.
+pub fn parse_codes(s: &str, lo: u32, hi: u32) -> Result<Vec<(u32, u32)>, String> {
+    let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: u32 = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{part:?} is not a code or range"))?;
-        let b: u32 = b
-            .trim()
-            .parse()
-            .map_err(|_| format!("{part:?} is not a code or range"))?;
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{part:?} is not a code or range"))
+        };
+        let (a, b) = (num(a)?, num(b)?);
         if a < lo || b > hi || a > b {
             return Err(format!("{part:?} must be within {lo}-{hi}, low to high"));
         }
+        out.push((a, b));
     }
-    Ok(())
+    Ok(out)
+}
+
+fn check_codes(s: &str, lo: u32, hi: u32) -> Result<(), String> {
+    parse_codes(s, lo, hi).map(|_| ())
 }
 
 fn check_duration(errs: &mut Vec<(String, String)>, field: String, v: &Option<String>) {

@@ -165,3 +165,16 @@ impl InFlight {
         let _ = self.sem.acquire_many(self.max).await;
     }
 }
+
+/// A component of `type_` with these metadata values, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_component(type_: &str, meta: &[(&str, &str)]) -> spar_config::Component {
+    let items: String = meta
+        .iter()
+        .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))
+        .collect();
+    let y = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: c\nspec:\n  type: {type_}\n  version: v1\n  metadata:\n{items}"
+    );
+    serde_yaml::from_str(&y).expect("test component")
+}

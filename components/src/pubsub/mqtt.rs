@@ -541,14 +541,7 @@ mod tests {
     use super::*;
 
     fn comp(meta: &[(&str, &str)]) -> Component {
-        let items: String = meta
-            .iter()
-            .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))
-            .collect();
-        let y = format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: m\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n{items}"
-        );
-        serde_yaml::from_str(&y).unwrap()
+        super::super::test_component("pubsub.mqtt3", meta)
     }
 
     #[test]

@@ -501,14 +501,7 @@ mod tests {
     use super::*;
 
     fn comp(meta: &[(&str, &str)]) -> Component {
-        let items: String = meta
-            .iter()
-            .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))
-            .collect();
-        let y = format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: r\nspec:\n  type: pubsub.rabbitmq\n  version: v1\n  metadata:\n{items}"
-        );
-        serde_yaml::from_str(&y).unwrap()
+        super::super::test_component("pubsub.rabbitmq", meta)
     }
 
     #[test]

@@ -70,9 +70,14 @@ struct ResiliencyMetrics {
 }
 
 impl Policy {
-    fn activated(&self, policy: &str, status: &str) {
+    fn bump(
+        &self,
+        counter: impl Fn(&Metrics) -> &prometheus::CounterVec,
+        policy: &str,
+        status: &str,
+    ) {
         if let Some(r) = &self.metrics {
-            r.m.resiliency_activations
+            counter(&r.m)
                 .with_label_values(&[
                     &r.app_id,
                     &self.resource,
@@ -86,20 +91,12 @@ impl Policy {
         }
     }
 
+    fn activated(&self, policy: &str, status: &str) {
+        self.bump(|m| &m.resiliency_activations, policy, status);
+    }
+
     fn executed(&self, policy: &str, status: &str) {
-        if let Some(r) = &self.metrics {
-            r.m.resiliency_count
-                .with_label_values(&[
-                    &r.app_id,
-                    &self.resource,
-                    policy,
-                    &r.namespace,
-                    self.direction,
-                    &self.target,
-                    status,
-                ])
-                .inc();
-        }
+        self.bump(|m| &m.resiliency_count, policy, status);
     }
 
     fn retriable(&self, v: Verdict) -> bool {
@@ -337,7 +334,7 @@ mod tests {
             retry: retries.map(|n| Retry {
                 backoff: policy::Backoff::Constant(Duration::from_millis(1)),
                 max_retries: Some(n),
-                http_codes: policy::Codes::parse(codes).unwrap(),
+                http_codes: policy::Codes::parse(codes, 100, 599).unwrap(),
                 grpc_codes: Default::default(),
             }),
             breaker: None,

@@ -33,21 +33,8 @@ impl Backoff {
 pub struct Codes(Vec<(u32, u32)>);
 
 impl Codes {
-    pub fn parse(s: &str) -> Result<Codes, String> {
-        let mut out = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (a, b) = part.split_once('-').unwrap_or((part, part));
-            let a: u32 = a
-                .trim()
-                .parse()
-                .map_err(|_| format!("{part:?} is not a code or range"))?;
-            let b: u32 = b
-                .trim()
-                .parse()
-                .map_err(|_| format!("{part:?} is not a code or range"))?;
-            out.push((a, b));
-        }
-        Ok(Codes(out))
+    pub fn parse(s: &str, lo: u32, hi: u32) -> Result<Codes, String> {
+        spar_config::parse_codes(s, lo, hi).map(Codes)
     }
 
     pub fn matches(&self, code: u32) -> bool {
@@ -85,8 +72,8 @@ impl Retry {
                 None | Some(-1) => None,
                 Some(n) => Some(n.max(0) as u32),
             },
-            http_codes: Codes::parse(&m.http_status_codes)?,
-            grpc_codes: Codes::parse(&m.grpc_status_codes)?,
+            http_codes: Codes::parse(&m.http_status_codes, 100, 599)?,
+            grpc_codes: Codes::parse(&m.grpc_status_codes, 0, 16)?,
         })
     }
 
@@ -111,9 +98,9 @@ mod tests {
         let d0 = e.delay(0);
         assert!(d0 >= Duration::from_millis(250) && d0 <= Duration::from_millis(750));
         assert!(e.delay(30) <= Duration::from_secs(2));
-        let c = Codes::parse("429, 500-503").unwrap();
+        let c = Codes::parse("429, 500-503", 100, 599).unwrap();
         assert!(c.matches(429) && c.matches(502) && !c.matches(504) && !c.matches(404));
         assert!(Codes::default().matches(404));
-        assert!(Codes::parse("x").is_err());
+        assert!(Codes::parse("x", 100, 599).is_err());
     }
 }
