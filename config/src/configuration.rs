@@ -114,6 +114,12 @@ pub struct OtelSpec {
     pub is_secure: Option<bool>,
     #[serde(default)]
     pub protocol: String,
+    /// `key=value` headers sent with every export.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Bound on one export call (Go duration).
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

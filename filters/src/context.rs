@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use crate::trace::{Span, SpanContext};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http,
@@ -27,6 +29,11 @@ pub struct Ctx {
     /// reading at the limit, so nothing unbounded is ever buffered).
     pub body_too_large: bool,
     pub started: Instant,
+    /// The caller's W3C trace context (`traceparent`/`tracestate`), if valid.
+    pub trace_parent: Option<SpanContext>,
+    /// The API call's span, left here by the tracing filter when the front
+    /// end must end it (proxied calls) or propagate it (to the callee).
+    pub span: Option<Span>,
 }
 
 impl Ctx {
@@ -40,6 +47,24 @@ impl Ctx {
             body_len: 0,
             body_too_large: false,
             started: Instant::now(),
+            trace_parent: None,
+            span: None,
         }
+    }
+}
+
+impl Ctx {
+    /// The context to send on to the next hop: this call's span when there
+    /// is one, else the caller's own context passed through unchanged.
+    pub fn outgoing_trace(&self) -> Option<&SpanContext> {
+        self.span
+            .as_ref()
+            .map(Span::context)
+            .or(self.trace_parent.as_ref())
+    }
+
+    /// Reads `traceparent`/`tracestate` values into `trace_parent`.
+    pub fn set_trace_headers(&mut self, traceparent: Option<&str>, tracestate: Option<&str>) {
+        self.trace_parent = traceparent.and_then(|t| SpanContext::parse(t, tracestate));
     }
 }

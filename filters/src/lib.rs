@@ -2,8 +2,8 @@
 //!
 //! A front end decodes a call into a typed [`Request`] plus a [`Ctx`], runs it
 //! through the [`Chain`] (built once at start), and encodes the [`Response`]
-//! or [`ApiError`] back. Built-in filters (auth, size limit, metrics,
-//! httpPipeline middleware) run first; the chain ends in the [`handlers`]
+//! or [`ApiError`] back. Built-in filters (metrics, tracing, auth, size
+//! limit, httpPipeline middleware) run first; the chain ends in the [`handlers`]
 //! router, which hands each building block's request to its handler filter.
 
 pub mod access_control;
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod resiliency;
 pub mod runtime;
 pub mod spiffe;
+pub mod trace;
 
 pub use api::{Request, Response};
 pub use chain::{Chain, Filter, Next};

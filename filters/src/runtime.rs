@@ -91,6 +91,8 @@ pub struct Runtime {
     pub metrics: Option<crate::metrics::ComponentMetrics>,
     /// Resiliency policies by target (`kind: Resiliency`).
     pub resiliency: crate::resiliency::Resiliency,
+    /// `spec.tracing`, compiled; off by default.
+    pub tracer: std::sync::Arc<crate::trace::Tracer>,
     /// API logging, for calls the front end finishes (proxied invocations).
     pub api_log: Option<crate::builtin::api_log::ApiLog>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
@@ -121,6 +123,7 @@ impl Runtime {
             enabled_features: Vec::new(),
             metrics: None,
             api_log: None,
+            tracer: Default::default(),
             resiliency: Default::default(),
             attributes: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::default(),

@@ -1,4 +1,4 @@
-//! Dapr's gRPC wire types, generated from the `.proto` files in this crate.
+//! Dapr's gRPC wire types (and the OTLP trace types spar exports spans with), generated from the `.proto` files in this crate.
 //! Package paths mirror the protobuf packages so generated cross-references resolve.
 
 pub mod dapr {
@@ -24,3 +24,38 @@ pub mod dapr {
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
 pub use dapr::proto::sentry::v1 as sentry;
+
+/// OTLP traces (`opentelemetry.proto.*`), for span export.
+pub mod opentelemetry {
+    pub mod proto {
+        pub mod common {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.common.v1");
+            }
+        }
+        pub mod resource {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.resource.v1");
+            }
+        }
+        pub mod trace {
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.trace.v1");
+            }
+        }
+        pub mod collector {
+            pub mod trace {
+                pub mod v1 {
+                    tonic::include_proto!("opentelemetry.proto.collector.trace.v1");
+                }
+            }
+        }
+    }
+}
+
+pub mod otlp {
+    pub use crate::opentelemetry::proto::collector::trace::v1 as collector;
+    pub use crate::opentelemetry::proto::common::v1 as common;
+    pub use crate::opentelemetry::proto::resource::v1 as resource;
+    pub use crate::opentelemetry::proto::trace::v1 as trace;
+}

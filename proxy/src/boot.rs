@@ -140,6 +140,10 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         omit_health_checks: api_log_spec.omit_health_checks,
     });
     rt.api_log = api_log;
+    rt.tracer = Arc::new(crate::telemetry::start(
+        config.as_ref().and_then(|c| c.spec.tracing.as_ref()),
+        &rt.app_id,
+    )?);
     // Component kinds name resiliency targets in metrics (`statestore_x`).
     let kinds: std::collections::HashMap<&str, &'static str> = resources
         .components

@@ -16,6 +16,7 @@ mod run;
 mod security;
 mod signals;
 mod subscriber;
+mod telemetry;
 mod validate;
 
 use clap::Parser;

@@ -24,3 +24,4 @@ mod secrets;
 mod state_grpc;
 mod state_http;
 mod subscriptions;
+mod tracing;

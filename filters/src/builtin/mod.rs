@@ -31,7 +31,7 @@ pub struct ChainConfig {
 }
 
 /// Builds the chain: metrics (outermost, so it times and counts everything,
-/// rejections included) → API log → auth → size limit → httpPipeline
+/// rejections included) → tracing (when `spec.tracing` samples) → API log → auth → size limit → httpPipeline
 /// middleware → handler router.
 pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> {
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
@@ -40,6 +40,11 @@ pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> 
             m,
             rt.app_id.clone(),
             cfg.metrics_options,
+        )));
+    }
+    if rt.tracer.enabled() {
+        filters.push(Arc::new(crate::trace::filter::TracingFilter::new(
+            rt.tracer.clone(),
         )));
     }
     if let Some(l) = cfg.api_log {

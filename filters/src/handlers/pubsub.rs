@@ -273,6 +273,15 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                 p.tracestate.as_deref(),
             )?;
             let started = std::time::Instant::now();
+            let mut span = crate::trace::filter::child_span(
+                &rt.tracer,
+                || format!("pubsub/{}/publish", p.pubsub),
+                crate::trace::SpanKind::Producer,
+            );
+            if let Some(s) = span.as_mut() {
+                s.attr("messaging.system", "pubsub");
+                s.attr("messaging.destination.name", p.topic.clone());
+            }
             let sent = match rt.resiliency.component_outbound(&p.pubsub) {
                 None => c.broker.publish(&msg).await,
                 Some(policy) => policy
@@ -297,6 +306,10 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
             if let Some(m) = &rt.metrics {
                 m.egress(&p.pubsub, &p.topic, sent.is_ok(), 1, false, started);
             }
+            if let (Some(s), Err(e)) = (span.as_mut(), &sent) {
+                s.error(e.to_string());
+            }
+            drop(span);
             sent.map_err(|e| ApiError::PubSubPublish {
                 topic: p.topic.clone(),
                 pubsub: p.pubsub.clone(),

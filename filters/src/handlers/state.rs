@@ -54,6 +54,21 @@ pub enum StateRequest {
     },
 }
 
+impl StateRequest {
+    /// The store the request names.
+    pub fn store(&self) -> &str {
+        match self {
+            StateRequest::Get { store, .. }
+            | StateRequest::BulkGet { store, .. }
+            | StateRequest::Save { store, .. }
+            | StateRequest::Delete { store, .. }
+            | StateRequest::BulkDelete { store, .. }
+            | StateRequest::Transaction { store, .. }
+            | StateRequest::Query { store, .. } => store,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SaveItem {
     pub key: String,
@@ -236,7 +251,37 @@ impl StateStores {
 /// A store call under the component's outbound resiliency policy, if any.
 /// Only backend failures count (and are retried): an ETag mismatch or a bad
 /// request is the caller's answer, not the store's trouble.
-async fn guarded<T, F, Fut>(rt: &Runtime, store: &str, op: F) -> Result<T, StateError>
+///
+/// Traced as a child span of the API call (`state/{store}/{op}`), covering
+/// every attempt.
+async fn guarded<T, F, Fut>(
+    rt: &Runtime,
+    store: &str,
+    name: &'static str,
+    op: F,
+) -> Result<T, StateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StateError>>,
+{
+    let mut span = crate::trace::filter::child_span(
+        &rt.tracer,
+        || format!("state/{store}/{name}"),
+        crate::trace::SpanKind::Client,
+    );
+    if let Some(s) = span.as_mut() {
+        s.attr("db.system", "state");
+        s.attr("db.name", store.to_owned());
+        s.attr("db.operation", name);
+    }
+    let r = guarded_inner(rt, store, op).await;
+    if let (Some(s), Err(e)) = (span.as_mut(), &r) {
+        s.error(e.to_string());
+    }
+    r
+}
+
+async fn guarded_inner<T, F, Fut>(rt: &Runtime, store: &str, op: F) -> Result<T, StateError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StateError>>,
@@ -363,7 +408,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 consistency,
                 metadata,
             };
-            let r = guarded(rt, &store, || e.store.get(&g)).await;
+            let r = guarded(rt, &store, "get", || e.store.get(&g)).await;
             stores.record(&store, "get", r.is_ok(), started);
             let item = r.map_err(|err| state_err(StateOp::Get, &store, Some(&key), err))?;
             StateResponse::Item(item.map(|i| ItemOut {
@@ -388,7 +433,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            let r = guarded(rt, &store, || e.store.bulk_get(&reqs)).await;
+            let r = guarded(rt, &store, "bulkGet", || e.store.bulk_get(&reqs)).await;
             stores.record(&store, "bulk_get", r.is_ok(), started);
             let items = r.map_err(|err| state_err(StateOp::BulkGet, &store, None, err))?;
             StateResponse::Bulk(
@@ -421,7 +466,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 reqs.push(s);
             }
             for s in &reqs {
-                let r = guarded(rt, &store, || e.store.set(s)).await;
+                let r = guarded(rt, &store, "set", || e.store.set(s)).await;
                 stores.record(&store, "set", r.is_ok(), started);
                 r.map_err(|err| state_err(StateOp::Save, &store, None, err))?;
             }
@@ -431,7 +476,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             let e = stores.get(&store)?;
             let key = item.key.clone();
             let d = to_delete(&e.prefix, item)?;
-            let r = guarded(rt, &store, || e.store.delete(&d)).await;
+            let r = guarded(rt, &store, "delete", || e.store.delete(&d)).await;
             stores.record(&store, "delete", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Delete, &store, Some(&key), err))?;
             return Ok(Response::Empty);
@@ -443,7 +488,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 .map(|it| to_delete(&e.prefix, it))
                 .collect::<Result<Vec<_>, _>>()?;
             for d in &reqs {
-                let r = guarded(rt, &store, || e.store.delete(d)).await;
+                let r = guarded(rt, &store, "delete", || e.store.delete(d)).await;
                 stores.record(&store, "delete", r.is_ok(), started);
                 r.map_err(|err| state_err(StateOp::BulkDelete, &store, None, err))?;
             }
@@ -480,7 +525,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     }
                 });
             }
-            let r = guarded(rt, &store, || e.store.transact(&tx)).await;
+            let r = guarded(rt, &store, "transaction", || e.store.transact(&tx)).await;
             stores.record(&store, "transaction", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Transaction, &store, None, err))?;
             return Ok(Response::Empty);
@@ -501,7 +546,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             }
             let q = st::Query::parse(&query)
                 .map_err(|err| state_err(StateOp::Query, &store, None, err))?;
-            let r = guarded(rt, &store, || e.store.query(e.prefix.as_str(), &q)).await;
+            let r = guarded(rt, &store, "query", || e.store.query(e.prefix.as_str(), &q)).await;
             stores.record(&store, "query", r.is_ok(), started);
             let res = r.map_err(|err| state_err(StateOp::Query, &store, None, err))?;
             StateResponse::Query(QueryOut {

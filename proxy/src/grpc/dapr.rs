@@ -43,17 +43,32 @@ impl DaprApi {
         body_len: usize,
         typed: Result<Request, ApiError>,
     ) -> Result<Response, Status> {
+        self.run(route, metadata, body_len, typed).await.0
+    }
+
+    /// Runs the chain and hands back the context too: invocation needs the
+    /// span it left (ended once the callee answered, sent on as its parent).
+    pub(super) async fn run(
+        &self,
+        route: &'static str,
+        metadata: &tonic::metadata::MetadataMap,
+        body_len: usize,
+        typed: Result<Request, ApiError>,
+    ) -> (Result<Response, Status>, Ctx) {
         let mut ctx = Ctx::new(Protocol::Grpc, "POST", route);
         ctx.api_token = metadata
             .get("dapr-api-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        ctx.trace_parent = super::trace_context(metadata);
         ctx.body_len = body_len;
         let typed = typed.unwrap_or_else(Request::Rejected);
-        self.chain
+        let r = self
+            .chain
             .handle(&mut ctx, typed)
             .await
-            .map_err(|e| convert::status(&e))
+            .map_err(|e| convert::status(&e));
+        (r, ctx)
     }
 }
 
@@ -89,19 +104,36 @@ impl Dapr for DaprApi {
             app_id: m.id.clone(),
             method: msg.method.clone(),
         });
-        match self
-            .call("/dapr.proto.runtime.v1.Dapr/InvokeService", &req, Ok(typed))
-            .await?
-        {
-            Response::Proxy(up) => super::invoke::call(
-                &self.clients,
-                up,
-                msg,
-                self.rt.app_token.as_deref(),
-                deadline,
+        let len = req.get_ref().encoded_len();
+        let (r, mut ctx) = self
+            .run(
+                "/dapr.proto.runtime.v1.Dapr/InvokeService",
+                req.metadata(),
+                len,
+                Ok(typed),
             )
-            .await
-            .map(GrpcResponse::new),
+            .await;
+        match r? {
+            Response::Proxy(up) => {
+                let mut span = ctx.span.take();
+                let trace = span
+                    .as_ref()
+                    .map(|s| s.context())
+                    .or(ctx.trace_parent.as_ref());
+                let r = super::invoke::call(
+                    &self.clients,
+                    up,
+                    msg,
+                    self.rt.app_token.as_deref(),
+                    deadline,
+                    trace,
+                )
+                .await;
+                if let (Some(s), Err(e)) = (span.as_mut(), &r) {
+                    s.grpc_status(e.code() as i32, e.message());
+                }
+                r.map(GrpcResponse::new)
+            }
             _ => Err(unexpected()),
         }
     }

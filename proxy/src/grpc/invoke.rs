@@ -3,6 +3,7 @@
 //! HTTP/2 `PeerClient`, h2c or mTLS) or to this sidecar's own app. The
 //! caller's gRPC deadline bounds the call and travels on as `grpc-timeout`.
 
+use spar_filters::trace::SpanContext;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,8 +95,9 @@ pub async fn call(
     msg: InvokeRequest,
     app_token: Option<&str>,
     deadline: Option<Duration>,
+    trace: Option<&SpanContext>,
 ) -> Result<InvokeResponse, Status> {
-    let fut = send(clients, up, msg, app_token, deadline);
+    let fut = send(clients, up, msg, app_token, deadline, trace);
     match deadline {
         Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
             Err(Status::deadline_exceeded(
@@ -112,8 +114,16 @@ async fn send(
     msg: InvokeRequest,
     app_token: Option<&str>,
     deadline: Option<Duration>,
+    trace: Option<&SpanContext>,
 ) -> Result<InvokeResponse, Status> {
     let ext = msg.http_extension.unwrap_or_default();
+    let traceparent = trace.map(SpanContext::traceparent);
+    let tracestate = trace.and_then(|t| t.tracestate.as_deref());
+    let trace_headers = traceparent
+        .as_deref()
+        .map(|t| ("traceparent", t))
+        .into_iter()
+        .chain(tracestate.map(|t| ("tracestate", t)));
     let body = Bytes::from(msg.data.map(|a| a.value).unwrap_or_default());
     let with_query = |path: &str| {
         if ext.querystring.is_empty() {
@@ -132,6 +142,9 @@ async fn send(
             }
             if let Some(d) = deadline {
                 b = b.header("grpc-timeout", format!("{}m", d.as_millis().max(1)));
+            }
+            for (k, v) in trace_headers.clone() {
+                b = b.header(k, v);
             }
             let req = b
                 .body(tonic::body::Body::new(http_body_util::Full::new(body)))
@@ -155,7 +168,11 @@ async fn send(
         Upstream::External(e) => {
             let scheme = if e.tls { "https" } else { "http" };
             let url = format!("{scheme}://{}{}", e.authority, with_query(&e.path));
-            let headers = e.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let headers = e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(trace_headers);
             over_http1(
                 &clients.app,
                 verb(ext.verb),
@@ -168,7 +185,10 @@ async fn send(
         }
         Upstream::App { addr, path } => {
             let url = format!("http://{addr}{}", with_query(path));
-            let token = app_token.map(|t| ("dapr-api-token", t));
+            let token = app_token
+                .map(|t| ("dapr-api-token", t))
+                .into_iter()
+                .chain(trace_headers);
             over_http1(
                 &clients.app,
                 verb(ext.verb),

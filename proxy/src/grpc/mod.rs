@@ -76,3 +76,18 @@ pub async fn serve(
         let _ = t.await;
     }
 }
+
+/// The caller's trace context from gRPC metadata: `grpc-trace-bin` (the
+/// binary form daprd and OpenCensus clients send) or `traceparent`.
+pub(crate) fn trace_context(
+    md: &tonic::metadata::MetadataMap,
+) -> Option<spar_filters::trace::SpanContext> {
+    use spar_filters::trace::SpanContext;
+    if let Some(b) = md.get_bin("grpc-trace-bin").and_then(|v| v.to_bytes().ok()) {
+        if let Some(c) = SpanContext::from_binary(&b) {
+            return Some(c);
+        }
+    }
+    let text = |k: &str| md.get(k).and_then(|v| v.to_str().ok());
+    SpanContext::parse(text("traceparent")?, text("tracestate"))
+}

@@ -106,6 +106,9 @@ impl Proxy {
             .get("dapr-api-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        ctx.trace_parent = super::trace_context(&tonic::metadata::MetadataMap::from_headers(
+            req.headers().clone(),
+        ));
         let up = match self
             .chain
             .handle(
@@ -123,6 +126,14 @@ impl Proxy {
         };
         // The caller's token is for this sidecar only.
         req.headers_mut().remove("dapr-api-token");
+        let mut span = ctx.span.take();
+        if let Some(s) = &span {
+            let h = req.headers_mut();
+            h.remove("grpc-trace-bin");
+            if let Ok(v) = s.context().traceparent().parse() {
+                h.insert("traceparent", v);
+            }
+        }
         let deadline = req
             .headers()
             .get("grpc-timeout")
@@ -150,7 +161,13 @@ impl Proxy {
             PeerError::Failed(e) => {
                 Status::unavailable(format!("fail to invoke, id: {app_id}, err: {e}"))
             }
-        })?;
+        });
+        if let (Some(s), Err(e)) = (span.as_mut(), &resp) {
+            s.grpc_status(e.code() as i32, e.message());
+        }
+        // The span covers the call up to the callee's answer headers.
+        drop(span);
+        let resp = resp?;
         let grpc = resp
             .headers()
             .get("content-type")

@@ -18,6 +18,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::access_control::AccessControl;
 use spar_filters::handlers::invoke::Upstream;
 use spar_filters::spiffe::SpiffeId;
+use spar_filters::trace::{Span, SpanContext, SpanKind};
 use spar_filters::{ApiError, Runtime};
 
 use super::invoke;
@@ -40,6 +41,9 @@ impl InternalApi {
 pub struct Inbound {
     up: Option<Upstream>,
     deadline: Option<Instant>,
+    /// The callee-side span (`CallLocal/{app}/{method}`, kind SERVER),
+    /// ended once the app has answered.
+    span: Option<Span>,
 }
 
 /// Puts the caller's SPIFFE ID (from its client certificate) on the
@@ -120,6 +124,25 @@ impl ProxyHttp for InternalApi {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::grpc::invoke::parse_grpc_timeout)
             .map(|d| Instant::now() + d);
+        if self.rt.tracer.enabled() {
+            let h = &session.req_header().headers;
+            let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+            let parent =
+                header("traceparent").and_then(|t| SpanContext::parse(t, header("tracestate")));
+            let op = target.method.split('?').next().unwrap_or_default();
+            let mut span = self.rt.tracer.start(
+                parent.as_ref(),
+                format!(
+                    "CallLocal/{}/{}",
+                    self.rt.app_id,
+                    op.trim_start_matches('/')
+                ),
+                SpanKind::Server,
+            );
+            span.attr("rpc.service", "ServiceInvocation");
+            span.attr("dapr.invoke_method", op.trim_start_matches('/').to_owned());
+            ctx.span = Some(span);
+        }
         ctx.up = Some(Upstream::App {
             addr,
             path: format!("/{}", target.method.trim_start_matches('/')),
@@ -153,7 +176,20 @@ impl ProxyHttp for InternalApi {
         if let Some(up) = ctx.up.as_ref() {
             invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
         }
+        if let Some(s) = &ctx.span {
+            invoke::set_trace(req, s.context())?;
+        }
         Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, _: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(mut s) = ctx.span.take() {
+            s.http_status(
+                session
+                    .response_written()
+                    .map_or(502, |r| r.status.as_u16()),
+            );
+        }
     }
 
     async fn fail_to_proxy(

@@ -185,3 +185,20 @@ pub async fn fail(session: &mut Session, e: &Error, app_id: &str) -> FailToProxy
 pub fn app_h2(protocol: &str) -> bool {
     matches!(protocol, "grpc" | "h2c")
 }
+
+/// Sends `sc` on as the next hop's parent (`traceparent`, `tracestate`).
+pub fn set_trace(
+    req: &mut RequestHeader,
+    sc: &spar_filters::trace::SpanContext,
+) -> pingora::Result<()> {
+    req.insert_header("traceparent", sc.traceparent())?;
+    match sc.tracestate.as_deref() {
+        Some(ts) => {
+            req.insert_header("tracestate", ts)?;
+        }
+        None => {
+            req.remove_header("tracestate");
+        }
+    }
+    Ok(())
+}

@@ -48,6 +48,8 @@ pub struct Call {
     method: &'static str,
     started: Instant,
     retries: u32,
+    /// The caller-side invocation span, ended in `logging`.
+    span: Option<spar_filters::trace::Span>,
 }
 
 /// Connection failures (nothing sent yet, so safe for every verb) are
@@ -88,11 +90,18 @@ impl HttpApi {
             path,
             body: body.freeze(),
             max_body: self.max_body,
+            trace: call.span.as_ref().map(|s| {
+                let c = s.context();
+                (c.traceparent(), c.tracestate.as_deref().map(str::to_owned))
+            }),
         };
         let r = resilient::invoke(session, &self.peers, &policy, c).await;
         if let Some((m, app_id)) = &self.metrics {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let ms = call.started.elapsed().as_secs_f64() * 1000.0;
+            if let Some(mut s) = call.span.take() {
+                s.http_status(status);
+            }
             m.record_http(
                 app_id,
                 static_method(session.req_header().method.as_str()),
@@ -202,6 +211,7 @@ impl ProxyHttp for HttpApi {
             method: "",
             started: Instant::now(),
             retries: 0,
+            span: None,
         }
     }
 
@@ -215,22 +225,23 @@ impl ProxyHttp for HttpApi {
                 static_method(req.method.as_str()),
                 "/v1.0/invoke/{id}/method/{method}",
             );
-            ctx.api_token = req
-                .headers
-                .get("dapr-api-token")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+            let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+            ctx.api_token = header("dapr-api-token").map(str::to_owned);
+            ctx.path = req.uri.path().to_owned();
+            ctx.set_trace_headers(header("traceparent"), header("tracestate"));
             call.target = target.app_id.clone();
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
                 Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
                     if self.rt.resiliency.app(app_name(&call.target)).is_some() =>
                 {
+                    call.span = ctx.span.take();
                     self.invoke_resilient(session, call, addr, &path).await?;
                     Ok(true)
                 }
                 Ok(Response::Proxy(u)) => {
                     call.up = Some(u);
                     call.method = ctx.method;
+                    call.span = ctx.span.take();
                     Ok(false)
                 }
                 Ok(_) => {
@@ -268,6 +279,7 @@ impl ProxyHttp for HttpApi {
         let mut ctx = Ctx::new(Protocol::Http, method, decoded.route);
         ctx.path = req.uri.path().to_owned();
         ctx.api_token = header("dapr-api-token");
+        ctx.set_trace_headers(head.traceparent.as_deref(), head.tracestate.as_deref());
         ctx.body_len = body.len();
         ctx.body_too_large = too_large;
         let out = match self.chain.handle(&mut ctx, decoded.req).await {
@@ -340,6 +352,10 @@ impl ProxyHttp for HttpApi {
     ) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
+            // External endpoints get the context too: they may trace.
+            if let Some(s) = &call.span {
+                invoke::set_trace(req, s.context())?;
+            }
         }
         Ok(())
     }
@@ -361,6 +377,9 @@ impl ProxyHttp for HttpApi {
             return;
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(mut s) = call.span.take() {
+            s.http_status(if status == 0 { 502 } else { status });
+        }
         let ms = call.started.elapsed().as_secs_f64() * 1000.0;
         if let Some((m, app_id)) = &self.metrics {
             m.record_http(app_id, call.method, "", status, ms);

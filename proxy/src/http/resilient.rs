@@ -47,6 +47,8 @@ pub struct Call<'a> {
     pub path: &'a str,
     pub body: Bytes,
     pub max_body: usize,
+    /// `traceparent`/`tracestate` for the callee (this call's span).
+    pub trace: Option<(String, Option<String>)>,
 }
 
 async fn attempt(
@@ -62,8 +64,15 @@ async fn attempt(
         .method(head.method.clone())
         .uri(uri);
     for (k, v) in head.headers.iter() {
-        if !HOP.contains(&k.as_str()) {
+        let traced = c.trace.is_some() && (k == "traceparent" || k == "tracestate");
+        if !HOP.contains(&k.as_str()) && !traced {
             b = b.header(k, v);
+        }
+    }
+    if let Some((tp, ts)) = &c.trace {
+        b = b.header("traceparent", tp);
+        if let Some(ts) = ts {
+            b = b.header("tracestate", ts);
         }
     }
     let req = b

@@ -17,6 +17,8 @@ use spar_filters::cloudevent;
 use spar_filters::metrics::ComponentMetrics;
 use spar_filters::resiliency::{Policy, Verdict};
 
+use spar_filters::trace::{SpanContext, SpanKind, Tracer};
+
 use super::Sub;
 
 /// Attempts after the first, and the first backoff (doubling).
@@ -35,11 +37,17 @@ pub struct Event {
     pub path: String,
     /// The message as the broker carried it, for the dead-letter topic.
     pub msg: Message,
+    /// The delivery span's `traceparent`, when tracing is on.
+    pub trace: Option<String>,
 }
 
 impl Event {
+    /// What the app gets as `traceparent`: the delivery span, else the
+    /// publisher's context from the CloudEvent.
     pub fn traceparent(&self) -> Option<&str> {
-        self.ce.get("traceparent").and_then(Value::as_str)
+        self.trace
+            .as_deref()
+            .or_else(|| self.ce.get("traceparent").and_then(Value::as_str))
     }
 }
 
@@ -86,6 +94,7 @@ pub fn prepare(sub: &Sub, msg: Message) -> Result<Event, (Ack, Message)> {
         body,
         path,
         msg,
+        trace: None,
     })
 }
 
@@ -98,6 +107,7 @@ pub struct Deliverer {
     /// The component's inbound resiliency policy: replaces the built-in
     /// retries when set.
     pub policy: Option<Arc<Policy>>,
+    pub tracer: Arc<Tracer>,
 }
 
 /// daprd's ingress labels for an outcome: (process_status, status).
@@ -221,8 +231,32 @@ impl Deliverer {
 impl Handler for Deliverer {
     async fn handle(&self, msg: Message) -> Ack {
         match prepare(&self.sub, msg) {
-            Ok(ev) => {
+            Ok(mut ev) => {
+                // daprd's delivery span: `pubsub/{topic}`, a child of the
+                // publisher's context carried in the CloudEvent.
+                let mut span = self.tracer.enabled().then(|| {
+                    let parent = ev
+                        .ce
+                        .get("traceparent")
+                        .and_then(Value::as_str)
+                        .and_then(|t| {
+                            SpanContext::parse(t, ev.ce.get("tracestate").and_then(Value::as_str))
+                        });
+                    let mut s = self.tracer.start(
+                        parent.as_ref(),
+                        format!("pubsub/{}", self.sub.topic),
+                        SpanKind::Client,
+                    );
+                    s.attr("messaging.system", "pubsub");
+                    s.attr("messaging.destination.name", self.sub.topic.clone());
+                    s
+                });
+                ev.trace = span.as_ref().map(|s| s.context().traceparent());
                 let ack = self.deliver(&ev).await;
+                if let (Some(s), Ack::Retry) = (span.as_mut(), ack) {
+                    s.error("RETRY");
+                }
+                drop(span);
                 self.settle(&ev.msg, ack).await
             }
             Err((ack, msg)) => {

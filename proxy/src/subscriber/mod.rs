@@ -142,6 +142,7 @@ pub async fn run(
             sink: sink.clone(),
             metrics: rt.metrics.clone(),
             policy: rt.resiliency.component_inbound(&s.pubsub).cloned(),
+            tracer: rt.tracer.clone(),
         });
         // A bulk subscription needs a whole batch in flight at once.
         let (handler, in_flight): (Arc<dyn Handler>, usize) = match s.bulk {

@@ -148,6 +148,7 @@ pub async fn open(
         sink: sink.clone(),
         metrics: rt.metrics.clone(),
         policy: rt.resiliency.component_inbound(&sub.pubsub).cloned(),
+        tracer: rt.tracer.clone(),
     });
     let req = SubscribeRequest {
         topic: sub.topic.clone(),
