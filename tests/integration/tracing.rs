@@ -161,21 +161,35 @@ async fn otlp_grpc_receiver() -> (u16, Spans) {
     (port, spans)
 }
 
-/// An app that answers with the trace headers it received.
-async fn trace_app() -> u16 {
-    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
-        let h = |n: &str| {
-            headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        axum::Json(json!({"traceparent": h("traceparent"), "tracestate": h("tracestate")}))
-    });
+type Seen = Arc<Mutex<Vec<(String, Option<String>, Value)>>>;
+
+/// An app that answers with the trace headers it received, and keeps them
+/// (path, traceparent, body) for deliveries.
+async fn trace_app() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let s = s.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                s.lock()
+                    .unwrap()
+                    .push((uri.path().to_owned(), h("traceparent"), v));
+                axum::Json(json!({"traceparent": h("traceparent"), "tracestate": h("tracestate")}))
+            }
+        },
+    );
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    port
+    (port, seen)
 }
 
 fn config(rate: &str, exporters: &str) -> String {
@@ -189,9 +203,11 @@ fn sidecar(app_id: &str, app_port: Option<u16>, config: &str) -> Sidecar {
     if let Some(p) = app_port {
         extra = vec!["--app-port".to_string(), p.to_string()];
     }
+    let pubsub = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bus\nspec:\n  type: pubsub.in-memory\n  version: v1\n";
+    let sub = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: bus\n  topic: orders\n  routes:\n    default: /orders\n";
     Sidecar::start(Options {
         app_id: app_id.to_string(),
-        resources: vec![memory_component("store")],
+        resources: vec![memory_component("store"), pubsub.into(), sub.into()],
         config: Some(config.to_string()),
         extra_args: extra,
         ..Default::default()
@@ -225,10 +241,10 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 /// Client → sidecar A → sidecar B → app, with the client's own context:
 /// asserts the chain of parents and what the app received.
 async fn invoke_and_check(spans: &Spans, trace: &str, cfg: &str) {
-    let app_port = trace_app().await;
+    let (app_port, app_seen) = trace_app().await;
     let (a_id, b_id) = (unique("tr-a"), unique("tr-b"));
     let a = sidecar(&a_id, None, cfg);
-    let _b = sidecar(&b_id, Some(app_port), cfg);
+    let b = sidecar(&b_id, Some(app_port), cfg);
     let c = Client::new();
     let parent = format!("00-{trace}-{CLIENT_SPAN}-01");
     let url = format!("{}/v1.0/invoke/{b_id}/method/hello?x=1", a.http());
@@ -291,6 +307,42 @@ async fn invoke_and_check(spans: &Spans, trace: &str, cfg: &str) {
         .find(|s| s.name == "state/store/set")
         .unwrap_or_else(|| panic!("store span in {got:?}"));
     assert_eq!(store.parent.as_deref(), Some(api.id.as_str()));
+    let n = got.len();
+
+    // Publish through B to its own app: API span → CloudEvent → delivery
+    // span (`pubsub/orders`) → the app's traceparent.
+    let parent3 = format!("00-{trace}-{}-01", "2222222222222222");
+    let r = c
+        .post(format!("{}/v1.0/publish/bus/orders", b.http()))
+        .header("traceparent", parent3)
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let got = wait_for(spans, trace, n + 3).await;
+    let api = got
+        .iter()
+        .find(|s| s.name == "/v1.0/publish/bus/orders")
+        .unwrap_or_else(|| panic!("publish API span in {got:?}"));
+    assert_eq!(api.parent.as_deref(), Some("2222222222222222"));
+    let delivery = got
+        .iter()
+        .find(|s| s.name == "pubsub/orders")
+        .unwrap_or_else(|| panic!("delivery span in {got:?}"));
+    assert_eq!(delivery.parent.as_deref(), Some(api.id.as_str()));
+    let (_, tp, ce) = app_seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _, _)| p == "/orders")
+        .cloned()
+        .expect("delivery reached the app");
+    assert_eq!(
+        ce["traceparent"],
+        json!(format!("00-{trace}-{}-01", api.id))
+    );
+    assert_eq!(tp, Some(format!("00-{trace}-{}-01", delivery.id)));
 }
 
 #[tokio::test]
@@ -339,7 +391,7 @@ async fn sampling_rate_zero_exports_nothing() {
         "0",
         &format!("    zipkin:\n      endpointAddress: http://127.0.0.1:{zport}/api/v2/spans\n"),
     );
-    let app_port = trace_app().await;
+    let (app_port, _) = trace_app().await;
     let (a_id, b_id) = (unique("tr0-a"), unique("tr0-b"));
     let a = sidecar(&a_id, None, &cfg);
     let _b = sidecar(&b_id, Some(app_port), &cfg);
