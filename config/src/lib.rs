@@ -21,7 +21,7 @@ pub use configuration::*;
 pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use http_endpoint::{HttpEndpoint, HttpEndpointSpec};
-pub use load::{load_configuration, Resources};
+pub use load::{load_configuration, resource_files, Resources};
 pub use meta::{valid_name, MetaValue, MetadataItem, ObjectMeta, SecretKeyRef};
 pub use resiliency::*;
 pub use subscription::{BulkSubscribe, Routes, Rule, Subscription, SubscriptionSpec};

@@ -12,7 +12,7 @@ use crate::subscription::RawSubscription;
 use crate::{Component, Configuration, HttpEndpoint, Resiliency, Subscription};
 
 /// Everything found in the resource directories.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
     pub components: Vec<Component>,
     pub configurations: Vec<Configuration>,
@@ -34,31 +34,59 @@ impl Resources {
         let mut res = Resources::default();
         let mut errs = Vec::new();
         for dir in dirs {
-            let entries = match std::fs::read_dir(dir) {
-                Ok(e) => e,
-                Err(e) => {
-                    errs.push(file_error(
-                        dir,
-                        format!("cannot read resources directory: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            let mut files: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                })
-                .collect();
-            files.sort();
-            for f in files {
-                load_file(&f, &mut res, &mut errs);
+            if let Err(e) = std::fs::read_dir(dir) {
+                errs.push(file_error(
+                    dir,
+                    format!("cannot read resources directory: {e}"),
+                ));
             }
         }
-        // Component names are unique across all files.
+        for f in resource_files(dirs) {
+            load_file(&f, &mut res, &mut errs);
+        }
+        if let Err(mut e) = res.check_unique() {
+            errs.append(&mut e.0);
+        }
+        if errs.is_empty() {
+            Ok(res)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// One file's resources: hot reload re-reads changed files one by one,
+    /// so a broken file is refused alone.
+    pub fn load_file(path: &Path) -> Result<Resources, ConfigErrors> {
+        let mut res = Resources::default();
+        let mut errs = Vec::new();
+        load_file(path, &mut res, &mut errs);
+        if errs.is_empty() {
+            Ok(res)
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// Several files' resources as one set (component names unique).
+    pub fn merge<'a>(parts: impl IntoIterator<Item = &'a Resources>) -> Result<Resources, ConfigErrors> {
+        let mut res = Resources::default();
+        for p in parts {
+            res.components.extend(p.components.iter().cloned());
+            res.configurations.extend(p.configurations.iter().cloned());
+            res.resiliencies.extend(p.resiliencies.iter().cloned());
+            res.subscriptions.extend(p.subscriptions.iter().cloned());
+            res.http_endpoints.extend(p.http_endpoints.iter().cloned());
+            res.warnings.extend(p.warnings.iter().cloned());
+        }
+        res.check_unique()?;
+        Ok(res)
+    }
+
+    /// Component names are unique across all files.
+    fn check_unique(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
         let mut seen: HashMap<&str, &Path> = HashMap::new();
-        for c in &res.components {
+        for c in &self.components {
             if let Some(first) = seen.insert(c.name(), &c.source) {
                 errs.push(ConfigError {
                     file: c.source.clone(),
@@ -72,7 +100,7 @@ impl Resources {
             }
         }
         if errs.is_empty() {
-            Ok(res)
+            Ok(())
         } else {
             Err(ConfigErrors(errs))
         }
@@ -109,6 +137,26 @@ impl Resources {
             warnings: self.warnings.clone(),
         }
     }
+}
+
+/// The resource files of `dirs`: `*.yaml`/`*.yml`, not recursive, sorted
+/// by name within each directory. Unreadable directories yield nothing.
+pub fn resource_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        out.extend(files);
+    }
+    out
 }
 
 /// Loads the `--config` file: its `kind: Configuration` document.

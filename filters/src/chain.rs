@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use async_trait::async_trait;
 
 use crate::{ApiError, ApiResult, Ctx, Request};
@@ -35,31 +37,35 @@ impl Next<'_> {
     }
 }
 
-/// An ordered list of filters, built once at start and shared by both front
-/// ends. Cloning is cheap (one `Arc`).
+/// An ordered list of filters, built at start and shared by both front
+/// ends. Cloning is cheap (one `Arc`); clones share one list, which hot
+/// reload replaces as a whole ([`Chain::replace`]) — a call already running
+/// finishes on the list it started with.
 #[derive(Clone)]
 pub struct Chain {
-    filters: Arc<[Arc<dyn Filter>]>,
+    filters: Arc<ArcSwap<Vec<Arc<dyn Filter>>>>,
 }
 
 impl Chain {
     pub fn new(filters: Vec<Arc<dyn Filter>>) -> Self {
         Chain {
-            filters: filters.into(),
+            filters: Arc::new(ArcSwap::from_pointee(filters)),
         }
     }
 
     pub async fn handle(&self, ctx: &mut Ctx, req: Request) -> ApiResult {
-        Next {
-            rest: &self.filters,
-        }
-        .run(ctx, req)
-        .await
+        let filters = self.filters.load_full();
+        Next { rest: &filters }.run(ctx, req).await
+    }
+
+    /// Puts `other`'s filters in service for every clone of this chain.
+    pub fn replace(&self, other: &Chain) {
+        self.filters.store(other.filters.load_full());
     }
 
     /// Filter names in order, for logs and metadata.
     pub fn names(&self) -> Vec<&'static str> {
-        self.filters.iter().map(|f| f.name()).collect()
+        self.filters.load().iter().map(|f| f.name()).collect()
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 
@@ -68,33 +70,43 @@ pub struct SubscriptionInfo {
     pub kind: &'static str,
 }
 
-pub struct Runtime {
-    pub app_id: String,
-    pub namespace: Option<String>,
-    pub runtime_version: &'static str,
+/// Everything built from `--resources-path` and the Configuration that hot
+/// reload swaps as one: components, endpoints, resiliency, tracing, API
+/// logging. A request takes one snapshot and finishes on it, so a reload
+/// never changes a call half-way or drops it.
+#[derive(Default)]
+pub struct Live {
     pub state: StateStores,
     pub secrets: SecretStores,
-    /// Finds peer sidecars for service invocation.
-    pub resolver: Option<std::sync::Arc<dyn spar_resolvers::Resolver>>,
     pub pubsubs: crate::handlers::pubsub::PubSubs,
     /// `HTTPEndpoint` resources (and full-URL targets).
     pub endpoints: crate::handlers::endpoints::Endpoints,
-    /// `APP_API_TOKEN`: sent to the app as `dapr-api-token` on every call.
-    pub app_token: Option<String>,
     pub components: Vec<ComponentInfo>,
     /// Components that failed to start: (name, reason). The sidecar still
     /// serves everything else, as daprd does.
     pub failed_components: Vec<(String, String)>,
+    /// Resiliency policies by target (`kind: Resiliency`).
+    pub resiliency: crate::resiliency::Resiliency,
+    /// `spec.tracing`, compiled; off by default.
+    pub tracer: Arc<crate::trace::Tracer>,
+    /// API logging, for calls the front end finishes (proxied invocations).
+    pub api_log: Option<crate::builtin::api_log::ApiLog>,
+}
+
+pub struct Runtime {
+    pub app_id: String,
+    pub namespace: Option<String>,
+    pub runtime_version: &'static str,
+    /// Finds peer sidecars for service invocation.
+    pub resolver: Option<std::sync::Arc<dyn spar_resolvers::Resolver>>,
+    /// `APP_API_TOKEN`: sent to the app as `dapr-api-token` on every call.
+    pub app_token: Option<String>,
     pub app: Option<AppConnection>,
     pub enabled_features: Vec<String>,
     /// Component metrics (`dapr_component_*`), when metrics are on.
     pub metrics: Option<crate::metrics::ComponentMetrics>,
-    /// Resiliency policies by target (`kind: Resiliency`).
-    pub resiliency: crate::resiliency::Resiliency,
-    /// `spec.tracing`, compiled; off by default.
-    pub tracer: std::sync::Arc<crate::trace::Tracer>,
-    /// API logging, for calls the front end finishes (proxied invocations).
-    pub api_log: Option<crate::builtin::api_log::ApiLog>,
+    /// What hot reload replaces: read once per request with [`Runtime::live`].
+    live: ArcSwap<Live>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
     attributes: RwLock<BTreeMap<String, String>>,
     subscriptions: RwLock<Vec<SubscriptionInfo>>,
@@ -104,33 +116,35 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(app_id: String, state: StateStores, components: Vec<ComponentInfo>) -> Self {
+    pub fn new(app_id: String, live: Live) -> Self {
         Runtime {
             app_id,
             namespace: std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()),
             runtime_version: env!("CARGO_PKG_VERSION"),
-            state,
-            secrets: SecretStores::default(),
             resolver: None,
-            endpoints: Default::default(),
-            pubsubs: Default::default(),
             app_token: std::env::var("APP_API_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty()),
-            components,
-            failed_components: Vec::new(),
             app: None,
             enabled_features: Vec::new(),
             metrics: None,
-            api_log: None,
-            tracer: Default::default(),
-            resiliency: Default::default(),
+            live: ArcSwap::from_pointee(live),
             attributes: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::default(),
             app_health: AtomicU8::new(AppHealth::Unknown as u8),
             ready: AtomicBool::new(false),
             shutdown: watch::channel(false).0,
         }
+    }
+
+    /// The current components, policies and tracing: one atomic load.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Puts a reloaded set in service; calls already running keep theirs.
+    pub fn replace_live(&self, live: Live) -> Arc<Live> {
+        self.live.swap(Arc::new(live))
     }
 
     /// The app's address, when `--app-port` is set.
@@ -153,6 +167,15 @@ impl Runtime {
     }
 
     /// Forgets one subscription (a streaming one that ended).
+    /// Forgets every subscription but the streaming ones (a reload
+    /// restarts the rest).
+    pub fn clear_started_subscriptions(&self) {
+        self.subscriptions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.kind == "STREAMING");
+    }
+
     pub fn remove_subscription(&self, pubsub: &str, topic: &str, kind: &str) {
         let mut subs = self
             .subscriptions

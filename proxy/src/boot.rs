@@ -14,6 +14,7 @@ use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::{ComponentMetrics, Metrics};
 use spar_filters::runtime::{AppConnection, AppHealthConfig};
 use spar_filters::spiffe::SpiffeId;
+use spar_filters::runtime::Live;
 use spar_filters::{Chain, Runtime};
 
 use crate::cli::RunArgs;
@@ -31,8 +32,142 @@ pub struct Booted {
     pub mtls: Option<Arc<crate::security::Identity>>,
     /// The callee-side policy from `spec.accessControl`.
     pub acl: Option<AccessControl>,
-    /// Declarative subscriptions in scope for this app.
-    pub subscriptions: Vec<spar_config::Subscription>,
+    /// Rebuilds the live set and the chain (hot reload).
+    pub builder: Arc<Builder>,
+    /// The resources and Configuration in service.
+    pub resources: Resources,
+    pub config: Option<Configuration>,
+}
+
+/// Everything a (re)build needs besides the YAML itself.
+pub struct Builder {
+    pub app_id: String,
+    pub namespace: Option<String>,
+    pub ctx: BuildContext,
+    pub metrics: Option<Arc<Metrics>>,
+    pub component_metrics: Option<ComponentMetrics>,
+    pub enable_api_logging: bool,
+    pub api_token: Option<String>,
+    pub max_body: usize,
+}
+
+impl Builder {
+    /// Components, endpoints, resiliency, tracing and API logging from the
+    /// resources and Configuration; unchanged components are carried over
+    /// from `prev`. A resiliency error fails the build (start-up, or the
+    /// reload is refused).
+    pub async fn live(
+        &self,
+        resources: &Resources,
+        config: Option<&Configuration>,
+        prev: Option<&crate::components::Prev<'_>>,
+        keep_tracer: Option<Arc<spar_filters::trace::Tracer>>,
+    ) -> Result<Live, String> {
+        let mut loaded = crate::components::load(
+            &resources.components,
+            config,
+            &self.app_id,
+            self.namespace.as_deref(),
+            &self.ctx,
+            prev,
+        )
+        .await;
+        if let Some(m) = &self.component_metrics {
+            loaded.state.with_metrics(m.clone());
+        }
+        let endpoints = crate::components::http_endpoints(
+            &resources.http_endpoints,
+            &loaded.secret_stores,
+            &mut loaded.failed,
+        )
+        .await;
+        // The flag turns API logging on; the Configuration can too, and sets
+        // its options.
+        let api_log_spec = config
+            .and_then(|c| c.spec.logging.as_ref())
+            .and_then(|l| l.api_logging.clone())
+            .unwrap_or_default();
+        let api_log = (self.enable_api_logging || api_log_spec.enabled).then_some(ApiLog {
+            obfuscate_urls: api_log_spec.obfuscate_urls,
+            omit_health_checks: api_log_spec.omit_health_checks,
+        });
+        // Component kinds name resiliency targets in metrics (`statestore_x`).
+        let kinds: std::collections::HashMap<&str, &'static str> = resources
+            .components
+            .iter()
+            .map(|c| {
+                let t = c.spec.type_.as_str();
+                let kind = if t.starts_with("state.") {
+                    "statestore"
+                } else if t.starts_with("pubsub.") {
+                    "pubsub"
+                } else if t.starts_with("secretstores.") {
+                    "secretstore"
+                } else {
+                    "component"
+                };
+                (c.metadata.name.as_str(), kind)
+            })
+            .collect();
+        let resiliency = spar_filters::resiliency::Resiliency::compile(
+            &resources.resiliencies,
+            spar_filters::resiliency::Labels {
+                metrics: self.metrics.clone(),
+                app_id: self.app_id.clone(),
+                namespace: self.namespace.clone().unwrap_or_default(),
+            },
+            |name| kinds.get(name).copied().unwrap_or("component"),
+        )?;
+        let tracer = match keep_tracer {
+            Some(t) => t,
+            None => Arc::new(crate::telemetry::start(
+                config.and_then(|c| c.spec.tracing.as_ref()),
+                &self.app_id,
+            )?),
+        };
+        Ok(Live {
+            state: loaded.state,
+            secrets: loaded.secrets,
+            pubsubs: loaded.pubsubs,
+            endpoints,
+            components: loaded.infos,
+            failed_components: loaded.failed,
+            resiliency,
+            tracer,
+            api_log,
+        })
+    }
+
+    /// The filter chain for this Configuration and live set.
+    pub fn chain(
+        &self,
+        config: Option<&Configuration>,
+        resources: &Resources,
+        rt: &Arc<Runtime>,
+        live: &Live,
+    ) -> Result<Chain, String> {
+        let metrics_options = config
+            .and_then(|c| c.metric())
+            .and_then(|m| m.http.as_ref())
+            .map(|h| MetricsOptions {
+                increased_cardinality: h.increased_cardinality.unwrap_or(false),
+                path_matching: h.path_matching.clone(),
+                exclude_verbs: h.exclude_verbs.unwrap_or(false),
+            })
+            .unwrap_or_default();
+        build_chain(
+            ChainConfig {
+                api_token: self.api_token.clone(),
+                max_body_bytes: self.max_body,
+                metrics: self.metrics.clone(),
+                metrics_options,
+                pipeline: pipeline(config, resources)?,
+                api_log: live.api_log.clone(),
+                tracer: live.tracer.clone(),
+            },
+            rt.clone(),
+        )
+    }
 }
 
 /// The default data directory: `$HOME/.spar/data`.
@@ -96,84 +231,29 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     };
 
     let namespace = std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty());
-    let ctx = BuildContext {
-        data_dir: data_dir.clone(),
-    };
-    let mut loaded = crate::components::load(
-        &resources.components,
-        config.as_ref(),
-        &app_id,
-        namespace.as_deref(),
-        &ctx,
-    )
-    .await;
-    let component_metrics = metrics.clone().map(|m| ComponentMetrics {
-        metrics: m,
+    let builder = Builder {
         app_id: app_id.clone(),
-        namespace: namespace.clone().unwrap_or_default(),
-    });
-    if let Some(m) = &component_metrics {
-        loaded.state.with_metrics(m.clone());
-    }
+        namespace: namespace.clone(),
+        ctx: BuildContext {
+            data_dir: data_dir.clone(),
+        },
+        component_metrics: metrics.clone().map(|m| ComponentMetrics {
+            metrics: m,
+            app_id: app_id.clone(),
+            namespace: namespace.clone().unwrap_or_default(),
+        }),
+        metrics: metrics.clone(),
+        enable_api_logging: args.enable_api_logging,
+        api_token: std::env::var("DAPR_API_TOKEN").ok(),
+        max_body,
+    };
+    let live = builder.live(&resources, config.as_ref(), None, None).await?;
 
     let internal_port = internal_port(args)?;
     let names = name_resolution(args, config.as_ref(), internal_port)?;
-    let endpoints = crate::components::http_endpoints(
-        &resources.http_endpoints,
-        &loaded.secret_stores,
-        &mut loaded.failed,
-    )
-    .await;
-    let mut rt = Runtime::new(app_id, loaded.state, loaded.infos);
-    rt.endpoints = endpoints;
-    rt.pubsubs = std::mem::take(&mut loaded.pubsubs);
-    rt.metrics = component_metrics;
-    // The flag turns API logging on; the Configuration can too, and sets
-    // its options.
-    let api_log_spec = config
-        .as_ref()
-        .and_then(|c| c.spec.logging.as_ref())
-        .and_then(|l| l.api_logging.clone())
-        .unwrap_or_default();
-    let api_log = (args.enable_api_logging || api_log_spec.enabled).then_some(ApiLog {
-        obfuscate_urls: api_log_spec.obfuscate_urls,
-        omit_health_checks: api_log_spec.omit_health_checks,
-    });
-    rt.api_log = api_log;
-    rt.tracer = Arc::new(crate::telemetry::start(
-        config.as_ref().and_then(|c| c.spec.tracing.as_ref()),
-        &rt.app_id,
-    )?);
-    // Component kinds name resiliency targets in metrics (`statestore_x`).
-    let kinds: std::collections::HashMap<&str, &'static str> = resources
-        .components
-        .iter()
-        .map(|c| {
-            let t = c.spec.type_.as_str();
-            let kind = if t.starts_with("state.") {
-                "statestore"
-            } else if t.starts_with("pubsub.") {
-                "pubsub"
-            } else if t.starts_with("secretstores.") {
-                "secretstore"
-            } else {
-                "component"
-            };
-            (c.metadata.name.as_str(), kind)
-        })
-        .collect();
-    rt.resiliency = spar_filters::resiliency::Resiliency::compile(
-        &resources.resiliencies,
-        spar_filters::resiliency::Labels {
-            metrics: metrics.clone(),
-            app_id: rt.app_id.clone(),
-            namespace: rt.namespace.clone().unwrap_or_default(),
-        },
-        |name| kinds.get(name).copied().unwrap_or("component"),
-    )?;
+    let mut rt = Runtime::new(app_id, live);
+    rt.metrics = builder.component_metrics.clone();
     rt.resolver = names.resolver.clone();
-    rt.secrets = loaded.secrets;
-    rt.failed_components = loaded.failed;
     rt.enabled_features = config
         .as_ref()
         .map(|c| {
@@ -198,27 +278,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         }),
     });
     let rt = Arc::new(rt);
-
-    let pipeline = pipeline(config.as_ref(), &resources)?;
-    let metrics_options = metric_spec
-        .and_then(|m| m.http.as_ref())
-        .map(|h| MetricsOptions {
-            increased_cardinality: h.increased_cardinality.unwrap_or(false),
-            path_matching: h.path_matching.clone(),
-            exclude_verbs: h.exclude_verbs.unwrap_or(false),
-        })
-        .unwrap_or_default();
-    let chain = build_chain(
-        ChainConfig {
-            api_token: std::env::var("DAPR_API_TOKEN").ok(),
-            max_body_bytes: max_body,
-            metrics: metrics.clone(),
-            metrics_options,
-            pipeline,
-            api_log,
-        },
-        rt.clone(),
-    )?;
+    let chain = builder.chain(config.as_ref(), &resources, &rt, &rt.live())?;
     tracing::info!(filters = ?chain.names(), "filter chain built");
     let access = config.as_ref().and_then(|c| c.spec.access_control.as_ref());
     let acl = AccessControl::build(access);
@@ -240,7 +300,9 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         max_body,
         mtls,
         acl,
-        subscriptions: resources.subscriptions.clone(),
+        builder: Arc::new(builder),
+        resources,
+        config,
     })
 }
 

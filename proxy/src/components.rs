@@ -153,15 +153,39 @@ pub async fn http_endpoints(
     Endpoints::new(out)
 }
 
+/// What a reload starts from: the component definitions in service and
+/// what was built from them. A component whose definition is unchanged is
+/// carried over as it runs (its connections, its subscriptions' broker)
+/// instead of being built again.
+pub struct Prev<'a> {
+    pub specs: &'a [Component],
+    pub live: &'a spar_filters::runtime::Live,
+}
+
+impl Prev<'_> {
+    fn unchanged(&self, c: &Component) -> Option<ComponentInfo> {
+        if !self.specs.iter().any(|p| p == c) {
+            return None;
+        }
+        self.live
+            .components
+            .iter()
+            .find(|i| i.name == c.name())
+            .cloned()
+    }
+}
+
 pub async fn load(
     components: &[Component],
     config: Option<&Configuration>,
     app_id: &str,
     namespace: Option<&str>,
     ctx: &BuildContext,
+    prev: Option<&Prev<'_>>,
 ) -> Loaded {
     let registry = Registry::default();
     let mut out = Loaded::default();
+    let kept = |c: &Component| prev.and_then(|p| p.unchanged(c).map(|i| (p.live, i)));
     let fail = |out: &mut Loaded, c: &Component, e: String| {
         tracing::error!(component = c.name(), "component failed to start: {e}");
         out.failed.push((c.name().to_string(), e));
@@ -172,6 +196,16 @@ pub async fn load(
         .iter()
         .filter(|c| c.kind_prefix() == "secretstores")
     {
+        if let Some((live, i)) = kept(c) {
+            if let Some(s) = live.secrets.get(c.name()).cloned() {
+                secret_stores.insert(c.name().to_string(), s.clone());
+                out.secret_stores.insert(c.name().to_string(), s.clone());
+                out.secrets
+                    .insert(c.name().to_string(), s, access(config, c.name()));
+                out.infos.push(i);
+                continue;
+            }
+        }
         let built = match resolve(c, &secret_stores).await {
             Ok(c) => registry
                 .build_secret_store(&c, ctx)
@@ -192,6 +226,13 @@ pub async fn load(
     }
 
     for c in components.iter().filter(|c| c.kind_prefix() == "state") {
+        if let Some((live, i)) = kept(c) {
+            if let Some((store, prefix)) = live.state.entry(c.name()) {
+                out.state.insert(c.name().to_string(), store, prefix);
+                out.infos.push(i);
+                continue;
+            }
+        }
         let c = match resolve(c, &secret_stores).await {
             Ok(c) => c,
             Err(e) => {
@@ -228,6 +269,13 @@ pub async fn load(
     }
 
     for c in components.iter().filter(|c| c.kind_prefix() == "pubsub") {
+        if let Some((live, i)) = kept(c) {
+            if let Some(p) = live.pubsubs.get(c.name()).cloned() {
+                out.pubsubs.insert_shared(c.name().to_string(), p);
+                out.infos.push(i);
+                continue;
+            }
+        }
         let c = match resolve(c, &secret_stores).await {
             Ok(c) => c,
             Err(e) => {

@@ -12,6 +12,7 @@ mod launcher;
 mod logging;
 mod metrics_server;
 mod peer_client;
+mod reload;
 mod run;
 mod security;
 mod signals;

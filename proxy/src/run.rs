@@ -76,7 +76,9 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         max_body,
         mtls,
         acl,
-        subscriptions,
+        builder,
+        resources,
+        config,
     } = bg.block_on(boot(&args))?;
     let peers = std::sync::Arc::new(crate::peer_client::PeerClient::new(mtls.as_ref())?);
 
@@ -138,11 +140,20 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         bg.spawn(signals::watch_signals(None, stop_tx.clone(), grace));
     }
     bg.spawn(app_channel::health_loop(rt.clone(), stop_rx.clone()));
-    let subscriber = bg.spawn(crate::subscriber::run(
-        rt.clone(),
-        subscriptions,
-        stop_rx.clone(),
-    ));
+    // Subscriptions, and hot reload of resources and Configuration.
+    let subscriber = bg.spawn(
+        crate::reload::Reloader {
+            rt: rt.clone(),
+            chain: chain.clone(),
+            builder,
+            dirs: args.resources_path.clone(),
+            config_path: args.config.first().cloned(),
+            resources,
+            config,
+            grace,
+        }
+        .run(stop_rx.clone()),
+    );
 
     let mut conf = ServerConf {
         threads: 2,

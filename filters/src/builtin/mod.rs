@@ -28,6 +28,8 @@ pub struct ChainConfig {
     pub pipeline: Vec<middleware::MiddlewareSpec>,
     /// API logging, when on.
     pub api_log: Option<api_log::ApiLog>,
+    /// `spec.tracing`, compiled (the tracing filter runs when it samples).
+    pub tracer: Arc<crate::trace::Tracer>,
 }
 
 /// Builds the chain: metrics (outermost, so it times and counts everything,
@@ -42,9 +44,9 @@ pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> 
             cfg.metrics_options,
         )));
     }
-    if rt.tracer.enabled() {
+    if cfg.tracer.enabled() {
         filters.push(Arc::new(crate::trace::filter::TracingFilter::new(
-            rt.tracer.clone(),
+            cfg.tracer.clone(),
         )));
     }
     if let Some(l) = cfg.api_log {

@@ -28,7 +28,7 @@ pub enum Upstream {
 }
 
 pub async fn handle(rt: &Runtime, req: InvokeRequest) -> ApiResult {
-    if let Some(t) = rt.endpoints.target(&req.app_id, &req.method).await {
+    if let Some(t) = rt.live().endpoints.target(&req.app_id, &req.method).await {
         return t.map(|e| Response::Proxy(Upstream::External(e)));
     }
     let (app, ns) = match req.app_id.split_once('.') {

@@ -40,25 +40,26 @@ pub fn handle(rt: &Runtime, req: MetadataRequest) -> ApiResult {
 }
 
 pub fn snapshot(rt: &Runtime) -> MetadataSnapshot {
+    let live = rt.live();
     let mut extended = rt.attributes();
     extended.insert("daprRuntimeVersion".into(), rt.runtime_version.into());
     extended.insert("runtime".into(), "spar".into());
     if rt.app.is_some() {
         extended.insert("appHealth".into(), rt.app_health().as_str().into());
     }
-    for (name, why) in &rt.failed_components {
+    for (name, why) in &live.failed_components {
         extended.insert(format!("componentError.{name}"), why.clone());
     }
     MetadataSnapshot {
         id: rt.app_id.clone(),
         runtime_version: rt.runtime_version.into(),
         enabled_features: rt.enabled_features.clone(),
-        components: rt.components.clone(),
+        components: live.components.clone(),
         extended,
         app_connection: rt.app.clone(),
         subscriptions: rt.subscriptions(),
         http_endpoints: {
-            let mut n: Vec<String> = rt.endpoints.names().cloned().collect();
+            let mut n: Vec<String> = live.endpoints.names().cloned().collect();
             n.sort();
             n
         },

@@ -12,6 +12,7 @@ use spar_components::pubsub::{Message, PubSub, PubSubError};
 
 use crate::cloudevent::{self, EnvelopeInfo};
 use crate::resiliency::{Refused, Verdict};
+use crate::runtime::Live;
 use crate::{ApiError, ApiResult, Response, Runtime};
 
 /// Topic scoping from component metadata (`allowedTopics`,
@@ -94,6 +95,11 @@ impl PubSubs {
         self.by_name.insert(name, Arc::new(c));
     }
 
+    /// Carries a running component over unchanged (hot reload).
+    pub fn insert_shared(&mut self, name: String, c: Arc<PubSubComponent>) {
+        self.by_name.insert(name, c);
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<PubSubComponent>> {
         self.by_name.get(name)
     }
@@ -150,11 +156,12 @@ pub enum PubSubRequest {
 pub struct BulkFailures(pub Vec<(String, String)>);
 
 fn component<'a>(
-    rt: &'a Runtime,
+    rt: &Runtime,
+    live: &'a Live,
     pubsub: &str,
     topic: &str,
 ) -> Result<&'a Arc<PubSubComponent>, ApiError> {
-    let c = lookup(rt, pubsub, topic)?;
+    let c = lookup(live, pubsub, topic)?;
     if !c.scopes.may_publish(topic) {
         return Err(ApiError::PubSubForbidden {
             topic: topic.to_string(),
@@ -165,17 +172,17 @@ fn component<'a>(
 }
 
 fn lookup<'a>(
-    rt: &'a Runtime,
+    live: &'a Live,
     pubsub: &str,
     topic: &str,
 ) -> Result<&'a Arc<PubSubComponent>, ApiError> {
-    if rt.pubsubs.is_empty() {
+    if live.pubsubs.is_empty() {
         return Err(ApiError::PubSubNotConfigured);
     }
     if pubsub.is_empty() {
         return Err(ApiError::PubSubEmpty);
     }
-    let c = rt
+    let c = live
         .pubsubs
         .get(pubsub)
         .ok_or_else(|| ApiError::PubSubNotFound(pubsub.to_string()))?;
@@ -249,9 +256,10 @@ fn message(
 }
 
 pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
+    let live = rt.live();
     match req {
         PubSubRequest::Subscribe { pubsub, topic } => {
-            let c = lookup(rt, &pubsub, &topic)?;
+            let c = lookup(&live, &pubsub, &topic)?;
             if !c.scopes.may_subscribe(&topic) {
                 return Err(ApiError::PubSubForbidden {
                     topic,
@@ -261,7 +269,7 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
             Ok(Response::Empty)
         }
         PubSubRequest::Publish(p) => {
-            let c = component(rt, &p.pubsub, &p.topic)?;
+            let c = component(rt, &live, &p.pubsub, &p.topic)?;
             let msg = message(
                 rt,
                 &p.pubsub,
@@ -274,7 +282,7 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
             )?;
             let started = std::time::Instant::now();
             let mut span = crate::trace::filter::child_span(
-                &rt.tracer,
+                &live.tracer,
                 || format!("pubsub/{}/publish", p.pubsub),
                 crate::trace::SpanKind::Producer,
             );
@@ -282,7 +290,7 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
                 s.attr("messaging.system", "pubsub");
                 s.attr("messaging.destination.name", p.topic.clone());
             }
-            let sent = match rt.resiliency.component_outbound(&p.pubsub) {
+            let sent = match live.resiliency.component_outbound(&p.pubsub) {
                 None => c.broker.publish(&msg).await,
                 Some(policy) => policy
                     .run(
@@ -324,7 +332,7 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
             metadata,
             traceparent,
         } => {
-            let c = component(rt, &pubsub, &topic)?;
+            let c = component(rt, &live, &pubsub, &topic)?;
             let mut seen = HashSet::new();
             for e in &entries {
                 if e.entry_id.is_empty() || !seen.insert(e.entry_id.as_str()) {

@@ -75,13 +75,14 @@ impl SecretStores {
 }
 
 pub async fn handle(rt: &Runtime, req: SecretsRequest) -> ApiResult {
+    let live = rt.live();
     let out = match req {
         SecretsRequest::Get {
             store,
             name,
             metadata,
         } => {
-            let (s, access) = rt.secrets.entry(&store)?;
+            let (s, access) = live.secrets.entry(&store)?;
             if !access.allows(&name) {
                 return Err(ApiError::SecretPermissionDenied { name, store });
             }
@@ -98,7 +99,7 @@ pub async fn handle(rt: &Runtime, req: SecretsRequest) -> ApiResult {
             SecretsResponse::One(secret)
         }
         SecretsRequest::Bulk { store, metadata } => {
-            let (s, access) = rt.secrets.entry(&store)?;
+            let (s, access) = live.secrets.entry(&store)?;
             let started = std::time::Instant::now();
             let got = s.bulk_get(&metadata).await;
             if let Some(m) = &rt.metrics {

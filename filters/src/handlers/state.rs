@@ -13,6 +13,7 @@ use spar_components::state::{
 use crate::error::StateOp;
 use crate::metrics::ComponentMetrics;
 use crate::resiliency::{Refused, Verdict};
+use crate::runtime::Live;
 use crate::{ApiError, ApiResult, Response, Runtime};
 
 pub type Metadata = HashMap<String, String>;
@@ -219,6 +220,13 @@ impl StateStores {
         self.map.insert(name, StoreEntry { store, prefix });
     }
 
+    /// A store and its key prefix, to carry over unchanged on reload.
+    pub fn entry(&self, name: &str) -> Option<(Arc<dyn StateStore>, KeyPrefix)> {
+        self.map
+            .get(name)
+            .map(|e| (e.store.clone(), e.prefix.clone()))
+    }
+
     /// Records `dapr_component_state_*` metrics for every store call.
     pub fn with_metrics(&mut self, m: ComponentMetrics) {
         self.metrics = Some(m);
@@ -255,7 +263,7 @@ impl StateStores {
 /// Traced as a child span of the API call (`state/{store}/{op}`), covering
 /// every attempt.
 async fn guarded<T, F, Fut>(
-    rt: &Runtime,
+    rt: &Live,
     store: &str,
     name: &'static str,
     op: F,
@@ -281,7 +289,7 @@ where
     r
 }
 
-async fn guarded_inner<T, F, Fut>(rt: &Runtime, store: &str, op: F) -> Result<T, StateError>
+async fn guarded_inner<T, F, Fut>(rt: &Live, store: &str, op: F) -> Result<T, StateError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StateError>>,
@@ -393,7 +401,8 @@ fn to_delete(prefix: &KeyPrefix, it: DeleteItem) -> Result<st::DeleteRequest, Ap
 }
 
 pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
-    let stores = &rt.state;
+    let live = rt.live();
+    let stores = &live.state;
     let started = Instant::now();
     let out = match req {
         StateRequest::Get {
@@ -408,7 +417,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 consistency,
                 metadata,
             };
-            let r = guarded(rt, &store, "get", || e.store.get(&g)).await;
+            let r = guarded(&live, &store, "get", || e.store.get(&g)).await;
             stores.record(&store, "get", r.is_ok(), started);
             let item = r.map_err(|err| state_err(StateOp::Get, &store, Some(&key), err))?;
             StateResponse::Item(item.map(|i| ItemOut {
@@ -433,7 +442,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     })
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            let r = guarded(rt, &store, "bulkGet", || e.store.bulk_get(&reqs)).await;
+            let r = guarded(&live, &store, "bulkGet", || e.store.bulk_get(&reqs)).await;
             stores.record(&store, "bulk_get", r.is_ok(), started);
             let items = r.map_err(|err| state_err(StateOp::BulkGet, &store, None, err))?;
             StateResponse::Bulk(
@@ -466,7 +475,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 reqs.push(s);
             }
             for s in &reqs {
-                let r = guarded(rt, &store, "set", || e.store.set(s)).await;
+                let r = guarded(&live, &store, "set", || e.store.set(s)).await;
                 stores.record(&store, "set", r.is_ok(), started);
                 r.map_err(|err| state_err(StateOp::Save, &store, None, err))?;
             }
@@ -476,7 +485,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             let e = stores.get(&store)?;
             let key = item.key.clone();
             let d = to_delete(&e.prefix, item)?;
-            let r = guarded(rt, &store, "delete", || e.store.delete(&d)).await;
+            let r = guarded(&live, &store, "delete", || e.store.delete(&d)).await;
             stores.record(&store, "delete", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Delete, &store, Some(&key), err))?;
             return Ok(Response::Empty);
@@ -488,7 +497,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                 .map(|it| to_delete(&e.prefix, it))
                 .collect::<Result<Vec<_>, _>>()?;
             for d in &reqs {
-                let r = guarded(rt, &store, "delete", || e.store.delete(d)).await;
+                let r = guarded(&live, &store, "delete", || e.store.delete(d)).await;
                 stores.record(&store, "delete", r.is_ok(), started);
                 r.map_err(|err| state_err(StateOp::BulkDelete, &store, None, err))?;
             }
@@ -525,7 +534,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     }
                 });
             }
-            let r = guarded(rt, &store, "transaction", || e.store.transact(&tx)).await;
+            let r = guarded(&live, &store, "transaction", || e.store.transact(&tx)).await;
             stores.record(&store, "transaction", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Transaction, &store, None, err))?;
             return Ok(Response::Empty);
@@ -546,7 +555,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             }
             let q = st::Query::parse(&query)
                 .map_err(|err| state_err(StateOp::Query, &store, None, err))?;
-            let r = guarded(rt, &store, "query", || e.store.query(e.prefix.as_str(), &q)).await;
+            let r = guarded(&live, &store, "query", || e.store.query(e.prefix.as_str(), &q)).await;
             stores.record(&store, "query", r.is_ok(), started);
             let res = r.map_err(|err| state_err(StateOp::Query, &store, None, err))?;
             StateResponse::Query(QueryOut {

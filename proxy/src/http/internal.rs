@@ -124,13 +124,14 @@ impl ProxyHttp for InternalApi {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::grpc::invoke::parse_grpc_timeout)
             .map(|d| Instant::now() + d);
-        if self.rt.tracer.enabled() {
+        let tracer = self.rt.live().tracer.clone();
+        if tracer.enabled() {
             let h = &session.req_header().headers;
             let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
             let parent =
                 header("traceparent").and_then(|t| SpanContext::parse(t, header("tracestate")));
             let op = target.method.split('?').next().unwrap_or_default();
-            let mut span = self.rt.tracer.start(
+            let mut span = tracer.start(
                 parent.as_ref(),
                 format!(
                     "CallLocal/{}/{}",

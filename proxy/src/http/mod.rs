@@ -73,7 +73,7 @@ impl HttpApi {
         addr: std::net::SocketAddr,
         path: &str,
     ) -> Result<()> {
-        let Some(policy) = self.rt.resiliency.app(app_name(&call.target)).cloned() else {
+        let Some(policy) = self.rt.live().resiliency.app(app_name(&call.target)).cloned() else {
             return Ok(());
         };
         let (body, too_large) = self.read_body(session).await?;
@@ -232,7 +232,7 @@ impl ProxyHttp for HttpApi {
             call.target = target.app_id.clone();
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
                 Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
-                    if self.rt.resiliency.app(app_name(&call.target)).is_some() =>
+                    if self.rt.live().resiliency.app(app_name(&call.target)).is_some() =>
                 {
                     call.span = ctx.span.take();
                     self.invoke_resilient(session, call, addr, &path).await?;
@@ -384,7 +384,7 @@ impl ProxyHttp for HttpApi {
         if let Some((m, app_id)) = &self.metrics {
             m.record_http(app_id, call.method, "", status, ms);
         }
-        if let Some(l) = &self.rt.api_log {
+        if let Some(l) = &self.rt.live().api_log {
             let path = session.req_header().uri.path();
             l.http(
                 call.method,

@@ -79,7 +79,8 @@ pub async fn run(
     declarative: Vec<spar_config::Subscription>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if rt.pubsubs.is_empty() {
+    let live = rt.live();
+    if live.pubsubs.is_empty() {
         return;
     }
     let Some(addr) = app_ready(&rt, &mut stop).await else {
@@ -126,7 +127,7 @@ pub async fn run(
     let mut running: Vec<Subscription> = Vec::new();
     let mut listed = Vec::new();
     for s in subs {
-        let Some(c) = rt.pubsubs.get(&s.pubsub).cloned() else {
+        let Some(c) = live.pubsubs.get(&s.pubsub).cloned() else {
             tracing::error!(pubsub = %s.pubsub, topic = %s.topic, "subscription to an unknown pubsub component");
             continue;
         };
@@ -141,8 +142,8 @@ pub async fn run(
             broker: c.broker.clone(),
             sink: sink.clone(),
             metrics: rt.metrics.clone(),
-            policy: rt.resiliency.component_inbound(&s.pubsub).cloned(),
-            tracer: rt.tracer.clone(),
+            policy: live.resiliency.component_inbound(&s.pubsub).cloned(),
+            tracer: live.tracer.clone(),
         });
         // A bulk subscription needs a whole batch in flight at once.
         let (handler, in_flight): (Arc<dyn Handler>, usize) = match s.bulk {

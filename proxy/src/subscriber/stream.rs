@@ -124,7 +124,8 @@ pub async fn open(
     mut inbound: tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>,
 ) -> Result<mpsc::Receiver<Out>, ApiError> {
     let max_in_flight = super::max_in_flight(&rt);
-    let c = rt
+    let live = rt.live();
+    let c = live
         .pubsubs
         .get(&init.pubsub_name)
         .cloned()
@@ -147,8 +148,8 @@ pub async fn open(
         broker: c.broker.clone(),
         sink: sink.clone(),
         metrics: rt.metrics.clone(),
-        policy: rt.resiliency.component_inbound(&sub.pubsub).cloned(),
-        tracer: rt.tracer.clone(),
+        policy: live.resiliency.component_inbound(&sub.pubsub).cloned(),
+        tracer: live.tracer.clone(),
     });
     let req = SubscribeRequest {
         topic: sub.topic.clone(),

@@ -1,0 +1,266 @@
+//! Hot reload of `--resources-path` (components, resiliency, subscriptions,
+//! HTTP endpoints) and of the `--config` Configuration, without a restart.
+//!
+//! The files are polled once a second (size and modification time). A
+//! changed file is parsed alone: if it is broken it is refused with a log
+//! line naming it, and what it held before stays in service. Otherwise a
+//! new live set is built — unchanged components carried over as they run,
+//! a changed component that fails to build keeps its previous instance —
+//! and swapped in atomically with a new filter chain. Calls already running
+//! finish on the set they started with. Subscriptions are restarted
+//! (in-flight deliveries drain first) only when a pub/sub component or a
+//! subscription changed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use spar_config::{Configuration, Resources};
+use spar_filters::{Chain, Runtime};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::boot::Builder;
+
+const POLL: Duration = Duration::from_secs(1);
+
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &PathBuf) -> Stamp {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// The running subscriptions, restarted as one.
+struct Subscriber {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Subscriber {
+    fn start(rt: &Arc<Runtime>, subs: Vec<spar_config::Subscription>) -> Self {
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(crate::subscriber::run(rt.clone(), subs, rx));
+        Subscriber { stop, task }
+    }
+
+    /// Closes every subscription; in-flight deliveries finish first.
+    async fn stop(self, grace: Duration) {
+        self.stop.send_replace(true);
+        let _ = tokio::time::timeout(grace, self.task).await;
+    }
+}
+
+pub struct Reloader {
+    pub rt: Arc<Runtime>,
+    pub chain: Chain,
+    pub builder: Arc<Builder>,
+    pub dirs: Vec<PathBuf>,
+    pub config_path: Option<PathBuf>,
+    /// What is in service (scoped to this app).
+    pub resources: Resources,
+    pub config: Option<Configuration>,
+    pub grace: Duration,
+}
+
+struct State {
+    /// The last good parse of each file.
+    files: BTreeMap<PathBuf, Resources>,
+    stamps: BTreeMap<PathBuf, Stamp>,
+    config_stamp: Stamp,
+}
+
+impl Reloader {
+    /// Runs the subscriptions and, unless turned off, watches for changes
+    /// until `stop`; then closes the subscriptions.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut sub = Subscriber::start(&self.rt, self.resources.subscriptions.clone());
+        let enabled = !self.dirs.is_empty() && !self.hot_reload_disabled();
+        let mut st = self.scan_all();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL), if enabled => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if let Some(restart) = self.check(&mut st).await {
+                if restart {
+                    sub.stop(self.grace).await;
+                    self.rt.clear_started_subscriptions();
+                    sub = Subscriber::start(&self.rt, self.resources.subscriptions.clone());
+                    tracing::info!("subscriptions restarted after reload");
+                }
+            }
+        }
+        sub.stop(self.grace).await;
+    }
+
+    /// `features: [{name: HotReload, enabled: false}]` turns it off.
+    fn hot_reload_disabled(&self) -> bool {
+        self.config.as_ref().is_some_and(|c| {
+            c.spec
+                .features
+                .iter()
+                .any(|f| f.name == "HotReload" && !f.enabled)
+        })
+    }
+
+    fn scan_all(&self) -> State {
+        let mut files = BTreeMap::new();
+        let mut stamps = BTreeMap::new();
+        for f in spar_config::resource_files(&self.dirs) {
+            stamps.insert(f.clone(), stamp(&f));
+            // Start-up loaded them all successfully.
+            if let Ok(r) = Resources::load_file(&f) {
+                files.insert(f, r);
+            }
+        }
+        State {
+            files,
+            stamps,
+            config_stamp: self.config_path.as_ref().and_then(stamp),
+        }
+    }
+
+    /// Applies what changed since the last look. `Some(restart)` when a new
+    /// set went into service; `restart` says whether subscriptions must be
+    /// restarted.
+    async fn check(&mut self, st: &mut State) -> Option<bool> {
+        let now = spar_config::resource_files(&self.dirs);
+        let mut changed = false;
+        for f in &now {
+            let s = stamp(f);
+            if st.stamps.get(f) == Some(&s) {
+                continue;
+            }
+            st.stamps.insert(f.clone(), s);
+            changed = true;
+            match Resources::load_file(f) {
+                Ok(r) => {
+                    tracing::info!(file = %f.display(), "resource file changed");
+                    st.files.insert(f.clone(), r);
+                }
+                Err(e) => tracing::error!(
+                    file = %f.display(),
+                    "hot reload: file refused, its previous version stays in service: {e}"
+                ),
+            }
+        }
+        let gone: Vec<PathBuf> = st
+            .stamps
+            .keys()
+            .filter(|f| !now.contains(f))
+            .cloned()
+            .collect();
+        for f in gone {
+            tracing::info!(file = %f.display(), "resource file removed");
+            st.stamps.remove(&f);
+            st.files.remove(&f);
+            changed = true;
+        }
+        let mut config = self.config.clone();
+        if let Some(p) = &self.config_path {
+            let s = stamp(p);
+            if s != st.config_stamp {
+                st.config_stamp = s;
+                match spar_config::load_configuration(p) {
+                    Ok(c) => {
+                        tracing::info!(file = %p.display(), "configuration changed");
+                        config = Some(c);
+                        changed = true;
+                    }
+                    Err(e) => tracing::error!(
+                        file = %p.display(),
+                        "hot reload: configuration refused, the previous one stays in service: {e}"
+                    ),
+                }
+            }
+        }
+        if !changed {
+            return None;
+        }
+        let resources = match Resources::merge(st.files.values()) {
+            Ok(r) => r.for_app(&self.rt.app_id),
+            Err(e) => {
+                tracing::error!("hot reload refused, the previous resources stay in service: {e}");
+                return None;
+            }
+        };
+        if resources == self.resources && config == self.config {
+            return None;
+        }
+        self.apply(resources, config).await
+    }
+
+    async fn apply(&mut self, resources: Resources, config: Option<Configuration>) -> Option<bool> {
+        let old = self.rt.live();
+        let same_tracing = config.as_ref().and_then(|c| c.spec.tracing.as_ref())
+            == self.config.as_ref().and_then(|c| c.spec.tracing.as_ref());
+        let prev = crate::components::Prev {
+            specs: &self.resources.components,
+            live: &old,
+        };
+        let mut live = match self
+            .builder
+            .live(
+                &resources,
+                config.as_ref(),
+                Some(&prev),
+                same_tracing.then(|| old.tracer.clone()),
+            )
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("hot reload refused, the previous version stays in service: {e}");
+                return None;
+            }
+        };
+        // A changed component that fails to build keeps running as it was.
+        live.failed_components.retain(|(name, why)| {
+            let kept = if let Some((s, p)) = old.state.entry(name) {
+                live.state.insert(name.clone(), s, p);
+                true
+            } else if let Some(p) = old.pubsubs.get(name).cloned() {
+                live.pubsubs.insert_shared(name.clone(), p);
+                true
+            } else {
+                false
+            };
+            if kept {
+                tracing::error!(component = %name, "hot reload: component refused, its previous version stays in service: {why}");
+                if let Some(i) = old.components.iter().find(|i| &i.name == name) {
+                    live.components.push(i.clone());
+                }
+            }
+            !kept
+        });
+        let pubsub_specs = |r: &Resources| -> Vec<spar_config::Component> {
+            r.components
+                .iter()
+                .filter(|c| c.kind_prefix() == "pubsub")
+                .cloned()
+                .collect()
+        };
+        let restart = pubsub_specs(&resources) != pubsub_specs(&self.resources)
+            || resources.subscriptions != self.resources.subscriptions;
+        let chain = match self.builder.chain(config.as_ref(), &resources, &self.rt, &live) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("hot reload refused, the previous version stays in service: {e}");
+                return None;
+            }
+        };
+        self.rt.replace_live(live);
+        self.chain.replace(&chain);
+        let live = self.rt.live();
+        let names: Vec<&str> = live.components.iter().map(|c| c.name.as_str()).collect();
+        tracing::info!(components = ?names, "hot reload applied");
+        self.resources = resources;
+        self.config = config;
+        Some(restart)
+    }
+}
