@@ -68,7 +68,9 @@ impl Resources {
     }
 
     /// Several files' resources as one set (component names unique).
-    pub fn merge<'a>(parts: impl IntoIterator<Item = &'a Resources>) -> Result<Resources, ConfigErrors> {
+    pub fn merge<'a>(
+        parts: impl IntoIterator<Item = &'a Resources>,
+    ) -> Result<Resources, ConfigErrors> {
         let mut res = Resources::default();
         for p in parts {
             res.components.extend(p.components.iter().cloned());
@@ -150,7 +152,8 @@ pub fn resource_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                p.is_file()
+                    && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
             })
             .collect();
         files.sort();

@@ -12,9 +12,9 @@ use spar_filters::builtin::metrics::MetricsOptions;
 use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::{ComponentMetrics, Metrics};
+use spar_filters::runtime::Live;
 use spar_filters::runtime::{AppConnection, AppHealthConfig};
 use spar_filters::spiffe::SpiffeId;
-use spar_filters::runtime::Live;
 use spar_filters::{Chain, Runtime};
 
 use crate::cli::RunArgs;
@@ -247,7 +247,9 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         api_token: std::env::var("DAPR_API_TOKEN").ok(),
         max_body,
     };
-    let live = builder.live(&resources, config.as_ref(), None, None).await?;
+    let live = builder
+        .live(&resources, config.as_ref(), None, None)
+        .await?;
 
     let internal_port = internal_port(args)?;
     let names = name_resolution(args, config.as_ref(), internal_port)?;

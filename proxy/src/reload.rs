@@ -247,7 +247,10 @@ impl Reloader {
         };
         let restart = pubsub_specs(&resources) != pubsub_specs(&self.resources)
             || resources.subscriptions != self.resources.subscriptions;
-        let chain = match self.builder.chain(config.as_ref(), &resources, &self.rt, &live) {
+        let chain = match self
+            .builder
+            .chain(config.as_ref(), &resources, &self.rt, &live)
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("hot reload refused, the previous version stays in service: {e}");

@@ -19,6 +19,7 @@ mod mtls;
 mod outage;
 mod prometheus;
 mod pubsub;
+mod reload;
 mod resiliency;
 mod secrets;
 mod state_grpc;

@@ -555,7 +555,10 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
             }
             let q = st::Query::parse(&query)
                 .map_err(|err| state_err(StateOp::Query, &store, None, err))?;
-            let r = guarded(&live, &store, "query", || e.store.query(e.prefix.as_str(), &q)).await;
+            let r = guarded(&live, &store, "query", || {
+                e.store.query(e.prefix.as_str(), &q)
+            })
+            .await;
             stores.record(&store, "query", r.is_ok(), started);
             let res = r.map_err(|err| state_err(StateOp::Query, &store, None, err))?;
             StateResponse::Query(QueryOut {

@@ -73,7 +73,13 @@ impl HttpApi {
         addr: std::net::SocketAddr,
         path: &str,
     ) -> Result<()> {
-        let Some(policy) = self.rt.live().resiliency.app(app_name(&call.target)).cloned() else {
+        let Some(policy) = self
+            .rt
+            .live()
+            .resiliency
+            .app(app_name(&call.target))
+            .cloned()
+        else {
             return Ok(());
         };
         let (body, too_large) = self.read_body(session).await?;
@@ -232,7 +238,12 @@ impl ProxyHttp for HttpApi {
             call.target = target.app_id.clone();
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
                 Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
-                    if self.rt.live().resiliency.app(app_name(&call.target)).is_some() =>
+                    if self
+                        .rt
+                        .live()
+                        .resiliency
+                        .app(app_name(&call.target))
+                        .is_some() =>
                 {
                     call.span = ctx.span.take();
                     self.invoke_resilient(session, call, addr, &path).await?;
