@@ -162,7 +162,7 @@ impl Builder {
                 metrics: self.metrics.clone(),
                 metrics_options,
                 pipeline: pipeline(config, resources)?,
-                api_log: live.api_log.clone(),
+                api_log: live.api_log,
                 tracer: live.tracer.clone(),
             },
             rt.clone(),
