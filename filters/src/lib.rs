@@ -15,6 +15,7 @@ pub mod cloudevent;
 pub mod context;
 pub mod error;
 pub mod handlers;
+pub mod invocation_metrics;
 pub mod metrics;
 pub mod resiliency;
 pub mod runtime;

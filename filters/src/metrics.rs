@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus::{CounterVec, Encoder, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Dapr's default latency buckets, in milliseconds.
 const LATENCY_MS: &[f64] = &[
@@ -80,6 +82,14 @@ pub struct Metrics {
     pub resiliency_loaded: CounterVec,
     pub resiliency_count: CounterVec,
     pub resiliency_activations: CounterVec,
+    pub resiliency_cb_state: IntGaugeVec,
+    pub invoke_req_sent: CounterVec,
+    pub invoke_res_recv: CounterVec,
+    pub invoke_res_recv_latency: HistogramVec,
+    pub invoke_req_recv: CounterVec,
+    pub invoke_res_sent: CounterVec,
+    pub http_client_completed: CounterVec,
+    pub http_client_latency: HistogramVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
@@ -263,6 +273,63 @@ impl Metrics {
                 "Number of times a resiliency policy has been activated in a building block after a failure or after a state change.",
                 &RESILIENCY,
             ),
+            resiliency_cb_state: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "dapr_resiliency_cb_state",
+                        "A resiliency policy's current circuit breaker state: one series per state, 1 for the current one.",
+                    ),
+                    &RESILIENCY,
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric registered once");
+                g
+            },
+            invoke_req_sent: counter(
+                &r,
+                "dapr_runtime_service_invocation_req_sent_total",
+                "The number of requests sent via service invocation.",
+                &["app_id", "dst_app_id", "type"],
+            ),
+            invoke_res_recv: counter(
+                &r,
+                "dapr_runtime_service_invocation_res_recv_total",
+                "The number of responses received via service invocation.",
+                &["app_id", "src_app_id", "status", "type"],
+            ),
+            invoke_res_recv_latency: histogram(
+                &r,
+                "dapr_runtime_service_invocation_res_recv_latency_ms",
+                "The latency of service invocation response.",
+                &["app_id", "src_app_id", "status"],
+                LATENCY_MS,
+            ),
+            invoke_req_recv: counter(
+                &r,
+                "dapr_runtime_service_invocation_req_recv_total",
+                "The number of requests received via service invocation.",
+                &["app_id", "src_app_id"],
+            ),
+            invoke_res_sent: counter(
+                &r,
+                "dapr_runtime_service_invocation_res_sent_total",
+                "The number of responses sent via service invocation.",
+                &["app_id", "dst_app_id", "status"],
+            ),
+            http_client_completed: counter(
+                &r,
+                "dapr_http_client_completed_count",
+                "Count of completed requests to the app.",
+                &["app_id", "method", "path", "status"],
+            ),
+            http_client_latency: histogram(
+                &r,
+                "dapr_http_client_roundtrip_latency",
+                "Time from sending the request to the app to its response (ms).",
+                &["app_id", "method", "path", "status"],
+                LATENCY_MS,
+            ),
             registry: r,
         }
     }
@@ -284,7 +351,7 @@ pub struct ComponentMetrics {
     pub namespace: String,
 }
 
-fn ms(started: Instant) -> f64 {
+pub(crate) fn ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 

@@ -165,3 +165,92 @@ async fn pubsub_and_secret_component_metrics() {
         1.0
     );
 }
+
+/// daprd's service-invocation metrics on both sides of a call, and the
+/// callee's app-channel client metrics.
+#[tokio::test]
+async fn service_invocation_metrics_on_caller_and_callee() {
+    let (port, _app) = crate::invoke::echo_app("b").await;
+    let (a_id, b_id) = (spar_tests::unique("mi-a"), spar_tests::unique("mi-b"));
+    let a = Sidecar::start(Options {
+        app_id: a_id.clone(),
+        ..Default::default()
+    });
+    let b = Sidecar::start(Options {
+        app_id: b_id.clone(),
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{b_id}/method/m", a.http());
+    let r = crate::invoke::call(&c, c.post(&url).body("x")).await;
+    assert_eq!(r.status(), 200);
+    for _ in 0..2 {
+        let r = c.post(&url).body("x").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let scrape = |url: String| {
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let ta = scrape(a.metrics_url()).await;
+    let (app_a, app_b) = (format!("app_id=\"{a_id}\""), format!("app_id=\"{b_id}\""));
+    let (dst_b, src_b) = (
+        format!("dst_app_id=\"{b_id}\""),
+        format!("src_app_id=\"{b_id}\""),
+    );
+    // The first call may have been retried while mDNS found b: at least 3.
+    assert!(
+        sample(
+            &ta,
+            "dapr_runtime_service_invocation_req_sent_total",
+            &[&app_a, &dst_b, "type=\"unary\""]
+        ) >= 3.0,
+        "{ta}"
+    );
+    assert!(
+        sample(
+            &ta,
+            "dapr_runtime_service_invocation_res_recv_total",
+            &[&app_a, &src_b, "status=\"200\""]
+        ) == 3.0,
+        "{ta}"
+    );
+    assert!(
+        sample(
+            &ta,
+            "dapr_runtime_service_invocation_res_recv_latency_ms_count",
+            &[&app_a, &src_b]
+        ) >= 3.0
+    );
+    let tb = scrape(b.metrics_url()).await;
+    let (src_a, dst_a) = (
+        format!("src_app_id=\"{a_id}\""),
+        format!("dst_app_id=\"{a_id}\""),
+    );
+    assert_eq!(
+        sample(
+            &tb,
+            "dapr_runtime_service_invocation_req_recv_total",
+            &[&app_b, &src_a]
+        ),
+        3.0,
+        "{tb}"
+    );
+    assert_eq!(
+        sample(
+            &tb,
+            "dapr_runtime_service_invocation_res_sent_total",
+            &[&app_b, &dst_a, "status=\"200\""]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &tb,
+            "dapr_http_client_completed_count",
+            &[&app_b, "method=\"POST\"", "status=\"200\""]
+        ),
+        3.0
+    );
+}

@@ -189,6 +189,19 @@ async fn invocation_retry_timeout_and_breaker() {
     assert!(has("policy=\"circuitbreaker\"") && has("status=\"open\""));
     assert!(has(&format!("target=\"app_{breaker_app}\"")) && has("flow_direction=\"outbound\""));
     assert!(text.contains("dapr_resiliency_loaded"));
+    // The breaker is closed again: the state gauge says so.
+    let cb = |state: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("dapr_resiliency_cb_state")
+                    && l.contains(&format!("target=\"app_{breaker_app}\""))
+                    && l.contains(&format!("status=\"{state}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(cb("closed").as_deref(), Some("1"), "{text}");
+    assert_eq!(cb("open").as_deref(), Some("0"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,6 +97,28 @@ impl Policy {
 
     fn executed(&self, policy: &str, status: &str) {
         self.bump(|m| &m.resiliency_count, policy, status);
+        if policy == "circuitbreaker" {
+            self.cb_state(status);
+        }
+    }
+
+    /// daprd's `cb_state` gauge: one series per state, 1 for the current.
+    fn cb_state(&self, current: &str) {
+        if let Some(r) = &self.metrics {
+            for s in ["closed", "half-open", "open"] {
+                r.m.resiliency_cb_state
+                    .with_label_values(&[
+                        &r.app_id,
+                        &self.resource,
+                        "circuitbreaker",
+                        &r.namespace,
+                        self.direction,
+                        &self.target,
+                        s,
+                    ])
+                    .set(i64::from(s == current));
+            }
+        }
     }
 
     fn retriable(&self, v: Verdict) -> bool {

@@ -1,6 +1,7 @@
 //! `dapr.proto.runtime.v1.Dapr`: each RPC decodes into a typed request, runs
 //! the shared chain and encodes the answer.
 
+use spar_filters::invocation_metrics::CallType;
 use std::sync::Arc;
 
 use prost::Message;
@@ -115,6 +116,12 @@ impl Dapr for DaprApi {
             .await;
         match r? {
             Response::Proxy(up) => {
+                let dst = m.id.split('.').next().unwrap_or_default().to_owned();
+                let metered = !matches!(up, spar_filters::handlers::invoke::Upstream::External(_));
+                let started = std::time::Instant::now();
+                if let (Some(mx), true) = (&self.rt.metrics, metered) {
+                    mx.invoke_sent(&dst, CallType::Unary);
+                }
                 let mut span = ctx.span.take();
                 let trace = span
                     .as_ref()
@@ -127,10 +134,15 @@ impl Dapr for DaprApi {
                     self.rt.app_token.as_deref(),
                     deadline,
                     trace,
+                    &self.rt.app_id,
                 )
                 .await;
                 if let (Some(s), Err(e)) = (span.as_mut(), &r) {
                     s.grpc_status(e.code() as i32, e.message());
+                }
+                if let (Some(mx), true) = (&self.rt.metrics, metered) {
+                    let code = r.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
+                    mx.invoke_answered(&dst, &code.to_string(), CallType::Unary, started);
                 }
                 r.map(GrpcResponse::new)
             }

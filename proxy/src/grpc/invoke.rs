@@ -96,8 +96,9 @@ pub async fn call(
     app_token: Option<&str>,
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
+    caller: &str,
 ) -> Result<InvokeResponse, Status> {
-    let fut = send(clients, up, msg, app_token, deadline, trace);
+    let fut = send(clients, up, msg, app_token, deadline, trace, caller);
     match deadline {
         Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
             Err(Status::deadline_exceeded(
@@ -115,6 +116,7 @@ async fn send(
     app_token: Option<&str>,
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
+    caller: &str,
 ) -> Result<InvokeResponse, Status> {
     let ext = msg.http_extension.unwrap_or_default();
     let traceparent = trace.map(SpanContext::traceparent);
@@ -146,6 +148,7 @@ async fn send(
             for (k, v) in trace_headers.clone() {
                 b = b.header(k, v);
             }
+            b = b.header("dapr-caller-app-id", caller);
             let req = b
                 .body(tonic::body::Body::new(http_body_util::Full::new(body)))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;

@@ -57,6 +57,7 @@ pub async fn serve(
             chain: chain.clone(),
             peers: peers.clone(),
             app: app.clone(),
+            rt: rt.clone(),
         };
         let mut stop = stop.clone();
         tasks.push(tokio::spawn(async move {

@@ -6,6 +6,7 @@
 //! It is a tower layer in front of tonic's routes: the chain decides (auth,
 //! name resolution), the body is never buffered.
 
+use spar_filters::invocation_metrics::CallType;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct Proxy {
     pub peers: Arc<PeerClient>,
     /// To this sidecar's own app (self-invocation), h2c.
     pub app: Arc<PeerClient>,
+    pub rt: Arc<spar_filters::Runtime>,
 }
 
 #[derive(Clone)]
@@ -140,6 +142,17 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(super::invoke::own_deadline);
+        let dst = app_id.split('.').next().unwrap_or_default().to_owned();
+        if let Upstream::Sidecar { .. } = up {
+            let h = req.headers_mut();
+            if let Ok(v) = self.rt.app_id.parse() {
+                h.insert("dapr-caller-app-id", v);
+            }
+            if let Ok(v) = dst.parse() {
+                h.insert("dapr-callee-app-id", v);
+            }
+        }
+        let started = std::time::Instant::now();
         let (client, addr) = match up {
             Upstream::Sidecar { addr, .. } => (&self.peers, addr),
             Upstream::App { addr, .. } => (&self.app, addr),
@@ -149,6 +162,9 @@ impl Proxy {
                 ))
             }
         };
+        if let Some(m) = &self.rt.metrics {
+            m.invoke_sent(&dst, CallType::Streaming);
+        }
         let send = client.send(addr, req);
         let resp = match deadline {
             Some(d) => tokio::time::timeout(d, send).await.map_err(|_| {
@@ -164,6 +180,12 @@ impl Proxy {
         });
         if let (Some(s), Err(e)) = (span.as_mut(), &resp) {
             s.grpc_status(e.code() as i32, e.message());
+        }
+        if let Some(m) = &self.rt.metrics {
+            // The call's own status travels in trailers, after this point;
+            // the label is the transport outcome (0 = the callee answered).
+            let code = resp.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
+            m.invoke_answered(&dst, &code.to_string(), CallType::Streaming, started);
         }
         // The span covers the call up to the callee's answer headers.
         drop(span);

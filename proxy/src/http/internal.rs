@@ -44,6 +44,10 @@ pub struct Inbound {
     /// The callee-side span (`CallLocal/{app}/{method}`, kind SERVER),
     /// ended once the app has answered.
     span: Option<Span>,
+    /// The calling app (SPIFFE ID under mTLS, else `dapr-caller-app-id`).
+    src: String,
+    method: &'static str,
+    started: Option<Instant>,
 }
 
 /// Puts the caller's SPIFFE ID (from its client certificate) on the
@@ -112,6 +116,21 @@ impl ProxyHttp for InternalApi {
                 invoke::write_error(session, &e).await?;
                 return Ok(true);
             }
+        }
+        if let Some(m) = &self.rt.metrics {
+            let req = session.req_header();
+            ctx.src = caller(session)
+                .map(|id| id.app_id)
+                .or_else(|| {
+                    req.headers
+                        .get("dapr-caller-app-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            ctx.method = super::static_method(req.method.as_str());
+            ctx.started = Some(Instant::now());
+            m.invoke_received(&ctx.src);
         }
         let Some(addr) = self.rt.app_addr() else {
             invoke::write_error(session, &ApiError::AppChannelNotInitialized).await?;
@@ -184,11 +203,18 @@ impl ProxyHttp for InternalApi {
     }
 
     async fn logging(&self, session: &mut Session, _: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map_or(502, |r| r.status.as_u16());
         if let Some(mut s) = ctx.span.take() {
-            s.http_status(
-                session
-                    .response_written()
-                    .map_or(502, |r| r.status.as_u16()),
+            s.http_status(status);
+        }
+        if let (Some(m), Some(started)) = (&self.rt.metrics, ctx.started) {
+            m.invoke_replied(
+                &ctx.src,
+                ctx.method,
+                spar_filters::metrics::http_status_label(status),
+                started,
             );
         }
     }

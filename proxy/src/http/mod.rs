@@ -20,6 +20,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::handlers::invoke::Upstream;
+use spar_filters::invocation_metrics::CallType;
 use spar_filters::metrics::Metrics;
 use spar_filters::{Chain, Ctx, Protocol, Runtime};
 use spar_resolvers::Target;
@@ -101,7 +102,19 @@ impl HttpApi {
                 (c.traceparent(), c.tracestate.as_deref().map(str::to_owned))
             }),
         };
+        if let Some(m) = &self.rt.metrics {
+            m.invoke_sent(app_name(&call.target), CallType::Unary);
+        }
         let r = resilient::invoke(session, &self.peers, &policy, c).await;
+        if let Some(m) = &self.rt.metrics {
+            let status = session.response_written().map_or(0, |r| r.status.as_u16());
+            m.invoke_answered(
+                app_name(&call.target),
+                spar_filters::metrics::http_status_label(status),
+                CallType::Unary,
+                call.started,
+            );
+        }
         if let Some((m, app_id)) = &self.metrics {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let ms = call.started.elapsed().as_secs_f64() * 1000.0;
@@ -193,7 +206,7 @@ impl HttpApi {
     }
 }
 
-fn static_method(m: &str) -> &'static str {
+pub(crate) fn static_method(m: &str) -> &'static str {
     match m {
         "GET" => "GET",
         "POST" => "POST",
@@ -250,6 +263,11 @@ impl ProxyHttp for HttpApi {
                     Ok(true)
                 }
                 Ok(Response::Proxy(u)) => {
+                    if let (Some(m), Upstream::Sidecar { .. } | Upstream::App { .. }) =
+                        (&self.rt.metrics, &u)
+                    {
+                        m.invoke_sent(app_name(&call.target), CallType::Unary);
+                    }
                     call.up = Some(u);
                     call.method = ctx.method;
                     call.span = ctx.span.take();
@@ -363,6 +381,11 @@ impl ProxyHttp for HttpApi {
     ) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
+            if let Upstream::Sidecar { .. } = u {
+                // daprd's caller/callee headers, for the callee and its app.
+                req.insert_header("dapr-caller-app-id", &self.rt.app_id)?;
+                req.insert_header("dapr-callee-app-id", app_name(&call.target))?;
+            }
             // External endpoints get the context too: they may trace.
             if let Some(s) = &call.span {
                 invoke::set_trace(req, s.context())?;
@@ -390,6 +413,16 @@ impl ProxyHttp for HttpApi {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(mut s) = call.span.take() {
             s.http_status(if status == 0 { 502 } else { status });
+        }
+        if let (Some(m), Some(Upstream::Sidecar { .. } | Upstream::App { .. })) =
+            (&self.rt.metrics, &call.up)
+        {
+            m.invoke_answered(
+                app_name(&call.target),
+                spar_filters::metrics::http_status_label(if status == 0 { 500 } else { status }),
+                CallType::Unary,
+                call.started,
+            );
         }
         let ms = call.started.elapsed().as_secs_f64() * 1000.0;
         if let Some((m, app_id)) = &self.metrics {

@@ -1,0 +1,72 @@
+//! daprd's service-invocation metrics (`dapr_runtime_service_invocation_*`)
+//! and the app-channel client metrics (`dapr_http_client_*`), recorded by
+//! the front ends where a call leaves or reaches this sidecar.
+
+use std::time::Instant;
+
+use crate::metrics::{ms, ComponentMetrics};
+
+/// `unary` or `streaming`, as daprd labels calls.
+#[derive(Clone, Copy)]
+pub enum CallType {
+    Unary,
+    Streaming,
+}
+
+impl CallType {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallType::Unary => "unary",
+            CallType::Streaming => "streaming",
+        }
+    }
+}
+
+impl ComponentMetrics {
+    /// Caller side: a request went to `dst`.
+    pub fn invoke_sent(&self, dst: &str, t: CallType) {
+        self.metrics
+            .invoke_req_sent
+            .with_label_values(&[&self.app_id, dst, t.as_str()])
+            .inc();
+    }
+
+    /// Caller side: `dst` answered with `status` (HTTP status or gRPC code).
+    /// daprd labels the answering app `src_app_id`.
+    pub fn invoke_answered(&self, dst: &str, status: &str, t: CallType, started: Instant) {
+        self.metrics
+            .invoke_res_recv
+            .with_label_values(&[&self.app_id, dst, status, t.as_str()])
+            .inc();
+        self.metrics
+            .invoke_res_recv_latency
+            .with_label_values(&[&self.app_id, dst, status])
+            .observe(ms(started));
+    }
+
+    /// Callee side: a request arrived from `src` ("" when unknown).
+    pub fn invoke_received(&self, src: &str) {
+        self.metrics
+            .invoke_req_recv
+            .with_label_values(&[&self.app_id, src])
+            .inc();
+    }
+
+    /// Callee side: the answer went back to `src`, and the app call it
+    /// took (the app channel's client metrics).
+    pub fn invoke_replied(&self, src: &str, method: &str, status: &str, app_started: Instant) {
+        self.metrics
+            .invoke_res_sent
+            .with_label_values(&[&self.app_id, src, status])
+            .inc();
+        let l = [self.app_id.as_str(), method, "", status];
+        self.metrics
+            .http_client_completed
+            .with_label_values(&l)
+            .inc();
+        self.metrics
+            .http_client_latency
+            .with_label_values(&l)
+            .observe(ms(app_started));
+    }
+}
