@@ -5,6 +5,12 @@
 #   nginx ×2      load generator → nginx → nginx → app (keep-alive upstreams)
 #   spar ×2       load generator → caller sidecar → callee sidecar → app
 #   spar ×2 mTLS  the same with --enable-mtls (certificates from spar sentry)
+#   spar-bare     spar ×2 with the chain's optional filters off (no metrics,
+#                 no tracing, no resiliency)
+#   spar-full     spar ×2 with the full chain: metrics, tracing sampled at 1
+#                 (Zipkin export to an nginx sink), a resiliency policy
+#                 (timeout, retry, circuit breaker) on the callee app
+# ("spar" itself is the default: metrics on, no tracing, no resiliency.)
 # Open-loop load at fixed rates (bench/loadgen: latency measured from the
 # scheduled send time), ROUNDS rounds interleaved, median of the rounds per
 # cell; then maximum throughput (closed loop, 32 connections).
@@ -55,6 +61,33 @@ sidecars() { # tag base-port extra-args...
     --dapr-grpc-port $((b+4)) --metrics-port $((b+5)) --log-level warn "$@" & pids+=($!)
 }
 sidecars plain $((P+20))
+# The Zipkin sink for the full chain: accepts every batch.
+nginx_conf zipkin-sink "" "server { listen 127.0.0.1:$((P+50)); location / { return 202; } }"
+cat >"$work/full.yaml" <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {name: bench-full}
+spec:
+  tracing:
+    samplingRate: "1"
+    zipkin: {endpointAddress: "http://127.0.0.1:$((P+50))/api/v2/spans"}
+YAML
+mkdir -p "$work/res-full"
+cat >"$work/res-full/resiliency.yaml" <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: {name: bench}
+spec:
+  policies:
+    timeouts: {t: 5s}
+    retries: {r: {policy: constant, duration: 10ms, maxRetries: 3}}
+    circuitBreakers: {cb: {maxRequests: 1, timeout: 10s, trip: consecutiveFailures > 50}}
+  targets:
+    apps:
+      callee-full: {timeout: t, retry: r, circuitBreaker: cb}
+YAML
+sidecars bare $((P+60)) --enable-metrics=false
+sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
 "$BIN" sentry --issuer-credentials "$work/certs" --port $((P+40)) --listen-address 127.0.0.1 --log-level warn & pids+=($!)
 for _ in $(seq 100); do [ -f "$work/certs/ca.crt" ] && break; sleep 0.05; done
 DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40))
@@ -64,8 +97,10 @@ declare -A URL=(
   [nginx]="http://127.0.0.1:$((P+11))/body"
   [spar]="http://127.0.0.1:$((P+23))/v1.0/invoke/callee-plain/method/body"
   [spar-mtls]="http://127.0.0.1:$((P+33))/v1.0/invoke/callee-mtls/method/body"
+  [spar-bare]="http://127.0.0.1:$((P+63))/v1.0/invoke/callee-bare/method/body"
+  [spar-full]="http://127.0.0.1:$((P+73))/v1.0/invoke/callee-full/method/body"
 )
-PATHS="direct nginx spar spar-mtls"
+PATHS="${PATHS:-direct nginx spar spar-mtls spar-bare spar-full}"
 for p in $PATHS; do
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$p]}")" = 200 ] && break; sleep 0.05; done
   "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools

@@ -132,6 +132,27 @@ async fn invocation_retry_timeout_and_breaker() {
     assert_eq!(r.text().await.unwrap(), "ok");
     assert_eq!(st.flaky.load(Ordering::SeqCst), 3);
 
+    // The same policy over gRPC InvokeService (Rust SDK): two failures
+    // retried, the caller sees the success.
+    st.flaky.store(0, Ordering::SeqCst);
+    let mut sdk =
+        dapr::Client::from_options(dapr::client::ClientOptions::new().with_address(caller.grpc()))
+            .await
+            .unwrap();
+    let r = sdk
+        .invoke_service(
+            retry_app.as_str(),
+            "flaky",
+            Some(prost_types::Any {
+                type_url: String::new(),
+                value: b"payload".to_vec(),
+            }),
+        )
+        .await
+        .expect("retried to success");
+    assert_eq!(r.data.unwrap().value, b"ok");
+    assert_eq!(st.flaky.load(Ordering::SeqCst), 3);
+
     // Hung: every attempt cut at 300 ms (4 attempts), well before 5 s.
     let t = Instant::now();
     let r = c.get(url(&retry_app, "hang")).send().await.unwrap();

@@ -2,6 +2,7 @@
 //! the shared chain and encodes the answer.
 
 use spar_filters::invocation_metrics::CallType;
+use spar_filters::resiliency::{Refused, Verdict};
 use std::sync::Arc;
 
 use prost::Message;
@@ -127,16 +128,41 @@ impl Dapr for DaprApi {
                     .as_ref()
                     .map(|s| s.context())
                     .or(ctx.trace_parent.as_ref());
-                let r = super::invoke::call(
-                    &self.clients,
-                    up,
-                    msg,
-                    self.rt.app_token.as_deref(),
-                    deadline,
-                    trace,
-                    &self.rt.app_id,
-                )
-                .await;
+                let send = || {
+                    super::invoke::call(
+                        &self.clients,
+                        up.clone(),
+                        msg.clone(),
+                        self.rt.app_token.as_deref(),
+                        deadline,
+                        trace,
+                        &self.rt.app_id,
+                    )
+                };
+                // A resiliency policy for the target app: the same executor
+                // as HTTP invocation (the request is one message, so every
+                // attempt resends it whole).
+                let policy = metered
+                    .then(|| self.rt.live().resiliency.app(&dst).cloned())
+                    .flatten();
+                let r = match policy {
+                    None => send().await,
+                    Some(p) => p
+                        .run(send, |r| match r {
+                            Ok(_) => Verdict::Success,
+                            Err(s) => Verdict::Failed(Some(s.code() as u32)),
+                        })
+                        .await
+                        .map_err(|e| match e {
+                            Refused::Failed(s) => s,
+                            Refused::Timeout(d) => Status::deadline_exceeded(format!(
+                                "fail to invoke {dst}: timeout after {d:?} (resiliency policy)"
+                            )),
+                            Refused::BreakerOpen => Status::unavailable(format!(
+                                "fail to invoke {dst}: circuit breaker is open"
+                            )),
+                        }),
+                };
                 if let (Some(s), Err(e)) = (span.as_mut(), &r) {
                     s.grpc_status(e.code() as i32, e.message());
                 }
