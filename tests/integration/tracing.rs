@@ -416,3 +416,44 @@ async fn sampling_rate_zero_exports_nothing() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(zspans.lock().unwrap().is_empty());
 }
+
+/// A collector that is down costs the request path nothing: every call
+/// succeeds, the export failure is logged, and the sidecar stays healthy.
+#[tokio::test]
+async fn collector_down_never_blocks_requests() {
+    let dead = spar_tests::free_port();
+    let cfg = config(
+        "1",
+        &format!("    zipkin:\n      endpointAddress: http://127.0.0.1:{dead}/api/v2/spans\n"),
+    );
+    let sc = sidecar(&unique("tr-down"), None, &cfg);
+    let c = Client::new();
+    let t = std::time::Instant::now();
+    for i in 0..300 {
+        let r = c
+            .post(format!("{}/v1.0/state/store", sc.http()))
+            .json(&json!([{"key": format!("k{i}"), "value": i}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    for _ in 0..50 {
+        if sc.stderr().contains("span export failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        sc.stderr().contains("span export failed"),
+        "{}",
+        sc.stderr()
+    );
+    let r = c
+        .get(format!("{}/v1.0/healthz", sc.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}

@@ -179,14 +179,16 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_instead_of_growing() {
         let (tx, _rx) = mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
         let q = Queue {
             tx,
-            dropped: Arc::new(AtomicU64::new(0)),
+            dropped: dropped.clone(),
         };
         let t = Tracer::new(1.0, Some(Arc::new(q)));
         for _ in 0..5 {
             drop(t.start(None, "x", spar_filters::trace::SpanKind::Client));
         }
         // Two queued, three dropped; nothing blocked.
+        assert_eq!(dropped.load(Ordering::Relaxed), 3);
     }
 }
