@@ -5,6 +5,8 @@
 #   nginx ×2      load generator → nginx → nginx → app (keep-alive upstreams)
 #   spar ×2       load generator → caller sidecar → callee sidecar → app
 #   spar ×2 mTLS  the same with --enable-mtls (certificates from spar sentry)
+#                 and tracing sampled at 0.1 (Zipkin export to an nginx sink):
+#                 the conditions of Dapr's published figures
 #   spar-bare     spar ×2 with the chain's optional filters off (no metrics,
 #                 no tracing, no resiliency)
 #   spar-full     spar ×2 with the full chain: metrics, tracing sampled at 1
@@ -23,7 +25,7 @@ BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
 ROUNDS="${3:-3}"
 RATES="${4:-1000 5000}"
-LOADGEN="${LOADGEN:-target/release/spar-loadgen}"
+LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 for t in nginx curl; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
 [ -x "$LOADGEN" ] || { echo "needs $LOADGEN (cargo build --release -p spar-loadgen)"; exit 1; }
 work=$(mktemp -d); chmod 755 "$work"  # nginx workers run as nobody
@@ -86,11 +88,20 @@ spec:
     apps:
       callee-full: {timeout: t, retry: r, circuitBreaker: cb}
 YAML
-sidecars bare $((P+60)) --enable-metrics=false
-sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
+cat >"$work/t01.yaml" <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: {name: bench-t01}
+spec:
+  tracing:
+    samplingRate: "0.1"
+    zipkin: {endpointAddress: "http://127.0.0.1:$((P+50))/api/v2/spans"}
+YAML
 "$BIN" sentry --issuer-credentials "$work/certs" --port $((P+40)) --listen-address 127.0.0.1 --log-level warn & pids+=($!)
 for _ in $(seq 100); do [ -f "$work/certs/ca.crt" ] && break; sleep 0.05; done
-DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40))
+DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
+sidecars bare $((P+60)) --enable-metrics=false
+sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
 
 declare -A URL=(
   [direct]="http://127.0.0.1:$P/body"
@@ -143,3 +154,15 @@ echo
 echo "| path | requests/s |"
 echo "|---|---|"
 for p in $PATHS; do echo "| $p | $(m "${R[max,$p]}") |"; done
+# Key figures for bench/run.sh's targets table.
+if [ -n "${SUMMARY:-}" ]; then
+  for rate in $RATES; do
+    for p in $PATHS; do
+      k=$(echo "$p" | tr '-' '_')
+      for q in p50 p90 p99; do
+        echo "INV_${rate}_${k}_${q}=$(m "${R[$rate,$p,$q]}")"
+      done
+    done
+  done >> "$SUMMARY"
+  for p in $PATHS; do echo "INV_MAX_$(echo "$p" | tr '-' '_')=$(m "${R[max,$p]}")"; done >> "$SUMMARY"
+fi

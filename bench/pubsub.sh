@@ -20,7 +20,7 @@ BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
 RATE="${3:-1000}"
 BROKERS="${4:-memory redis jetstream rabbitmq mqtt}"
-PB="${PUBBENCH:-target/release/spar-pubbench}"
+PB="${PUBBENCH:-$(dirname "$BIN")/spar-pubbench}"
 # Flat out: at most this many messages published but not yet delivered
 # (below Mosquitto's default max_queued_messages of 1000 per client).
 WINDOW="${WINDOW:-500}"

@@ -36,3 +36,6 @@ min=$(echo "$sorted" | head -1)
 echo "binary: $BIN ($(stat -c %s "$BIN") bytes)"
 echo "start → healthz 204 over $RUNS runs: min ${min}µs, median ${p50}µs, max ${max}µs (includes curl polling)"
 echo "idle VmRSS after 2 s (kB): ${rss[*]}"
+if [ -n "${SUMMARY:-}" ]; then
+  echo "STARTUP_MEDIAN_US=$p50" >> "$SUMMARY"
+fi

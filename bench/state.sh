@@ -2,7 +2,8 @@
 # State GET/SAVE latency through spar vs the backend's own client, side by
 # side in one run, one request at a time (latency, not throughput):
 #   through spar: wrk -t1 -c1 against GET /v1.0/state/{store}/{key} and
-#                 POST /v1.0/state/{store}
+#                 POST /v1.0/state/{store}; spar-grpcload (one connection,
+#                 closed loop) with gRPC GetState / SaveState
 #   direct:       redis-benchmark -c1 with the same commands spar sends
 #                 (HMGET data version / HSET + HINCRBY)
 # Usage: bench/state.sh [path/to/spar] [seconds]
@@ -10,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
+GRPCLOAD="${GRPCLOAD:-$(dirname "$BIN")/spar-grpcload}"
 PORT=$((21000 + RANDOM % 5000))
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -82,8 +84,9 @@ rb_lat() {
   redis-benchmark -c 1 -n 20000 --csv "$@" | awk -F, 'NR==2 {gsub(/"/,""); printf "%.3f %.3f\n", $(NF-3), $(NF-1)}'
 }
 
-echo "| store | op | through spar p50 / p99 (ms) | direct p50 / p99 (ms) | ratio p50 |"
-echo "|---|---|---|---|---|"
+echo "| store | op | through spar HTTP p50 / p99 (ms) | through spar gRPC p50 / p99 (ms) | direct p50 / p99 (ms) | ratio p50 (HTTP, gRPC) |"
+echo "|---|---|---|---|---|---|"
+glat() { "$GRPCLOAD" "127.0.0.1:$((PORT + 1))" "$@" --max --connections 1 --seconds "$SECS" | awk '{printf "%.3f %.3f\n", $1, $3}'; }
 # pgbench with the statements spar runs for a GET and a SAVE.
 cat >"$work/pg_get.sql" <<'SQL'
 SELECT value, etag, expires_at FROM statebench WHERE key = 'statebench||bench' AND (expires_at IS NULL OR expires_at > 0);
@@ -101,19 +104,22 @@ for store in memory sqlite redis postgres; do
   curl -s -X POST "http://127.0.0.1:$PORT/v1.0/state/$store" -d '[{"key":"bench","value":{"name":"spar","n":42}}]' >/dev/null
   read -r g50 g99 < <(wrk_lat "http://127.0.0.1:$PORT/v1.0/state/$store/bench")
   read -r s50 s99 < <(wrk_lat -s "$work/save.lua" "http://127.0.0.1:$PORT/v1.0/state/$store")
+  read -r gg50 gg99 < <(glat get --store "$store" --key bench)
+  read -r gs50 gs99 < <(glat save --store "$store" --key gbench --body 32)
   if [ "$store" = redis ]; then
     read -r d50 d99 < <(rb_lat HMGET "statebench||bench" data version)
     read -r e50 e99 < <(rb_lat EVAL "redis.call('HSET', KEYS[1], 'data', ARGV[1]); return redis.call('HINCRBY', KEYS[1], 'version', 1)" 1 rbbench '{"name":"spar","n":42}')
-    echo "| redis | GET | $g50 / $g99 | $d50 / $d99 (redis-benchmark HMGET) | $(awk -v a="$g50" -v b="$d50" 'BEGIN{printf "%.1f×", a/b}') |"
-    echo "| redis | SAVE | $s50 / $s99 | $e50 / $e99 (redis-benchmark EVAL HSET+HINCRBY) | $(awk -v a="$s50" -v b="$e50" 'BEGIN{printf "%.1f×", a/b}') |"
+    echo "| redis | GET | $g50 / $g99 | $gg50 / $gg99 | $d50 / $d99 (redis-benchmark HMGET) | $(awk -v a="$g50" -v c="$gg50" -v b="$d50" 'BEGIN{printf "%.1f×, %.1f×", a/b, c/b}') |"
+    echo "| redis | SAVE | $s50 / $s99 | $gs50 / $gs99 | $e50 / $e99 (redis-benchmark EVAL HSET+HINCRBY) | $(awk -v a="$s50" -v c="$gs50" -v b="$e50" 'BEGIN{printf "%.1f×, %.1f×", a/b, c/b}') |"
+    echo "REDIS_GET_RATIO=$(awk -v a="$g50" -v c="$gg50" -v b="$d50" 'BEGIN{printf "%.2f", (a<c?a:c)/b}')" >> "${SUMMARY:-/dev/null}"
   elif [ "$store" = postgres ]; then
     d=$(pg_lat "$work/pg_get.sql")
     e=$(pg_lat "$work/pg_save.sql")
-    echo "| postgres | GET | $g50 / $g99 | $d average (pgbench, same SELECT) | $(awk -v a="$g50" -v b="$d" 'BEGIN{printf "%.1f×", a/b}') |"
-    echo "| postgres | SAVE | $s50 / $s99 | $e average (pgbench, same upsert) | $(awk -v a="$s50" -v b="$e" 'BEGIN{printf "%.1f×", a/b}') |"
+    echo "| postgres | GET | $g50 / $g99 | $gg50 / $gg99 | $d average (pgbench, same SELECT) | $(awk -v a="$g50" -v c="$gg50" -v b="$d" 'BEGIN{printf "%.1f×, %.1f×", a/b, c/b}') |"
+    echo "| postgres | SAVE | $s50 / $s99 | $gs50 / $gs99 | $e average (pgbench, same upsert) | $(awk -v a="$s50" -v c="$gs50" -v b="$e" 'BEGIN{printf "%.1f×, %.1f×", a/b, c/b}') |"
   else
-    echo "| $store | GET | $g50 / $g99 | – | – |"
-    echo "| $store | SAVE | $s50 / $s99 | – | – |"
+    echo "| $store | GET | $g50 / $g99 | $gg50 / $gg99 | – | – |"
+    echo "| $store | SAVE | $s50 / $s99 | $gs50 / $gs99 | – | – |"
   fi
 done
 redis-cli DEL "statebench||bench" rbbench >/dev/null

@@ -6,7 +6,8 @@
 #   password), RabbitMQ 5672 (guest/guest), Mosquitto 1883 (anonymous),
 #   NATS with JetStream 4222; cmake and protoc (build), dnsmasq (a real DNS
 #   server the Kubernetes name-resolution test runs on a private port),
-#   prometheus (the metrics test runs its own server scraping spar).
+#   prometheus (the metrics test runs its own server scraping spar), nginx
+#   (the benchmark smoke test's baseline proxy and app).
 #
 # A service that already accepts connections is left alone. One that is
 # installed but down is started. One that is missing (a fresh Debian machine)
@@ -270,7 +271,7 @@ for s in "${SERVICES[@]}"; do
 done
 
 tool_msgs=()
-for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq prometheus:prometheus; do
+for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq prometheus:prometheus nginx:nginx; do
   tool=${pair%%:*} pkg=${pair#*:}
   if command -v "$tool" >/dev/null 2>&1; then
     tool_msgs+=("$tool: present")
@@ -284,7 +285,7 @@ done
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   apt_install "${missing_pkgs[@]}"
 fi
-for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq prometheus:prometheus; do
+for pair in cmake:cmake protoc:protobuf-compiler dnsmasq:dnsmasq prometheus:prometheus nginx:nginx; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || die "${pair%%:*} still missing after installing ${pair#*:}"
 done
 

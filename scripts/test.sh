@@ -9,6 +9,9 @@
 #   3. build     cargo build --workspace --bins
 #   4. nextest   cargo nextest run --workspace --no-fail-fast
 #   5. pytest    the Python SDK tests in tests/python against target/debug/spar
+#   6. bench     bench/run.sh --smoke: the benchmark command still starts and
+#                completes one short scenario (debug binaries; no timing is
+#                asserted)
 #
 # Stops at the first step that fails, with a non-zero exit. Idempotent.
 set -euo pipefail
@@ -122,4 +125,9 @@ end
 # 5.
 begin pytest
 SPAR_BIN="$TARGET_DIR/debug/spar" "$VENV/bin/python" -m pytest -q tests/python
+end
+
+# 6.
+begin bench
+./bench/run.sh --smoke
 end

@@ -64,7 +64,9 @@ where
             loop {
                 // Open loop: this connection owns every n-th slot of the schedule.
                 let scheduled = match rate {
-                    Some(r) => start + Duration::from_secs_f64((i * n as u64 + k as u64) as f64 / r),
+                    Some(r) => {
+                        start + Duration::from_secs_f64((i * n as u64 + k as u64) as f64 / r)
+                    }
                     None => Instant::now().max(start),
                 };
                 if scheduled >= end {

@@ -47,7 +47,10 @@ impl Conn for Http {
             .uri(self.url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
             .header(
                 "host",
-                self.url.authority().map(|a| a.as_str()).unwrap_or("localhost"),
+                self.url
+                    .authority()
+                    .map(|a| a.as_str())
+                    .unwrap_or("localhost"),
             )
             .body(Full::new(self.body.clone()))
             .map_err(|e| e.to_string())?;

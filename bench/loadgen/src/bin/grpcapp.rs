@@ -44,13 +44,14 @@ async fn main() {
         tcp.set_nodelay(true).ok();
         let answer = answer.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let answer = answer.clone();
-                async move {
-                    let mut g = tonic::server::Grpc::new(Raw);
-                    Ok::<_, Infallible>(g.unary(answer, req).await)
-                }
-            });
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let mut g = tonic::server::Grpc::new(Raw);
+                        Ok::<_, Infallible>(g.unary(answer, req).await)
+                    }
+                });
             let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Resource use of a sidecar pair, side by side with two nginx proxy hops:
+# resident memory (VmRSS) idle and at the end of a fixed-rate run, and CPU
+# seconds per 1,000 requests (utime + stime from /proc over the run). The
+# load is app → proxy → proxy → app (nginx serving 1 KB), as bench/invoke.sh.
+#
+# Usage: bench/resources.sh [spar binary] [seconds] [rate]
+#   defaults: target/release/spar 10 1000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${1:-target/release/spar}"
+SECS="${2:-10}"
+RATE="${3:-1000}"
+LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
+command -v nginx >/dev/null || { echo "needs nginx"; exit 1; }
+work=$(mktemp -d); chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  wait 2>/dev/null || true; rm -rf "$work"
+}
+trap cleanup EXIT
+P=$((35000 + RANDOM % 5000))
+head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
+nginx_conf() { # name body
+  cat >"$work/$1.conf" <<NGINX
+daemon on; pid $work/$1.pid; error_log $work/$1.err; worker_processes 1;
+events { worker_connections 4096; }
+http { access_log off; $2 }
+NGINX
+  nginx -c "$work/$1.conf"
+}
+nginx_conf app "server { listen 127.0.0.1:$P; location / { root $work; try_files /body =404; } }"
+hop() { nginx_conf "$1" "upstream up { server 127.0.0.1:$3; keepalive 128; }
+  server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"; }
+hop hop2 $((P+1)) $P
+hop hop1 $((P+2)) $((P+1))
+"$BIN" run --app-id rcallee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
+  --dapr-grpc-port $((P+11)) --metrics-port $((P+12)) --log-level warn & callee=$!; pids+=($callee)
+"$BIN" run --app-id rcaller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \
+  --dapr-grpc-port $((P+14)) --metrics-port $((P+15)) --log-level warn & caller=$!; pids+=($caller)
+SPAR_URL="http://127.0.0.1:$((P+13))/v1.0/invoke/rcallee/method/body"
+NGINX_URL="http://127.0.0.1:$((P+2))/body"
+for u in "$SPAR_URL" "$NGINX_URL"; do
+  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$u")" = 200 ] && break; sleep 0.05; done
+done
+# nginx's worker processes (the masters only fork them).
+workers() { for f in "$work"/hop1.pid "$work"/hop2.pid; do pgrep -P "$(cat "$f")"; done | tr '\n' ' '; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+HZ=$(getconf CLK_TCK)
+sleep 2
+idle_caller=$(rss "$caller"); idle_callee=$(rss "$callee")
+nw=$(workers); idle_nginx=0; for w in $nw; do idle_nginx=$((idle_nginx + $(rss "$w"))); done
+
+measure() { # url pids... → "requests cpu_ticks peak_rss_of_first"
+  local url=$1; shift
+  local t0; t0=$(ticks "$@")
+  local out; out=$("$LOADGEN" "$url" --rate "$RATE" --seconds "$SECS" --connections 32 >/dev/null &
+    lp=$!; peak=0
+    while kill -0 $lp 2>/dev/null; do r=$(rss "$1"); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.5; done
+    wait $lp >/dev/null; echo "$peak")
+  local t1; t1=$(ticks "$@")
+  echo "$((t1 - t0)) $out"
+}
+read -r spar_ticks peak_caller < <(measure "$SPAR_URL" "$caller" "$callee")
+peak_callee=$(rss "$callee")
+# shellcheck disable=SC2086
+read -r nginx_ticks _ < <(measure "$NGINX_URL" $nw)
+req=$(awk -v r="$RATE" -v s="$SECS" 'BEGIN {print r*s}')
+per() { awk -v t="$1" -v hz="$HZ" -v n="$req" 'BEGIN {printf "%.3f", t/hz/(n/1000)}'; }
+echo "Resources, two hops each, ${RATE} req/s for ${SECS}s, 1 KB answers:"
+echo
+echo "| figure | spar caller | spar callee | nginx ×2 (both workers) |"
+echo "|---|---|---|---|"
+echo "| idle VmRSS (MB) | $(awk -v k="$idle_caller" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$idle_callee" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$idle_nginx" 'BEGIN{printf "%.1f", k/1024}') |"
+echo "| VmRSS under load (MB) | $(awk -v k="$peak_caller" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$peak_callee" 'BEGIN{printf "%.1f", k/1024}') | – |"
+echo "| CPU s per 1,000 requests (both hops) | $(per "$spar_ticks") (pair) | | $(per "$nginx_ticks") |"
+echo
+echo "binary: $(stat -c %s "$BIN") bytes ($BIN)"
+{
+  echo "IDLE_RSS_KB=$(( idle_caller > idle_callee ? idle_caller : idle_callee ))"
+  echo "LOAD_RSS_KB=$(( peak_caller > peak_callee ? peak_caller : peak_callee ))"
+  echo "CPU_PER_1000=$(per "$spar_ticks")"
+  echo "NGINX_CPU_PER_1000=$(per "$nginx_ticks")"
+  echo "BINARY_BYTES=$(stat -c %s "$BIN")"
+} > "${SUMMARY:-/dev/null}"
