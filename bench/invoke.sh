@@ -32,7 +32,7 @@ work=$(mktemp -d); chmod 755 "$work"  # nginx workers run as nobody
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work"/nginx*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
   wait 2>/dev/null || true; rm -rf "$work"
 }
 trap cleanup EXIT

@@ -118,4 +118,12 @@ start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
   echo "Suite time: $((SECONDS - T0)) s."
 } >>"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
-echo "== wrote $OUT in $((SECONDS - T0)) s"
+# The same tables go into bench/README.md between its result markers.
+README="$ROOT/bench/README.md"
+if grep -q '<!-- results:start -->' "$README"; then
+  awk -v f="$OUT" '
+    /<!-- results:start -->/ {print; while ((getline l < f) > 0) if (l !~ /^# /) print l; skip=1; next}
+    /<!-- results:end -->/ {skip=0}
+    !skip {print}' "$README" >"$README.tmp" && mv "$README.tmp" "$README"
+fi
+echo "== wrote $OUT (and bench/README.md) in $((SECONDS - T0)) s"
