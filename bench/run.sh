@@ -122,7 +122,7 @@ mv "$OUT.tmp" "$OUT"
 README="$ROOT/bench/README.md"
 if grep -q '<!-- results:start -->' "$README"; then
   awk -v f="$OUT" '
-    /<!-- results:start -->/ {print; while ((getline l < f) > 0) if (l !~ /^# /) print l; skip=1; next}
+    /<!-- results:start -->/ {print; while ((getline l < f) > 0) { if (l ~ /^# /) continue; if (l ~ /^## /) l = "#" l; print l }; skip=1; next}
     /<!-- results:end -->/ {skip=0}
     !skip {print}' "$README" >"$README.tmp" && mv "$README.tmp" "$README"
 fi
