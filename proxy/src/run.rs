@@ -272,6 +272,8 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     let _ = bg.block_on(async { tokio::time::timeout(grace, grpc_task).await });
     // In-flight deliveries finish (bounded by the grace period) before exit.
     let _ = bg.block_on(async { tokio::time::timeout(grace, subscriber).await });
+    // Spans still queued for export go out (at most 2 s).
+    bg.block_on(crate::telemetry::flush(Duration::from_secs(2)));
     bg.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(code, "spar stopped");
     Ok(code)

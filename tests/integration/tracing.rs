@@ -457,3 +457,39 @@ async fn collector_down_never_blocks_requests() {
         .unwrap();
     assert_eq!(r.status(), 204);
 }
+
+/// Spans still queued when the sidecar is told to stop are exported before
+/// it exits (the batch interval is 1 s; the stop comes at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_spans_are_flushed_at_shutdown() {
+    let (zport, zspans) = zipkin_receiver().await;
+    let cfg = config(
+        "1",
+        &format!("    zipkin:\n      endpointAddress: http://127.0.0.1:{zport}/api/v2/spans\n"),
+    );
+    let mut sc = sidecar(&unique("tr-stop"), None, &cfg);
+    let c = Client::new();
+    let parent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+    let r = c
+        .get(format!("{}/v1.0/state/store/k", sc.http()))
+        .header("traceparent", &parent)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let code = tokio::task::spawn_blocking(move || sc.terminate())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    let got: Vec<Got> = zspans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.trace_id == TRACE)
+        .cloned()
+        .collect();
+    assert!(
+        got.iter().any(|s| s.name == "/v1.0/state/store/k"),
+        "{got:?}"
+    );
+}

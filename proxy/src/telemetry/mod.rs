@@ -7,13 +7,13 @@
 mod otlp;
 mod zipkin;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use spar_config::TracingSpec;
 use spar_filters::trace::{SpanData, SpanSink, Tracer};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Spans waiting for export; beyond this they are dropped.
 const QUEUE: usize = 4096;
@@ -123,30 +123,67 @@ pub fn start(spec: Option<&TracingSpec>, app_id: &str) -> Result<Tracer, String>
     Ok(Tracer::new(rate, Some(Arc::new(Queue { tx, dropped }))))
 }
 
+/// Flips to true at shutdown: every export worker sends what it holds and
+/// stops, so the last second of spans is not lost when the sidecar exits.
+fn stopping() -> &'static watch::Sender<bool> {
+    static STOP: OnceLock<watch::Sender<bool>> = OnceLock::new();
+    STOP.get_or_init(|| watch::channel(false).0)
+}
+
+/// Workers still exporting.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Asks every export worker to send what it holds, and waits for them (at
+/// most `within`).
+pub async fn flush(within: Duration) {
+    stopping().send_replace(true);
+    let deadline = tokio::time::Instant::now() + within;
+    while RUNNING.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn worker(mut rx: mpsc::Receiver<SpanData>, backends: Vec<Backend>, dropped: Arc<AtomicU64>) {
+    RUNNING.fetch_add(1, Ordering::AcqRel);
+    let mut stop = stopping().subscribe();
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        match rx.recv().await {
-            Some(s) => batch.push(s),
-            None => return,
+    let mut last = false;
+    while !last {
+        tokio::select! {
+            s = rx.recv() => match s {
+                Some(s) => batch.push(s),
+                None => last = true,
+            },
+            _ = stop.wait_for(|s| *s) => last = true,
         }
-        let flush_at = tokio::time::Instant::now() + FLUSH;
-        while batch.len() < BATCH {
-            tokio::select! {
-                s = rx.recv() => match s {
-                    Some(s) => batch.push(s),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(flush_at) => break,
+        if !last {
+            let flush_at = tokio::time::Instant::now() + FLUSH;
+            while batch.len() < BATCH {
+                tokio::select! {
+                    s = rx.recv() => match s {
+                        Some(s) => batch.push(s),
+                        None => { last = true; break }
+                    },
+                    _ = tokio::time::sleep_until(flush_at) => break,
+                    _ = stop.wait_for(|s| *s) => { last = true; break }
+                }
             }
         }
-        for b in &backends {
-            if let Err(e) = b.export(&batch).await {
-                tracing::warn!(
-                    exporter = b.name(),
-                    spans = batch.len(),
-                    "span export failed: {e}"
-                );
+        if last {
+            // Shutting down: take what is queued too (bounded by the queue).
+            while let Ok(s) = rx.try_recv() {
+                batch.push(s);
+            }
+        }
+        for chunk in batch.chunks(BATCH) {
+            for b in &backends {
+                if let Err(e) = b.export(chunk).await {
+                    tracing::warn!(
+                        exporter = b.name(),
+                        spans = chunk.len(),
+                        "span export failed: {e}"
+                    );
+                }
             }
         }
         batch.clear();
@@ -155,6 +192,7 @@ async fn worker(mut rx: mpsc::Receiver<SpanData>, backends: Vec<Backend>, droppe
             tracing::warn!(spans = lost, "spans dropped: export queue full");
         }
     }
+    RUNNING.fetch_sub(1, Ordering::AcqRel);
 }
 
 #[cfg(test)]
