@@ -44,6 +44,24 @@ impl ComponentMetrics {
             .observe(ms(started));
     }
 
+    /// A gRPC call this sidecar made (to its app, or to a peer sidecar):
+    /// daprd's `grpc.io/client` views.
+    pub fn grpc_client(&self, method: &str, code: i32, started: Instant) {
+        let l = [
+            self.app_id.as_str(),
+            method,
+            crate::metrics::grpc_status_name(code),
+        ];
+        self.metrics
+            .grpc_client_completed
+            .with_label_values(&l)
+            .inc();
+        self.metrics
+            .grpc_client_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
     /// Callee side: a request arrived from `src` ("" when unknown).
     pub fn invoke_received(&self, src: &str) {
         self.metrics

@@ -89,6 +89,8 @@ pub struct Metrics {
     pub invoke_req_recv: CounterVec,
     pub invoke_res_sent: CounterVec,
     pub http_client_completed: CounterVec,
+    pub grpc_client_completed: CounterVec,
+    pub grpc_client_latency: HistogramVec,
     pub http_client_latency: HistogramVec,
 }
 
@@ -316,6 +318,19 @@ impl Metrics {
                 "dapr_runtime_service_invocation_res_sent_total",
                 "The number of responses sent via service invocation.",
                 &["app_id", "dst_app_id", "status"],
+            ),
+            grpc_client_completed: counter(
+                &r,
+                "dapr_grpc_io_client_completed_rpcs",
+                "Count of RPCs by method and status (calls the sidecar makes).",
+                &["app_id", "grpc_client_method", "grpc_client_status"],
+            ),
+            grpc_client_latency: histogram(
+                &r,
+                "dapr_grpc_io_client_roundtrip_latency",
+                "Time from the first byte of a call sent to its last byte received (ms).",
+                &["app_id", "grpc_client_method", "grpc_client_status"],
+                LATENCY_MS,
             ),
             http_client_completed: counter(
                 &r,

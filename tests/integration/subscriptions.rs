@@ -399,6 +399,29 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
     };
     assert_eq!(ce.r#type, "com.dapr.event.sent");
     assert!(serde_json::from_slice::<Value>(&ce.data).unwrap()["n"].is_number());
+
+    // daprd's gRPC client metrics for the calls to the app.
+    let text = reqwest::get(sc.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |method: &str, status: &str| {
+        text.lines().any(|l| {
+            l.starts_with("dapr_grpc_io_client_completed_rpcs")
+                && l.contains(&format!("grpc_client_method=\"{method}\""))
+                && l.contains(&format!("grpc_client_status=\"{status}\""))
+        })
+    };
+    assert!(
+        has("/dapr.proto.runtime.v1.AppCallback/OnTopicEvent", "OK"),
+        "{text}"
+    );
+    assert!(has(
+        "/dapr.proto.runtime.v1.AppCallback/ListTopicSubscriptions",
+        "OK"
+    ));
 }
 
 type Events = tonic::Streaming<pb::SubscribeTopicEventsResponseAlpha1>;

@@ -182,10 +182,21 @@ impl Proxy {
             s.grpc_status(e.code() as i32, e.message());
         }
         if let Some(m) = &self.rt.metrics {
-            // The call's own status travels in trailers, after this point;
-            // the label is the transport outcome (0 = the callee answered).
-            let code = resp.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
+            // The call's own status travels in trailers, after this point,
+            // unless the answer is trailers-only (`grpc-status` in the
+            // headers: an error before any message); otherwise the label is
+            // the transport outcome (0 = the callee answered).
+            let code = match &resp {
+                Err(e) => e.code() as i32,
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            };
             m.invoke_answered(&dst, &code.to_string(), CallType::Streaming, started);
+            m.grpc_client(&method, code, started);
         }
         // The span covers the call up to the callee's answer headers.
         drop(span);

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -144,7 +144,14 @@ impl GrpcApp {
         let mut c = AppCallbackClient::new(self.channel.clone());
         let mut req = tonic::Request::new(());
         req.set_timeout(Duration::from_secs(5));
-        match c.list_topic_subscriptions(req).await {
+        let started = Instant::now();
+        let r = c.list_topic_subscriptions(req).await;
+        self.record(
+            "/dapr.proto.runtime.v1.AppCallback/ListTopicSubscriptions",
+            &r,
+            started,
+        );
+        match r {
             Ok(r) => r
                 .into_inner()
                 .subscriptions
@@ -170,10 +177,16 @@ impl GrpcApp {
     ) -> Result<pb::TopicEventBulkResponse, tonic::Status> {
         if !self.bulk_alpha.load(Ordering::Relaxed) {
             let mut c = AppCallbackClient::new(self.channel.clone());
-            match c
+            let started = Instant::now();
+            let r = c
                 .on_bulk_topic_event(self.request(req.clone(), trace))
-                .await
-            {
+                .await;
+            self.record(
+                "/dapr.proto.runtime.v1.AppCallback/OnBulkTopicEvent",
+                &r,
+                started,
+            );
+            match r {
                 Err(e) if e.code() == tonic::Code::Unimplemented => {
                     self.bulk_alpha.store(true, Ordering::Relaxed);
                 }
@@ -181,9 +194,22 @@ impl GrpcApp {
             }
         }
         let mut c = AppCallbackAlphaClient::new(self.channel.clone());
-        c.on_bulk_topic_event_alpha1(self.request(req, trace))
-            .await
-            .map(tonic::Response::into_inner)
+        let started = Instant::now();
+        let r = c.on_bulk_topic_event_alpha1(self.request(req, trace)).await;
+        self.record(
+            "/dapr.proto.runtime.v1.AppCallbackAlpha/OnBulkTopicEventAlpha1",
+            &r,
+            started,
+        );
+        r.map(tonic::Response::into_inner)
+    }
+
+    /// daprd's gRPC client metrics for a call to the app.
+    fn record<T>(&self, method: &str, r: &Result<T, tonic::Status>, started: Instant) {
+        if let Some(m) = &self.rt.metrics {
+            let code = r.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
+            m.grpc_client(method, code, started);
+        }
     }
 }
 
@@ -198,7 +224,14 @@ impl Sink for GrpcApp {
             }
         };
         let mut c = AppCallbackClient::new(self.channel.clone());
-        match c.on_topic_event(self.request(msg, ev.traceparent())).await {
+        let started = Instant::now();
+        let r = c.on_topic_event(self.request(msg, ev.traceparent())).await;
+        self.record(
+            "/dapr.proto.runtime.v1.AppCallback/OnTopicEvent",
+            &r,
+            started,
+        );
+        match r {
             Ok(r) => ack_of(r.into_inner().status),
             Err(e) => ack_of_error(sub, &e),
         }
