@@ -222,3 +222,56 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
             .unwrap();
     assert!(sdk.get_metadata().await.is_ok());
 }
+
+/// A resiliency policy on the target app applies to transparent gRPC
+/// proxying as daprd does for streams: the timeout cuts a hung call, app
+/// errors trip the breaker, which then fails fast without reaching the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resiliency_timeout_and_breaker_on_proxied_grpc() {
+    let port = grpc_app().await;
+    let callee_id = unique("grpc-res");
+    let _callee = Sidecar::start(Options {
+        app_id: callee_id.clone(),
+        extra_args: vec![
+            "--app-port".into(),
+            port.to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        ..Default::default()
+    });
+    let policy = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: grpc\nspec:\n  policies:\n    timeouts:\n      short: 300ms\n    circuitBreakers:\n      cb:\n        maxRequests: 1\n        timeout: 1h\n        trip: consecutiveFailures > 2\n  targets:\n    apps:\n      {callee_id}:\n        timeout: short\n        circuitBreaker: cb\n"
+    );
+    let caller = Sidecar::start(Options {
+        app_id: unique("grpc-res-caller"),
+        resources: vec![policy],
+        ..Default::default()
+    });
+    let mut client = EchoClient::connect(caller.grpc()).await.unwrap();
+    let call = |text: &str| with_app_id(Msg { text: text.into() }, &callee_id);
+    let mut ok = false;
+    for _ in 0..50 {
+        if client.unary(call("hi")).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "callee reachable");
+
+    // Hung app: cut by the 300 ms timeout, not the app's 5 s.
+    let t = Instant::now();
+    let e = client.unary(call("sleep")).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+
+    // Two app errors (the timeout was the first failure): the breaker opens.
+    for _ in 0..2 {
+        let e = client.unary(call("fail")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+    }
+    let e = client.unary(call("hi")).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("circuit breaker is open"), "{e:?}");
+}

@@ -137,8 +137,43 @@ impl Policy {
     /// it is (a 500 from the app reaches the caller as a 500).
     pub async fn run<T, E, F, Fut>(
         &self,
+        op: F,
+        classify: impl Fn(&Result<T, E>) -> Verdict,
+    ) -> Result<T, Refused<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.exec(op, classify, true).await
+    }
+
+    /// Runs a call that cannot be sent twice (a stream whose body is
+    /// already flowing) under the breaker and the timeout only, as daprd
+    /// does for proxied gRPC streams.
+    pub async fn run_once<T, E, F, Fut>(
+        &self,
+        op: F,
+        classify: impl Fn(&Result<T, E>) -> Verdict,
+    ) -> Result<T, Refused<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut op = Some(op);
+        // `exec` without retries calls the operation exactly once.
+        self.exec(
+            move || (op.take().expect("called once without retries"))(),
+            classify,
+            false,
+        )
+        .await
+    }
+
+    async fn exec<T, E, F, Fut>(
+        &self,
         mut op: F,
         classify: impl Fn(&Result<T, E>) -> Verdict,
+        retries: bool,
     ) -> Result<T, Refused<E>>
     where
         F: FnMut() -> Fut,
@@ -178,8 +213,9 @@ impl Policy {
                 }
                 self.executed("circuitbreaker", b.state().as_str());
             }
-            let again =
-                self.retriable(verdict) && self.retry.as_ref().is_some_and(|r| r.allows(attempt));
+            let again = retries
+                && self.retriable(verdict)
+                && self.retry.as_ref().is_some_and(|r| r.allows(attempt));
             if !again {
                 return match result {
                     Some(Ok(v)) => Ok(v),

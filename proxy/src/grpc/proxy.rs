@@ -7,6 +7,7 @@
 //! name resolution), the body is never buffered.
 
 use spar_filters::invocation_metrics::CallType;
+use spar_filters::resiliency::{Refused, Verdict};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -165,19 +166,48 @@ impl Proxy {
         if let Some(m) = &self.rt.metrics {
             m.invoke_sent(&dst, CallType::Streaming);
         }
-        let send = client.send(addr, req);
-        let resp = match deadline {
-            Some(d) => tokio::time::timeout(d, send).await.map_err(|_| {
-                Status::deadline_exceeded("deadline exceeded before the target answered")
-            })?,
-            None => send.await,
+        let send = async {
+            let resp = match deadline {
+                Some(d) => tokio::time::timeout(d, client.send(addr, req))
+                    .await
+                    .map_err(|_| {
+                        Status::deadline_exceeded("deadline exceeded before the target answered")
+                    })?,
+                None => client.send(addr, req).await,
+            };
+            resp.map_err(|e| match e {
+                PeerError::Timeout => Status::deadline_exceeded(e.to_string()),
+                PeerError::Failed(e) => {
+                    Status::unavailable(format!("fail to invoke, id: {app_id}, err: {e}"))
+                }
+            })
         };
-        let resp = resp.map_err(|e| match e {
-            PeerError::Timeout => Status::deadline_exceeded(e.to_string()),
-            PeerError::Failed(e) => {
-                Status::unavailable(format!("fail to invoke, id: {app_id}, err: {e}"))
-            }
-        });
+        // The target app's resiliency policy: breaker and timeout (up to the
+        // answer's headers); no retries, the request stream is already sent.
+        let resp = match self.rt.live().resiliency.app(&dst).cloned() {
+            None => send.await,
+            Some(p) => p
+                .run_once(
+                    || send,
+                    |r: &Result<http::Response<Body>, Status>| match r {
+                        Err(s) => Verdict::Failed(Some(s.code() as u32)),
+                        Ok(resp) => match trailers_only_status(resp) {
+                            0 => Verdict::Success,
+                            c => Verdict::Failed(Some(c as u32)),
+                        },
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    Refused::Failed(s) => s,
+                    Refused::Timeout(d) => Status::deadline_exceeded(format!(
+                        "fail to invoke, id: {app_id}: timeout after {d:?} (resiliency policy)"
+                    )),
+                    Refused::BreakerOpen => Status::unavailable(format!(
+                        "fail to invoke, id: {app_id}: circuit breaker is open"
+                    )),
+                }),
+        };
         if let (Some(s), Err(e)) = (span.as_mut(), &resp) {
             s.grpc_status(e.code() as i32, e.message());
         }
@@ -188,12 +218,7 @@ impl Proxy {
             // the transport outcome (0 = the callee answered).
             let code = match &resp {
                 Err(e) => e.code() as i32,
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
+                Ok(r) => trailers_only_status(r),
             };
             m.invoke_answered(&dst, &code.to_string(), CallType::Streaming, started);
             m.grpc_client(&method, code, started);
@@ -226,4 +251,15 @@ impl Proxy {
             _ => Status::internal(msg),
         })
     }
+}
+
+/// The gRPC status of an answer that carries it in its headers (a
+/// trailers-only answer: an error before any message); 0 otherwise — the
+/// status of a streamed answer only comes with its trailers.
+fn trailers_only_status(r: &http::Response<Body>) -> i32 {
+    r.headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
