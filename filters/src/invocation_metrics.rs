@@ -71,8 +71,23 @@ impl ComponentMetrics {
     }
 
     /// Callee side: the answer went back to `src`, and the app call it
-    /// took (the app channel's client metrics).
-    pub fn invoke_replied(&self, src: &str, method: &str, status: &str, app_started: Instant) {
+    /// took (the app channel's client metrics; body sizes as streamed).
+    pub fn invoke_replied(
+        &self,
+        src: &str,
+        method: &str,
+        status: &str,
+        app_started: Instant,
+        (sent, received): (usize, usize),
+    ) {
+        self.metrics
+            .http_client_sent_bytes
+            .with_label_values(&[self.app_id.as_str(), method, ""])
+            .observe(sent as f64);
+        self.metrics
+            .http_client_received_bytes
+            .with_label_values(&[self.app_id.as_str()])
+            .observe(received as f64);
         self.metrics
             .invoke_res_sent
             .with_label_values(&[&self.app_id, src, status])

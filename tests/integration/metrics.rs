@@ -253,4 +253,15 @@ async fn service_invocation_metrics_on_caller_and_callee() {
         ),
         3.0
     );
+    // Three 1-byte request bodies went to the app.
+    assert_eq!(
+        sample(
+            &tb,
+            "dapr_http_client_sent_bytes_sum",
+            &[&app_b, "method=\"POST\""]
+        ),
+        3.0,
+        "{tb}"
+    );
+    assert!(sample(&tb, "dapr_http_client_received_bytes_count", &[&app_b]) >= 3.0);
 }

@@ -210,11 +210,14 @@ impl ProxyHttp for InternalApi {
             s.http_status(status);
         }
         if let (Some(m), Some(started)) = (&self.rt.metrics, ctx.started) {
+            // Bodies stream through unchanged: what was read from the
+            // caller went to the app, what was sent back came from it.
             m.invoke_replied(
                 &ctx.src,
                 ctx.method,
                 spar_filters::metrics::http_status_label(status),
                 started,
+                (session.body_bytes_read(), session.body_bytes_sent()),
             );
         }
     }
