@@ -23,33 +23,18 @@ LOAD="$DIR/spar-grpcload"; APP="$DIR/spar-grpcapp"
 CONNS="${CONNS:-32}"
 command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)"; exit 1; }
 for b in "$LOAD" "$APP"; do [ -x "$b" ] || { echo "needs $b (cargo build --release -p spar-loadgen)"; exit 1; }; done
-work=$(mktemp -d); chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  wait 2>/dev/null || true; rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 P=$((30000 + RANDOM % 5000))
-head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
 
 "$APP" "$P" & pids+=($!)
-nginx_conf() { # name body
-  cat >"$work/$1.conf" <<NGINX
-daemon on; pid $work/$1.pid; error_log $work/$1.err; worker_processes auto;
-events { worker_connections 4096; }
-http { access_log off; $2 }
-NGINX
-  nginx -c "$work/$1.conf"
-}
 ghop() { # name listen upstream
   nginx_conf "$1" "upstream up { server 127.0.0.1:$3; keepalive 128; }
   server { listen 127.0.0.1:$2 http2; location / { grpc_pass grpc://up; } }"
 }
 ghop nginx-g2 $((P+1)) $P
 ghop nginx-g1 $((P+2)) $((P+1))
-nginx_conf nginx-http "server { listen 127.0.0.1:$((P+3)); location / { root $work; try_files /body =404; } }"
+static_app nginx-http $((P+3))
 
 run_sc() { # app-id base-port extra...
   local id=$1 b=$2; shift 2
@@ -77,41 +62,7 @@ for p in $PATHS; do
   "$LOAD" ${CMD[$p]} --rate 500 --seconds 1 --connections 4 >/dev/null   # warm pools
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-declare -A R
-for rate in $RATES; do
-  for r in $(seq "$ROUNDS"); do
-    for p in $PATHS; do
-      # shellcheck disable=SC2086
-      read -r p50 p90 p99 _ _ _ errs < <("$LOAD" ${CMD[$p]} --rate "$rate" --seconds "$SECS" --connections "$CONNS")
-      R[$rate,$p,p50]+="$p50 "; R[$rate,$p,p90]+="$p90 "; R[$rate,$p,p99]+="$p99 "; R[$rate,$p,err]+="$errs "
-    done
-  done
-done
-for r in $(seq "$ROUNDS"); do
-  for p in $PATHS; do
-    # shellcheck disable=SC2086
-    read -r _ _ _ _ _ rps _ < <("$LOAD" ${CMD[$p]} --max --seconds "$SECS" --connections "$CONNS")
-    R[max,$p]+="$rps "
-  done
-done
-m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
-echo "gRPC unary, 1 KB answer, $CONNS connections, ${SECS}s per cell, median of $ROUNDS rounds (ms):"
-echo
-echo "| rate | path | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |"
-echo "|---|---|---|---|---|---|---|---|---|"
-for rate in $RATES; do
-  d50=$(m "${R[$rate,direct,p50]}"); d90=$(m "${R[$rate,direct,p90]}"); d99=$(m "${R[$rate,direct,p99]}")
-  for p in $PATHS; do
-    a=$(m "${R[$rate,$p,p50]}"); b=$(m "${R[$rate,$p,p90]}"); c=$(m "${R[$rate,$p,p99]}")
-    e=$(echo "${R[$rate,$p,err]}" | tr ' ' '\n' | awk '{s+=$1} END {print s+0}')
-    awk -v r="$rate" -v p="$p" -v a="$a" -v b="$b" -v c="$c" -v x="$d50" -v y="$d90" -v z="$d99" -v e="$e" \
-      'BEGIN {printf "| %s/s | %s | %.3f | %.3f | %.3f | %+.3f | %+.3f | %+.3f | %s |\n", r, p, a, b, c, a-x, b-y, c-z, e}'
-  done
-done
-echo
-echo "Maximum throughput (closed loop, $CONNS connections), median of $ROUNDS rounds:"
-echo
-echo "| path | requests/s |"
-echo "|---|---|"
-for p in $PATHS; do echo "| $p | $(m "${R[max,$p]}") |"; done
+# shellcheck disable=SC2086
+load() { local p=$1; shift; "$LOAD" ${CMD[$p]} --connections "$CONNS" "$@"; }
+measure
+tables "gRPC unary, 1 KB answer" "$CONNS"

@@ -28,32 +28,12 @@ RATES="${4:-1000 5000}"
 LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 for t in nginx curl; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
 [ -x "$LOADGEN" ] || { echo "needs $LOADGEN (cargo build --release -p spar-loadgen)"; exit 1; }
-work=$(mktemp -d); chmod 755 "$work"  # nginx workers run as nobody
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  wait 2>/dev/null || true; rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 P=$((20000 + RANDOM % 8000))
-head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
-
-nginx_conf() { # name listen body
-  cat >"$work/$1.conf" <<NGINX
-daemon on; pid $work/$1.pid; error_log $work/$1.err; worker_processes auto;
-events { worker_connections 4096; }
-http { access_log off; $3 }
-NGINX
-  nginx -c "$work/$1.conf"
-}
-nginx_conf nginx-app "" "server { listen 127.0.0.1:$P; location / { root $work; try_files /body =404; } }"
-hop() { # name listen upstream-port
-  nginx_conf "$1" "" "upstream up { server 127.0.0.1:$3; keepalive 128; }
-  server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-}
-hop nginx-hop2 $((P+10)) $P
-hop nginx-hop1 $((P+11)) $((P+10))
+static_app nginx-app "$P"
+http_hop nginx-hop2 $((P+10)) $P
+http_hop nginx-hop1 $((P+11)) $((P+10))
 
 sidecars() { # tag base-port extra-args...
   local tag=$1 b=$2; shift 2
@@ -64,7 +44,7 @@ sidecars() { # tag base-port extra-args...
 }
 sidecars plain $((P+20))
 # The Zipkin sink for the full chain: accepts every batch.
-nginx_conf zipkin-sink "" "server { listen 127.0.0.1:$((P+50)); location / { return 202; } }"
+nginx_conf zipkin-sink "server { listen 127.0.0.1:$((P+50)); location / { return 202; } }"
 cat >"$work/full.yaml" <<YAML
 apiVersion: dapr.io/v1alpha1
 kind: Configuration
@@ -117,43 +97,9 @@ for p in $PATHS; do
   "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools
 done
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-declare -A R
-for rate in $RATES; do
-  for r in $(seq "$ROUNDS"); do
-    for p in $PATHS; do
-      read -r p50 p90 p99 _ _ _ errs < <("$LOADGEN" "${URL[$p]}" --rate "$rate" --seconds "$SECS" --connections 32)
-      R[$rate,$p,p50]+="$p50 "; R[$rate,$p,p90]+="$p90 "; R[$rate,$p,p99]+="$p99 "; R[$rate,$p,err]+="$errs "
-    done
-  done
-done
-for r in $(seq "$ROUNDS"); do
-  for p in $PATHS; do
-    read -r _ _ _ _ _ rps _ < <("$LOADGEN" "${URL[$p]}" --max --seconds "$SECS" --connections 32)
-    R[max,$p]+="$rps "
-  done
-done
-
-m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
-echo "Open loop, 1 KB response, 32 connections, ${SECS}s per cell, median of $ROUNDS rounds (ms):"
-echo
-echo "| rate | path | p50 | p90 | p99 | added p50 | added p90 | added p99 | errors |"
-echo "|---|---|---|---|---|---|---|---|---|"
-for rate in $RATES; do
-  d50=$(m "${R[$rate,direct,p50]}"); d90=$(m "${R[$rate,direct,p90]}"); d99=$(m "${R[$rate,direct,p99]}")
-  for p in $PATHS; do
-    a=$(m "${R[$rate,$p,p50]}"); b=$(m "${R[$rate,$p,p90]}"); c=$(m "${R[$rate,$p,p99]}")
-    e=$(echo "${R[$rate,$p,err]}" | tr ' ' '\n' | awk '{s+=$1} END {print s+0}')
-    awk -v r="$rate" -v p="$p" -v a="$a" -v b="$b" -v c="$c" -v x="$d50" -v y="$d90" -v z="$d99" -v e="$e" \
-      'BEGIN {printf "| %s/s | %s | %.3f | %.3f | %.3f | %+.3f | %+.3f | %+.3f | %s |\n", r, p, a, b, c, a-x, b-y, c-z, e}'
-  done
-done
-echo
-echo "Maximum throughput (closed loop, 32 connections), median of $ROUNDS rounds:"
-echo
-echo "| path | requests/s |"
-echo "|---|---|"
-for p in $PATHS; do echo "| $p | $(m "${R[max,$p]}") |"; done
+load() { local p=$1; shift; "$LOADGEN" "${URL[$p]}" --connections 32 "$@"; }
+measure
+tables "Open loop, 1 KB response" 32
 # Key figures for bench/run.sh's targets table.
 if [ -n "${SUMMARY:-}" ]; then
   for rate in $RATES; do

@@ -13,29 +13,12 @@ SECS="${2:-10}"
 RATE="${3:-1000}"
 LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 command -v nginx >/dev/null || { echo "needs nginx"; exit 1; }
-work=$(mktemp -d); chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-  wait 2>/dev/null || true; rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 P=$((35000 + RANDOM % 5000))
-head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
-nginx_conf() { # name body
-  cat >"$work/$1.conf" <<NGINX
-daemon on; pid $work/$1.pid; error_log $work/$1.err; worker_processes 1;
-events { worker_connections 4096; }
-http { access_log off; $2 }
-NGINX
-  nginx -c "$work/$1.conf"
-}
-nginx_conf app "server { listen 127.0.0.1:$P; location / { root $work; try_files /body =404; } }"
-hop() { nginx_conf "$1" "upstream up { server 127.0.0.1:$3; keepalive 128; }
-  server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"; }
-hop hop2 $((P+1)) $P
-hop hop1 $((P+2)) $((P+1))
+static_app app "$P" 1
+http_hop hop2 $((P+1)) $P 1
+http_hop hop1 $((P+2)) $((P+1)) 1
 "$BIN" run --app-id rcallee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
   --dapr-grpc-port $((P+11)) --metrics-port $((P+12)) --log-level warn & callee=$!; pids+=($callee)
 "$BIN" run --app-id rcaller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \

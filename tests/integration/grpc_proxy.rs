@@ -87,6 +87,21 @@ async fn grpc_app() -> u16 {
     port
 }
 
+/// The sidecar of the gRPC app on `port`.
+fn grpc_callee(app_id: &str, port: u16, env: Vec<(String, String)>) -> Sidecar {
+    Sidecar::start(Options {
+        app_id: app_id.to_string(),
+        extra_args: vec![
+            "--app-port".into(),
+            port.to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        env,
+        ..Default::default()
+    })
+}
+
 fn with_app_id<T>(msg: T, app: &str) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut().insert("dapr-app-id", app.parse().unwrap());
@@ -97,17 +112,11 @@ fn with_app_id<T>(msg: T, app: &str) -> Request<T> {
 async fn grpc_calls_are_proxied_to_the_target_app() {
     let port = grpc_app().await;
     let callee_id = unique("grpc-callee");
-    let _callee = Sidecar::start(Options {
-        app_id: callee_id.clone(),
-        extra_args: vec![
-            "--app-port".into(),
-            port.to_string(),
-            "--app-protocol".into(),
-            "grpc".into(),
-        ],
-        env: vec![("APP_API_TOKEN".into(), "app-secret".into())],
-        ..Default::default()
-    });
+    let _callee = grpc_callee(
+        &callee_id,
+        port,
+        vec![("APP_API_TOKEN".into(), "app-secret".into())],
+    );
     let caller = Sidecar::start(Options {
         app_id: unique("grpc-caller"),
         ..Default::default()
@@ -230,16 +239,7 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
 async fn resiliency_timeout_and_breaker_on_proxied_grpc() {
     let port = grpc_app().await;
     let callee_id = unique("grpc-res");
-    let _callee = Sidecar::start(Options {
-        app_id: callee_id.clone(),
-        extra_args: vec![
-            "--app-port".into(),
-            port.to_string(),
-            "--app-protocol".into(),
-            "grpc".into(),
-        ],
-        ..Default::default()
-    });
+    let _callee = grpc_callee(&callee_id, port, vec![]);
     let policy = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: grpc\nspec:\n  policies:\n    timeouts:\n      short: 300ms\n    circuitBreakers:\n      cb:\n        maxRequests: 1\n        timeout: 1h\n        trip: consecutiveFailures > 2\n  targets:\n    apps:\n      {callee_id}:\n        timeout: short\n        circuitBreaker: cb\n"
     );

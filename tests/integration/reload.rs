@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::Client;
 use serde_json::{json, Value};
-use spar_tests::{memory_component, Options, Sidecar};
+use spar_tests::{get_json, memory_component, Options, Sidecar};
 
 fn res_dir(sc: &Sidecar) -> std::path::PathBuf {
     sc.dir.path().join("resources")
@@ -29,8 +29,8 @@ where
     panic!("timed out waiting for {what}");
 }
 
-async fn status(c: &Client, req: reqwest::RequestBuilder) -> u16 {
-    let _ = c;
+/// The status of a call, 0 when it could not be made.
+async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
@@ -66,12 +66,11 @@ async fn component_added_while_serving_and_broken_files_refused() {
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let s = status(
-                    &c,
                     c.post(format!("{base}/v1.0/state/a"))
                         .json(&json!([{"key": format!("k{}", i % 50), "value": i}])),
                 )
                 .await;
-                let g = status(&c, c.get(format!("{base}/v1.0/state/a/kept"))).await;
+                let g = status(c.get(format!("{base}/v1.0/state/a/kept"))).await;
                 if s == 204 && g == 200 {
                     ok.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -85,7 +84,6 @@ async fn component_added_while_serving_and_broken_files_refused() {
     std::fs::write(res_dir(&sc).join("b.yaml"), memory_component("b")).unwrap();
     until("store b", || async {
         status(
-            &c,
             c.post(format!("{base}/v1.0/state/b"))
                 .json(&json!([{"key": "x", "value": 1}])),
         )
@@ -93,14 +91,7 @@ async fn component_added_while_serving_and_broken_files_refused() {
             == 204
     })
     .await;
-    let md: Value = c
-        .get(format!("{base}/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let md = get_json(&c, format!("{base}/v1.0/metadata")).await;
     let names: Vec<&str> = md["components"]
         .as_array()
         .unwrap()
@@ -146,7 +137,7 @@ async fn component_added_while_serving_and_broken_files_refused() {
     // 4. Removing b's file takes b out of service.
     std::fs::remove_file(res_dir(&sc).join("b.yaml")).unwrap();
     until("store b gone", || async {
-        status(&c, c.get(format!("{base}/v1.0/state/b/x"))).await == 400
+        status(c.get(format!("{base}/v1.0/state/b/x"))).await == 400
     })
     .await;
 

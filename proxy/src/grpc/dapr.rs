@@ -2,7 +2,7 @@
 //! the shared chain and encodes the answer.
 
 use spar_filters::invocation_metrics::CallType;
-use spar_filters::resiliency::{Refused, Verdict};
+use spar_filters::resiliency::Verdict;
 use std::sync::Arc;
 
 use prost::Message;
@@ -153,15 +153,7 @@ impl Dapr for DaprApi {
                             Err(s) => Verdict::Failed(Some(s.code() as u32)),
                         })
                         .await
-                        .map_err(|e| match e {
-                            Refused::Failed(s) => s,
-                            Refused::Timeout(d) => Status::deadline_exceeded(format!(
-                                "fail to invoke {dst}: timeout after {d:?} (resiliency policy)"
-                            )),
-                            Refused::BreakerOpen => Status::unavailable(format!(
-                                "fail to invoke {dst}: circuit breaker is open"
-                            )),
-                        }),
+                        .map_err(|e| super::refused(e, &dst)),
                 };
                 if let (Some(s), Err(e)) = (span.as_mut(), &r) {
                     s.grpc_status(e.code() as i32, e.message());

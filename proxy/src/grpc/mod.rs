@@ -108,3 +108,21 @@ fn nodelay(
         s
     })
 }
+
+/// A gRPC invocation refused by the target app's resiliency policy, as the
+/// caller sees it (one wording for `InvokeService` and the proxy).
+pub(crate) fn refused(
+    e: spar_filters::resiliency::Refused<tonic::Status>,
+    app_id: &str,
+) -> tonic::Status {
+    use spar_filters::resiliency::Refused;
+    match e {
+        Refused::Failed(s) => s,
+        Refused::Timeout(d) => tonic::Status::deadline_exceeded(format!(
+            "fail to invoke, id: {app_id}: timeout after {d:?} (resiliency policy)"
+        )),
+        Refused::BreakerOpen => tonic::Status::unavailable(format!(
+            "fail to invoke, id: {app_id}: circuit breaker is open"
+        )),
+    }
+}

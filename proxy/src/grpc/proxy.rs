@@ -7,7 +7,7 @@
 //! name resolution), the body is never buffered.
 
 use spar_filters::invocation_metrics::CallType;
-use spar_filters::resiliency::{Refused, Verdict};
+use spar_filters::resiliency::Verdict;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -198,15 +198,7 @@ impl Proxy {
                     },
                 )
                 .await
-                .map_err(|e| match e {
-                    Refused::Failed(s) => s,
-                    Refused::Timeout(d) => Status::deadline_exceeded(format!(
-                        "fail to invoke, id: {app_id}: timeout after {d:?} (resiliency policy)"
-                    )),
-                    Refused::BreakerOpen => Status::unavailable(format!(
-                        "fail to invoke, id: {app_id}: circuit breaker is open"
-                    )),
-                }),
+                .map_err(|e| super::refused(e, &app_id)),
         };
         if let (Some(s), Err(e)) = (span.as_mut(), &resp) {
             s.grpc_status(e.code() as i32, e.message());

@@ -71,6 +71,15 @@ impl Backend {
     }
 }
 
+/// The HTTP client of an exporter: every call bounded by `timeout`.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// `samplingRate` as daprd reads it: a number from 0 to 1; empty or
 /// unparsable is 0 (off).
 pub fn sampling_rate(spec: &TracingSpec) -> f64 {

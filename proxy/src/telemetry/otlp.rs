@@ -63,11 +63,7 @@ impl Otlp {
                 let url = format!("{scheme}://{rest}{path}");
                 reqwest::Url::parse(&url)
                     .map_err(|e| format!("spec.tracing.otel.endpointAddress {addr:?}: {e}"))?;
-                let client = reqwest::Client::builder()
-                    .timeout(timeout)
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let client = super::http_client(timeout)?;
                 Transport::Http {
                     url,
                     client,

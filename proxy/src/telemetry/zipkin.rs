@@ -38,11 +38,7 @@ impl Zipkin {
     pub fn new(url: &str, service: &str, timeout: Duration) -> Result<Self, String> {
         reqwest::Url::parse(url)
             .map_err(|e| format!("spec.tracing.zipkin.endpointAddress {url:?}: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = super::http_client(timeout)?;
         Ok(Zipkin {
             url: url.to_owned(),
             service: service.to_owned(),
