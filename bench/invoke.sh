@@ -3,6 +3,9 @@
 # (nginx serving a 1 KB body):
 #   direct        load generator → app
 #   nginx ×2      load generator → nginx → nginx → app (keep-alive upstreams)
+#   pingora ×2    the same through two bare pingora proxies (spar-pingorahop:
+#                 no filters, spar's thread settings) — spar's data plane
+#                 alone, so spar's own cost shows apart from pingora's
 #   spar ×2       load generator → caller sidecar → callee sidecar → app
 #   spar ×2 mTLS  the same with --enable-mtls (certificates from spar sentry)
 #                 and tracing sampled at 0.1 (Zipkin export to an nginx sink):
@@ -28,12 +31,16 @@ RATES="${4:-1000 5000}"
 LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 for t in nginx curl; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
 [ -x "$LOADGEN" ] || { echo "needs $LOADGEN (cargo build --release -p spar-loadgen)"; exit 1; }
+[ -x "$(dirname "$LOADGEN")/spar-pingorahop" ] || { echo "needs spar-pingorahop (cargo build --release -p spar-loadgen)"; exit 1; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 P=$((20000 + RANDOM % 8000))
 static_app nginx-app "$P"
 http_hop nginx-hop2 $((P+10)) $P
 http_hop nginx-hop1 $((P+11)) $((P+10))
+HOP="$(dirname "$LOADGEN")/spar-pingorahop"
+"$HOP" 127.0.0.1:$((P+12)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
+"$HOP" 127.0.0.1:$((P+13)) 127.0.0.1:$((P+12)) 2>/dev/null & pids+=($!)
 
 sidecars() { # tag base-port extra-args...
   local tag=$1 b=$2; shift 2
@@ -86,12 +93,13 @@ sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-f
 declare -A URL=(
   [direct]="http://127.0.0.1:$P/body"
   [nginx]="http://127.0.0.1:$((P+11))/body"
+  [pingora]="http://127.0.0.1:$((P+13))/body"
   [spar]="http://127.0.0.1:$((P+23))/v1.0/invoke/callee-plain/method/body"
   [spar-mtls]="http://127.0.0.1:$((P+33))/v1.0/invoke/callee-mtls/method/body"
   [spar-bare]="http://127.0.0.1:$((P+63))/v1.0/invoke/callee-bare/method/body"
   [spar-full]="http://127.0.0.1:$((P+73))/v1.0/invoke/callee-full/method/body"
 )
-PATHS="${PATHS:-direct nginx spar spar-mtls spar-bare spar-full}"
+PATHS="${PATHS:-direct nginx pingora spar spar-mtls spar-bare spar-full}"
 for p in $PATHS; do
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$p]}")" = 200 ] && break; sleep 0.05; done
   "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools

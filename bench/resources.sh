@@ -31,10 +31,14 @@ done
 # nginx's worker processes (the masters only fork them).
 workers() { for f in "$work"/hop1.pid "$work"/hop2.pid; do pgrep -P "$(cat "$f")"; done | tr '\n' ' '; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# The private part: heap, stacks, relocated data (not the binary's shared,
+# reclaimable code pages).
+anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 HZ=$(getconf CLK_TCK)
 sleep 2
 idle_caller=$(rss "$caller"); idle_callee=$(rss "$callee")
+anon_caller=$(anon "$caller"); anon_callee=$(anon "$callee")
 nw=$(workers); idle_nginx=0; for w in $nw; do idle_nginx=$((idle_nginx + $(rss "$w"))); done
 
 measure() { # url pids... → "requests cpu_ticks peak_rss_of_first"
@@ -49,21 +53,26 @@ measure() { # url pids... → "requests cpu_ticks peak_rss_of_first"
 }
 read -r spar_ticks peak_caller < <(measure "$SPAR_URL" "$caller" "$callee")
 peak_callee=$(rss "$callee")
+lanon_caller=$(anon "$caller"); lanon_callee=$(anon "$callee")
 # shellcheck disable=SC2086
 read -r nginx_ticks _ < <(measure "$NGINX_URL" $nw)
 req=$(awk -v r="$RATE" -v s="$SECS" 'BEGIN {print r*s}')
+mb() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 per() { awk -v t="$1" -v hz="$HZ" -v n="$req" 'BEGIN {printf "%.3f", t/hz/(n/1000)}'; }
 echo "Resources, two hops each, ${RATE} req/s for ${SECS}s, 1 KB answers:"
 echo
 echo "| figure | spar caller | spar callee | nginx ×2 (both workers) |"
 echo "|---|---|---|---|"
 echo "| idle VmRSS (MB) | $(awk -v k="$idle_caller" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$idle_callee" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$idle_nginx" 'BEGIN{printf "%.1f", k/1024}') |"
+echo "| idle RssAnon, private (MB) | $(mb "$anon_caller") | $(mb "$anon_callee") | – |"
 echo "| VmRSS under load (MB) | $(awk -v k="$peak_caller" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$peak_callee" 'BEGIN{printf "%.1f", k/1024}') | – |"
+echo "| RssAnon after the load (MB) | $(mb "$lanon_caller") | $(mb "$lanon_callee") | – |"
 echo "| CPU s per 1,000 requests (both hops) | $(per "$spar_ticks") (pair) | | $(per "$nginx_ticks") |"
 echo
 echo "binary: $(stat -c %s "$BIN") bytes ($BIN)"
 {
   echo "IDLE_RSS_KB=$(( idle_caller > idle_callee ? idle_caller : idle_callee ))"
+  echo "IDLE_ANON_KB=$(( anon_caller > anon_callee ? anon_caller : anon_callee ))"
   echo "LOAD_RSS_KB=$(( peak_caller > peak_callee ? peak_caller : peak_callee ))"
   echo "CPU_PER_1000=$(per "$spar_ticks")"
   echo "NGINX_CPU_PER_1000=$(per "$nginx_ticks")"

@@ -114,6 +114,10 @@ start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
   echo "| state GET on Redis ≤ 2× a direct Redis GET | ${REDIS_GET_RATIO}× | ${REDIS_GET_RATIO}× | $(verdict "$REDIS_GET_RATIO" 2) |"
   echo
   echo "CPU per 1,000 requests (both sidecars): $CPU_PER_1000 s, nginx ×2: $NGINX_CPU_PER_1000 s. Binary: $BINARY_BYTES bytes."
+  echo "Private (anonymous) memory of the idle sidecar: $(awk -v k="$IDLE_ANON_KB" 'BEGIN{printf "%.1f", k/1024}') MB; the rest of its RSS is the binary's and libc's shared code pages."
+  if [ -n "${INV_1000_pingora_p50:-}" ]; then
+    echo "spar's data plane alone (two bare pingora hops, same run): added p50 +$(awk -v a="$INV_1000_pingora_p50" -v d="$INV_1000_direct_p50" 'BEGIN{printf "%.3f", a-d}') ms, p99 +$(awk -v a="$INV_1000_pingora_p99" -v d="$INV_1000_direct_p99" 'BEGIN{printf "%.3f", a-d}') ms at 1000/s, max $INV_MAX_pingora req/s."
+  fi
   echo
   echo "Suite time: $((SECONDS - T0)) s."
 } >>"$OUT.tmp"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regenerates proxy/link-order.txt: the functions a sidecar runs, which
+# release builds link next to each other (proxy/build.rs) so start-up and
+# the request paths keep a few MB of code resident instead of most of it.
+#
+# It builds spar with its symbol table (a separate target dir: same code,
+# same symbol names as `cargo build --release`), runs it under valgrind's
+# callgrind (instruction-level: every function executed, not a sample)
+# through start-up and each API it serves — HTTP and gRPC invocation via the
+# internal listener, state, publish → delivery, metadata, metrics — and
+# writes the executed functions, in callgrind's order, to the list.
+# Rerun after dependency upgrades (symbol hashes change; a stale list costs
+# memory, never correctness). Needs valgrind, nginx, curl, python3.
+#
+# Usage: bench/order.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+for t in valgrind nginx curl python3; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
+T=${ORDER_TARGET_DIR:-$ROOT/target/order}
+CARGO_TARGET_DIR=$T CARGO_PROFILE_RELEASE_STRIP=none SPAR_NO_LINK_ORDER=1 \
+  cargo build --release -q -p spar -p spar-loadgen
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+P=$((20000 + RANDOM % 8000))
+static_app app "$P" 1
+mkdir -p "$work/res"
+cat >"$work/res/sub.yaml" <<YAML
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: {name: s}
+spec: {pubsubname: pubsub, topic: t, routes: {default: /body}}
+YAML
+valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$work/cg.out" \
+  "$T/release/spar" run --app-id order --app-port "$P" --dapr-listen-addresses 127.0.0.1 \
+  --dapr-http-port $((P+1)) --dapr-grpc-port $((P+2)) --metrics-port $((P+3)) \
+  --resources-path "$work/res" --data-dir "$work" --log-level warn >"$work/vg.log" 2>&1 &
+vg=$!
+B=http://127.0.0.1:$((P+1))
+for _ in $(seq 600); do [ "$(curl -s -o /dev/null -w '%{http_code}' $B/v1.0/healthz)" = 204 ] && break; sleep 0.1; done
+for i in $(seq 30); do
+  curl -s -o /dev/null $B/v1.0/invoke/order/method/body
+  curl -s -o /dev/null -X POST $B/v1.0/state/statestore -H content-type:application/json -d "[{\"key\":\"k$i\",\"value\":{\"a\":$i}}]"
+  curl -s -o /dev/null $B/v1.0/state/statestore/k$i
+  curl -s -o /dev/null -X POST $B/v1.0/publish/pubsub/t -H content-type:application/json -d '{"x":1}'
+done
+curl -s -o /dev/null $B/v1.0/metadata
+curl -s -o /dev/null $B/v1.0/nope
+curl -s -o /dev/null http://127.0.0.1:$((P+3))/metrics
+G="$T/release/spar-grpcload" A=http://127.0.0.1:$((P+2))
+"$G" $A save --store statestore --key g --rate 20 --seconds 1 --connections 1 >/dev/null
+"$G" $A get --store statestore --key g --rate 20 --seconds 1 --connections 1 >/dev/null
+"$G" $A invoke --app-id order --method body --rate 20 --seconds 1 --connections 1 >/dev/null
+kill -TERM $vg; wait $vg || true
+python3 - "$work/cg.out" "$ROOT/proxy/link-order.txt" <<'PY'
+import re, sys
+obs, names, seen, order, ob = {}, {}, set(), [], None
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r"(c?ob|c?fn)=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+    if not m:
+        continue
+    kind, key, name = m.groups()
+    if kind == "cob":  # callee objects share the name table
+        obs[key] = name or obs.get(key)
+        continue
+    if kind == "ob":
+        obs[key] = name or obs.get(key)
+        ob = obs[key]
+        continue
+    if name:
+        names[key] = name
+    if kind == "fn" and ob and ob.endswith("/spar") and names[key] not in seen:
+        seen.add(names[key])
+        order.append(names[key])
+open(sys.argv[2], "w").write("\n".join(order) + "\n")
+print(f"{len(order)} functions -> {sys.argv[2]}")
+PY
