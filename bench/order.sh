@@ -3,28 +3,46 @@
 # release builds link next to each other (proxy/build.rs) so start-up and
 # the request paths keep a few MB of code resident instead of most of it.
 #
-# It builds spar with its symbol table (a separate target dir: same code,
-# same symbol names as `cargo build --release`), runs it under valgrind's
+# It builds spar as `cargo build --release` does (the release profile keeps
+# the symbol table; symbol names carry a hash of the profile, so the list
+# must come from this very profile), runs it under valgrind's
 # callgrind (instruction-level: every function executed, not a sample)
 # through start-up and each API it serves — HTTP and gRPC invocation via the
 # internal listener, state, publish → delivery, metadata, metrics — and
 # writes the executed functions, in callgrind's order, to the list.
 # Rerun after dependency upgrades (symbol hashes change; a stale list costs
-# memory, never correctness). Needs valgrind, nginx, curl, python3.
+# memory, never correctness), then `cargo build --release` relinks with the
+# new list. Needs valgrind, nginx, curl, python3.
 #
 # Usage: bench/order.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 for t in valgrind nginx curl python3; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
-T=${ORDER_TARGET_DIR:-$ROOT/target/order}
-CARGO_TARGET_DIR=$T CARGO_PROFILE_RELEASE_STRIP=none SPAR_NO_LINK_ORDER=1 \
-  cargo build --release -q -p spar -p spar-loadgen
+# Linking with the old list changes no name, only where code lies.
+cargo build --release -q -p spar -p spar-loadgen
+T=${CARGO_TARGET_DIR:-$ROOT/target}
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 P=$((20000 + RANDOM % 8000))
 static_app app "$P" 1
 mkdir -p "$work/res"
+# The embedded default's components (SQLite state, in-memory pub/sub), and a
+# subscription so publish → delivery runs too.
+cat >"$work/res/components.yaml" <<YAML
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: statestore}
+spec:
+  type: state.sqlite
+  version: v1
+  metadata: [{name: connectionString, value: "$work/state.db"}]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: {name: pubsub}
+spec: {type: pubsub.in-memory, version: v1}
+YAML
 cat >"$work/res/sub.yaml" <<YAML
 apiVersion: dapr.io/v2alpha1
 kind: Subscription
