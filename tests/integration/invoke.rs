@@ -447,3 +447,41 @@ async fn slow_app_caller_timeout() {
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "fast");
 }
+
+/// `SPAR_HTTP_THREADS`: a work-stealing pool per listener serves concurrent
+/// calls through the shared upstream pool; a bad value falls back to one
+/// thread with a warning, never a failed start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_thread_setting() {
+    let (port, _app) = echo_app("callee").await;
+    let callee_id = unique("callee");
+    let with_env = |app_id: &str, app_port: Option<u16>, threads: &str| {
+        Sidecar::start(Options {
+            app_id: app_id.to_string(),
+            extra_args: app_port
+                .map(|p| vec!["--app-port".to_string(), p.to_string()])
+                .unwrap_or_default(),
+            env: vec![("SPAR_HTTP_THREADS".into(), threads.into())],
+            ..Default::default()
+        })
+    };
+    let _callee = with_env(&callee_id, Some(port), "2");
+    let caller = with_env(&unique("caller"), None, "many");
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{callee_id}/method/hello", caller.http());
+    assert_eq!(call(&c, c.get(&url)).await.status(), StatusCode::OK);
+    let calls = (0..64).map(|_| {
+        let (c, url) = (c.clone(), url.clone());
+        tokio::spawn(async move { c.get(url).send().await.unwrap().status() })
+    });
+    for s in futures::future::join_all(calls).await {
+        assert_eq!(s.unwrap(), StatusCode::OK);
+    }
+    assert!(
+        caller
+            .stderr()
+            .contains("SPAR_HTTP_THREADS must be 1 to 256"),
+        "{}",
+        caller.stderr()
+    );
+}
