@@ -63,9 +63,9 @@ echo "Resources, two hops each, ${RATE} req/s for ${SECS}s, 1 KB answers:"
 echo
 echo "| figure | spar caller | spar callee | nginx ×2 (both workers) |"
 echo "|---|---|---|---|"
-echo "| idle VmRSS (MB) | $(awk -v k="$idle_caller" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$idle_callee" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$idle_nginx" 'BEGIN{printf "%.1f", k/1024}') |"
+echo "| idle VmRSS (MB) | $(mb "$idle_caller") | $(mb "$idle_callee") | $(mb "$idle_nginx") |"
 echo "| idle RssAnon, private (MB) | $(mb "$anon_caller") | $(mb "$anon_callee") | – |"
-echo "| VmRSS under load (MB) | $(awk -v k="$peak_caller" 'BEGIN{printf "%.1f", k/1024}') | $(awk -v k="$peak_callee" 'BEGIN{printf "%.1f", k/1024}') | – |"
+echo "| VmRSS under load (MB) | $(mb "$peak_caller") | $(mb "$peak_callee") | – |"
 echo "| RssAnon after the load (MB) | $(mb "$lanon_caller") | $(mb "$lanon_callee") | – |"
 echo "| CPU s per 1,000 requests (both hops) | $(per "$spar_ticks") (pair) | | $(per "$nginx_ticks") |"
 echo
