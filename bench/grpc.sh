@@ -25,7 +25,8 @@ command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)"; exi
 for b in "$LOAD" "$APP"; do [ -x "$b" ] || { echo "needs $b (cargo build --release -p spar-loadgen)"; exit 1; }; done
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-P=$((30000 + RANDOM % 5000))
+# Below the ephemeral range (32768+), where clients' own ports could collide.
+P=$((20000 + RANDOM % 8000))
 
 "$APP" "$P" & pids+=($!)
 ghop() { # name listen upstream

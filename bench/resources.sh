@@ -15,7 +15,8 @@ LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 command -v nginx >/dev/null || { echo "needs nginx"; exit 1; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-P=$((35000 + RANDOM % 5000))
+# Below the ephemeral range (32768+), where clients' own ports could collide.
+P=$((20000 + RANDOM % 8000))
 static_app app "$P" 1
 http_hop hop2 $((P+1)) $P 1
 http_hop hop1 $((P+2)) $((P+1)) 1

@@ -13,6 +13,7 @@ mod logging;
 mod metrics_server;
 mod peer_client;
 mod reload;
+mod resident;
 mod run;
 mod security;
 mod signals;

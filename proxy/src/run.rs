@@ -274,6 +274,16 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         "spar is ready"
     );
 
+    // Start-up's code leaves memory once the listeners are up and the
+    // first probes have run; what runs from then on faults back in.
+    if std::env::var_os("SPAR_KEEP_STARTUP_CODE").is_none() {
+        bg.spawn(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let n = crate::resident::drop_startup_code();
+            tracing::debug!(bytes = n, "start-up code released");
+        });
+    }
+
     // Blocks until the stop switch flips and pingora has drained.
     server.run(PingoraRunArgs {
         shutdown_signal: Box::new(StopSignal(stop_rx.clone())),
