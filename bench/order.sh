@@ -9,12 +9,13 @@
 # callgrind (instruction-level: every function executed, not a sample)
 # through start-up and each API it serves — HTTP and gRPC invocation via the
 # internal listener, state, publish → delivery, metadata, metrics — and
-# writes the executed functions to the list in four groups (one callgrind
-# dump each): what an idle sidecar runs (timers, probes, file polling), then
-# what the API paths add, then start-up's, then shutdown's. A ready sidecar
-# lets go of start-up's pages (proxy/src/resident.rs) and the kernel maps
-# code 64 KB around each page touched, so an idle sidecar keeps only the
-# front of the list resident, a busy one the first two groups.
+# writes the executed functions to the list in groups (one callgrind dump
+# each): what an idle sidecar runs (timers, probes, file polling), then what
+# each API family adds — HTTP invocation, state, publish → delivery,
+# metadata and metrics, gRPC — then start-up's, then shutdown's. A ready
+# sidecar lets go of start-up's pages (proxy/src/resident.rs) and the
+# kernel maps code 64 KB around each page touched, so a sidecar keeps
+# resident the front of the list and the groups of the APIs it serves.
 # Rerun after dependency upgrades (symbol hashes change; a stale list costs
 # memory, never correctness), then `cargo build --release` relinks with the
 # new list. Needs valgrind, nginx, curl, python3.
@@ -54,32 +55,52 @@ kind: Subscription
 metadata: {name: s}
 spec: {pubsubname: pubsub, topic: t, routes: {default: /body}}
 YAML
-valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$work/cg.out" \
-  "$T/release/spar" run --app-id order --app-port "$P" --dapr-listen-addresses 127.0.0.1 \
-  --dapr-http-port $((P+1)) --dapr-grpc-port $((P+2)) --metrics-port $((P+3)) \
-  --resources-path "$work/res" --data-dir "$work" --log-level warn >"$work/vg.log" 2>&1 &
-vg=$!
+# Two sidecars, as in use: "order" calls "order-peer" (caller side of
+# invocation on one, callee side on the other); both are traced.
+cg() { # name out-file args...
+  local out=$2; shift 2
+  valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file="$out" \
+    "$T/release/spar" run --app-port "$P" --dapr-listen-addresses 127.0.0.1 --log-level warn "$@" \
+    >"$out.log" 2>&1 &
+}
+mkdir -p "$work/a" "$work/b"
+cg order "$work/a/cg.out" --app-id order --dapr-http-port $((P+1)) --dapr-grpc-port $((P+2)) \
+  --metrics-port $((P+3)) --resources-path "$work/res" --data-dir "$work"
+vga=$!
+cg order-peer "$work/b/cg.out" --app-id order-peer --dapr-http-port $((P+4)) --dapr-grpc-port $((P+5)) \
+  --metrics-port $((P+6)) --data-dir "$work/b"
+vgb=$!
 B=http://127.0.0.1:$((P+1))
-for _ in $(seq 600); do [ "$(curl -s -o /dev/null -w '%{http_code}' $B/v1.0/healthz)" = 204 ] && break; sleep 0.1; done
+for b in $B http://127.0.0.1:$((P+4)); do
+  for _ in $(seq 600); do [ "$(curl -s -o /dev/null -w '%{http_code}' $b/v1.0/healthz)" = 204 ] && break; sleep 0.1; done
+done
+dump() { callgrind_control -d "$vga" >/dev/null 2>&1; callgrind_control -d "$vgb" >/dev/null 2>&1; }
 sleep 2 # a ready sidecar lets go of start-up's code after 1 s
-callgrind_control -d "$vg" >/dev/null 2>&1 # part 1: start-up
+dump # part 1: start-up
 sleep 4
-callgrind_control -d "$vg" >/dev/null 2>&1 # part 2: idle
+dump # part 2: idle
+# One dump per API family, so each family's code lies together: a sidecar
+# that only invokes keeps only invocation's code resident.
+for i in $(seq 30); do curl -s -o /dev/null $B/v1.0/invoke/order-peer/method/body; done
+dump # part 3: HTTP invocation (caller and callee side)
 for i in $(seq 30); do
-  curl -s -o /dev/null $B/v1.0/invoke/order/method/body
   curl -s -o /dev/null -X POST $B/v1.0/state/statestore -H content-type:application/json -d "[{\"key\":\"k$i\",\"value\":{\"a\":$i}}]"
   curl -s -o /dev/null $B/v1.0/state/statestore/k$i
-  curl -s -o /dev/null -X POST $B/v1.0/publish/pubsub/t -H content-type:application/json -d '{"x":1}'
 done
+dump # part 4: state
+for i in $(seq 30); do curl -s -o /dev/null -X POST $B/v1.0/publish/pubsub/t -H content-type:application/json -d '{"x":1}'; done
+sleep 1
+dump # part 5: publish → delivery
 curl -s -o /dev/null $B/v1.0/metadata
 curl -s -o /dev/null $B/v1.0/nope
 curl -s -o /dev/null http://127.0.0.1:$((P+3))/metrics
+dump # part 6: metadata, errors, metrics
 G="$T/release/spar-grpcload" A=http://127.0.0.1:$((P+2))
 "$G" $A save --store statestore --key g --rate 20 --seconds 1 --connections 1 >/dev/null
 "$G" $A get --store statestore --key g --rate 20 --seconds 1 --connections 1 >/dev/null
-"$G" $A invoke --app-id order --method body --rate 20 --seconds 1 --connections 1 >/dev/null
-callgrind_control -d "$vg" >/dev/null 2>&1 # part 3: the API paths
-kill -TERM $vg; wait $vg || true # part 4: shutdown
+"$G" $A invoke --app-id order-peer --method body --rate 20 --seconds 1 --connections 1 >/dev/null
+dump # part 7: gRPC
+kill -TERM $vga $vgb; wait $vga $vgb || true # part 8: shutdown
 python3 - "$work" "$ROOT/proxy/link-order.txt" <<'PY'
 import glob, re, sys
 
@@ -101,16 +122,25 @@ def executed(path):  # functions of the spar binary that ran, in file order
             out.append(names[key])
     return out
 
-# The two requested dumps are numbered; the one at exit is not.
-parts = sorted(glob.glob(sys.argv[1] + "/cg.out.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-parts.append(sys.argv[1] + "/cg.out")
-assert len(parts) == 4, parts
-startup, idle, api, shutdown = (executed(p) for p in parts)
+def parts(d):  # the requested dumps are numbered; the one at exit is not
+    ps = sorted(glob.glob(d + "/cg.out.*[0-9]"), key=lambda p: int(p.rsplit(".", 1)[1]))
+    ps.append(d + "/cg.out")
+    assert len(ps) == 8, ps
+    return ps
+
+# Per part, the caller's functions then the peer's.
+a, b = parts(sys.argv[1] + "/a"), parts(sys.argv[1] + "/b")
+both = [executed(x) + executed(y) for x, y in zip(a, b)]
+startup, steady, shutdown = both[0], both[1:-1], both[-1]
 seen, order = set(), []
-for f in idle + api + startup + shutdown:
-    if f not in seen:
-        seen.add(f)
-        order.append(f)
+sizes = []
+for group in steady + [startup, shutdown]:
+    before = len(order)
+    for f in group:
+        if f not in seen:
+            seen.add(f)
+            order.append(f)
+    sizes.append(len(order) - before)
 open(sys.argv[2], "w").write("\n".join(order) + "\n")
-print(f"{len(order)} functions ({len(set(idle))} idle, {len(set(api) - set(idle))} more on the API paths) -> {sys.argv[2]}")
+print(f"{len(order)} functions -> {sys.argv[2]}; new per part: {sizes}")
 PY

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Resource use of a sidecar pair, side by side with two nginx proxy hops:
-# resident memory (VmRSS) idle and at the end of a fixed-rate run, and CPU
+# resident memory (VmRSS) idle — never called, and after 100 calls — and
+# at the end of a fixed-rate run, and CPU
 # seconds per 1,000 requests (utime + stime from /proc over the run). The
 # load is app → proxy → proxy → app (nginx serving 1 KB), as bench/invoke.sh.
 #
@@ -26,9 +27,12 @@ http_hop hop1 $((P+2)) $((P+1)) 1
   --dapr-grpc-port $((P+14)) --metrics-port $((P+15)) --log-level warn & caller=$!; pids+=($caller)
 SPAR_URL="http://127.0.0.1:$((P+13))/v1.0/invoke/rcallee/method/body"
 NGINX_URL="http://127.0.0.1:$((P+2))/body"
-for u in "$SPAR_URL" "$NGINX_URL"; do
-  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$u")" = 200 ] && break; sleep 0.05; done
-done
+up() { # url code
+  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "$2" ] && return; sleep 0.05; done
+}
+up "http://127.0.0.1:$((P+10))/v1.0/healthz" 204
+up "http://127.0.0.1:$((P+13))/v1.0/healthz" 204
+up "$NGINX_URL" 200
 # nginx's worker processes (the masters only fork them).
 workers() { for f in "$work"/hop1.pid "$work"/hop2.pid; do pgrep -P "$(cat "$f")"; done | tr '\n' ' '; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -37,10 +41,19 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 anon() { awk '/RssAnon/ {print $2}' "/proc/$1/status"; }
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 HZ=$(getconf CLK_TCK)
+# Idle twice: never called (a ready sidecar lets go of start-up's code after
+# 1 s, proxy/src/resident.rs), and idle again after 100 calls, with the
+# request path's code and buffers in place.
 sleep 2
 idle_caller=$(rss "$caller"); idle_callee=$(rss "$callee")
 anon_caller=$(anon "$caller"); anon_callee=$(anon "$callee")
 nw=$(workers); idle_nginx=0; for w in $nw; do idle_nginx=$((idle_nginx + $(rss "$w"))); done
+up "$SPAR_URL" 200
+"$LOADGEN" "$SPAR_URL" --rate 100 --seconds 1 --connections 4 >/dev/null
+"$LOADGEN" "$NGINX_URL" --rate 100 --seconds 1 --connections 4 >/dev/null
+sleep 2
+used_caller=$(rss "$caller"); used_callee=$(rss "$callee")
+used_nginx=0; for w in $nw; do used_nginx=$((used_nginx + $(rss "$w"))); done
 
 measure() { # url pids... → "requests cpu_ticks peak_rss_of_first"
   local url=$1; shift
@@ -64,7 +77,8 @@ echo "Resources, two hops each, ${RATE} req/s for ${SECS}s, 1 KB answers:"
 echo
 echo "| figure | spar caller | spar callee | nginx ×2 (both workers) |"
 echo "|---|---|---|---|"
-echo "| idle VmRSS (MB) | $(mb "$idle_caller") | $(mb "$idle_callee") | $(mb "$idle_nginx") |"
+echo "| idle VmRSS, never called (MB) | $(mb "$idle_caller") | $(mb "$idle_callee") | $(mb "$idle_nginx") |"
+echo "| idle VmRSS after 100 calls (MB) | $(mb "$used_caller") | $(mb "$used_callee") | $(mb "$used_nginx") |"
 echo "| idle RssAnon, private (MB) | $(mb "$anon_caller") | $(mb "$anon_callee") | – |"
 echo "| VmRSS under load (MB) | $(mb "$peak_caller") | $(mb "$peak_callee") | – |"
 echo "| RssAnon after the load (MB) | $(mb "$lanon_caller") | $(mb "$lanon_callee") | – |"
@@ -73,6 +87,7 @@ echo
 echo "binary: $(stat -c %s "$BIN") bytes ($BIN)"
 {
   echo "IDLE_RSS_KB=$(( idle_caller > idle_callee ? idle_caller : idle_callee ))"
+  echo "USED_IDLE_RSS_KB=$(( used_caller > used_callee ? used_caller : used_callee ))"
   echo "IDLE_ANON_KB=$(( anon_caller > anon_callee ? anon_caller : anon_callee ))"
   echo "LOAD_RSS_KB=$(( peak_caller > peak_callee ? peak_caller : peak_callee ))"
   echo "CPU_PER_1000=$(per "$spar_ticks")"
