@@ -6,6 +6,10 @@
 #   pingora ×2    the same through two bare pingora proxies (spar-pingorahop:
 #                 no filters, spar's thread settings) — spar's data plane
 #                 alone, so spar's own cost shows apart from pingora's
+#   pingora-core ×2  the same through two proxies written on pingora-core
+#                 alone (spar-corehop: pingora's HTTP/1 sessions, no
+#                 pingora-proxy engine) — what a purpose-built forwarding
+#                 path on the same data plane would cost
 #   spar ×2       load generator → caller sidecar → callee sidecar → app
 #   spar ×2 mTLS  the same with --enable-mtls (certificates from spar sentry)
 #                 and tracing sampled at 0.1 (Zipkin export to an nginx sink):
@@ -31,7 +35,9 @@ RATES="${4:-1000 5000}"
 LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 for t in nginx curl; do command -v $t >/dev/null || { echo "needs $t (apt-get install $t)"; exit 1; }; done
 [ -x "$LOADGEN" ] || { echo "needs $LOADGEN (cargo build --release -p spar-loadgen)"; exit 1; }
-[ -x "$(dirname "$LOADGEN")/spar-pingorahop" ] || { echo "needs spar-pingorahop (cargo build --release -p spar-loadgen)"; exit 1; }
+for b in spar-pingorahop spar-corehop; do
+  [ -x "$(dirname "$LOADGEN")/$b" ] || { echo "needs $b (cargo build --release -p spar-loadgen)"; exit 1; }
+done
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 P=$((20000 + RANDOM % 8000))
@@ -41,6 +47,9 @@ http_hop nginx-hop1 $((P+11)) $((P+10))
 HOP="$(dirname "$LOADGEN")/spar-pingorahop"
 "$HOP" 127.0.0.1:$((P+12)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
 "$HOP" 127.0.0.1:$((P+13)) 127.0.0.1:$((P+12)) 2>/dev/null & pids+=($!)
+CORE="$(dirname "$LOADGEN")/spar-corehop"
+"$CORE" 127.0.0.1:$((P+14)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
+"$CORE" 127.0.0.1:$((P+15)) 127.0.0.1:$((P+14)) 2>/dev/null & pids+=($!)
 
 sidecars() { # tag base-port extra-args...
   local tag=$1 b=$2; shift 2
@@ -94,12 +103,13 @@ declare -A URL=(
   [direct]="http://127.0.0.1:$P/body"
   [nginx]="http://127.0.0.1:$((P+11))/body"
   [pingora]="http://127.0.0.1:$((P+13))/body"
+  [pingora-core]="http://127.0.0.1:$((P+15))/body"
   [spar]="http://127.0.0.1:$((P+23))/v1.0/invoke/callee-plain/method/body"
   [spar-mtls]="http://127.0.0.1:$((P+33))/v1.0/invoke/callee-mtls/method/body"
   [spar-bare]="http://127.0.0.1:$((P+63))/v1.0/invoke/callee-bare/method/body"
   [spar-full]="http://127.0.0.1:$((P+73))/v1.0/invoke/callee-full/method/body"
 )
-PATHS="${PATHS:-direct nginx pingora spar spar-mtls spar-bare spar-full}"
+PATHS="${PATHS:-direct nginx pingora pingora-core spar spar-mtls spar-bare spar-full}"
 for p in $PATHS; do
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$p]}")" = 200 ] && break; sleep 0.05; done
   "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools

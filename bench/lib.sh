@@ -14,11 +14,13 @@ cleanup() {
 trap cleanup EXIT
 head -c 1024 /dev/zero | tr '\0' 'x' >"$work/body"
 
+# Keep-alive connections are never closed after N requests (nginx's default
+# 1,000 made every path reconnect during flat-out runs).
 nginx_conf() { # name http-block [worker_processes]
   cat >"$work/$1.conf" <<NGINX
 daemon on; pid $work/$1.pid; error_log $work/$1.err; worker_processes ${3:-auto};
 events { worker_connections 4096; }
-http { access_log off; $2 }
+http { access_log off; keepalive_requests 1000000; $2 }
 NGINX
   nginx -c "$work/$1.conf"
 }
@@ -26,7 +28,7 @@ static_app() { # name port [workers]: nginx answering every GET with 1 KB
   nginx_conf "$1" "server { listen 127.0.0.1:$2; location / { root $work; try_files /body =404; } }" "${3:-auto}"
 }
 http_hop() { # name listen upstream-port [workers]: a keep-alive reverse proxy
-  nginx_conf "$1" "upstream up { server 127.0.0.1:$3; keepalive 128; }
+  nginx_conf "$1" "upstream up { server 127.0.0.1:$3; keepalive 128; keepalive_requests 1000000; }
   server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "${4:-auto}"
 }
 

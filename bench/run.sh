@@ -97,6 +97,8 @@ np50=$(awk -v a="$INV_1000_nginx_p50" -v d="$INV_1000_direct_p50" 'BEGIN{printf 
 np99=$(awk -v a="$INV_1000_nginx_p99" -v d="$INV_1000_direct_p99" 'BEGIN{printf "%.3f", a-d}')
 mp99=$(awk -v a="$INV_1000_spar_mtls_p99" -v d="$INV_1000_direct_p99" 'BEGIN{printf "%.3f", a-d}')
 idle_mb=$(awk -v k="$IDLE_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')
+# Idle after calls holds the request path's code too: the verdict takes it.
+used_mb=$(awk -v k="$USED_IDLE_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')
 load_mb=$(awk -v k="$LOAD_RSS_KB" 'BEGIN{printf "%.1f", k/1024}')
 start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
 {
@@ -108,7 +110,7 @@ start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
   echo "| added p99, two sidecars, 1000/s ≤ two nginx hops | +$sp99 ms vs +$np99 ms | $(awk -v a="$sp99" -v b="$np99" 'BEGIN{printf "%.2f×", a/b}') | $(verdict "$sp99" "$np99") |"
   echo "| added p99 ≤ 0.42 ms (5× below Dapr's 2.10 ms), mTLS + tracing 0.1 | +$mp99 ms | $(awk -v a="$mp99" 'BEGIN{printf "%.2f× of 0.42", a/0.42}') | $(verdict "$mp99" 0.42) |"
   echo "| max HTTP throughput ≥ two nginx hops | $INV_MAX_spar vs $INV_MAX_nginx req/s | $(awk -v a="$INV_MAX_spar" -v b="$INV_MAX_nginx" 'BEGIN{printf "%.2f×", a/b}') | $(awk -v a="$INV_MAX_spar" -v b="$INV_MAX_nginx" 'BEGIN{print (a >= b) ? "met" : "not met"}') |"
-  echo "| RSS idle ≤ 10 MB per sidecar | $idle_mb MB | $(awk -v a="$idle_mb" 'BEGIN{printf "%.2f× of 10", a/10}') | $(verdict "$idle_mb" 10) |"
+  echo "| RSS idle ≤ 10 MB per sidecar | $idle_mb MB never called, $used_mb MB after 100 calls | $(awk -v a="$used_mb" 'BEGIN{printf "%.2f× of 10", a/10}') | $(verdict "$used_mb" 10) |"
   echo "| RSS at 1000 req/s ≤ 20 MB per sidecar | $load_mb MB | $(awk -v a="$load_mb" 'BEGIN{printf "%.2f× of 20", a/20}') | $(verdict "$load_mb" 20) |"
   echo "| start → healthy ≤ 50 ms (embedded components) | $start_ms ms | $(awk -v a="$start_ms" 'BEGIN{printf "%.2f× of 50", a/50}') | $(verdict "$start_ms" 50) |"
   echo "| state GET on Redis ≤ 2× a direct Redis GET | ${REDIS_GET_RATIO}× | ${REDIS_GET_RATIO}× | $(verdict "$REDIS_GET_RATIO" 2) |"
@@ -117,6 +119,9 @@ start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
   echo "Private (anonymous) memory of the idle sidecar: $(awk -v k="$IDLE_ANON_KB" 'BEGIN{printf "%.1f", k/1024}') MB; the rest of its RSS is the binary's and libc's shared code pages."
   if [ -n "${INV_1000_pingora_p50:-}" ]; then
     echo "spar's data plane alone (two bare pingora hops, same run): added p50 +$(awk -v a="$INV_1000_pingora_p50" -v d="$INV_1000_direct_p50" 'BEGIN{printf "%.3f", a-d}') ms, p99 +$(awk -v a="$INV_1000_pingora_p99" -v d="$INV_1000_direct_p99" 'BEGIN{printf "%.3f", a-d}') ms at 1000/s, max $INV_MAX_pingora req/s."
+  fi
+  if [ -n "${INV_1000_pingora_core_p50:-}" ]; then
+    echo "A forwarding path on pingora-core alone (two spar-corehop hops, same run): added p50 +$(awk -v a="$INV_1000_pingora_core_p50" -v d="$INV_1000_direct_p50" 'BEGIN{printf "%.3f", a-d}') ms, p99 +$(awk -v a="$INV_1000_pingora_core_p99" -v d="$INV_1000_direct_p99" 'BEGIN{printf "%.3f", a-d}') ms at 1000/s, max $INV_MAX_pingora_core req/s."
   fi
   echo
   echo "Suite time: $((SECONDS - T0)) s."
