@@ -11,22 +11,17 @@
 //!
 //! Only segments without write permission are touched: their pages are
 //! exactly the file's, so dropping them loses nothing. Writable segments,
-//! and RELRO (relocated at load, then made read-only), hold data the file
-//! does not and are never dropped.
+//! RELRO (relocated at load, then made read-only) and any object with text
+//! relocations (its code patched at load) hold data the file does not and
+//! are never dropped.
 
 /// Unmaps the read-only segments of every loaded object; returns the bytes
 /// advised (0 where unsupported).
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub fn drop_startup_code() -> usize {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    // SAFETY: the callback only reads the loader's program headers for the
-    // duration of the call and pushes into the Vec passed as `data`.
-    unsafe {
-        libc::dl_iterate_phdr(Some(collect), (&mut ranges as *mut Vec<_>).cast());
-    }
     let page = page_size();
     let mut total = 0;
-    for (start, end) in ranges {
+    for (start, end) in readonly_segments() {
         // Inward to whole pages: a page shared with a writable neighbour
         // stays.
         let (s, e) = (start.div_ceil(page) * page, end / page * page);
@@ -41,6 +36,19 @@ pub fn drop_startup_code() -> usize {
         }
     }
     total
+}
+
+/// The non-writable, file-backed load segments of the program and its
+/// libraries, as [start, end) addresses.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn readonly_segments() -> Vec<(usize, usize)> {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    // SAFETY: the callback only reads the loader's program headers for the
+    // duration of the call and pushes into the Vec passed as `data`.
+    unsafe {
+        libc::dl_iterate_phdr(Some(collect), (&mut ranges as *mut Vec<_>).cast());
+    }
+    ranges
 }
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
@@ -79,6 +87,14 @@ unsafe extern "C" fn collect(
     }
     // SAFETY: dlpi_phdr points at dlpi_phnum program headers.
     let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    if phdrs
+        .iter()
+        .filter(|p| p.p_type == libc::PT_DYNAMIC)
+        // SAFETY: PT_DYNAMIC of a loaded object is mapped and readable.
+        .any(|p| unsafe { has_text_relocations(info.dlpi_addr, p) })
+    {
+        return 0;
+    }
     let relro: Vec<(usize, usize)> = phdrs
         .iter()
         .filter(|p| p.p_type == libc::PT_GNU_RELRO)
@@ -99,6 +115,32 @@ unsafe extern "C" fn collect(
     0
 }
 
+/// Whether the object's dynamic section asks the loader to patch its code
+/// (`DT_TEXTREL`, or `DF_TEXTREL` in `DT_FLAGS`).
+///
+/// # Safety
+/// `p` is the `PT_DYNAMIC` header of an object loaded at `base`.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+unsafe fn has_text_relocations(base: u64, p: &libc::Elf64_Phdr) -> bool {
+    const DT_NULL: i64 = 0;
+    const DT_TEXTREL: i64 = 22;
+    const DT_FLAGS: i64 = 30;
+    const DF_TEXTREL: u64 = 0x4;
+    #[repr(C)]
+    struct Dyn {
+        tag: i64,
+        val: u64,
+    }
+    let (start, _) = span(base, p);
+    let n = p.p_memsz as usize / std::mem::size_of::<Dyn>();
+    // SAFETY: the caller's contract; the table ends at DT_NULL or p_memsz.
+    let entries = unsafe { std::slice::from_raw_parts(start as *const Dyn, n) };
+    entries
+        .iter()
+        .take_while(|d| d.tag != DT_NULL)
+        .any(|d| d.tag == DT_TEXTREL || (d.tag == DT_FLAGS && d.val & DF_TEXTREL != 0))
+}
+
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 fn span(base: u64, p: &libc::Elf64_Phdr) -> (usize, usize) {
     let s = base.wrapping_add(p.p_vaddr) as usize;
@@ -107,6 +149,23 @@ fn span(base: u64, p: &libc::Elf64_Phdr) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static WRITABLE: AtomicUsize = AtomicUsize::new(7);
+
+    /// Code is in the dropped set; writable data never is.
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn only_readonly_segments() {
+        let segs = super::readonly_segments();
+        let inside = |a: usize| segs.iter().any(|&(s, e)| s <= a && a < e);
+        assert!(inside(super::readonly_segments as *const () as usize));
+        assert!(!inside(&WRITABLE as *const _ as usize));
+        WRITABLE.store(8, Ordering::Relaxed);
+        super::drop_startup_code();
+        assert_eq!(WRITABLE.load(Ordering::Relaxed), 8);
+    }
+
     /// Dropped code comes back on use: the process keeps running and
     /// computing after its own text was unmapped.
     #[test]
