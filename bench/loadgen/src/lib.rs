@@ -4,6 +4,7 @@
 //! flat out, over N independent connections; then percentiles.
 
 pub mod grpc;
+pub mod hop;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -17,8 +17,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
 
 thread_local! {
@@ -93,23 +92,9 @@ impl HttpServerApp for Hop {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, upstream] = args.as_slice() else {
-        eprintln!("usage: spar-corehop LISTEN-ADDR UPSTREAM-ADDR");
-        std::process::exit(2);
-    };
-    let up = upstream.parse().expect("UPSTREAM-ADDR: ip:port");
-    let conf = ServerConf {
-        threads: 1,
-        work_stealing: false,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        ..Default::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let (mut server, listen, up) = spar_loadgen::hop::server("spar-corehop");
     let mut svc = Service::new("corehop".into(), Hop(up));
-    svc.add_tcp(listen);
+    svc.add_tcp(&listen);
     server.add_service(svc);
     server.run_forever();
 }

@@ -7,7 +7,6 @@
 
 use async_trait::async_trait;
 use pingora::prelude::*;
-use pingora::server::configuration::ServerConf;
 
 struct Hop(std::net::SocketAddr);
 
@@ -21,23 +20,9 @@ impl ProxyHttp for Hop {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, upstream] = args.as_slice() else {
-        eprintln!("usage: spar-pingorahop LISTEN-ADDR UPSTREAM-ADDR");
-        std::process::exit(2);
-    };
-    let up = upstream.parse().expect("UPSTREAM-ADDR: ip:port");
-    let conf = ServerConf {
-        threads: 1,
-        work_stealing: false,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        ..Default::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
+    let (mut server, listen, up) = spar_loadgen::hop::server("spar-pingorahop");
     let mut svc = pingora::proxy::http_proxy_service(&server.configuration, Hop(up));
-    svc.add_tcp(listen);
+    svc.add_tcp(&listen);
     server.add_service(svc);
     server.run_forever();
 }
