@@ -10,6 +10,7 @@ mod durability;
 mod encryption;
 mod endpoints;
 mod errors;
+mod forwarding;
 mod grpc_proxy;
 mod invoke;
 mod logging;

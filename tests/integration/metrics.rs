@@ -124,8 +124,15 @@ async fn pubsub_and_secret_component_metrics() {
     .unwrap();
     let t = format!("topic=\"{topic}\"");
     let mut text = scrape().await;
+    // Count and latency are two updates: a scrape can fall between them.
     for _ in 0..100 {
-        if sample(&text, "dapr_component_pubsub_ingress_count", &[&t]) >= 5.0 {
+        if sample(&text, "dapr_component_pubsub_ingress_count", &[&t]) >= 5.0
+            && sample(
+                &text,
+                "dapr_component_pubsub_ingress_latencies_count",
+                &[&t],
+            ) >= 5.0
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

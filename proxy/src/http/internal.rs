@@ -34,6 +34,17 @@ impl InternalApi {
         let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
         InternalApi { rt, acl, app_h2 }
     }
+
+    /// The request as the app gets it (both paths).
+    fn prepare_upstream(&self, req: &mut RequestHeader, ctx: &Inbound) -> Result<()> {
+        if let Some(up) = ctx.up.as_ref() {
+            invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
+        }
+        if let Some(s) = &ctx.span {
+            invoke::set_trace(req, s.context())?;
+        }
+        Ok(())
+    }
 }
 
 /// Per call: where it goes and by when.
@@ -167,6 +178,20 @@ impl ProxyHttp for InternalApi {
             addr,
             path: format!("/{}", target.method.trim_start_matches('/')),
         });
+        if !self.app_h2 && super::forward::eligible(session) {
+            let mut req = session.req_header().clone();
+            self.prepare_upstream(&mut req, ctx)?;
+            // The caller's deadline bounds each wait for the app.
+            let left = ctx.deadline.map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            });
+            if let super::forward::Forwarded::Done =
+                super::forward::forward(session, addr, req, left).await?
+            {
+                return Ok(true);
+            }
+        }
         Ok(false)
     }
 
@@ -193,13 +218,7 @@ impl ProxyHttp for InternalApi {
         req: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(up) = ctx.up.as_ref() {
-            invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
-        }
-        if let Some(s) = &ctx.span {
-            invoke::set_trace(req, s.context())?;
-        }
-        Ok(())
+        self.prepare_upstream(req, ctx)
     }
 
     async fn logging(&self, session: &mut Session, _: Option<&Error>, ctx: &mut Self::CTX) {

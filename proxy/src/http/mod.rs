@@ -6,6 +6,7 @@
 
 pub mod decode;
 pub mod encode;
+mod forward;
 pub mod internal;
 pub mod invoke;
 mod resilient;
@@ -157,6 +158,33 @@ impl HttpApi {
         }
     }
 
+    /// The request as the upstream gets it (both paths).
+    fn prepare_upstream(&self, req: &mut RequestHeader, call: &Call) -> Result<()> {
+        if let Some(u) = call.up.as_ref() {
+            invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
+            if let Upstream::Sidecar { .. } = u {
+                // daprd's caller/callee headers, for the callee and its app.
+                req.insert_header("dapr-caller-app-id", &self.rt.app_id)?;
+                req.insert_header("dapr-callee-app-id", app_name(&call.target))?;
+            }
+            // External endpoints get the context too: they may trace.
+            if let Some(s) = &call.span {
+                invoke::set_trace(req, s.context())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the fast path (`forward.rs`) sends this call, when it can: a
+    /// peer sidecar over plain HTTP/1.1, or an HTTP/1.1 app.
+    fn fast_path(&self, call: &Call) -> Option<std::net::SocketAddr> {
+        match call.up.as_ref()? {
+            Upstream::Sidecar { addr, .. } if self.mtls.is_none() => Some(*addr),
+            Upstream::App { addr, .. } if !self.app_h2 => Some(*addr),
+            _ => None,
+        }
+    }
+
     fn target(call: &Call) -> Target {
         match call.target.split_once('.') {
             Some((a, n)) => Target {
@@ -271,6 +299,16 @@ impl ProxyHttp for HttpApi {
                     call.up = Some(u);
                     call.method = ctx.method;
                     call.span = ctx.span.take();
+                    if let Some(addr) = self.fast_path(call).filter(|_| forward::eligible(session))
+                    {
+                        let mut req = session.req_header().clone();
+                        self.prepare_upstream(&mut req, call)?;
+                        if let forward::Forwarded::Done =
+                            forward::forward(session, addr, req, None).await?
+                        {
+                            return Ok(true);
+                        }
+                    }
                     Ok(false)
                 }
                 Ok(_) => {
@@ -379,19 +417,7 @@ impl ProxyHttp for HttpApi {
         req: &mut RequestHeader,
         call: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(u) = call.up.as_ref() {
-            invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
-            if let Upstream::Sidecar { .. } = u {
-                // daprd's caller/callee headers, for the callee and its app.
-                req.insert_header("dapr-caller-app-id", &self.rt.app_id)?;
-                req.insert_header("dapr-callee-app-id", app_name(&call.target))?;
-            }
-            // External endpoints get the context too: they may trace.
-            if let Some(s) = &call.span {
-                invoke::set_trace(req, s.context())?;
-            }
-        }
-        Ok(())
+        self.prepare_upstream(req, call)
     }
 
     async fn fail_to_proxy(

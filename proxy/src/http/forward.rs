@@ -1,0 +1,329 @@
+//! The fast path of HTTP invocation: the common call — HTTP/1.1 in, a plain
+//! HTTP/1.1 upstream (the peer sidecar without mTLS, or this sidecar's app)
+//! — forwarded from `request_filter` on pingora's own HTTP/1 sessions, in
+//! one task, with a per-thread pool of upstream connections.
+//!
+//! pingora-proxy's upstream phase (connector and pool watcher task, the
+//! two body-pump tasks and their channels, module hooks) costs more per
+//! call than the forwarding itself: a proxy written this way on pingora-core
+//! measured 1.3–1.5× the throughput of bare pingora-proxy and half its tails
+//! at 5,000 req/s (bench/README.md). Everything else — TLS upstreams,
+//! HTTP/2, upgrades, `Expect: 100-continue`, a peer that cannot be reached
+//! (with its re-resolution and retries) — still goes through pingora-proxy.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use http::header;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::v1::client::HttpSession;
+use pingora::protocols::Stream;
+use pingora::proxy::Session;
+use tokio::io::AsyncReadExt;
+
+/// Idle connections kept per upstream and thread; more are closed.
+const POOL_PER_ADDR: usize = 128;
+/// Pooled connections idle longer than this are closed, not reused.
+const MAX_IDLE: Duration = Duration::from_secs(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bodies up to this size are read before sending, so a call on a pooled
+/// connection the upstream closed meanwhile can be sent again on a new one.
+const RESEND_LIMIT: usize = 64 * 1024;
+
+thread_local! {
+    /// A listener's runtime is current-thread (or work-stealing with
+    /// SPAR_HTTP_THREADS): the pool is only touched between awaits.
+    static POOL: RefCell<HashMap<SocketAddr, Vec<(Stream, Instant)>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// Headers for one connection only (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+];
+
+pub enum Forwarded {
+    /// The answer (or an error answer) went to the caller.
+    Done,
+    /// No connection could be made; nothing was read from the caller, so
+    /// pingora-proxy's path (re-resolution, retries, error mapping) takes
+    /// the call.
+    NotConnected,
+}
+
+/// Whether the caller's request can take the fast path.
+pub fn eligible(session: &Session) -> bool {
+    let req = session.req_header();
+    !session.as_downstream().is_http2()
+        && req.version == http::Version::HTTP_11
+        && !req.headers.contains_key(header::UPGRADE)
+        && !req.headers.contains_key(header::EXPECT)
+}
+
+/// Sends `req` (already rewritten for the upstream) and the caller's body
+/// to `addr`, and streams the answer back. `read_timeout` bounds each wait
+/// for the upstream.
+pub async fn forward(
+    session: &mut Session,
+    addr: SocketAddr,
+    mut req: RequestHeader,
+    read_timeout: Option<Duration>,
+) -> Result<Forwarded> {
+    strip_hop_by_hop(&mut req);
+    let (stream, pooled) = match checkout(addr) {
+        Some(s) => (s, true),
+        None => match connect(addr).await {
+            Some(s) => (s, false),
+            None => return Ok(Forwarded::NotConnected),
+        },
+    };
+    // A small body is read first, so the call can be sent again.
+    let small = declared_len(&req).is_some_and(|n| n <= RESEND_LIMIT);
+    let body = if small {
+        Some(read_body(session).await?)
+    } else {
+        None
+    };
+    let mut up = new_session(stream, read_timeout);
+    if let Err((e, written)) = send(session, &mut up, &req, body.as_ref()).await {
+        // A pooled connection the upstream closed meanwhile: once more on a
+        // fresh one, when the body can be sent again and the upstream cannot
+        // have acted on the call (not all sent, or an idempotent method) —
+        // the rule Go's HTTP client follows.
+        let idempotent = matches!(
+            req.method,
+            http::Method::GET
+                | http::Method::HEAD
+                | http::Method::PUT
+                | http::Method::DELETE
+                | http::Method::OPTIONS
+        );
+        let Some(body) = body.as_ref().filter(|_| pooled && (!written || idempotent)) else {
+            return Err(e);
+        };
+        let Some(fresh) = connect(addr).await else {
+            return Err(e);
+        };
+        up = new_session(fresh, read_timeout);
+        send(session, &mut up, &req, Some(body))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    answer(session, &mut up).await?;
+    up.respect_keepalive();
+    if let Some(stream) = up.reuse().await {
+        checkin(addr, stream);
+    }
+    Ok(Forwarded::Done)
+}
+
+fn new_session(stream: Stream, read_timeout: Option<Duration>) -> HttpSession {
+    let mut up = HttpSession::new(stream);
+    up.read_timeout = read_timeout;
+    up
+}
+
+/// The request header, the body, and the answer's header. A failure says
+/// whether the whole request had been written.
+async fn send(
+    session: &mut Session,
+    up: &mut HttpSession,
+    req: &RequestHeader,
+    body: Option<&Bytes>,
+) -> std::result::Result<(), (Box<Error>, bool)> {
+    let unsent = |e: Box<Error>| (e.into_up(), false);
+    up.write_request_header(Box::new(req.clone()))
+        .await
+        .map_err(unsent)?;
+    match body {
+        Some(b) => {
+            if !b.is_empty() {
+                up.write_body(b).await.map_err(unsent)?;
+            }
+        }
+        None => {
+            while let Some(chunk) = session
+                .read_request_body()
+                .await
+                .map_err(|e| (e.into_down(), false))?
+            {
+                up.write_body(&chunk).await.map_err(unsent)?;
+            }
+        }
+    }
+    up.finish_body().await.map_err(unsent)?;
+    up.read_response().await.map_err(|e| (e.into_up(), true))?;
+    Ok(())
+}
+
+/// The upstream's answer to the caller. Once its header is sent, a failure
+/// can only cut the connection (the caller sees a short body).
+async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
+    let mut resp: Box<ResponseHeader> = Box::new(
+        up.resp_header()
+            .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
+            .clone(),
+    );
+    for h in HOP_BY_HOP {
+        resp.remove_header(h);
+    }
+    let empty = up.is_body_done();
+    session
+        .write_response_header(resp, empty)
+        .await
+        .map_err(|e| e.into_down())?;
+    if empty {
+        return Ok(());
+    }
+    loop {
+        match up.read_body_bytes().await {
+            Ok(Some(b)) => session
+                .write_response_body(Some(b), false)
+                .await
+                .map_err(|e| e.into_down())?,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!("upstream body cut: {e}");
+                session.set_keepalive(None);
+                return Ok(());
+            }
+        }
+    }
+    session
+        .write_response_body(None, true)
+        .await
+        .map_err(|e| e.into_down())
+}
+
+async fn read_body(session: &mut Session) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| e.into_down())?
+    {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn declared_len(req: &RequestHeader) -> Option<usize> {
+    if req.headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    match req.headers.get(header::CONTENT_LENGTH) {
+        None => Some(0),
+        Some(v) => v.to_str().ok()?.trim().parse().ok(),
+    }
+}
+
+/// Hop-by-hop headers, and those the caller's `Connection` names, stay
+/// with the caller's connection. `Transfer-Encoding` stays: it frames the
+/// body the upstream session re-encodes.
+fn strip_hop_by_hop(req: &mut RequestHeader) {
+    let named: Vec<String> = req
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "transfer-encoding" && t != "host")
+        .collect();
+    for n in &named {
+        req.remove_header(n.as_str());
+    }
+    for h in HOP_BY_HOP {
+        req.remove_header(h);
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Option<Stream> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    tcp.set_nodelay(true).ok()?;
+    Some(Box::new(pingora::protocols::l4::stream::Stream::from(tcp)))
+}
+
+/// A pooled connection still open: the newest first (the likeliest to be
+/// warm); closed, stale or unexpectedly readable ones are dropped.
+fn checkout(addr: SocketAddr) -> Option<Stream> {
+    loop {
+        let (mut s, since) = POOL.with(|p| p.borrow_mut().get_mut(&addr)?.pop())?;
+        if since.elapsed() < MAX_IDLE && idle_and_open(&mut s) {
+            return Some(s);
+        }
+    }
+}
+
+fn checkin(addr: SocketAddr, s: Stream) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let idle = p.entry(addr).or_default();
+        if idle.len() < POOL_PER_ADDR {
+            idle.push((s, Instant::now()));
+        }
+    });
+}
+
+/// An idle HTTP/1 connection has nothing to read: EOF means the upstream
+/// closed it, bytes mean it is out of step.
+fn idle_and_open(s: &mut Stream) -> bool {
+    let mut b = [0u8; 1];
+    s.read(&mut b).now_or_never().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&'static str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/x", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(*k, *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn hop_by_hop_and_nominated_headers_are_dropped() {
+        let mut r = req(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-kept", "1"),
+        ]);
+        strip_hop_by_hop(&mut r);
+        for gone in ["connection", "keep-alive", "x-secret", "te"] {
+            assert!(r.headers.get(gone).is_none(), "{gone}");
+        }
+        assert!(r.headers.get("transfer-encoding").is_some());
+        assert!(r.headers.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn only_known_small_bodies_are_read_first() {
+        assert_eq!(declared_len(&req(&[])), Some(0));
+        assert_eq!(declared_len(&req(&[("content-length", "10")])), Some(10));
+        assert_eq!(
+            declared_len(&req(&[("transfer-encoding", "chunked")])),
+            None
+        );
+        assert_eq!(declared_len(&req(&[("content-length", "x")])), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The invocation fast path (`proxy/src/http/forward.rs`) on the wire:
+//! pooled connections an app has closed, chunked bodies, HEAD and
+//! bodiless answers, through two real sidecars.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use spar_tests::{unique, Options, Sidecar};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::invoke::{call, echo_app};
+
+fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
+    h.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An HTTP/1.1 app that answers one request per connection and then closes
+/// it without saying so (no `Connection: close`): every connection a proxy
+/// pools to it is dead by the next call. Answers `{"len": N}`.
+async fn closing_app() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                let end = loop {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                    if let Some(i) = find(&buf, b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < end + len {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let body = format!("{{\"len\":{len}}}");
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+fn sidecar(app_id: &str, app_port: Option<u16>) -> Sidecar {
+    Sidecar::start(Options {
+        app_id: app_id.to_string(),
+        extra_args: app_port
+            .map(|p| vec!["--app-port".to_string(), p.to_string()])
+            .unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_survive_connections_the_app_closed() {
+    let port = closing_app().await;
+    let callee_id = unique("closer");
+    let _callee = sidecar(&callee_id, Some(port));
+    let caller = sidecar(&unique("caller"), None);
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
+    let r = call(&c, c.get(&url)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for i in 0..30 {
+        let r = if i % 2 == 0 {
+            c.get(&url).send().await.unwrap()
+        } else {
+            c.post(&url).body("0123456789").send().await.unwrap()
+        };
+        assert_eq!(r.status(), StatusCode::OK, "call {i}");
+        let want = if i % 2 == 0 { 0 } else { 10 };
+        assert_eq!(r.json::<Value>().await.unwrap()["len"], want, "call {i}");
+    }
+}
+
+/// One request on a raw connection; the whole answer as text.
+async fn raw(port: u16, request: String) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_head_and_bodiless_calls() {
+    let (port, _app) = echo_app("callee").await;
+    let callee_id = unique("callee");
+    let _callee = sidecar(&callee_id, Some(port));
+    let caller = sidecar(&unique("caller"), None);
+    let c = Client::new();
+    let base = caller.http();
+    let r = call(
+        &c,
+        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let http_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+
+    // A chunked request body arrives whole; hop-by-hop headers stay here.
+    let answer = raw(
+        http_port,
+        format!(
+            "POST /v1.0/invoke/{callee_id}/method/up HTTP/1.1\r\nhost: x\r\n\
+             transfer-encoding: chunked\r\nconnection: close, x-test\r\nx-test: hop\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let body = body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c == '\r' || c == '\n');
+    let json = &body[..body.rfind('}').unwrap() + 1];
+    let v: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["len"], 11, "{answer}");
+    assert_eq!(
+        v["x-test"],
+        Value::Null,
+        "a header the caller's Connection names is not forwarded"
+    );
+
+    // HEAD: the app's status and headers, no body.
+    let r = c
+        .head(format!("{base}/v1.0/invoke/{callee_id}/method/h"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // Many calls on one keep-alive connection in a row stay in step.
+    for i in 0..50 {
+        let r = c
+            .post(format!("{base}/v1.0/invoke/{callee_id}/method/n{i}"))
+            .body(vec![b'a'; i * 1000])
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["path"], format!("/n{i}"));
+        assert_eq!(v["len"], i * 1000);
+    }
+}
