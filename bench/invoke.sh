@@ -14,6 +14,8 @@
 #   spar ×2 mTLS  the same with --enable-mtls (certificates from spar sentry)
 #                 and tracing sampled at 0.1 (Zipkin export to an nginx sink):
 #                 the conditions of Dapr's published figures
+#   spar-proxy    spar ×2 with the invocation fast path off
+#                 (SPAR_HTTP_FAST_PATH=off: every call through pingora-proxy)
 #   spar-bare     spar ×2 with the chain's optional filters off (no metrics,
 #                 no tracing, no resiliency)
 #   spar-full     spar ×2 with the full chain: metrics, tracing sampled at 1
@@ -97,6 +99,7 @@ YAML
 for _ in $(seq 100); do [ -f "$work/certs/ca.crt" ] && break; sleep 0.05; done
 DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
 sidecars bare $((P+60)) --enable-metrics=false
+SPAR_HTTP_FAST_PATH=off sidecars proxy $((P+80))
 sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
 
 declare -A URL=(
@@ -106,10 +109,11 @@ declare -A URL=(
   [pingora-core]="http://127.0.0.1:$((P+15))/body"
   [spar]="http://127.0.0.1:$((P+23))/v1.0/invoke/callee-plain/method/body"
   [spar-mtls]="http://127.0.0.1:$((P+33))/v1.0/invoke/callee-mtls/method/body"
+  [spar-proxy]="http://127.0.0.1:$((P+83))/v1.0/invoke/callee-proxy/method/body"
   [spar-bare]="http://127.0.0.1:$((P+63))/v1.0/invoke/callee-bare/method/body"
   [spar-full]="http://127.0.0.1:$((P+73))/v1.0/invoke/callee-full/method/body"
 )
-PATHS="${PATHS:-direct nginx pingora pingora-core spar spar-mtls spar-bare spar-full}"
+PATHS="${PATHS:-direct nginx pingora pingora-core spar spar-proxy spar-mtls spar-bare spar-full}"
 for p in $PATHS; do
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$p]}")" = 200 ] && break; sleep 0.05; done
   "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use http::header;
+use http::header::{self, HeaderName};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession;
@@ -43,15 +43,37 @@ thread_local! {
 }
 
 /// Headers for one connection only (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "http2-settings",
-];
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    matches!(
+        n.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "http2-settings"
+    )
+}
+
+/// The hop-by-hop headers present, and those `Connection` names
+/// (`Transfer-Encoding` excepted: it frames the body the upstream session
+/// re-encodes). One pass over the names: most calls carry none, and
+/// removing by name costs a parse each.
+fn hop_by_hop(h: &http::HeaderMap) -> Vec<HeaderName> {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "transfer-encoding" && t != "host")
+        .collect();
+    h.keys()
+        .filter(|k| is_hop_by_hop(k) || named.iter().any(|n| n == k.as_str()))
+        .cloned()
+        .collect()
+}
 
 pub enum Forwarded {
     /// The answer (or an error answer) went to the caller.
@@ -62,10 +84,21 @@ pub enum Forwarded {
     NotConnected,
 }
 
+/// `SPAR_HTTP_FAST_PATH=off` sends every call through pingora-proxy (read
+/// once; for comparison and troubleshooting).
+fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("SPAR_HTTP_FAST_PATH")
+            .map_or(true, |v| !matches!(v.trim(), "off" | "0" | "false"))
+    })
+}
+
 /// Whether the caller's request can take the fast path.
 pub fn eligible(session: &Session) -> bool {
     let req = session.req_header();
-    !session.as_downstream().is_http2()
+    enabled()
+        && !session.as_downstream().is_http2()
         && req.version == http::Version::HTTP_11
         && !req.headers.contains_key(header::UPGRADE)
         && !req.headers.contains_key(header::EXPECT)
@@ -175,8 +208,8 @@ async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
             .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "no response header"))?
             .clone(),
     );
-    for h in HOP_BY_HOP {
-        resp.remove_header(h);
+    for h in hop_by_hop(&resp.headers) {
+        resp.remove_header(&h);
     }
     let empty = up.is_body_done();
     session
@@ -228,24 +261,10 @@ fn declared_len(req: &RequestHeader) -> Option<usize> {
     }
 }
 
-/// Hop-by-hop headers, and those the caller's `Connection` names, stay
-/// with the caller's connection. `Transfer-Encoding` stays: it frames the
-/// body the upstream session re-encodes.
+/// Hop-by-hop headers stay with the caller's connection.
 fn strip_hop_by_hop(req: &mut RequestHeader) {
-    let named: Vec<String> = req
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "transfer-encoding" && t != "host")
-        .collect();
-    for n in &named {
-        req.remove_header(n.as_str());
-    }
-    for h in HOP_BY_HOP {
-        req.remove_header(h);
+    for h in hop_by_hop(&req.headers) {
+        req.remove_header(&h);
     }
 }
 

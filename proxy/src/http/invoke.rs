@@ -12,6 +12,12 @@ use spar_filters::ApiError;
 use super::decode::percent_decode;
 use crate::security::Identity;
 
+// Looked up on every call: named once, not parsed from a string each time.
+pub const DAPR_API_TOKEN: http::HeaderName = http::HeaderName::from_static("dapr-api-token");
+pub const DAPR_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-app-id");
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 /// `/v1.0/invoke/{app-id}/method/{method…}`, or any non-API path with a
 /// `dapr-app-id` header (Dapr's header-based invocation).
 pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
@@ -36,7 +42,7 @@ pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
     if path.starts_with("/v1.0/") || path.starts_with("/v1.0-alpha1/") {
         return None;
     }
-    let app = match req.headers.get("dapr-app-id").and_then(|v| v.to_str().ok()) {
+    let app = match req.headers.get(DAPR_APP_ID).and_then(|v| v.to_str().ok()) {
         Some(app) => app.to_string(),
         // Transparent mode: an app with HTTP_PROXY pointing here sends
         // `GET http://{app-id}/path` (absolute form). pingora keeps only the
@@ -132,11 +138,11 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) 
     if let Upstream::External(e) = up {
         // The external service sees its own name, and the endpoint's headers.
         req.insert_header("host", &e.authority)?;
-        req.remove_header("dapr-app-id");
+        req.remove_header(&DAPR_APP_ID);
         for (k, v) in e.headers.iter() {
             req.insert_header(k.clone(), v)?;
         }
-    } else if req.headers.get("host").is_none() {
+    } else if req.headers.get(http::header::HOST).is_none() {
         let host = match (req.uri.authority(), up) {
             (Some(a), _) => a.to_string(),
             (None, Upstream::Sidecar { addr, .. } | Upstream::App { addr, .. }) => addr.to_string(),
@@ -146,7 +152,7 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) 
     }
     req.set_uri(uri);
     // The caller's API token is for this sidecar, never for the app.
-    req.remove_header("dapr-api-token");
+    req.remove_header(&DAPR_API_TOKEN);
     if let (Upstream::App { .. }, Some(t)) = (up, app_token) {
         req.insert_header("dapr-api-token", t)?;
     }
@@ -201,7 +207,7 @@ pub fn set_trace(
             req.insert_header("tracestate", ts)?;
         }
         None => {
-            req.remove_header("tracestate");
+            req.remove_header(&TRACESTATE);
         }
     }
     Ok(())

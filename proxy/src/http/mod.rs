@@ -272,10 +272,10 @@ impl ProxyHttp for HttpApi {
                 static_method(req.method.as_str()),
                 "/v1.0/invoke/{id}/method/{method}",
             );
-            let header = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-            ctx.api_token = header("dapr-api-token").map(str::to_owned);
+            let header = |n: http::HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok());
+            ctx.api_token = header(invoke::DAPR_API_TOKEN).map(str::to_owned);
             ctx.path = req.uri.path().to_owned();
-            ctx.set_trace_headers(header("traceparent"), header("tracestate"));
+            ctx.set_trace_headers(header(invoke::TRACEPARENT), header(invoke::TRACESTATE));
             call.target = target.app_id.clone();
             return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
                 Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
