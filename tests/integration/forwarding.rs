@@ -166,3 +166,54 @@ async fn chunked_head_and_bodiless_calls() {
         assert_eq!(v["len"], i * 1000);
     }
 }
+
+/// An app that starts a chunked answer and dies mid-body.
+async fn dying_app() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                while find(&buf, b"\r\n\r\n").is_none() {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_short_stays_cut_short() {
+    let port = dying_app().await;
+    let callee_id = unique("dying");
+    let _callee = sidecar(&callee_id, Some(port));
+    let caller = sidecar(&unique("caller"), None);
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
+    let mut last = None;
+    for _ in 0..50 {
+        let r = c.get(&url).send().await.unwrap();
+        if r.status() == StatusCode::OK {
+            last = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = last.expect("the app's 200 reaches the caller");
+    assert!(
+        r.bytes().await.is_err(),
+        "a body the app never finished must not arrive as complete"
+    );
+}

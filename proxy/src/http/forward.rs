@@ -201,7 +201,9 @@ async fn send(
 }
 
 /// The upstream's answer to the caller. Once its header is sent, a failure
-/// can only cut the connection (the caller sees a short body).
+/// can only cut the connection: the error goes to `invoke::fail`, which
+/// closes it without finishing the body, so the caller sees it cut short
+/// (never a chunked body ended as if complete).
 async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
     let mut resp: Box<ResponseHeader> = Box::new(
         up.resp_header()
@@ -226,11 +228,7 @@ async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
                 .await
                 .map_err(|e| e.into_down())?,
             Ok(None) => break,
-            Err(e) => {
-                tracing::debug!("upstream body cut: {e}");
-                session.set_keepalive(None);
-                return Ok(());
-            }
+            Err(e) => return Err(e.into_up()),
         }
     }
     session

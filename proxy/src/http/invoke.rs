@@ -177,6 +177,14 @@ pub async fn fail(session: &mut Session, e: &Error, app_id: &str) -> FailToProxy
             can_reuse_downstream: false,
         };
     }
+    if let Some(sent) = session.response_written() {
+        // The answer broke off mid-body: nothing may be appended to it, and
+        // the connection closes unfinished so the caller sees it cut short.
+        return FailToProxy {
+            error_code: sent.status.as_u16(),
+            can_reuse_downstream: false,
+        };
+    }
     let (app_id, reason) = (app_id.to_string(), e.to_string());
     let err = match e.etype() {
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
