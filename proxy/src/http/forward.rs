@@ -133,7 +133,12 @@ pub async fn forward(
         // A pooled connection the upstream closed meanwhile: once more on a
         // fresh one, when the body can be sent again and the upstream cannot
         // have acted on the call (not all sent, or an idempotent method) —
-        // the rule Go's HTTP client follows.
+        // the rule Go's HTTP client follows. Never after a timeout: the
+        // deadline is spent.
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
         let idempotent = matches!(
             req.method,
             http::Method::GET
@@ -142,7 +147,10 @@ pub async fn forward(
                 | http::Method::DELETE
                 | http::Method::OPTIONS
         );
-        let Some(body) = body.as_ref().filter(|_| pooled && (!written || idempotent)) else {
+        let Some(body) = body
+            .as_ref()
+            .filter(|_| pooled && !timed_out && (!written || idempotent))
+        else {
             return Err(e);
         };
         let Some(fresh) = connect(addr).await else {
