@@ -6,78 +6,84 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
-use spar_tests::{unique, Options, Sidecar};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::invoke::{call, echo_app};
+use crate::invoke::{call, echo_app, pair};
 
 fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
     h.windows(needle.len()).position(|w| w == needle)
 }
 
-/// An HTTP/1.1 app that answers one request per connection and then closes
-/// it without saying so (no `Connection: close`): every connection a proxy
-/// pools to it is dead by the next call. Answers `{"len": N}`.
-async fn closing_app() -> u16 {
+/// An HTTP/1.1 app that answers one request per connection with
+/// `answer(request body length)`, waits `linger`, then closes the connection
+/// without saying so (no `Connection: close`). With no linger the close
+/// follows the answer at once, so the FIN is there before the next call;
+/// a close a millisecond later races it (a POST that loses that race fails
+/// on every HTTP client that won't resend non-idempotent calls).
+async fn raw_app(answer: fn(usize) -> Vec<u8>, linger: Duration) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
+        while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
-                let end = loop {
+                let mut want = None;
+                while want.is_none_or(|w| buf.len() < w) {
                     match s.read(&mut tmp).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => buf.extend_from_slice(&tmp[..n]),
                     }
-                    if let Some(i) = find(&buf, b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap());
-                while buf.len() < end + len {
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    if let (None, Some(end)) = (want, find(&buf, b"\r\n\r\n")) {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        want = Some(end + 4 + len);
                     }
                 }
-                let body = format!("{{\"len\":{len}}}");
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
+                let len = want.unwrap() - find(&buf, b"\r\n\r\n").unwrap() - 4;
+                let _ = s.write_all(&answer(len)).await;
+                if !linger.is_zero() {
+                    tokio::time::sleep(linger).await;
+                }
             });
         }
     });
     port
 }
 
-fn sidecar(app_id: &str, app_port: Option<u16>) -> Sidecar {
-    Sidecar::start(Options {
-        app_id: app_id.to_string(),
-        extra_args: app_port
-            .map(|p| vec!["--app-port".to_string(), p.to_string()])
-            .unwrap_or_default(),
-        ..Default::default()
-    })
+/// Answers `{"len": N}` and closes: every connection a proxy pools to it is
+/// dead by the next call.
+async fn closing_app() -> u16 {
+    raw_app(
+        |len| {
+            let body = format!("{{\"len\":{len}}}");
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        },
+        Duration::ZERO,
+    )
+    .await
+}
+
+/// Starts a chunked answer and dies mid-body.
+async fn dying_app() -> u16 {
+    raw_app(
+        |_| b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec(),
+        Duration::from_millis(50),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_survive_connections_the_app_closed() {
-    let port = closing_app().await;
-    let callee_id = unique("closer");
-    let _callee = sidecar(&callee_id, Some(port));
-    let caller = sidecar(&unique("caller"), None);
+    let (callee_id, _callee, caller) = pair("closer", closing_app().await);
     let c = Client::new();
     let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
     let r = call(&c, c.get(&url)).await;
@@ -109,9 +115,7 @@ async fn raw(port: u16, request: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_head_and_bodiless_calls() {
     let (port, _app) = echo_app("callee").await;
-    let callee_id = unique("callee");
-    let _callee = sidecar(&callee_id, Some(port));
-    let caller = sidecar(&unique("caller"), None);
+    let (callee_id, _callee, caller) = pair("callee", port);
     let c = Client::new();
     let base = caller.http();
     let r = call(
@@ -167,39 +171,9 @@ async fn chunked_head_and_bodiless_calls() {
     }
 }
 
-/// An app that starts a chunked answer and dies mid-body.
-async fn dying_app() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                while find(&buf, b"\r\n\r\n").is_none() {
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                    )
-                    .await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cut_short_stays_cut_short() {
-    let port = dying_app().await;
-    let callee_id = unique("dying");
-    let _callee = sidecar(&callee_id, Some(port));
-    let caller = sidecar(&unique("caller"), None);
+    let (callee_id, _callee, caller) = pair("dying", dying_app().await);
     let c = Client::new();
     let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
     let mut last = None;

@@ -37,6 +37,14 @@ pub(crate) async fn echo_app(name: &'static str) -> (u16, tokio::task::JoinHandl
     )
 }
 
+/// A callee sidecar (id `{prefix}-…`) in front of the app on `app_port`,
+/// and a caller sidecar: (callee id, callee, caller).
+pub(crate) fn pair(prefix: &str, app_port: u16) -> (String, Sidecar, Sidecar) {
+    let callee_id = unique(prefix);
+    let callee = sidecar(&callee_id, Some(app_port));
+    (callee_id, callee, sidecar(&unique("caller"), None))
+}
+
 fn sidecar(app_id: &str, app_port: Option<u16>) -> Sidecar {
     let mut extra = vec![];
     if let Some(p) = app_port {
@@ -67,9 +75,7 @@ pub(crate) async fn call(c: &Client, req: reqwest::RequestBuilder) -> reqwest::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_invocation_between_sidecars() {
     let (port, _app) = echo_app("callee").await;
-    let callee_id = unique("callee");
-    let _callee = sidecar(&callee_id, Some(port));
-    let caller = sidecar(&unique("caller"), None);
+    let (callee_id, _callee, caller) = pair("callee", port);
     let c = Client::new();
     let base = caller.http();
 
