@@ -72,6 +72,32 @@ async fn closing_app() -> u16 {
     .await
 }
 
+/// Sends an interim 103 before its answer.
+async fn hinting_app() -> u16 {
+    raw_app(
+        |len| {
+            format!(
+                "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+                 HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{len}",
+                len.to_string().len()
+            )
+            .into_bytes()
+        },
+        Duration::ZERO,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_answers_are_skipped() {
+    let (callee_id, _callee, caller) = pair("hints", hinting_app().await);
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
+    let r = call(&c, c.post(&url).body("abc")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "3");
+}
+
 /// Starts a chunked answer and dies mid-body.
 async fn dying_app() -> u16 {
     raw_app(

@@ -205,6 +205,11 @@ async fn send(
     }
     up.finish_body().await.map_err(unsent)?;
     up.read_response().await.map_err(|e| (e.into_up(), true))?;
+    // Interim answers (100, 103) are not passed on: the caller gets the
+    // final one. (No 101: upgrades never take this path.)
+    while up.get_status().is_some_and(|s| s.is_informational()) {
+        up.read_response().await.map_err(|e| (e.into_up(), true))?;
+    }
     Ok(())
 }
 
