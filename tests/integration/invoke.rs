@@ -46,13 +46,16 @@ pub(crate) fn pair(prefix: &str, app_port: u16) -> (String, Sidecar, Sidecar) {
 }
 
 fn sidecar(app_id: &str, app_port: Option<u16>) -> Sidecar {
-    let mut extra = vec![];
-    if let Some(p) = app_port {
-        extra = vec!["--app-port".to_string(), p.to_string()];
-    }
+    sidecar_env(app_id, app_port, vec![])
+}
+
+fn sidecar_env(app_id: &str, app_port: Option<u16>, env: Vec<(String, String)>) -> Sidecar {
     Sidecar::start(Options {
         app_id: app_id.to_string(),
-        extra_args: extra,
+        extra_args: app_port
+            .map(|p| vec!["--app-port".to_string(), p.to_string()])
+            .unwrap_or_default(),
+        env,
         ..Default::default()
     })
 }
@@ -462,14 +465,11 @@ async fn listener_thread_setting() {
     let (port, _app) = echo_app("callee").await;
     let callee_id = unique("callee");
     let with_env = |app_id: &str, app_port: Option<u16>, threads: &str| {
-        Sidecar::start(Options {
-            app_id: app_id.to_string(),
-            extra_args: app_port
-                .map(|p| vec!["--app-port".to_string(), p.to_string()])
-                .unwrap_or_default(),
-            env: vec![("SPAR_HTTP_THREADS".into(), threads.into())],
-            ..Default::default()
-        })
+        sidecar_env(
+            app_id,
+            app_port,
+            vec![("SPAR_HTTP_THREADS".into(), threads.into())],
+        )
     };
     let _callee = with_env(&callee_id, Some(port), "2");
     let caller = with_env(&unique("caller"), None, "many");

@@ -104,16 +104,23 @@ pub fn eligible(session: &Session) -> bool {
         && !req.headers.contains_key(header::EXPECT)
 }
 
-/// Sends `req` (already rewritten for the upstream) and the caller's body
-/// to `addr`, and streams the answer back. `read_timeout` bounds each wait
-/// for the upstream.
+/// Sends the caller's request — its header rewritten by `prepare` — and
+/// body to `addr`, and streams the answer back. `read_timeout` bounds each
+/// wait for the upstream.
 pub async fn forward(
     session: &mut Session,
     addr: SocketAddr,
-    mut req: RequestHeader,
+    prepare: impl Fn(&mut RequestHeader) -> Result<()>,
     read_timeout: Option<Duration>,
 ) -> Result<Forwarded> {
-    strip_hop_by_hop(&mut req);
+    // Built again only for a resend, so the common call clones it once.
+    let request = |session: &Session| -> Result<RequestHeader> {
+        let mut req = session.req_header().clone();
+        prepare(&mut req)?;
+        strip_hop_by_hop(&mut req);
+        Ok(req)
+    };
+    let req = request(session)?;
     let (stream, pooled) = match checkout(addr) {
         Some(s) => (s, true),
         None => match connect(addr).await {
@@ -121,6 +128,14 @@ pub async fn forward(
             None => return Ok(Forwarded::NotConnected),
         },
     };
+    let idempotent = matches!(
+        req.method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::PUT
+            | http::Method::DELETE
+            | http::Method::OPTIONS
+    );
     // A small body is read first, so the call can be sent again.
     let small = declared_len(&req).is_some_and(|n| n <= RESEND_LIMIT);
     let body = if small {
@@ -129,7 +144,7 @@ pub async fn forward(
         None
     };
     let mut up = new_session(stream, read_timeout);
-    if let Err((e, written)) = send(session, &mut up, &req, body.as_ref()).await {
+    if let Err((e, written)) = send(session, &mut up, req, body.as_ref()).await {
         // A pooled connection the upstream closed meanwhile: once more on a
         // fresh one, when the body can be sent again and the upstream cannot
         // have acted on the call (not all sent, or an idempotent method) —
@@ -138,14 +153,6 @@ pub async fn forward(
         let timed_out = matches!(
             e.etype(),
             ErrorType::ReadTimedout | ErrorType::WriteTimedout
-        );
-        let idempotent = matches!(
-            req.method,
-            http::Method::GET
-                | http::Method::HEAD
-                | http::Method::PUT
-                | http::Method::DELETE
-                | http::Method::OPTIONS
         );
         let Some(body) = body
             .as_ref()
@@ -157,7 +164,7 @@ pub async fn forward(
             return Err(e);
         };
         up = new_session(fresh, read_timeout);
-        send(session, &mut up, &req, Some(body))
+        send(session, &mut up, request(session)?, Some(body))
             .await
             .map_err(|(e, _)| e)?;
     }
@@ -180,11 +187,11 @@ fn new_session(stream: Stream, read_timeout: Option<Duration>) -> HttpSession {
 async fn send(
     session: &mut Session,
     up: &mut HttpSession,
-    req: &RequestHeader,
+    req: RequestHeader,
     body: Option<&Bytes>,
 ) -> std::result::Result<(), (Box<Error>, bool)> {
     let unsent = |e: Box<Error>| (e.into_up(), false);
-    up.write_request_header(Box::new(req.clone()))
+    up.write_request_header(Box::new(req))
         .await
         .map_err(unsent)?;
     match body {

@@ -179,15 +179,14 @@ impl ProxyHttp for InternalApi {
             path: format!("/{}", target.method.trim_start_matches('/')),
         });
         if !self.app_h2 && super::forward::eligible(session) {
-            let mut req = session.req_header().clone();
-            self.prepare_upstream(&mut req, ctx)?;
             // The caller's deadline bounds each wait for the app.
             let left = ctx.deadline.map(|d| {
                 d.saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1))
             });
+            let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, ctx);
             if let super::forward::Forwarded::Done =
-                super::forward::forward(session, addr, req, left).await?
+                super::forward::forward(session, addr, prepare, left).await?
             {
                 return Ok(true);
             }

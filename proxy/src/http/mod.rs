@@ -301,10 +301,9 @@ impl ProxyHttp for HttpApi {
                     call.span = ctx.span.take();
                     if let Some(addr) = self.fast_path(call).filter(|_| forward::eligible(session))
                     {
-                        let mut req = session.req_header().clone();
-                        self.prepare_upstream(&mut req, call)?;
+                        let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, call);
                         if let forward::Forwarded::Done =
-                            forward::forward(session, addr, req, None).await?
+                            forward::forward(session, addr, prepare, None).await?
                         {
                             return Ok(true);
                         }
