@@ -239,8 +239,10 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
 /// Client → sidecar A → sidecar B → app, with the client's own context:
-/// asserts the chain of parents and what the app received.
-async fn invoke_and_check(spans: &Spans, trace: &str, cfg: &str) {
+/// asserts the chain of parents and what the app received. Returns the
+/// sidecars: killed, they would take spans still on their way to a second
+/// exporter with them.
+async fn invoke_and_check(spans: &Spans, trace: &str, cfg: &str) -> (Sidecar, Sidecar) {
     let (app_port, app_seen) = trace_app().await;
     let (a_id, b_id) = (unique("tr-a"), unique("tr-b"));
     let a = sidecar(&a_id, None, cfg);
@@ -343,6 +345,7 @@ async fn invoke_and_check(spans: &Spans, trace: &str, cfg: &str) {
         json!(format!("00-{trace}-{}-01", api.id))
     );
     assert_eq!(tp, Some(format!("00-{trace}-{}-01", delivery.id)));
+    (a, b)
 }
 
 #[tokio::test]
@@ -355,7 +358,7 @@ async fn one_trace_through_two_sidecars_to_zipkin_and_otlp_grpc() {
             "    zipkin:\n      endpointAddress: http://127.0.0.1:{zport}/api/v2/spans\n    otel:\n      endpointAddress: 127.0.0.1:{gport}\n      protocol: grpc\n      isSecure: false\n"
         ),
     );
-    invoke_and_check(&zspans, TRACE, &cfg).await;
+    let _sidecars = invoke_and_check(&zspans, TRACE, &cfg).await;
     // The same spans reached the OTLP/gRPC collector.
     let z: Vec<String> = zspans
         .lock()
