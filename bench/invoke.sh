@@ -16,6 +16,7 @@
 #                 the conditions of Dapr's published figures
 #   spar-proxy    spar ×2 with the invocation fast path off
 #                 (SPAR_HTTP_FAST_PATH=off: every call through pingora-proxy)
+#   spar-mtls-proxy  spar ×2 mTLS with the fast path off
 #   spar-bare     spar ×2 with the chain's optional filters off (no metrics,
 #                 no tracing, no resiliency)
 #   spar-full     spar ×2 with the full chain: metrics, tracing sampled at 1
@@ -100,6 +101,8 @@ for _ in $(seq 100); do [ -f "$work/certs/ca.crt" ] && break; sleep 0.05; done
 DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
 sidecars bare $((P+60)) --enable-metrics=false
 SPAR_HTTP_FAST_PATH=off sidecars proxy $((P+80))
+DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" SPAR_HTTP_FAST_PATH=off sidecars mtlsproxy $((P+90)) \
+  --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
 sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
 
 declare -A URL=(
@@ -110,10 +113,11 @@ declare -A URL=(
   [spar]="http://127.0.0.1:$((P+23))/v1.0/invoke/callee-plain/method/body"
   [spar-mtls]="http://127.0.0.1:$((P+33))/v1.0/invoke/callee-mtls/method/body"
   [spar-proxy]="http://127.0.0.1:$((P+83))/v1.0/invoke/callee-proxy/method/body"
+  [spar-mtls-proxy]="http://127.0.0.1:$((P+93))/v1.0/invoke/callee-mtlsproxy/method/body"
   [spar-bare]="http://127.0.0.1:$((P+63))/v1.0/invoke/callee-bare/method/body"
   [spar-full]="http://127.0.0.1:$((P+73))/v1.0/invoke/callee-full/method/body"
 )
-PATHS="${PATHS:-direct nginx pingora pingora-core spar spar-proxy spar-mtls spar-bare spar-full}"
+PATHS="${PATHS:-direct nginx pingora pingora-core spar spar-proxy spar-mtls spar-mtls-proxy spar-bare spar-full}"
 for p in $PATHS; do
   for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$p]}")" = 200 ] && break; sleep 0.05; done
   "$LOADGEN" "${URL[$p]}" --rate 500 --seconds 1 >/dev/null   # warm pools

@@ -1,30 +1,34 @@
-//! The fast path of HTTP invocation: the common call — HTTP/1.1 in, a plain
-//! HTTP/1.1 upstream (the peer sidecar without mTLS, or this sidecar's app)
-//! — forwarded from `request_filter` on pingora's own HTTP/1 sessions, in
-//! one task, with a per-thread pool of upstream connections.
+//! The fast path of HTTP invocation: the common call — HTTP/1.1 in, an
+//! HTTP/1.1 upstream (the peer sidecar, over mTLS or not, or this sidecar's
+//! app) — forwarded from `request_filter` on pingora's own HTTP/1 sessions,
+//! in one task, with a per-thread pool of upstream connections.
 //!
 //! pingora-proxy's upstream phase (connector and pool watcher task, the
 //! two body-pump tasks and their channels, module hooks) costs more per
 //! call than the forwarding itself: a proxy written this way on pingora-core
 //! measured 1.3–1.5× the throughput of bare pingora-proxy and half its tails
-//! at 5,000 req/s (bench/README.md). Everything else — TLS upstreams,
-//! HTTP/2, upgrades, `Expect: 100-continue`, a peer that cannot be reached
+//! at 5,000 req/s (bench/README.md). Everything else — external TLS
+//! endpoints, HTTP/2, upgrades, `Expect: 100-continue`, a peer that cannot be reached
 //! (with its re-resolution and retries) — still goes through pingora-proxy.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use http::header::{self, HeaderName};
+use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::Stream;
 use pingora::proxy::Session;
 use tokio::io::AsyncReadExt;
+
+use crate::security::identity::{Identity, Issued};
 
 /// Idle connections kept per upstream and thread; more are closed.
 const POOL_PER_ADDR: usize = 128;
@@ -35,10 +39,45 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// connection the upstream closed meanwhile can be sent again on a new one.
 const RESEND_LIMIT: usize = 64 * 1024;
 
+/// Where a call goes.
+#[derive(Clone, Copy)]
+pub enum Dest<'a> {
+    /// Plain TCP: the app, or a peer sidecar without mTLS.
+    Plain(SocketAddr),
+    /// A peer sidecar's internal listener over mTLS, as this identity.
+    Mtls(SocketAddr, &'a Identity),
+}
+
+impl Dest<'_> {
+    fn key(self) -> (SocketAddr, bool) {
+        match self {
+            Dest::Plain(a) => (a, false),
+            Dest::Mtls(a, _) => (a, true),
+        }
+    }
+
+    /// The certificate a new connection presents.
+    fn cert(self) -> Option<Arc<Issued>> {
+        match self {
+            Dest::Plain(_) => None,
+            Dest::Mtls(_, id) => Some(id.current()),
+        }
+    }
+}
+
+/// A kept-alive upstream connection.
+struct Idle {
+    stream: Stream,
+    since: Instant,
+    /// The certificate it was opened with (mTLS): after a renewal, old
+    /// connections are retired rather than reused.
+    cert: Option<Arc<Issued>>,
+}
+
 thread_local! {
     /// A listener's runtime is current-thread (or work-stealing with
     /// SPAR_HTTP_THREADS): the pool is only touched between awaits.
-    static POOL: RefCell<HashMap<SocketAddr, Vec<(Stream, Instant)>>> =
+    static POOL: RefCell<HashMap<(SocketAddr, bool), Vec<Idle>>> =
         RefCell::new(HashMap::new());
 }
 
@@ -105,11 +144,11 @@ pub fn eligible(session: &Session) -> bool {
 }
 
 /// Sends the caller's request — its header rewritten by `prepare` — and
-/// body to `addr`, and streams the answer back. `read_timeout` bounds each
+/// body to `dest`, and streams the answer back. `read_timeout` bounds each
 /// wait for the upstream.
 pub async fn forward(
     session: &mut Session,
-    addr: SocketAddr,
+    dest: Dest<'_>,
     prepare: impl Fn(&mut RequestHeader) -> Result<()>,
     read_timeout: Option<Duration>,
 ) -> Result<Forwarded> {
@@ -121,9 +160,10 @@ pub async fn forward(
         Ok(req)
     };
     let req = request(session)?;
-    let (stream, pooled) = match checkout(addr) {
+    let cert = dest.cert();
+    let (stream, pooled) = match checkout(dest.key(), cert.as_ref()) {
         Some(s) => (s, true),
-        None => match connect(addr).await {
+        None => match connect(dest).await {
             Some(s) => (s, false),
             None => return Ok(Forwarded::NotConnected),
         },
@@ -160,7 +200,7 @@ pub async fn forward(
         else {
             return Err(e);
         };
-        let Some(fresh) = connect(addr).await else {
+        let Some(fresh) = connect(dest).await else {
             return Err(e);
         };
         up = new_session(fresh, read_timeout);
@@ -171,7 +211,7 @@ pub async fn forward(
     answer(session, &mut up).await?;
     up.respect_keepalive();
     if let Some(stream) = up.reuse().await {
-        checkin(addr, stream);
+        checkin(dest.key(), stream, cert);
     }
     Ok(Forwarded::Done)
 }
@@ -286,32 +326,61 @@ fn strip_hop_by_hop(req: &mut RequestHeader) {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Option<Stream> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .ok()?
-        .ok()?;
-    tcp.set_nodelay(true).ok()?;
-    Some(Box::new(pingora::protocols::l4::stream::Stream::from(tcp)))
-}
-
-/// A pooled connection still open: the newest first (the likeliest to be
-/// warm); closed, stale or unexpectedly readable ones are dropped.
-fn checkout(addr: SocketAddr) -> Option<Stream> {
-    loop {
-        let (mut s, since) = POOL.with(|p| p.borrow_mut().get_mut(&addr)?.pop())?;
-        if since.elapsed() < MAX_IDLE && idle_and_open(&mut s) {
-            return Some(s);
+async fn connect(dest: Dest<'_>) -> Option<Stream> {
+    match dest {
+        Dest::Plain(addr) => {
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                .await
+                .ok()?
+                .ok()?;
+            tcp.set_nodelay(true).ok()?;
+            Some(Box::new(pingora::protocols::l4::stream::Stream::from(tcp)))
+        }
+        // pingora's connector does the handshake (peer chain checked against
+        // the trust anchors, this sidecar's certificate presented); the
+        // stream then lives in this pool, not pingora's.
+        Dest::Mtls(addr, id) => {
+            let peer = super::invoke::sidecar_peer(addr, Some(id));
+            tokio::time::timeout(CONNECT_TIMEOUT, tls_connector().new_stream(&*peer))
+                .await
+                .ok()?
+                .ok()
         }
     }
 }
 
-fn checkin(addr: SocketAddr, s: Stream) {
+/// One per process, made on the first mTLS call.
+fn tls_connector() -> &'static TransportConnector {
+    static C: OnceLock<TransportConnector> = OnceLock::new();
+    C.get_or_init(|| TransportConnector::new(None))
+}
+
+/// A pooled connection still open: the newest first (the likeliest to be
+/// warm); closed, stale, unexpectedly readable or opened with a replaced
+/// certificate ones are dropped.
+fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> Option<Stream> {
+    loop {
+        let mut idle = POOL.with(|p| p.borrow_mut().get_mut(&key)?.pop())?;
+        let same_cert = match (cert, &idle.cert) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if same_cert && idle.since.elapsed() < MAX_IDLE && idle_and_open(&mut idle.stream) {
+            return Some(idle.stream);
+        }
+    }
+}
+
+fn checkin(key: (SocketAddr, bool), stream: Stream, cert: Option<Arc<Issued>>) {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let idle = p.entry(addr).or_default();
+        let idle = p.entry(key).or_default();
         if idle.len() < POOL_PER_ADDR {
-            idle.push((s, Instant::now()));
+            idle.push(Idle {
+                stream,
+                since: Instant::now(),
+                cert,
+            });
         }
     });
 }

@@ -186,7 +186,8 @@ impl ProxyHttp for InternalApi {
             });
             let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, ctx);
             if let super::forward::Forwarded::Done =
-                super::forward::forward(session, addr, prepare, left).await?
+                super::forward::forward(session, super::forward::Dest::Plain(addr), prepare, left)
+                    .await?
             {
                 return Ok(true);
             }

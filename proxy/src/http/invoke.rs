@@ -70,34 +70,12 @@ pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
     })
 }
 
-/// Where pingora connects: peer sidecars over HTTP/2 (h2c, or TLS with this
-/// sidecar's certificate under mTLS) with many streams per pooled
-/// connection; the app over HTTP/1.1, or HTTP/2 with prior knowledge for a
-/// gRPC (h2c) app.
+/// Where pingora connects: peer sidecars over pooled HTTP/1.1 (TLS with
+/// this sidecar's certificate under mTLS); the app over HTTP/1.1, or HTTP/2
+/// with prior knowledge for a gRPC (h2c) app.
 pub fn peer(up: &Upstream, mtls: Option<&Identity>, app_h2: bool) -> Box<HttpPeer> {
     match up {
-        Upstream::Sidecar { addr, .. } => {
-            let mut p = match mtls {
-                Some(id) => {
-                    // Workload certificates name a SPIFFE ID, not a host: the
-                    // chain is checked against the trust anchors, not the name.
-                    let mut p = HttpPeer::new(*addr, true, "spar-internal".into());
-                    p.options.verify_hostname = false;
-                    p.options.ca = Some(id.pingora_ca());
-                    p.client_cert_key = Some(id.current().pingora.clone());
-                    p
-                }
-                None => HttpPeer::new(*addr, false, String::new()),
-            };
-            // HTTP/1.1 with pooled keep-alive connections, like nginx's
-            // upstreams: measured 0.08 ms lower p50 and 0.17 ms lower p99 per
-            // call than multiplexing on HTTP/2 through pingora's h2 pool
-            // (bench/invoke.sh), at the same throughput. gRPC between sidecars
-            // stays HTTP/2 (peer_client.rs).
-            p.options.set_http_version(1, 1);
-            p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
-            Box::new(p)
-        }
+        Upstream::Sidecar { addr, .. } => sidecar_peer(*addr, mtls),
         Upstream::External(e) => {
             // Verified against the system's roots, by host name.
             let mut p = HttpPeer::new(e.addr, e.tls, e.host.clone());
@@ -114,6 +92,31 @@ pub fn peer(up: &Upstream, mtls: Option<&Identity>, app_h2: bool) -> Box<HttpPee
             Box::new(p)
         }
     }
+}
+
+/// A peer sidecar's internal listener, over mTLS when this sidecar has an
+/// identity.
+pub fn sidecar_peer(addr: std::net::SocketAddr, mtls: Option<&Identity>) -> Box<HttpPeer> {
+    let mut p = match mtls {
+        Some(id) => {
+            // Workload certificates name a SPIFFE ID, not a host: the
+            // chain is checked against the trust anchors, not the name.
+            let mut p = HttpPeer::new(addr, true, "spar-internal".into());
+            p.options.verify_hostname = false;
+            p.options.ca = Some(id.pingora_ca());
+            p.client_cert_key = Some(id.current().pingora.clone());
+            p
+        }
+        None => HttpPeer::new(addr, false, String::new()),
+    };
+    // HTTP/1.1 with pooled keep-alive connections, like nginx's
+    // upstreams: measured 0.08 ms lower p50 and 0.17 ms lower p99 per
+    // call than multiplexing on HTTP/2 through pingora's h2 pool
+    // (bench/invoke.sh), at the same throughput. gRPC between sidecars
+    // stays HTTP/2 (peer_client.rs).
+    p.options.set_http_version(1, 1);
+    p.options.connection_timeout = Some(std::time::Duration::from_secs(5));
+    Box::new(p)
 }
 
 /// Points the outgoing request at the chosen path, keeping the query string;

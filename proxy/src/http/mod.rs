@@ -176,11 +176,14 @@ impl HttpApi {
     }
 
     /// Where the fast path (`forward.rs`) sends this call, when it can: a
-    /// peer sidecar over plain HTTP/1.1, or an HTTP/1.1 app.
-    fn fast_path(&self, call: &Call) -> Option<std::net::SocketAddr> {
+    /// peer sidecar over HTTP/1.1 (mTLS or not), or an HTTP/1.1 app.
+    fn fast_path(&self, call: &Call) -> Option<forward::Dest<'_>> {
         match call.up.as_ref()? {
-            Upstream::Sidecar { addr, .. } if self.mtls.is_none() => Some(*addr),
-            Upstream::App { addr, .. } if !self.app_h2 => Some(*addr),
+            Upstream::Sidecar { addr, .. } => Some(match self.mtls.as_deref() {
+                Some(id) => forward::Dest::Mtls(*addr, id),
+                None => forward::Dest::Plain(*addr),
+            }),
+            Upstream::App { addr, .. } if !self.app_h2 => Some(forward::Dest::Plain(*addr)),
             _ => None,
         }
     }
@@ -299,11 +302,11 @@ impl ProxyHttp for HttpApi {
                     call.up = Some(u);
                     call.method = ctx.method;
                     call.span = ctx.span.take();
-                    if let Some(addr) = self.fast_path(call).filter(|_| forward::eligible(session))
+                    if let Some(dest) = self.fast_path(call).filter(|_| forward::eligible(session))
                     {
                         let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, call);
                         if let forward::Forwarded::Done =
-                            forward::forward(session, addr, prepare, None).await?
+                            forward::forward(session, dest, prepare, None).await?
                         {
                             return Ok(true);
                         }
