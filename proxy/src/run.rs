@@ -269,6 +269,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         app_id = %rt.app_id,
         http = args.dapr_http_port,
         grpc = args.dapr_grpc_port,
+        internal = internal_port,
         metrics = args.metrics_port,
         startup_ms = started.elapsed().as_millis() as u64,
         "spar is ready"

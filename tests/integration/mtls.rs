@@ -87,6 +87,11 @@ async fn mtls_invocation_with_access_control_and_rotation() {
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["app"], "secure");
+    // The HTTP calls' kept-alive connection(s) to the callee, opened with
+    // the first certificate.
+    let internal: u16 = callee.ready_field("internal").unwrap().parse().unwrap();
+    let first_cert_conns = allowed.connections_to(internal);
+    assert!(!first_cert_conns.is_empty(), "no pooled connection");
 
     // One method: allowed for one app id (GET), denied for another, and for
     // a verb the policy does not allow.
@@ -152,6 +157,13 @@ async fn mtls_invocation_with_access_control_and_rotation() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    // Connections opened with a replaced certificate are retired, not
+    // reused: the call went over a new one.
+    let now = allowed.connections_to(internal);
+    assert!(
+        now.iter().all(|p| !first_cert_conns.contains(p)) && !now.is_empty(),
+        "first-certificate connections {first_cert_conns:?}, now {now:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

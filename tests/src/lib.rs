@@ -204,6 +204,42 @@ impl Sidecar {
         }
     }
 
+    /// The local ports of this sidecar's established TCP connections to
+    /// `port` (read from /proc: its socket inodes, matched in net/tcp{,6}).
+    pub fn connections_to(&self, port: u16) -> Vec<u16> {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", self.child.id()));
+        let inodes: std::collections::HashSet<String> = fds
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect();
+        let hex_port = |a: &str| u16::from_str_radix(a.rsplit(':').next()?, 16).ok();
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let established = f.get(3) == Some(&"01");
+                (established && hex_port(f.get(2)?) == Some(port) && inodes.contains(*f.get(9)?))
+                    .then(|| hex_port(f[1]))?
+            })
+            .collect()
+    }
+
+    /// A `key=value` field of the "spar is ready" log line.
+    pub fn ready_field(&self, key: &str) -> Option<String> {
+        let log = self.stderr();
+        let line = log.lines().find(|l| l.contains("spar is ready"))?;
+        let rest = &line[line.find(&format!(" {key}="))? + key.len() + 2..];
+        Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+    }
+
     /// What the sidecar has written to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
