@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
 GRPCLOAD="${GRPCLOAD:-$(dirname "$BIN")/spar-grpcload}"
+for t in wrk redis-benchmark pgbench; do command -v $t >/dev/null || { echo "needs $t (bench/run.sh installs it)"; exit 1; }; done
+[ -x "$GRPCLOAD" ] || { echo "needs $GRPCLOAD (cargo build --release -p spar-loadgen)"; exit 1; }
 PORT=$((21000 + RANDOM % 5000))
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT

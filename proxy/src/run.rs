@@ -2,9 +2,10 @@
 //! and owns the shutdown sequence.
 //!
 //! Threads: pingora runs the HTTP API and the metrics endpoint on the main
-//! thread's server (its own runtimes); a small tokio runtime runs the gRPC
-//! API, the app supervisor, signal handling and health probes. Both share the
-//! same `Chain` and `Runtime` (`Arc`s), so no state is duplicated. One
+//! thread's server (its own runtimes); the gRPC API has its own thread and
+//! runtime (`grpc::spawn`); a small tokio runtime runs subscriptions, the app
+//! supervisor, signal handling and health probes. All share the same `Chain`
+//! and `Runtime` (`Arc`s), so no state is duplicated. One
 //! `watch` flag is the single stop switch every part listens to.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -45,7 +46,7 @@ fn check_free(addrs: &[SocketAddr], what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Threads per HTTP listener (public API, internal API): 1 unless
+/// Threads per API listener (public HTTP, internal, gRPC): 1 unless
 /// `SPAR_HTTP_THREADS` asks for more.
 fn http_threads() -> usize {
     match std::env::var("SPAR_HTTP_THREADS") {
@@ -112,14 +113,15 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         .map_err(|e| e.to_string())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let grpc_task = bg.spawn(grpc::serve(
+    let grpc_task = grpc::spawn(
         grpc_listeners,
         chain.clone(),
         rt.clone(),
         max_body,
         peers,
         stop_rx.clone(),
-    ));
+        http_threads(),
+    )?;
     if let Some(id) = &mtls {
         let _guard = bg.enter();
         id.spawn_rotation(stop_rx.clone());

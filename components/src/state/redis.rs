@@ -16,6 +16,7 @@ use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
     StateError, StateStore, Ttl,
 };
+use crate::per_thread::PerThread;
 use crate::registry::{BuildContext, BuildError};
 
 /// Checks every operation against current versions (and earlier operations of
@@ -64,7 +65,8 @@ return #KEYS
 "#;
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// One connection per calling thread (`per_thread.rs`).
+    conn: PerThread<ConnectionManager>,
     apply: Script,
     /// `ttlInSeconds` component metadata: the TTL of writes that set none.
     default_ttl: Option<u64>,
@@ -193,11 +195,19 @@ pub fn build(
         .set_max_delay(backoff);
     // Lazy: the sidecar starts even while Redis is down, and connects (and
     // reconnects after outages) on its own.
-    let conn =
-        ConnectionManager::new_lazy_with_config(client, config).map_err(|e| BuildError::Init {
-            component: c.name().to_string(),
-            message: e.to_string(),
+    let first =
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(|e| {
+            BuildError::Init {
+                component: c.name().to_string(),
+                message: e.to_string(),
+            }
         })?;
+    // A manager spawns its watcher task where it is made: only inside a
+    // runtime.
+    let conn = PerThread::new(first, move || {
+        tokio::runtime::Handle::try_current().ok()?;
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
+    });
     Ok(Arc::new(RedisStore {
         conn,
         apply: Script::new(APPLY),
@@ -282,7 +292,7 @@ impl RedisStore {
                 }
             }
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         self.bounded(inv.invoke_async::<i64>(&mut conn))
             .await
             .map(|_| ())
@@ -303,7 +313,7 @@ impl StateStore for RedisStore {
     }
 
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut p = redis::pipe();
         p.atomic()
             .cmd("HMGET")
@@ -325,7 +335,7 @@ impl StateStore for RedisStore {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn.get();
         let mut p = redis::pipe();
         for r in reqs {
             p.cmd("HMGET")

@@ -32,7 +32,62 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-pub async fn serve(
+/// Serves the gRPC API on a thread of its own, like each HTTP listener: a
+/// call's connection task, stream task and store clients stay on one thread,
+/// with no cross-thread wake-ups per call (bench/README.md, "gRPC on its own
+/// thread"). `threads` > 1 makes it a work-stealing pool. The receiver resolves when the server has stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    listeners: Vec<TcpListener>,
+    chain: Chain,
+    rt: Arc<Runtime>,
+    max_body: usize,
+    peers: Arc<PeerClient>,
+    stop: watch::Receiver<bool>,
+    threads: usize,
+) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
+    // Bound on the start-up runtime: moved to the gRPC thread's reactor.
+    let listeners: Vec<std::net::TcpListener> = listeners
+        .into_iter()
+        .map(|l| l.into_std())
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| format!("gRPC API: {e}"))?;
+    let runtime = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("spar-grpc")
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| format!("cannot start the gRPC runtime: {e}"))?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("spar-grpc".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listeners = listeners
+                    .into_iter()
+                    .filter_map(|l| match TcpListener::from_std(l) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::error!("gRPC API: {e}");
+                            None
+                        }
+                    })
+                    .collect();
+                serve(listeners, chain, rt, max_body, peers, stop).await
+            });
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| format!("cannot start the gRPC thread: {e}"))?;
+    Ok(done_rx)
+}
+
+async fn serve(
     listeners: Vec<TcpListener>,
     chain: Chain,
     rt: Arc<Runtime>,
