@@ -23,6 +23,7 @@ use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
     StateError, StateStore,
 };
+use crate::per_thread::PerThread;
 use crate::registry::{BuildContext, BuildError};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -32,13 +33,21 @@ pub struct MySqlStore {
 }
 
 struct Inner {
-    pool: MySqlPool,
+    /// A pool per calling thread (`per_thread.rs`): a connection's socket
+    /// answers on the runtime that opened it.
+    pools: PerThread<MySqlPool>,
     schema: String,
     /// `` `schema`.`table` ``, validated and quoted once.
     table: String,
     meta_table: String,
     timeout: Duration,
     ready: OnceCell<()>,
+}
+
+impl Inner {
+    fn pool(&self) -> MySqlPool {
+        self.pools.get()
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StateError {
@@ -133,7 +142,7 @@ pub fn build(
                 s.table
             );
             let q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms());
-            if let Err(e) = s.bounded(q.execute(&s.pool)).await {
+            if let Err(e) = s.bounded(q.execute(&s.pool())).await {
                 tracing::warn!("mysql state cleanup failed: {e}");
             }
         });
@@ -164,21 +173,30 @@ impl MySqlStore {
         timeout: Duration,
     ) -> Self {
         // Lazy pool: start even while the server is down; reconnects on demand.
-        let pool = MySqlPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(timeout)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    // No gap locks: concurrent first-writes can't deadlock on them.
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await?;
-                    Ok(())
+        let make = move || {
+            MySqlPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // No gap locks: concurrent first-writes can't deadlock on them.
+                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                            .await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_lazy_with(opts);
+                .connect_lazy_with(opts.clone())
+        };
+        let first = make();
+        // A pool spawns its maintenance task where it is made: only inside a
+        // runtime.
+        let pools = PerThread::new(first, move || {
+            tokio::runtime::Handle::try_current().ok()?;
+            Some(make())
+        });
         MySqlStore {
             inner: Arc::new(Inner {
-                pool,
+                pools,
                 schema: schema.to_string(),
                 table: format!("`{schema}`.`{table}`"),
                 meta_table: format!("`{schema}`.`{meta}`"),
@@ -192,7 +210,7 @@ impl MySqlStore {
     pub async fn drop_tables(&self) -> Result<(), StateError> {
         for t in [&self.inner.table, &self.inner.meta_table] {
             sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
-                .execute(&self.inner.pool)
+                .execute(&self.inner.pool())
                 .await
                 .map_err(backend)?;
         }
@@ -234,7 +252,7 @@ impl Inner {
                     ),
                 ];
                 for sql in ddl {
-                    self.bounded(sqlx::query(AssertSqlSafe(sql)).execute(&self.pool)).await?;
+                    self.bounded(sqlx::query(AssertSqlSafe(sql)).execute(&self.pool())).await?;
                 }
                 Ok(())
             })
@@ -342,7 +360,7 @@ impl Inner {
     async fn transact(&self, ops: &[Operation]) -> Result<(), StateError> {
         self.ready().await?;
         let now = now_ms();
-        let mut tx = self.bounded(self.pool.begin()).await?;
+        let mut tx = self.bounded(self.pool().begin()).await?;
         for op in ops {
             // An early return drops `tx`, which rolls everything back.
             self.apply(&mut tx, op, now).await?;
@@ -515,7 +533,7 @@ impl StateStore for MySqlStore {
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(&req.key)
                     .bind(now_ms())
-                    .fetch_optional(&s.pool),
+                    .fetch_optional(&s.pool()),
             )
             .await?;
         row.as_ref().map(item_from).transpose().map_err(backend)
@@ -536,7 +554,7 @@ impl StateStore for MySqlStore {
         for r in reqs {
             q = q.bind(&r.key);
         }
-        let rows = s.bounded(q.bind(now_ms()).fetch_all(&s.pool)).await?;
+        let rows = s.bounded(q.bind(now_ms()).fetch_all(&s.pool())).await?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in &rows {
             let key: String = row.try_get("key").map_err(backend)?;
@@ -572,7 +590,7 @@ impl StateStore for MySqlStore {
                 Arg::Int(i) => query.bind(i),
             };
         }
-        let rows = s.bounded(query.fetch_all(&s.pool)).await?;
+        let rows = s.bounded(query.fetch_all(&s.pool())).await?;
         let results = rows
             .iter()
             .map(|r| {

@@ -23,6 +23,7 @@ use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
     StateError, StateStore,
 };
+use crate::per_thread::PerThread;
 use crate::registry::{BuildContext, BuildError};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -32,12 +33,20 @@ pub struct PostgresStore {
 }
 
 struct Inner {
-    pool: PgPool,
+    /// A pool per calling thread (`per_thread.rs`): a connection's socket
+    /// answers on the runtime that opened it.
+    pools: PerThread<PgPool>,
     /// `"schema"."table"`, validated and quoted once.
     table: String,
     meta_table: String,
     timeout: Duration,
     schema_ready: OnceCell<()>,
+}
+
+impl Inner {
+    fn pool(&self) -> PgPool {
+        self.pools.get()
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StateError {
@@ -138,7 +147,7 @@ pub fn build(
                 s.table
             );
             let q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms());
-            if let Err(e) = s.bounded(q.execute(&s.pool)).await {
+            if let Err(e) = s.bounded(q.execute(&s.pool())).await {
                 tracing::warn!("postgresql state cleanup failed: {e}");
             }
         });
@@ -166,13 +175,22 @@ impl PostgresStore {
     ) -> Self {
         // Lazy: the sidecar starts even while PostgreSQL is down; the pool
         // connects (and reconnects) on demand, bounded by the timeout.
-        let pool = PgPoolOptions::new()
-            .max_connections(max_conns.max(1))
-            .acquire_timeout(timeout)
-            .connect_lazy_with(opts);
+        let make = move || {
+            PgPoolOptions::new()
+                .max_connections(max_conns.max(1))
+                .acquire_timeout(timeout)
+                .connect_lazy_with(opts.clone())
+        };
+        let first = make();
+        // A pool spawns its maintenance task where it is made: only inside a
+        // runtime.
+        let pools = PerThread::new(first, move || {
+            tokio::runtime::Handle::try_current().ok()?;
+            Some(make())
+        });
         PostgresStore {
             inner: Arc::new(Inner {
-                pool,
+                pools,
                 table: format!("\"{schema}\".\"{table}\""),
                 meta_table: format!("\"{schema}\".\"{meta}\""),
                 timeout,
@@ -185,7 +203,7 @@ impl PostgresStore {
     pub async fn drop_tables(&self) -> Result<(), StateError> {
         for t in [&self.inner.table, &self.inner.meta_table] {
             sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
-                .execute(&self.inner.pool)
+                .execute(&self.inner.pool())
                 .await
                 .map_err(backend)?;
         }
@@ -224,7 +242,7 @@ impl Inner {
                     "INSERT INTO {} (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO NOTHING",
                     self.meta_table
                 );
-                let mut tx = self.bounded(self.pool.begin()).await?;
+                let mut tx = self.bounded(self.pool().begin()).await?;
                 // Concurrent sidecars may race to create the same table.
                 self.bounded(sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(t).execute(&mut *tx)).await?;
                 self.bounded(sqlx::query(AssertSqlSafe(ddl)).execute(&mut *tx)).await?;
@@ -320,7 +338,7 @@ impl Inner {
     async fn transact(&self, ops: &[Operation]) -> Result<(), StateError> {
         self.ready().await?;
         let now = now_ms();
-        let mut tx = self.bounded(self.pool.begin()).await?;
+        let mut tx = self.bounded(self.pool().begin()).await?;
         for op in ops {
             // An early return drops `tx`, which rolls everything back.
             self.apply(&mut tx, op, now).await?;
@@ -451,7 +469,7 @@ impl StateStore for PostgresStore {
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(&req.key)
                     .bind(now_ms())
-                    .fetch_optional(&s.pool),
+                    .fetch_optional(&s.pool()),
             )
             .await?;
         row.as_ref().map(item_from).transpose().map_err(backend)
@@ -471,7 +489,7 @@ impl StateStore for PostgresStore {
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(&keys)
                     .bind(now_ms())
-                    .fetch_all(&s.pool),
+                    .fetch_all(&s.pool()),
             )
             .await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
@@ -513,7 +531,7 @@ impl StateStore for PostgresStore {
                 Arg::Int(i) => query.bind(i),
             };
         }
-        let rows = s.bounded(query.fetch_all(&s.pool)).await?;
+        let rows = s.bounded(query.fetch_all(&s.pool())).await?;
         let results = rows
             .iter()
             .map(|r| {
