@@ -21,12 +21,14 @@ use tokio::sync::watch;
 use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
+use crate::per_thread::PerThread;
 use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{connection_url, duration_meta, field};
+use crate::state::redis::{connection_url, duration_meta, field, per_thread_manager};
 
 pub struct RedisPubSub {
     client: redis::Client,
-    conn: ConnectionManager,
+    /// One connection per calling thread (`per_thread.rs`).
+    conn: PerThread<ConnectionManager>,
     max_len: Option<u64>,
     processing_timeout: Duration,
     redeliver_interval: Duration,
@@ -61,12 +63,7 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
         )?))
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(2);
-    let conn = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
-        BuildError::Init {
-            component: c.name().to_string(),
-            message: e.to_string(),
-        }
-    })?;
+    let conn = per_thread_manager(c, client.clone(), config)?;
     Ok(Arc::new(RedisPubSub {
         client,
         conn,
@@ -159,7 +156,7 @@ impl PubSub for RedisPubSub {
             cmd.arg("metadata")
                 .arg(serde_json::to_vec(&msg.metadata).unwrap_or_default());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn.get();
         tokio::time::timeout(self.timeout, cmd.query_async::<String>(&mut c))
             .await
             .map_err(|_| backend("publish timed out"))?
@@ -172,7 +169,7 @@ impl PubSub for RedisPubSub {
         req: SubscribeRequest,
         handler: Arc<dyn Handler>,
     ) -> Result<Subscription, PubSubError> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn.get();
         let created: Result<String, redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&req.topic)
@@ -191,7 +188,7 @@ impl PubSub for RedisPubSub {
             topic: req.topic.clone(),
             group: req.consumer_group.clone(),
             handler,
-            acks: self.conn.clone(),
+            acks: self.conn.get(),
             inflight: InFlight::new(req.max_in_flight.min(self.concurrency)),
         });
         let (stop_tx, stop) = watch::channel(false);
@@ -203,7 +200,7 @@ impl PubSub for RedisPubSub {
         ));
         let reclaimer = (!self.redeliver_interval.is_zero()).then(|| {
             tokio::spawn(reclaim_loop(
-                self.conn.clone(),
+                self.conn.get(),
                 consumer.clone(),
                 self.redeliver_interval,
                 self.processing_timeout,

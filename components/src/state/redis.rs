@@ -193,8 +193,23 @@ pub fn build(
         .set_response_timeout(Some(read))
         .set_number_of_retries(retries)
         .set_max_delay(backoff);
-    // Lazy: the sidecar starts even while Redis is down, and connects (and
-    // reconnects after outages) on its own.
+    let conn = per_thread_manager(c, client, config)?;
+    Ok(Arc::new(RedisStore {
+        conn,
+        apply: Script::new(APPLY),
+        default_ttl,
+        timeout: dial + read,
+    }))
+}
+
+/// One connection manager per calling thread (`per_thread.rs`). Lazy: the
+/// sidecar starts even while Redis is down, and each connects (and
+/// reconnects after outages) on its own.
+pub(crate) fn per_thread_manager(
+    c: &spar_config::Component,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+) -> Result<PerThread<ConnectionManager>, BuildError> {
     let first =
         ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(|e| {
             BuildError::Init {
@@ -204,15 +219,9 @@ pub fn build(
         })?;
     // A manager spawns its watcher task where it is made: only inside a
     // runtime.
-    let conn = PerThread::new(first, move || {
+    Ok(PerThread::new(first, move || {
         tokio::runtime::Handle::try_current().ok()?;
         ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
-    });
-    Ok(Arc::new(RedisStore {
-        conn,
-        apply: Script::new(APPLY),
-        default_ttl,
-        timeout: dial + read,
     }))
 }
 
