@@ -16,14 +16,13 @@ GRPCLOAD="${GRPCLOAD:-target/release/spar-grpcload}"
 [ -x "$GRPCLOAD" ] || { echo "needs $GRPCLOAD (cargo build --release -p spar-loadgen)"; exit 1; }
 PORT=$((21000 + RANDOM % 5000))
 TABLE="affinity_$$"
-work=$(mktemp -d)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  [ "$STORE" = postgres ] && psql -h 127.0.0.1 -U postgres -qc "DROP TABLE IF EXISTS $TABLE, ${TABLE}_meta" 2>/dev/null
-  rm -rf "$work"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+drop_table() {
+  cleanup
+  [ "$STORE" != postgres ] || psql -h 127.0.0.1 -U postgres -qc "DROP TABLE IF EXISTS $TABLE, ${TABLE}_meta" 2>/dev/null || true
 }
-trap cleanup EXIT
+trap drop_table EXIT
 mkdir -p "$work/res"
 cat >"$work/res/stores.yaml" <<YAML
 apiVersion: dapr.io/v1alpha1
@@ -50,11 +49,8 @@ spec:
   - {name: tableName, value: $TABLE}
   - {name: metadataTableName, value: ${TABLE}_meta}
 YAML
-"$BIN" run --app-id affinity --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$PORT" \
-  --dapr-grpc-port $((PORT + 1)) --metrics-port $((PORT + 2)) --resources-path "$work/res" \
-  --log-level warn &
-pid=$!
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1.0/healthz")" = 204 ]; do sleep 0.01; done
+spar_up "$BIN" affinity "$PORT" "$work/res"
+pid=${pids[-1]}
 KEY="affinity-$$"
 curl -sf -XPOST "http://127.0.0.1:$PORT/v1.0/state/$STORE" -d "[{\"key\":\"$KEY\",\"value\":1}]"
 for _ in 1 2 3; do curl -sf "http://127.0.0.1:$PORT/v1.0/state/$STORE/$KEY" >/dev/null; done

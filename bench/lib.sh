@@ -32,6 +32,14 @@ http_hop() { # name listen upstream-port [workers]: a keep-alive reverse proxy
   server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "${4:-auto}"
 }
 
+spar_up() { # binary app-id http-port resources-dir: one sidecar (gRPC on
+  # port+1, metrics on port+2), returned once healthy; its pid is last in pids
+  "$1" run --app-id "$2" --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$3" \
+    --dapr-grpc-port $(($3 + 1)) --metrics-port $(($3 + 2)) --resources-path "$4" \
+    --log-level warn & pids+=($!)
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$3/v1.0/healthz")" = 204 ]; do sleep 0.01; done
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 

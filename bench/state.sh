@@ -15,8 +15,8 @@ GRPCLOAD="${GRPCLOAD:-$(dirname "$BIN")/spar-grpcload}"
 for t in wrk redis-benchmark pgbench; do command -v $t >/dev/null || { echo "needs $t (bench/run.sh installs it)"; exit 1; }; done
 [ -x "$GRPCLOAD" ] || { echo "needs $GRPCLOAD (cargo build --release -p spar-loadgen)"; exit 1; }
 PORT=$((21000 + RANDOM % 5000))
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 mkdir -p "$work/res"
 cat >"$work/res/stores.yaml" <<YAML
@@ -63,11 +63,7 @@ spec:
   type: state.in-memory
   version: v1
 YAML
-"$BIN" run --app-id statebench --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$PORT" \
-  --dapr-grpc-port $((PORT + 1)) --metrics-port $((PORT + 2)) --resources-path "$work/res" \
-  --log-level warn &
-pid=$!
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/v1.0/healthz")" = 204 ]; do sleep 0.01; done
+spar_up "$BIN" statebench "$PORT" "$work/res"
 
 cat >"$work/save.lua" <<'LUA'
 wrk.method = "POST"

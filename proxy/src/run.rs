@@ -113,15 +113,14 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         .map_err(|e| e.to_string())?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let grpc_task = grpc::spawn(
-        grpc_listeners,
-        chain.clone(),
-        rt.clone(),
+    let grpc_api = grpc::Api {
+        chain: chain.clone(),
+        rt: rt.clone(),
         max_body,
         peers,
-        stop_rx.clone(),
-        http_threads(),
-    )?;
+        stop: stop_rx.clone(),
+    };
+    let grpc_task = grpc::spawn(grpc_listeners, grpc_api, http_threads())?;
     if let Some(id) = &mtls {
         let _guard = bg.enter();
         id.spawn_rotation(stop_rx.clone());

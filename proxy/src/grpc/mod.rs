@@ -32,18 +32,23 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
+/// What the gRPC API serves with.
+pub struct Api {
+    pub chain: Chain,
+    pub rt: Arc<Runtime>,
+    pub max_body: usize,
+    pub peers: Arc<PeerClient>,
+    pub stop: watch::Receiver<bool>,
+}
+
 /// Serves the gRPC API on a thread of its own, like each HTTP listener: a
-/// call's connection task, stream task and store clients stay on one thread,
-/// with no cross-thread wake-ups per call (bench/README.md, "gRPC on its own
-/// thread"). `threads` > 1 makes it a work-stealing pool. The receiver resolves when the server has stopped.
-#[allow(clippy::too_many_arguments)]
+/// call's connection task, stream task and store clients stay on one
+/// thread, with no cross-thread wake-ups per call (bench/README.md, R7).
+/// `threads` > 1 makes it a work-stealing pool. The receiver resolves when
+/// the server has stopped.
 pub fn spawn(
     listeners: Vec<TcpListener>,
-    chain: Chain,
-    rt: Arc<Runtime>,
-    max_body: usize,
-    peers: Arc<PeerClient>,
-    stop: watch::Receiver<bool>,
+    api: Api,
     threads: usize,
 ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
     // Bound on the start-up runtime: moved to the gRPC thread's reactor.
@@ -79,7 +84,7 @@ pub fn spawn(
                         }
                     })
                     .collect();
-                serve(listeners, chain, rt, max_body, peers, stop).await
+                serve(listeners, api).await
             });
             let _ = done_tx.send(());
         })
@@ -87,14 +92,14 @@ pub fn spawn(
     Ok(done_rx)
 }
 
-async fn serve(
-    listeners: Vec<TcpListener>,
-    chain: Chain,
-    rt: Arc<Runtime>,
-    max_body: usize,
-    peers: Arc<PeerClient>,
-    stop: watch::Receiver<bool>,
-) {
+async fn serve(listeners: Vec<TcpListener>, api: Api) {
+    let Api {
+        chain,
+        rt,
+        max_body,
+        peers,
+        stop,
+    } = api;
     let mut tasks = Vec::new();
     let clients = Arc::new(invoke::Clients::new(peers.clone()));
     let app = match PeerClient::new(None) {
