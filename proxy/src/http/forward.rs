@@ -7,8 +7,8 @@
 //! two body-pump tasks and their channels, module hooks) costs more per
 //! call than the forwarding itself: a proxy written this way on pingora-core
 //! measured 1.3–1.5× the throughput of bare pingora-proxy and half its tails
-//! at 5,000 req/s (bench/README.md). Everything else — external TLS
-//! endpoints, HTTP/2, upgrades, `Expect: 100-continue`, a peer that cannot be reached
+//! at 5,000 req/s (bench/README.md). Everything else — external endpoints,
+//! HTTP/2, upgrades, `Expect: 100-continue`, a peer that cannot be reached
 //! (with its re-resolution and retries) — still goes through pingora-proxy.
 
 use std::cell::RefCell;
