@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::boot::{boot, Booted};
 use crate::cli::RunArgs;
 use crate::http::internal::InternalApi;
+use crate::http::server::ApiServer;
 use crate::http::HttpApi;
 use crate::metrics_server::MetricsApp;
 use crate::signals::StopSignal;
@@ -187,25 +188,34 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     conf.daemon = false;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut http = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        HttpApi::new(
-            chain,
-            rt.clone(),
-            max_body,
-            metrics.clone().map(|m| (m, rt.app_id.clone())),
-            mtls.clone(),
-        ),
-        "dapr-http-api",
+    let api = HttpApi::new(
+        chain,
+        rt.clone(),
+        max_body,
+        metrics.clone().map(|m| (m, rt.app_id.clone())),
+        mtls.clone(),
+    );
+    let mut http = Service::new(
+        "dapr-http-api".into(),
+        ApiServer::new(&server.configuration, api, None),
     );
     for a in &http_addrs {
         http.add_tcp(&a.to_string());
     }
     server.add_service(http);
-    let mut internal = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        InternalApi::new(rt.clone(), acl),
-        "dapr-internal-api",
+    // Peer sidecars speak HTTP/2 with prior knowledge (h2c) when not TLS.
+    let h2c = mtls.is_none().then(|| {
+        let mut o = pingora::apps::HttpServerOptions::default();
+        o.h2c = true;
+        o
+    });
+    let mut internal = Service::new(
+        "dapr-internal-api".into(),
+        ApiServer::new(
+            &server.configuration,
+            InternalApi::new(rt.clone(), acl, max_body),
+            h2c,
+        ),
     );
     match &mtls {
         // Under mTLS: TLS with this sidecar's rotating certificate, and a
@@ -225,12 +235,6 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
             }
         }
         None => {
-            if let Some(app) = internal.app_logic_mut() {
-                // Peer sidecars speak HTTP/2 with prior knowledge (h2c).
-                let mut o = pingora::apps::HttpServerOptions::default();
-                o.h2c = true;
-                app.server_options = Some(o);
-            }
             for a in &internal_addrs {
                 internal.add_tcp(&a.to_string());
             }

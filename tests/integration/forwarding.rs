@@ -217,3 +217,125 @@ async fn an_answer_cut_short_stays_cut_short() {
         "a body the app never finished must not arrive as complete"
     );
 }
+
+/// Reads one answer (header, then a body framed by length or chunks) from
+/// a connection that stays open; what follows it stays in `buf`.
+async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let mut tmp = [0u8; 4096];
+    let mut more = async |s: &mut TcpStream, buf: &mut Vec<u8>| {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .expect("answer within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let end = loop {
+        if let Some(e) = find(buf, b"\r\n\r\n") {
+            break e;
+        }
+        more(s, buf).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    buf.drain(..end + 4);
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let body = if let Some(len) = len {
+        while buf.len() < len {
+            more(s, buf).await;
+        }
+        buf.drain(..len).collect()
+    } else if head.contains("transfer-encoding: chunked") {
+        while find(buf, b"0\r\n\r\n").is_none() {
+            more(s, buf).await;
+        }
+        let e = find(buf, b"0\r\n\r\n").unwrap() + 5;
+        buf.drain(..e).collect()
+    } else {
+        Vec::new()
+    };
+    (head, body)
+}
+
+/// Calls the listener hands on to pingora-proxy (here `Expect:
+/// 100-continue` with a chunked body) keep their body, and the connection
+/// goes on serving the next calls; a body over the limit is refused before
+/// the client sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_off_calls_keep_body_and_connection() {
+    let (port, _app) = echo_app("callee").await;
+    let (callee_id, _callee, caller) = pair("callee", port);
+    let c = Client::new();
+    let base = caller.http();
+    let r = call(
+        &c,
+        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let http_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    let mut buf = Vec::new();
+    s.write_all(
+        format!(
+            "POST /v1.0/invoke/{callee_id}/method/up HTTP/1.1\r\nhost: x\r\n\
+             expect: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (head, _) = read_answer(&mut s, &mut buf).await;
+    assert!(head.starts_with("http/1.1 100"), "{head}");
+    s.write_all(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut s, &mut buf).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let json = String::from_utf8_lossy(&body);
+    let json = &json[json.find('{').unwrap()..=json.rfind('}').unwrap()];
+    let v: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        (v["len"].as_u64(), v["path"].as_str()),
+        (Some(11), Some("/up"))
+    );
+
+    // The same connection: an invocation, then another API route.
+    s.write_all(
+        format!("GET /v1.0/invoke/{callee_id}/method/second HTTP/1.1\r\nhost: x\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (head, body) = read_answer(&mut s, &mut buf).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["path"], "/second");
+    s.write_all(b"GET /v1.0/healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut s, &mut buf).await;
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+
+    // Over the body limit (4 MB by default): refused at once, no 100.
+    s.write_all(
+        format!(
+            "POST /v1.0/invoke/{callee_id}/method/big HTTP/1.1\r\nhost: x\r\n\
+             expect: 100-continue\r\ncontent-length: 100000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (head, body) = read_answer(&mut s, &mut buf).await;
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errorCode"], "ERR_BODY_TOO_LARGE");
+}

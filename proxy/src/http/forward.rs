@@ -24,8 +24,8 @@ use pingora::connectors::TransportConnector;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession;
+use pingora::protocols::http::ServerSession as Session;
 use pingora::protocols::Stream;
-use pingora::proxy::Session;
 use tokio::io::AsyncReadExt;
 
 use crate::security::identity::{Identity, Issued};
@@ -125,7 +125,7 @@ pub enum Forwarded {
 
 /// `SPAR_HTTP_FAST_PATH=off` sends every call through pingora-proxy (read
 /// once; for comparison and troubleshooting).
-fn enabled() -> bool {
+pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
         std::env::var("SPAR_HTTP_FAST_PATH")
@@ -137,7 +137,7 @@ fn enabled() -> bool {
 pub fn eligible(session: &Session) -> bool {
     let req = session.req_header();
     enabled()
-        && !session.as_downstream().is_http2()
+        && !session.is_http2()
         && req.version == http::Version::HTTP_11
         && !req.headers.contains_key(header::UPGRADE)
         && !req.headers.contains_key(header::EXPECT)
@@ -275,16 +275,19 @@ async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
     }
     let empty = up.is_body_done();
     session
-        .write_response_header(resp, empty)
+        .write_response_header(resp)
         .await
         .map_err(|e| e.into_down())?;
     if empty {
-        return Ok(());
+        return session
+            .write_response_body(Bytes::new(), true)
+            .await
+            .map_err(|e| e.into_down());
     }
     loop {
         match up.read_body_bytes().await {
             Ok(Some(b)) => session
-                .write_response_body(Some(b), false)
+                .write_response_body(b, false)
                 .await
                 .map_err(|e| e.into_down())?,
             Ok(None) => break,
@@ -292,7 +295,7 @@ async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
         }
     }
     session
-        .write_response_body(None, true)
+        .write_response_body(Bytes::new(), true)
         .await
         .map_err(|e| e.into_down())
 }

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pingora::http::RequestHeader;
 use pingora::listeners::TlsAccept;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::tls::TlsRef;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::access_control::AccessControl;
@@ -23,16 +24,24 @@ use spar_filters::{ApiError, Runtime};
 
 use super::invoke;
 
+#[derive(Clone)]
 pub struct InternalApi {
     rt: Arc<Runtime>,
     acl: Option<AccessControl>,
     app_h2: bool,
+    /// Bounds only calls handed to pingora-proxy over HTTP/1 (read first).
+    max_body: usize,
 }
 
 impl InternalApi {
-    pub fn new(rt: Arc<Runtime>, acl: Option<AccessControl>) -> Self {
+    pub fn new(rt: Arc<Runtime>, acl: Option<AccessControl>, max_body: usize) -> Self {
         let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
-        InternalApi { rt, acl, app_h2 }
+        InternalApi {
+            rt,
+            acl,
+            app_h2,
+            max_body,
+        }
     }
 
     /// The request as the app gets it (both paths).
@@ -76,7 +85,7 @@ impl TlsAccept for PeerIdentity {
     }
 }
 
-fn caller(session: &Session) -> Option<SpiffeId> {
+fn caller(session: &ServerSession) -> Option<SpiffeId> {
     session
         .digest()?
         .ssl_digest
@@ -87,14 +96,9 @@ fn caller(session: &Session) -> Option<SpiffeId> {
 }
 
 #[async_trait]
-impl ProxyHttp for InternalApi {
-    type CTX = Inbound;
-
-    fn new_ctx(&self) -> Self::CTX {
-        Inbound::default()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+impl super::server::Front for InternalApi {
+    /// Checks the call and sends it to the app.
+    async fn serve(&self, session: &mut ServerSession, ctx: &mut Inbound) -> Result<bool> {
         let Some(target) = invoke::target(session.req_header()) else {
             let e = ApiError::RouteNotFound(session.req_header().uri.path().to_string());
             invoke::write_error(session, &e).await?;
@@ -195,6 +199,62 @@ impl ProxyHttp for InternalApi {
         Ok(false)
     }
 
+    async fn fail(&self, session: &mut ServerSession, e: &Error, _: &mut Inbound) -> FailToProxy {
+        invoke::fail(session, e, &self.rt.app_id).await
+    }
+
+    fn log(&self, session: &ServerSession, ctx: &mut Inbound) {
+        let status = session
+            .response_written()
+            .map_or(502, |r| r.status.as_u16());
+        if let Some(mut s) = ctx.span.take() {
+            s.http_status(status);
+        }
+        if let (Some(m), Some(started)) = (&self.rt.metrics, ctx.started) {
+            // Bodies stream through unchanged: what was read from the
+            // caller went to the app, what was sent back came from it.
+            m.invoke_replied(
+                &ctx.src,
+                ctx.method,
+                spar_filters::metrics::http_status_label(status),
+                started,
+                (session.body_bytes_read(), session.body_bytes_sent()),
+            );
+        }
+    }
+
+    fn max_body(&self) -> usize {
+        self.max_body
+    }
+}
+
+/// pingora-proxy's face: HTTP/2 connections, every request when
+/// `SPAR_HTTP_FAST_PATH=off`, and the calls `serve` handed off.
+#[async_trait]
+impl ProxyHttp for InternalApi {
+    type CTX = Inbound;
+
+    fn new_ctx(&self) -> Self::CTX {
+        Inbound::default()
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _: &mut Session,
+        ctx: &mut Inbound,
+        prev: Box<dyn Any + Send + Sync>,
+    ) {
+        super::server::take_handed_off(ctx, prev);
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        if ctx.up.is_some() {
+            // Checked already (handed off by `serve`).
+            return Ok(false);
+        }
+        super::server::Front::serve(self, session, ctx).await
+    }
+
     async fn upstream_peer(&self, _: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
         let mut peer = ctx
             .up
@@ -222,31 +282,15 @@ impl ProxyHttp for InternalApi {
     }
 
     async fn logging(&self, session: &mut Session, _: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session
-            .response_written()
-            .map_or(502, |r| r.status.as_u16());
-        if let Some(mut s) = ctx.span.take() {
-            s.http_status(status);
-        }
-        if let (Some(m), Some(started)) = (&self.rt.metrics, ctx.started) {
-            // Bodies stream through unchanged: what was read from the
-            // caller went to the app, what was sent back came from it.
-            m.invoke_replied(
-                &ctx.src,
-                ctx.method,
-                spar_filters::metrics::http_status_label(status),
-                started,
-                (session.body_bytes_read(), session.body_bytes_sent()),
-            );
-        }
+        super::server::Front::log(self, session, ctx);
     }
 
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
-        _: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        invoke::fail(session, e, &self.rt.app_id).await
+        super::server::Front::fail(self, session, e, ctx).await
     }
 }

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::{FailToProxy, Session};
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::FailToProxy;
 use spar_filters::handlers::invoke::{InvokeRequest, Upstream};
 use spar_filters::ApiError;
 
@@ -162,18 +163,18 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) 
     Ok(())
 }
 
-pub async fn write_error(session: &mut Session, e: &ApiError) -> Result<()> {
+pub async fn write_error(session: &mut ServerSession, e: &ApiError) -> Result<()> {
     let body = Bytes::from(e.to_json());
     let mut resp = ResponseHeader::build(e.http_status(), Some(2))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(body, true).await
 }
 
 /// A target that can't be reached answers with Dapr's error, not a bare 502;
 /// a timed-out one with 504.
-pub async fn fail(session: &mut Session, e: &Error, app_id: &str) -> FailToProxy {
+pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailToProxy {
     if matches!(e.esource(), ErrorSource::Downstream) {
         return FailToProxy {
             error_code: 0,

@@ -10,6 +10,7 @@ mod forward;
 pub mod internal;
 pub mod invoke;
 mod resilient;
+pub mod server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use bytes::BytesMut;
 use pingora::http::RequestHeader;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::handlers::invoke::Upstream;
 use spar_filters::invocation_metrics::CallType;
@@ -29,6 +31,7 @@ use spar_resolvers::Target;
 use crate::security::Identity;
 use spar_filters::{Request, Response};
 
+#[derive(Clone)]
 pub struct HttpApi {
     chain: Chain,
     rt: Arc<Runtime>,
@@ -70,7 +73,7 @@ impl HttpApi {
     /// the policy (`resilient.rs`).
     async fn invoke_resilient(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         call: &mut Call,
         addr: std::net::SocketAddr,
         path: &str,
@@ -203,37 +206,8 @@ impl HttpApi {
 
     /// Reads the body up to the limit. Past it, stops reading (never buffers
     /// more than limit + one chunk) and reports the overflow.
-    async fn read_body(&self, session: &mut Session) -> Result<(BytesMut, bool)> {
-        let req = session.req_header();
-        let declared = req
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        if declared.is_some_and(|n| n > self.max_body) {
-            // Refuse before the client sends the body.
-            return Ok((BytesMut::new(), true));
-        }
-        let expects_continue = req
-            .headers
-            .get("expect")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-        if expects_continue {
-            // Clients like curl and .NET wait for this before sending a body.
-            session
-                .as_downstream_mut()
-                .write_continue_response()
-                .await?;
-        }
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
-        while let Some(chunk) = session.read_request_body().await? {
-            if buf.len() + chunk.len() > self.max_body {
-                return Ok((buf, true));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok((buf, false))
+    async fn read_body(&self, session: &mut ServerSession) -> Result<(BytesMut, bool)> {
+        server::read_body(session, self.max_body).await
     }
 }
 
@@ -251,21 +225,9 @@ pub(crate) fn static_method(m: &str) -> &'static str {
 }
 
 #[async_trait]
-impl ProxyHttp for HttpApi {
-    type CTX = Call;
-
-    fn new_ctx(&self) -> Self::CTX {
-        Call {
-            up: None,
-            target: String::new(),
-            method: "",
-            started: Instant::now(),
-            retries: 0,
-            span: None,
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
+impl server::Front for HttpApi {
+    /// Every API route; invocation through the chain to its upstream.
+    async fn serve(&self, session: &mut ServerSession, call: &mut Call) -> Result<bool> {
         if let Some(target) = invoke::target(session.req_header()) {
             // Invocation: the chain decides where; the body is never read
             // here, pingora streams it to the upstream.
@@ -366,14 +328,94 @@ impl ProxyHttp for HttpApi {
         if out.status != 204 {
             resp.insert_header("content-length", out.body.len().to_string())?;
         }
-        let head_only = method == "HEAD" || out.body.is_empty();
-        session
-            .write_response_header(Box::new(resp), head_only)
-            .await?;
-        if !head_only {
-            session.write_response_body(Some(out.body), true).await?;
-        }
+        session.write_response_header(Box::new(resp)).await?;
+        let body = if method == "HEAD" {
+            bytes::Bytes::new()
+        } else {
+            out.body
+        };
+        session.write_response_body(body, true).await?;
         Ok(true)
+    }
+
+    async fn fail(&self, session: &mut ServerSession, e: &Error, _: &mut Call) -> FailToProxy {
+        let app = invoke::target(session.req_header())
+            .map(|t| t.app_id)
+            .unwrap_or_default();
+        invoke::fail(session, e, &app).await
+    }
+
+    fn log(&self, session: &ServerSession, call: &mut Call) {
+        if call.up.is_none() {
+            return;
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(mut s) = call.span.take() {
+            s.http_status(if status == 0 { 502 } else { status });
+        }
+        if let (Some(m), Some(Upstream::Sidecar { .. } | Upstream::App { .. })) =
+            (&self.rt.metrics, &call.up)
+        {
+            m.invoke_answered(
+                app_name(&call.target),
+                spar_filters::metrics::http_status_label(if status == 0 { 500 } else { status }),
+                CallType::Unary,
+                call.started,
+            );
+        }
+        let ms = call.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some((m, app_id)) = &self.metrics {
+            m.record_http(app_id, call.method, "", status, ms);
+        }
+        if let Some(l) = &self.rt.live().api_log {
+            let path = session.req_header().uri.path();
+            l.http(
+                call.method,
+                "/v1.0/invoke/{id}/method/{method}",
+                path,
+                status,
+                ms,
+            );
+        }
+    }
+
+    fn max_body(&self) -> usize {
+        self.max_body
+    }
+}
+
+/// pingora-proxy's face: every request when `SPAR_HTTP_FAST_PATH=off`,
+/// else the invocations `serve` handed off.
+#[async_trait]
+impl ProxyHttp for HttpApi {
+    type CTX = Call;
+
+    fn new_ctx(&self) -> Self::CTX {
+        Call {
+            up: None,
+            target: String::new(),
+            method: "",
+            started: Instant::now(),
+            retries: 0,
+            span: None,
+        }
+    }
+
+    fn on_connection_reuse(
+        &self,
+        _: &mut Session,
+        call: &mut Call,
+        prev: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        server::take_handed_off(call, prev);
+    }
+
+    async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
+        if call.up.is_some() {
+            // Decided already (handed off by `serve`).
+            return Ok(false);
+        }
+        server::Front::serve(self, session, call).await
     }
 
     async fn upstream_peer(&self, _: &mut Session, call: &mut Self::CTX) -> Result<Box<HttpPeer>> {
@@ -426,45 +468,12 @@ impl ProxyHttp for HttpApi {
         &self,
         session: &mut Session,
         e: &Error,
-        _: &mut Self::CTX,
+        call: &mut Self::CTX,
     ) -> FailToProxy {
-        let app = invoke::target(session.req_header())
-            .map(|t| t.app_id)
-            .unwrap_or_default();
-        invoke::fail(session, e, &app).await
+        server::Front::fail(self, session, e, call).await
     }
 
     async fn logging(&self, session: &mut Session, _: Option<&Error>, call: &mut Self::CTX) {
-        if call.up.is_none() {
-            return;
-        }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        if let Some(mut s) = call.span.take() {
-            s.http_status(if status == 0 { 502 } else { status });
-        }
-        if let (Some(m), Some(Upstream::Sidecar { .. } | Upstream::App { .. })) =
-            (&self.rt.metrics, &call.up)
-        {
-            m.invoke_answered(
-                app_name(&call.target),
-                spar_filters::metrics::http_status_label(if status == 0 { 500 } else { status }),
-                CallType::Unary,
-                call.started,
-            );
-        }
-        let ms = call.started.elapsed().as_secs_f64() * 1000.0;
-        if let Some((m, app_id)) = &self.metrics {
-            m.record_http(app_id, call.method, "", status, ms);
-        }
-        if let Some(l) = &self.rt.live().api_log {
-            let path = session.req_header().uri.path();
-            l.http(
-                call.method,
-                "/v1.0/invoke/{id}/method/{method}",
-                path,
-                status,
-                ms,
-            );
-        }
+        server::Front::log(self, session, call);
     }
 }

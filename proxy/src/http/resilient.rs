@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use spar_filters::resiliency::{Policy, Refused, Verdict};
 use spar_filters::ApiError;
 
@@ -135,12 +135,11 @@ pub async fn invoke(
         }
     }
     resp.insert_header("content-length", a.body.len().to_string())?;
-    let head_only = head.method == http::Method::HEAD || a.body.is_empty();
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(a.body), true).await?;
-    }
-    Ok(())
+    session.write_response_header(Box::new(resp)).await?;
+    let body = if head.method == http::Method::HEAD {
+        Bytes::new()
+    } else {
+        a.body
+    };
+    session.write_response_body(body, true).await
 }

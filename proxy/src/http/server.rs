@@ -1,0 +1,244 @@
+//! How a listener serves HTTP/1: each request is read and answered on
+//! pingora-core's own session, by the listener's API (`Front::serve`), and
+//! only the calls it cannot answer alone — invocations of HTTP/2 apps and
+//! external endpoints, upgrades, `Expect: 100-continue`, a peer that could
+//! not be reached — go on to pingora-proxy, with the call as already
+//! decided (the chain is not run twice).
+//!
+//! pingora-proxy accepting every request costs more than most requests
+//! need: its request future is moved on every call, and each request sets
+//! up its module and phase state (bench/README.md: a forwarding proxy on
+//! pingora-core alone measured 1.2–1.5× bare pingora-proxy's throughput).
+//! HTTP/2 connections (the internal listener's h2c and TLS peers) go to
+//! pingora-proxy whole: their streams are served concurrently there.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{BufMut, BytesMut};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::http::RequestHeader;
+use pingora::prelude::*;
+use pingora::protocols::http::v1::client::http_req_header_to_wire;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::{FailToProxy, HttpProxy, ProxyHttp};
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use tokio::sync::Notify;
+
+/// A listener's API, served by [`ApiServer`].
+#[async_trait]
+pub trait Front: ProxyHttp + Clone + Send + Sync + 'static
+where
+    Self::CTX: Send + Sync + 'static,
+{
+    /// Answers one request (header read). `Ok(false)`: pingora-proxy takes
+    /// it on, with `ctx` as `serve` left it.
+    async fn serve(&self, s: &mut ServerSession, ctx: &mut Self::CTX) -> Result<bool>;
+
+    /// Writes the error answer for a call `serve` failed.
+    async fn fail(&self, s: &mut ServerSession, e: &Error, ctx: &mut Self::CTX) -> FailToProxy;
+
+    /// After the answer: metrics, spans, the API log.
+    fn log(&self, s: &ServerSession, ctx: &mut Self::CTX);
+
+    /// The body limit a handed-off request is read within.
+    fn max_body(&self) -> usize;
+}
+
+/// A decided call on its way to pingora-proxy, carried on the connection:
+/// the API's `on_connection_reuse` takes it back as the request's context.
+pub struct HandedOff<C>(pub C);
+
+/// Takes a handed-off call back as the context (pingora-proxy calls this
+/// before `request_filter` of a request that came from [`ApiServer`]).
+pub fn take_handed_off<C: 'static>(ctx: &mut C, prev: Box<dyn std::any::Any + Send + Sync>) {
+    if let Ok(h) = prev.downcast::<HandedOff<C>>() {
+        *ctx = h.0;
+    }
+}
+
+pub struct ApiServer<F: Front>
+where
+    F::CTX: Send + Sync + 'static,
+{
+    front: F,
+    proxy: Arc<HttpProxy<F>>,
+    options: Option<HttpServerOptions>,
+    closing: AtomicBool,
+    closed: Notify,
+}
+
+impl<F: Front> ApiServer<F>
+where
+    F::CTX: Send + Sync + 'static,
+{
+    pub fn new(conf: &Arc<ServerConf>, front: F, options: Option<HttpServerOptions>) -> Self {
+        let mut proxy = pingora::proxy::http_proxy(conf, front.clone());
+        proxy.server_options = options.clone();
+        ApiServer {
+            front,
+            proxy: Arc::new(proxy),
+            options,
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
+        }
+    }
+
+    /// Waits for the listener to close (idle keep-alive reads give up).
+    async fn closing(&self) {
+        let notified = self.closed.notified();
+        if !self.closing.load(Ordering::Acquire) {
+            notified.await;
+        }
+    }
+
+    /// pingora-proxy reads the request again: the header as it came (for
+    /// a body sent chunked: with its length instead), the body read here
+    /// within the limit, then whatever the client sent after it.
+    async fn hand_off(
+        self: &Arc<Self>,
+        mut s: ServerSession,
+        ctx: F::CTX,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let mut head: RequestHeader = s.req_header().clone();
+        let (body, too_large) = match read_body(&mut s, self.front.max_body()).await {
+            Ok(b) => b,
+            Err(_) => return None,
+        };
+        if too_large {
+            let e = spar_filters::ApiError::BodyTooLarge {
+                limit: self.front.max_body(),
+            };
+            s.set_keepalive(None);
+            let _ = super::invoke::write_error(&mut s, &e).await;
+            let _ = s.finish().await;
+            return None;
+        }
+        // The stream must come back from `finish` with what was read past
+        // the body, whatever the request asked of the connection (read
+        // again, the request asks the same).
+        s.set_keepalive(Some(0));
+        s.set_pipelining_enabled(true);
+        let (stream, rest) = s.finish().await.ok()??.into_parts();
+        head.remove_header(&http::header::TRANSFER_ENCODING);
+        head.remove_header(&http::header::EXPECT);
+        if !body.is_empty() || head.headers.contains_key(http::header::CONTENT_LENGTH) {
+            head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+                .ok()?;
+        }
+        let mut wire = http_req_header_to_wire(&head)?;
+        wire.reserve(body.len() + rest.as_ref().map_or(0, |r| r.len()));
+        wire.put_slice(&body);
+        if let Some(r) = rest {
+            wire.put_slice(&r);
+        }
+        let mut next = ServerSession::new_http1(stream);
+        next.set_pipelined_prefix(wire);
+        next.set_connection_user_context(Some(Box::new(HandedOff(ctx))));
+        self.proxy.process_new_http(next, shutdown).await
+    }
+}
+
+/// The request body up to `limit`; past it, reading stops (refused at
+/// once when its declared length is over).
+pub(crate) async fn read_body(s: &mut ServerSession, limit: usize) -> Result<(BytesMut, bool)> {
+    let mut buf = BytesMut::new();
+    if s.is_body_done() {
+        return Ok((buf, false));
+    }
+    let declared = s
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        // Refused before the client sends it.
+        return Ok((buf, true));
+    }
+    let expects_continue = s
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        s.write_continue_response().await?;
+    }
+    while let Some(chunk) = s.read_request_body().await? {
+        if buf.len() + chunk.len() > limit {
+            return Ok((buf, true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, false))
+}
+
+#[async_trait]
+impl<F: Front> HttpServerApp for ApiServer<F>
+where
+    F::CTX: Send + Sync + 'static,
+{
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut s: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if s.is_http2() || !super::forward::enabled() {
+            return self.proxy.process_new_http(s, shutdown).await;
+        }
+        // Nothing is carried between requests of a connection.
+        drop(s.take_connection_user_context());
+        let read = tokio::select! {
+            biased;
+            r = s.read_request() => r,
+            _ = self.closing() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = s.respond_error(400).await;
+                }
+                s.shutdown().await;
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            s.set_keepalive(None);
+        }
+        let mut ctx = self.front.new_ctx();
+        match self.front.serve(&mut s, &mut ctx).await {
+            Ok(true) => {}
+            Ok(false) => return self.hand_off(s, ctx, shutdown).await,
+            Err(e) => {
+                let f = self.front.fail(&mut s, &e, &mut ctx).await;
+                if !f.can_reuse_downstream {
+                    // Closed as it stands: `finish` would end a body cut
+                    // short as if it were complete.
+                    self.front.log(&s, &mut ctx);
+                    s.shutdown().await;
+                    return None;
+                }
+            }
+        }
+        self.front.log(&s, &mut ctx);
+        let settings = HttpPersistentSettings::for_session(&s);
+        let reusable = s.finish().await.ok()??;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.options.as_ref()
+    }
+
+    async fn http_cleanup(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed.notify_waiters();
+        self.proxy.http_cleanup().await;
+    }
+}
