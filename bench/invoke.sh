@@ -22,6 +22,8 @@
 #   spar-full     spar ×2 with the full chain: metrics, tracing sampled at 1
 #                 (Zipkin export to an nginx sink), a resiliency policy
 #                 (timeout, retry, circuit breaker) on the callee app
+#   spar-b        spar ×2 run from a second binary, BIN_B=path (only when
+#                 set): A/B of a change side by side in one run
 # ("spar" itself is the default: metrics on, no tracing, no resiliency.)
 # Open-loop load at fixed rates (bench/loadgen: latency measured from the
 # scheduled send time), ROUNDS rounds interleaved, median of the rounds per
@@ -55,10 +57,10 @@ CORE="$(dirname "$LOADGEN")/spar-corehop"
 "$CORE" 127.0.0.1:$((P+15)) 127.0.0.1:$((P+14)) 2>/dev/null & pids+=($!)
 
 sidecars() { # tag base-port extra-args...
-  local tag=$1 b=$2; shift 2
-  "$BIN" run --app-id "callee-$tag" --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b)) \
+  local tag=$1 b=$2 bin=${SIDECAR_BIN:-$BIN}; shift 2
+  "$bin" run --app-id "callee-$tag" --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b)) \
     --dapr-grpc-port $((b+1)) --metrics-port $((b+2)) --log-level warn "$@" & pids+=($!)
-  "$BIN" run --app-id "caller-$tag" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b+3)) \
+  "$bin" run --app-id "caller-$tag" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b+3)) \
     --dapr-grpc-port $((b+4)) --metrics-port $((b+5)) --log-level warn "$@" & pids+=($!)
 }
 sidecars plain $((P+20))
@@ -104,6 +106,7 @@ SPAR_HTTP_FAST_PATH=off sidecars proxy $((P+80))
 DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" SPAR_HTTP_FAST_PATH=off sidecars mtlsproxy $((P+90)) \
   --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
 sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
+if [ -n "${BIN_B:-}" ]; then SIDECAR_BIN="$BIN_B" sidecars b $((P+100)); fi
 
 declare -A URL=(
   [direct]="http://127.0.0.1:$P/body"
@@ -116,6 +119,7 @@ declare -A URL=(
   [spar-mtls-proxy]="http://127.0.0.1:$((P+93))/v1.0/invoke/callee-mtlsproxy/method/body"
   [spar-bare]="http://127.0.0.1:$((P+63))/v1.0/invoke/callee-bare/method/body"
   [spar-full]="http://127.0.0.1:$((P+73))/v1.0/invoke/callee-full/method/body"
+  [spar-b]="http://127.0.0.1:$((P+103))/v1.0/invoke/callee-b/method/body"
 )
 PATHS="${PATHS:-direct nginx pingora pingora-core spar spar-proxy spar-mtls spar-mtls-proxy spar-bare spar-full}"
 for p in $PATHS; do

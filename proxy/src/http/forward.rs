@@ -1,6 +1,6 @@
 //! The fast path of HTTP invocation: the common call — HTTP/1.1 in, an
 //! HTTP/1.1 upstream (the peer sidecar, over mTLS or not, or this sidecar's
-//! app) — forwarded from `request_filter` on pingora's own HTTP/1 sessions,
+//! app) — forwarded from the API's `serve` on pingora's own HTTP/1 sessions,
 //! in one task, with a per-thread pool of upstream connections.
 //!
 //! pingora-proxy's upstream phase (connector and pool watcher task, the
@@ -163,7 +163,9 @@ pub async fn forward(
     let cert = dest.cert();
     let (stream, pooled) = match checkout(dest.key(), cert.as_ref()) {
         Some(s) => (s, true),
-        None => match connect(dest).await {
+        // Boxed: a TLS handshake's state would otherwise size every call's
+        // future, and a new connection is the rare case.
+        None => match Box::pin(connect(dest)).await {
             Some(s) => (s, false),
             None => return Ok(Forwarded::NotConnected),
         },
@@ -200,7 +202,7 @@ pub async fn forward(
         else {
             return Err(e);
         };
-        let Some(fresh) = connect(dest).await else {
+        let Some(fresh) = Box::pin(connect(dest)).await else {
             return Err(e);
         };
         up = new_session(fresh, read_timeout);

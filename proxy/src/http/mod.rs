@@ -1,8 +1,8 @@
 //! The HTTP API on `--dapr-http-port`, served by pingora.
 //!
-//! `request_filter` decodes the call, runs the filter chain and writes the
-//! answer itself; service invocation is the one call proxied upstream (the
-//! chain picks the peer, pingora streams the body).
+//! `serve` decodes the call, runs the filter chain and writes the answer
+//! itself; service invocation is the one call sent upstream (the chain
+//! picks the peer; the fast path or pingora-proxy streams the body).
 
 pub mod decode;
 pub mod encode;
@@ -252,7 +252,9 @@ impl server::Front for HttpApi {
                         .is_some() =>
                 {
                     call.span = ctx.span.take();
-                    self.invoke_resilient(session, call, addr, &path).await?;
+                    // Boxed: this rare path's state (peer client, policy)
+                    // would otherwise size every call's future.
+                    Box::pin(self.invoke_resilient(session, call, addr, &path)).await?;
                     Ok(true)
                 }
                 Ok(Response::Proxy(u)) => {

@@ -214,7 +214,9 @@ where
         let mut ctx = self.front.new_ctx();
         match self.front.serve(&mut s, &mut ctx).await {
             Ok(true) => {}
-            Ok(false) => return self.hand_off(s, ctx, shutdown).await,
+            // Boxed: the hand-off's state (a second session) would
+            // otherwise size every request's future, copied per request.
+            Ok(false) => return Box::pin(self.hand_off(s, ctx, shutdown)).await,
             Err(e) => {
                 let f = self.front.fail(&mut s, &e, &mut ctx).await;
                 if !f.can_reuse_downstream {
