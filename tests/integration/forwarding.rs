@@ -339,3 +339,87 @@ async fn handed_off_calls_keep_body_and_connection() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["errorCode"], "ERR_BODY_TOO_LARGE");
 }
+
+/// An app that switches protocols when asked (`upgrade: websocket`) and then
+/// echoes bytes; other requests get a 200 and a closed connection.
+/// (pingora-proxy passes WebSocket upgrades only; other protocols lose
+/// their `Upgrade` header on the way.)
+async fn upgrading_app() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                while find(&buf, b"\r\n\r\n").is_none() {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let end = find(&buf, b"\r\n\r\n").unwrap();
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                if !head.contains("upgrade: websocket") {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    return;
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
+                    .await;
+                let rest = buf.split_off(find(&buf, b"\r\n\r\n").unwrap() + 4);
+                let _ = s.write_all(&rest).await;
+                while let Ok(n) = s.read(&mut tmp).await {
+                    if n == 0 || s.write_all(&tmp[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A WebSocket upgrade (handed to pingora-proxy by both sidecars) reaches
+/// the app, and bytes flow both ways after the 101.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_pass_through_both_sidecars() {
+    let (callee_id, _callee, caller) = pair("upgrade", upgrading_app().await);
+    let c = Client::new();
+    let base = caller.http();
+    let r = call(
+        &c,
+        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let http_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /v1.0/invoke/{callee_id}/method/ws HTTP/1.1\r\nhost: x\r\n\
+             connection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let (head, _) = read_answer(&mut s, &mut buf).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    s.write_all(b"ping-pong").await.unwrap();
+    let mut tmp = [0u8; 64];
+    while buf.len() < 9 {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .expect("echo within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed after the upgrade");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    assert_eq!(&buf[..9], b"ping-pong");
+}

@@ -100,13 +100,17 @@ where
     async fn hand_off(
         self: &Arc<Self>,
         mut s: ServerSession,
-        ctx: F::CTX,
+        mut ctx: F::CTX,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let mut head: RequestHeader = s.req_header().clone();
         let (body, too_large) = match read_body(&mut s, self.front.max_body()).await {
             Ok(b) => b,
-            Err(_) => return None,
+            Err(_) => {
+                // The caller went away mid-body.
+                self.front.log(&s, &mut ctx);
+                return None;
+            }
         };
         if too_large {
             let e = spar_filters::ApiError::BodyTooLarge {
@@ -114,6 +118,7 @@ where
             };
             s.set_keepalive(None);
             let _ = super::invoke::write_error(&mut s, &e).await;
+            self.front.log(&s, &mut ctx);
             let _ = s.finish().await;
             return None;
         }
@@ -166,8 +171,10 @@ pub(crate) async fn read_body(s: &mut ServerSession, limit: usize) -> Result<(By
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if expects_continue {
+        // Clients like curl and .NET wait for this before sending a body.
         s.write_continue_response().await?;
     }
+    buf.reserve(declared.unwrap_or(0));
     while let Some(chunk) = s.read_request_body().await? {
         if buf.len() + chunk.len() > limit {
             return Ok((buf, true));
