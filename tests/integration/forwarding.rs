@@ -22,34 +22,44 @@ fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
 /// a close a millisecond later races it (a POST that loses that race fails
 /// on every HTTP client that won't resend non-idempotent calls).
 async fn raw_app(answer: fn(usize) -> Vec<u8>, linger: Duration) -> u16 {
+    raw_server(move |mut s| async move {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let mut want = None;
+        while want.is_none_or(|w| buf.len() < w) {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+            if let (None, Some(end)) = (want, find(&buf, b"\r\n\r\n")) {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                want = Some(end + 4 + len);
+            }
+        }
+        let len = want.unwrap() - find(&buf, b"\r\n\r\n").unwrap() - 4;
+        let _ = s.write_all(&answer(len)).await;
+        if !linger.is_zero() {
+            tokio::time::sleep(linger).await;
+        }
+    })
+    .await
+}
+
+/// A loopback server running `handle` on each connection; its port.
+async fn raw_server<F, Fut>(handle: F) -> u16
+where
+    F: Fn(TcpStream) -> Fut + Send + Copy + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut tmp = [0u8; 4096];
-                let mut want = None;
-                while want.is_none_or(|w| buf.len() < w) {
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                    if let (None, Some(end)) = (want, find(&buf, b"\r\n\r\n")) {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        want = Some(end + 4 + len);
-                    }
-                }
-                let len = want.unwrap() - find(&buf, b"\r\n\r\n").unwrap() - 4;
-                let _ = s.write_all(&answer(len)).await;
-                if !linger.is_zero() {
-                    tokio::time::sleep(linger).await;
-                }
-            });
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(handle(s));
         }
     });
     port
@@ -126,6 +136,20 @@ async fn calls_survive_connections_the_app_closed() {
     }
 }
 
+/// Waits until the caller finds the callee (one call answered 200); the
+/// caller's HTTP port.
+async fn warm(callee_id: &str, caller: &spar_tests::Sidecar) -> u16 {
+    let c = Client::new();
+    let base = caller.http();
+    let r = call(
+        &c,
+        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 /// One request on a raw connection; the whole answer as text.
 async fn raw(port: u16, request: String) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -142,15 +166,9 @@ async fn raw(port: u16, request: String) -> String {
 async fn chunked_head_and_bodiless_calls() {
     let (port, _app) = echo_app("callee").await;
     let (callee_id, _callee, caller) = pair("callee", port);
+    let http_port = warm(&callee_id, &caller).await;
     let c = Client::new();
     let base = caller.http();
-    let r = call(
-        &c,
-        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let http_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
 
     // A chunked request body arrives whole; hop-by-hop headers stay here.
     let answer = raw(
@@ -271,33 +289,23 @@ async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) 
 async fn handed_off_calls_keep_body_and_connection() {
     let (port, _app) = echo_app("callee").await;
     let (callee_id, _callee, caller) = pair("callee", port);
-    let c = Client::new();
-    let base = caller.http();
-    let r = call(
-        &c,
-        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let http_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let http_port = warm(&callee_id, &caller).await;
 
     let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
     let mut buf = Vec::new();
-    s.write_all(
-        format!(
-            "POST /v1.0/invoke/{callee_id}/method/up HTTP/1.1\r\nhost: x\r\n\
-             expect: 100-continue\r\ntransfer-encoding: chunked\r\n\r\n"
-        )
-        .as_bytes(),
+    let invoke = |m: &str| format!("/v1.0/invoke/{callee_id}/method/{m}");
+    let (head, _) = exchange(
+        &mut s,
+        &mut buf,
+        &format!(
+            "POST {} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\
+             transfer-encoding: chunked\r\n\r\n",
+            invoke("up")
+        ),
     )
-    .await
-    .unwrap();
-    let (head, _) = read_answer(&mut s, &mut buf).await;
+    .await;
     assert!(head.starts_with("http/1.1 100"), "{head}");
-    s.write_all(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, body) = read_answer(&mut s, &mut buf).await;
+    let (head, body) = exchange(&mut s, &mut buf, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let json = String::from_utf8_lossy(&body);
     let json = &json[json.find('{').unwrap()..=json.rfind('}').unwrap()];
@@ -308,36 +316,34 @@ async fn handed_off_calls_keep_body_and_connection() {
     );
 
     // The same connection: an invocation, then another API route.
-    s.write_all(
-        format!("GET /v1.0/invoke/{callee_id}/method/second HTTP/1.1\r\nhost: x\r\n\r\n")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let (head, body) = read_answer(&mut s, &mut buf).await;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let (head, body) = exchange(&mut s, &mut buf, &get(&invoke("second"))).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["path"], "/second");
-    s.write_all(b"GET /v1.0/healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let (head, _) = read_answer(&mut s, &mut buf).await;
+    let (head, _) = exchange(&mut s, &mut buf, &get("/v1.0/healthz")).await;
     assert!(head.starts_with("http/1.1 204"), "{head}");
 
     // Over the body limit (4 MB by default): refused at once, no 100.
-    s.write_all(
-        format!(
-            "POST /v1.0/invoke/{callee_id}/method/big HTTP/1.1\r\nhost: x\r\n\
-             expect: 100-continue\r\ncontent-length: 100000000\r\n\r\n"
-        )
-        .as_bytes(),
+    let (head, body) = exchange(
+        &mut s,
+        &mut buf,
+        &format!(
+            "POST {} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\
+             content-length: 100000000\r\n\r\n",
+            invoke("big")
+        ),
     )
-    .await
-    .unwrap();
-    let (head, body) = read_answer(&mut s, &mut buf).await;
+    .await;
     assert!(head.starts_with("http/1.1 413"), "{head}");
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["errorCode"], "ERR_BODY_TOO_LARGE");
+}
+
+/// Writes `request` and reads one answer.
+async fn exchange(s: &mut TcpStream, buf: &mut Vec<u8>, request: &str) -> (String, Vec<u8>) {
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_answer(s, buf).await
 }
 
 /// An app that switches protocols when asked (`upgrade: websocket`) and then
@@ -345,11 +351,7 @@ async fn handed_off_calls_keep_body_and_connection() {
 /// (pingora-proxy passes WebSocket upgrades only; other protocols lose
 /// their `Upgrade` header on the way.)
 async fn upgrading_app() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
+    raw_server(|mut s| async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
                 while find(&buf, b"\r\n\r\n").is_none() {
@@ -378,10 +380,8 @@ async fn upgrading_app() -> u16 {
                         return;
                     }
                 }
-            });
-        }
-    });
-    port
+    })
+    .await
 }
 
 /// A WebSocket upgrade (handed to pingora-proxy by both sidecars) reaches
@@ -389,27 +389,18 @@ async fn upgrading_app() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_pass_through_both_sidecars() {
     let (callee_id, _callee, caller) = pair("upgrade", upgrading_app().await);
-    let c = Client::new();
-    let base = caller.http();
-    let r = call(
-        &c,
-        c.get(format!("{base}/v1.0/invoke/{callee_id}/method/warm")),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let http_port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    let http_port = warm(&callee_id, &caller).await;
     let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
-    s.write_all(
-        format!(
+    let mut buf = Vec::new();
+    let (head, _) = exchange(
+        &mut s,
+        &mut buf,
+        &format!(
             "GET /v1.0/invoke/{callee_id}/method/ws HTTP/1.1\r\nhost: x\r\n\
              connection: upgrade\r\nupgrade: websocket\r\n\r\n"
-        )
-        .as_bytes(),
+        ),
     )
-    .await
-    .unwrap();
-    let mut buf = Vec::new();
-    let (head, _) = read_answer(&mut s, &mut buf).await;
+    .await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     s.write_all(b"ping-pong").await.unwrap();
     let mut tmp = [0u8; 64];

@@ -154,22 +154,15 @@ pub(crate) async fn read_body(s: &mut ServerSession, limit: usize) -> Result<(By
     if s.is_body_done() {
         return Ok((buf, false));
     }
-    let declared = s
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
+    let header = |n| s.req_header().headers.get(n).and_then(|v| v.to_str().ok());
+    let declared =
+        header(http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         // Refused before the client sends it.
         return Ok((buf, true));
     }
-    let expects_continue = s
-        .req_header()
-        .headers
-        .get(http::header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let expects_continue =
+        header(http::header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if expects_continue {
         // Clients like curl and .NET wait for this before sending a body.
         s.write_continue_response().await?;
