@@ -19,6 +19,8 @@
 #   resources.sh  RSS idle and at 1,000 req/s, CPU s per 1,000 requests, vs
 #                 nginx ×2
 #   startup.sh    start → healthz 204, idle RSS, binary size
+#   instructions.sh  instructions per invocation on caller and callee
+#                 (callgrind: does not drift with load) vs an nginx hop
 # Durations are chosen so the whole suite takes under 15 minutes on the
 # project's 2-core machine (release build included when it is cached).
 set -euo pipefail
@@ -87,6 +89,7 @@ section "State" bench/state.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
 section "Resources" bench/resources.sh $BIN 10 1000
 section "Start-up" bench/startup.sh $BIN 20
+section "Instructions per call" bench/instructions.sh $BIN 2000
 
 # shellcheck disable=SC1090
 . "$SUMMARY"
