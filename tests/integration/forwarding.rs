@@ -108,6 +108,46 @@ async fn interim_answers_are_skipped() {
     assert_eq!(r.text().await.unwrap(), "3");
 }
 
+/// An upstream that answers a plain call with a 101, or with endless 1xx
+/// answers, fails the call with Dapr's error at once instead of holding it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_interim_answers_fail_the_call() {
+    let switching = raw_app(
+        |_| b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n".to_vec(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let hinting = raw_app(
+        |_| b"HTTP/1.1 103 Early Hints\r\n\r\n".repeat(40),
+        Duration::from_secs(30),
+    )
+    .await;
+    let c = Client::new();
+    for (app, why) in [
+        (switching, "switched protocols"),
+        (hinting, "too many interim"),
+    ] {
+        let (callee_id, _callee, caller) = pair("broken", app);
+        let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
+        let mut last = String::new();
+        for _ in 0..50 {
+            let r = tokio::time::timeout(Duration::from_secs(10), c.get(&url).send())
+                .await
+                .expect("an answer within 10 s")
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            last = r.text().await.unwrap();
+            if last.contains(why) {
+                break;
+            }
+            // Not found yet (discovery): again.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(last.contains(why), "{last}");
+        assert!(last.contains("ERR_DIRECT_INVOKE"), "{last}");
+    }
+}
+
 /// Starts a chunked answer and dies mid-body.
 async fn dying_app() -> u16 {
     raw_app(

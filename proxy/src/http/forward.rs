@@ -38,6 +38,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bodies up to this size are read before sending, so a call on a pooled
 /// connection the upstream closed meanwhile can be sent again on a new one.
 const RESEND_LIMIT: usize = 64 * 1024;
+/// Interim (1xx) answers skipped before an upstream counts as broken.
+const MAX_INTERIM: usize = 16;
 
 /// Where a call goes.
 #[derive(Clone, Copy)]
@@ -255,8 +257,24 @@ async fn send(
     up.finish_body().await.map_err(unsent)?;
     up.read_response().await.map_err(|e| (e.into_up(), true))?;
     // Interim answers (100, 103) are not passed on: the caller gets the
-    // final one. (No 101: upgrades never take this path.)
-    while up.get_status().is_some_and(|s| s.is_informational()) {
+    // final one. A 101 is a broken upstream (upgrades never take this
+    // path), and endless interim answers are one too.
+    let mut interim = 0;
+    while let Some(status) = up.get_status().filter(|s| s.is_informational()) {
+        interim += 1;
+        let broken = if status == http::StatusCode::SWITCHING_PROTOCOLS {
+            Some("upstream switched protocols on a request that asked for no upgrade")
+        } else if interim > MAX_INTERIM {
+            Some("upstream sent too many interim (1xx) answers")
+        } else {
+            None
+        };
+        if let Some(why) = broken {
+            return Err((
+                Error::explain(ErrorType::InvalidHTTPHeader, why).into_up(),
+                true,
+            ));
+        }
         up.read_response().await.map_err(|e| (e.into_up(), true))?;
     }
     Ok(())
