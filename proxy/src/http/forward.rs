@@ -51,7 +51,7 @@ pub enum Dest<'a> {
 }
 
 impl Dest<'_> {
-    fn key(self) -> (SocketAddr, bool) {
+    pub(crate) fn key(self) -> (SocketAddr, bool) {
         match self {
             Dest::Plain(a) => (a, false),
             Dest::Mtls(a, _) => (a, true),
@@ -59,7 +59,7 @@ impl Dest<'_> {
     }
 
     /// The certificate a new connection presents.
-    fn cert(self) -> Option<Arc<Issued>> {
+    pub(crate) fn cert(self) -> Option<Arc<Issued>> {
         match self {
             Dest::Plain(_) => None,
             Dest::Mtls(_, id) => Some(id.current()),
@@ -349,7 +349,7 @@ fn strip_hop_by_hop(req: &mut RequestHeader) {
     }
 }
 
-async fn connect(dest: Dest<'_>) -> Option<Stream> {
+pub(crate) async fn connect(dest: Dest<'_>) -> Option<Stream> {
     match dest {
         Dest::Plain(addr) => {
             let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
@@ -381,7 +381,7 @@ fn tls_connector() -> &'static TransportConnector {
 /// A pooled connection still open: the newest first (the likeliest to be
 /// warm); closed, stale, unexpectedly readable or opened with a replaced
 /// certificate ones are dropped.
-fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> Option<Stream> {
+pub(crate) fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> Option<Stream> {
     loop {
         let mut idle = POOL.with(|p| p.borrow_mut().get_mut(&key)?.pop())?;
         let same_cert = match (cert, &idle.cert) {
@@ -394,7 +394,7 @@ fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> Option<Strea
     }
 }
 
-fn checkin(key: (SocketAddr, bool), stream: Stream, cert: Option<Arc<Issued>>) {
+pub(crate) fn checkin(key: (SocketAddr, bool), stream: Stream, cert: Option<Arc<Issued>>) {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let idle = p.entry(key).or_default();

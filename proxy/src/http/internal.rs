@@ -6,6 +6,7 @@
 //! to its app.
 
 use std::any::Any;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use pingora::http::RequestHeader;
 use pingora::listeners::TlsAccept;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::tls::TlsRef;
+use pingora::protocols::tls::{SslDigest, TlsRef};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::access_control::AccessControl;
 use spar_filters::handlers::invoke::Upstream;
@@ -22,7 +23,9 @@ use spar_filters::spiffe::SpiffeId;
 use spar_filters::trace::{Span, SpanContext, SpanKind};
 use spar_filters::{ApiError, Runtime};
 
-use super::invoke;
+use super::h1::{Outgoing, ReqHead};
+use super::invoke::{self, HeadView};
+use super::server::{Decision, End};
 
 #[derive(Clone)]
 pub struct InternalApi {
@@ -45,7 +48,7 @@ impl InternalApi {
     }
 
     /// The request as the app gets it (both paths).
-    fn prepare_upstream(&self, req: &mut RequestHeader, ctx: &Inbound) -> Result<()> {
+    fn prepare_upstream(&self, req: &mut impl invoke::UpHead, ctx: &Inbound) -> Result<()> {
         if let Some(up) = ctx.up.as_ref() {
             invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
         }
@@ -95,75 +98,60 @@ fn caller(session: &ServerSession) -> Option<SpiffeId> {
         .cloned()
 }
 
-#[async_trait]
-impl super::server::Front for InternalApi {
-    /// Checks the call and sends it to the app.
-    async fn serve(&self, session: &mut ServerSession, ctx: &mut Inbound) -> Result<bool> {
-        let Some(target) = invoke::target(session.req_header()) else {
-            let e = ApiError::RouteNotFound(session.req_header().uri.path().to_string());
-            invoke::write_error(session, &e).await?;
-            return Ok(true);
+impl InternalApi {
+    /// Checks the call (target, access control) and sets where it goes
+    /// (both paths): the app's address.
+    fn route(
+        &self,
+        req: &impl HeadView,
+        caller: Option<SpiffeId>,
+        ctx: &mut Inbound,
+    ) -> Result<SocketAddr, ApiError> {
+        let Some(target) = invoke::target(req) else {
+            return Err(ApiError::RouteNotFound(req.path().to_string()));
         };
         let app = target.app_id.split('.').next().unwrap_or_default();
         if app != self.rt.app_id {
-            let e = ApiError::DirectInvoke {
+            return Err(ApiError::DirectInvoke {
                 app_id: target.app_id.clone(),
                 reason: format!("this sidecar serves {:?}", self.rt.app_id),
-            };
-            invoke::write_error(session, &e).await?;
-            return Ok(true);
+            });
         }
         if let Some(acl) = &self.acl {
-            let req = session.req_header();
             let grpc = req
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
+                .header("content-type")
                 .is_some_and(|v| v.starts_with("application/grpc"));
-            let verb = (!grpc).then(|| req.method.as_str());
+            let verb = (!grpc).then(|| req.method());
             let op = target.method.split('?').next().unwrap_or_default();
-            if let Err(reason) = acl.check(caller(session).as_ref(), op, verb) {
+            if let Err(reason) = acl.check(caller.as_ref(), op, verb) {
                 tracing::debug!(%reason, "access denied");
-                let e = ApiError::DirectInvokeDenied {
+                return Err(ApiError::DirectInvokeDenied {
                     app_id: target.app_id.clone(),
                     reason,
-                };
-                invoke::write_error(session, &e).await?;
-                return Ok(true);
+                });
             }
         }
         if let Some(m) = &self.rt.metrics {
-            let req = session.req_header();
-            ctx.src = caller(session)
+            ctx.src = caller
                 .map(|id| id.app_id)
-                .or_else(|| {
-                    req.headers
-                        .get("dapr-caller-app-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                })
+                .or_else(|| req.header("dapr-caller-app-id").map(str::to_owned))
                 .unwrap_or_default();
-            ctx.method = super::static_method(req.method.as_str());
+            ctx.method = super::static_method(req.method());
             ctx.started = Some(Instant::now());
             m.invoke_received(&ctx.src);
         }
         let Some(addr) = self.rt.app_addr() else {
-            invoke::write_error(session, &ApiError::AppChannelNotInitialized).await?;
-            return Ok(true);
+            return Err(ApiError::AppChannelNotInitialized);
         };
-        ctx.deadline = session
-            .req_header()
-            .headers
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
+        ctx.deadline = req
+            .header("grpc-timeout")
             .and_then(crate::grpc::invoke::parse_grpc_timeout)
             .map(|d| Instant::now() + d);
         let tracer = self.rt.live().tracer.clone();
         if tracer.enabled() {
-            let h = &session.req_header().headers;
-            let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-            let parent =
-                header("traceparent").and_then(|t| SpanContext::parse(t, header("tracestate")));
+            let parent = req
+                .header("traceparent")
+                .and_then(|t| SpanContext::parse(t, req.header("tracestate")));
             let op = target.method.split('?').next().unwrap_or_default();
             let mut span = tracer.start(
                 parent.as_ref(),
@@ -182,12 +170,32 @@ impl super::server::Front for InternalApi {
             addr,
             path: format!("/{}", target.method.trim_start_matches('/')),
         });
+        Ok(addr)
+    }
+
+    /// What is left of the caller's deadline: it bounds each wait for the
+    /// app.
+    fn time_left(ctx: &Inbound) -> Option<Duration> {
+        ctx.deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        })
+    }
+}
+
+#[async_trait]
+impl super::server::Front for InternalApi {
+    /// Checks the call and sends it to the app.
+    async fn serve(&self, session: &mut ServerSession, ctx: &mut Inbound) -> Result<bool> {
+        let addr = match self.route(session.req_header(), caller(session), ctx) {
+            Ok(addr) => addr,
+            Err(e) => {
+                invoke::write_error(session, &e).await?;
+                return Ok(true);
+            }
+        };
         if !self.app_h2 && super::forward::eligible(session) {
-            // The caller's deadline bounds each wait for the app.
-            let left = ctx.deadline.map(|d| {
-                d.saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1))
-            });
+            let left = Self::time_left(ctx);
             let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, ctx);
             if let super::forward::Forwarded::Done =
                 super::forward::forward(session, super::forward::Dest::Plain(addr), prepare, left)
@@ -199,14 +207,42 @@ impl super::server::Front for InternalApi {
         Ok(false)
     }
 
+    /// Every call to this listener is an invocation of its app.
+    fn takes(&self, _: &[u8]) -> bool {
+        true
+    }
+
+    async fn decide<'a>(
+        &'a self,
+        head: &ReqHead,
+        tls: Option<&SslDigest>,
+        ctx: &mut Inbound,
+    ) -> Decision<'a> {
+        let caller = tls.and_then(|d| d.extension.get::<SpiffeId>().cloned());
+        match self.route(head, caller, ctx) {
+            Err(e) => Decision::Error(e),
+            Ok(_) if self.app_h2 => Decision::Proxy,
+            Ok(addr) => Decision::Relay {
+                dest: super::forward::Dest::Plain(addr),
+                read_timeout: Self::time_left(ctx),
+            },
+        }
+    }
+
+    fn edit(&self, out: &mut Outgoing<'_>, ctx: &Inbound) -> Result<()> {
+        self.prepare_upstream(out, ctx)
+    }
+
+    fn relay_error(&self, e: &Error, _: &Inbound) -> ApiError {
+        invoke::invoke_error(e, &self.rt.app_id)
+    }
+
     async fn fail(&self, session: &mut ServerSession, e: &Error, _: &mut Inbound) -> FailToProxy {
         invoke::fail(session, e, &self.rt.app_id).await
     }
 
-    fn log(&self, session: &ServerSession, ctx: &mut Inbound) {
-        let status = session
-            .response_written()
-            .map_or(502, |r| r.status.as_u16());
+    fn end(&self, end: &End<'_>, ctx: &mut Inbound) {
+        let status = if end.status == 0 { 502 } else { end.status };
         if let Some(mut s) = ctx.span.take() {
             s.http_status(status);
         }
@@ -218,7 +254,7 @@ impl super::server::Front for InternalApi {
                 ctx.method,
                 spar_filters::metrics::http_status_label(status),
                 started,
-                (session.body_bytes_read(), session.body_bytes_sent()),
+                end.body,
             );
         }
     }

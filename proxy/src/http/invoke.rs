@@ -19,10 +19,72 @@ pub const DAPR_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-ap
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
+/// The parts of a request the invocation path reads: pingora's header, or
+/// the head spar's own HTTP/1 path parsed (`h1::ReqHead`).
+pub trait HeadView {
+    fn method(&self) -> &str;
+    /// The path, without the query.
+    fn path(&self) -> &str;
+    /// The request target as sent (absolute form included).
+    fn raw_target(&self) -> &[u8];
+    /// The first value of a header (`name` in lower case), when it is text.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+impl HeadView for RequestHeader {
+    fn method(&self) -> &str {
+        self.method.as_str()
+    }
+    fn path(&self) -> &str {
+        self.uri.path()
+    }
+    fn raw_target(&self) -> &[u8] {
+        self.raw_path()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What the upstream request is written from: pingora's header (pingora-proxy
+/// and `forward.rs`) or spar's own HTTP/1 writer (`h1::Outgoing`); one
+/// `rewrite` serves both.
+pub trait UpHead {
+    fn query(&self) -> Option<&str>;
+    /// The authority of an absolute-form or HTTP/2 request.
+    fn authority(&self) -> Option<String>;
+    fn has_header(&self, name: &http::HeaderName) -> bool;
+    fn set_path(&mut self, path_and_query: http::uri::PathAndQuery) -> Result<()>;
+    fn insert(&mut self, name: http::HeaderName, value: &[u8]) -> Result<()>;
+    fn remove(&mut self, name: &http::HeaderName);
+}
+
+impl UpHead for RequestHeader {
+    fn query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+    fn authority(&self) -> Option<String> {
+        self.uri.authority().map(|a| a.to_string())
+    }
+    fn has_header(&self, name: &http::HeaderName) -> bool {
+        self.headers.contains_key(name)
+    }
+    fn set_path(&mut self, pq: http::uri::PathAndQuery) -> Result<()> {
+        self.set_uri(http::Uri::from(pq));
+        Ok(())
+    }
+    fn insert(&mut self, name: http::HeaderName, value: &[u8]) -> Result<()> {
+        self.insert_header(name, value)
+    }
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.remove_header(name);
+    }
+}
+
 /// `/v1.0/invoke/{app-id}/method/{method…}`, or any non-API path with a
 /// `dapr-app-id` header (Dapr's header-based invocation).
-pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
-    let path = req.uri.path();
+pub fn target(req: &impl HeadView) -> Option<InvokeRequest> {
+    let path = req.path();
     if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
         // A full URL as the target (`/v1.0/invoke/https://host:port/method/…`):
         // its authority ends at the first `/` after the scheme.
@@ -43,13 +105,13 @@ pub fn target(req: &RequestHeader) -> Option<InvokeRequest> {
     if path.starts_with("/v1.0/") || path.starts_with("/v1.0-alpha1/") {
         return None;
     }
-    let app = match req.headers.get(DAPR_APP_ID).and_then(|v| v.to_str().ok()) {
+    let app = match req.header("dapr-app-id") {
         Some(app) => app.to_string(),
         // Transparent mode: an app with HTTP_PROXY pointing here sends
         // `GET http://{app-id}/path` (absolute form). pingora keeps only the
         // path in the URI, so read the raw request target.
         None => {
-            let rest = req.raw_path().strip_prefix(b"http://")?;
+            let rest = req.raw_target().strip_prefix(b"http://")?;
             let end = rest
                 .iter()
                 .position(|b| b"/:?".contains(b))
@@ -122,16 +184,16 @@ pub fn sidecar_peer(addr: std::net::SocketAddr, mtls: Option<&Identity>) -> Box<
 
 /// Points the outgoing request at the chosen path, keeping the query string;
 /// a call to the app carries `APP_API_TOKEN` as `dapr-api-token`.
-pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) -> Result<()> {
+pub fn rewrite(req: &mut impl UpHead, up: &Upstream, app_token: Option<&str>) -> Result<()> {
     let path = match up {
         Upstream::Sidecar { path, .. } | Upstream::App { path, .. } => path,
         Upstream::External(e) => &e.path,
     };
-    let uri = match req.uri.query() {
+    let pq = match req.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.clone(),
     };
-    let uri: http::Uri = uri.parse().map_err(|e| {
+    let pq: http::uri::PathAndQuery = pq.parse().map_err(|e| {
         Error::explain(
             ErrorType::InvalidHTTPHeader,
             format!("bad invoke path: {e}"),
@@ -141,24 +203,27 @@ pub fn rewrite(req: &mut RequestHeader, up: &Upstream, app_token: Option<&str>) 
     // keep it as Host (an HTTP/2 upstream needs one).
     if let Upstream::External(e) = up {
         // The external service sees its own name, and the endpoint's headers.
-        req.insert_header("host", &e.authority)?;
-        req.remove_header(&DAPR_APP_ID);
+        req.insert(http::header::HOST, e.authority.as_bytes())?;
+        req.remove(&DAPR_APP_ID);
         for (k, v) in e.headers.iter() {
-            req.insert_header(k.clone(), v)?;
+            let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                Error::explain(ErrorType::InvalidHTTPHeader, format!("bad header {k:?}: {e}"))
+            })?;
+            req.insert(name, v.as_bytes())?;
         }
-    } else if req.headers.get(http::header::HOST).is_none() {
-        let host = match (req.uri.authority(), up) {
-            (Some(a), _) => a.to_string(),
+    } else if !req.has_header(&http::header::HOST) {
+        let host = match (req.authority(), up) {
+            (Some(a), _) => a,
             (None, Upstream::Sidecar { addr, .. } | Upstream::App { addr, .. }) => addr.to_string(),
             (None, Upstream::External(e)) => e.authority.clone(),
         };
-        req.insert_header("host", host)?;
+        req.insert(http::header::HOST, host.as_bytes())?;
     }
-    req.set_uri(uri);
+    req.set_path(pq)?;
     // The caller's API token is for this sidecar, never for the app.
-    req.remove_header(&DAPR_API_TOKEN);
+    req.remove(&DAPR_API_TOKEN);
     if let (Upstream::App { .. }, Some(t)) = (up, app_token) {
-        req.insert_header("dapr-api-token", t)?;
+        req.insert(DAPR_API_TOKEN, t.as_bytes())?;
     }
     Ok(())
 }
@@ -189,17 +254,22 @@ pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailT
             can_reuse_downstream: false,
         };
     }
-    let (app_id, reason) = (app_id.to_string(), e.to_string());
-    let err = match e.etype() {
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-            ApiError::DirectInvokeTimeout { app_id, reason }
-        }
-        _ => ApiError::DirectInvoke { app_id, reason },
-    };
+    let err = invoke_error(e, app_id);
     let _ = write_error(session, &err).await;
     FailToProxy {
         error_code: err.http_status(),
         can_reuse_downstream: false,
+    }
+}
+
+/// Dapr's error for a call that failed upstream: timed out, or not.
+pub fn invoke_error(e: &Error, app_id: &str) -> ApiError {
+    let (app_id, reason) = (app_id.to_string(), e.to_string());
+    match e.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            ApiError::DirectInvokeTimeout { app_id, reason }
+        }
+        _ => ApiError::DirectInvoke { app_id, reason },
     }
 }
 
@@ -210,17 +280,15 @@ pub fn app_h2(protocol: &str) -> bool {
 
 /// Sends `sc` on as the next hop's parent (`traceparent`, `tracestate`).
 pub fn set_trace(
-    req: &mut RequestHeader,
+    req: &mut impl UpHead,
     sc: &spar_filters::trace::SpanContext,
 ) -> pingora::Result<()> {
-    req.insert_header("traceparent", sc.traceparent())?;
+    req.insert(TRACEPARENT, sc.traceparent().as_bytes())?;
     match sc.tracestate.as_deref() {
-        Some(ts) => {
-            req.insert_header("tracestate", ts)?;
-        }
+        Some(ts) => req.insert(TRACESTATE, ts.as_bytes()),
         None => {
-            req.remove_header(&TRACESTATE);
+            req.remove(&TRACESTATE);
+            Ok(())
         }
     }
-    Ok(())
 }

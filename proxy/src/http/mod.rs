@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod encode;
 mod forward;
+pub mod h1;
 pub mod internal;
 pub mod invoke;
 mod resilient;
@@ -62,6 +63,19 @@ pub struct Call {
 /// a freshly resolved instance.
 const MAX_RETRIES: u32 = 3;
 const RETRY_BASE: Duration = Duration::from_millis(100);
+
+const CALLER_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-caller-app-id");
+const CALLEE_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-callee-app-id");
+
+/// Where the chain sent an invocation.
+enum Routed {
+    /// Answered with this error.
+    Error(spar_filters::ApiError),
+    /// To a peer sidecar under the target's resiliency policy.
+    Resilient(std::net::SocketAddr, String),
+    /// To `call.up`.
+    Upstream,
+}
 
 /// `app` of `app.namespace`.
 fn app_name(target: &str) -> &str {
@@ -136,6 +150,50 @@ impl HttpApi {
         r
     }
 
+    /// Runs an invocation through the chain (both paths).
+    async fn route(
+        &self,
+        req: &(impl invoke::HeadView + Sync),
+        target: spar_filters::handlers::invoke::InvokeRequest,
+        call: &mut Call,
+    ) -> Routed {
+        let method = static_method(req.method());
+        let mut ctx = Ctx::new(Protocol::Http, method, "/v1.0/invoke/{id}/method/{method}");
+        ctx.api_token = req.header("dapr-api-token").map(str::to_owned);
+        ctx.path = req.path().to_owned();
+        ctx.set_trace_headers(req.header("traceparent"), req.header("tracestate"));
+        call.target = target.app_id.clone();
+        match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
+            Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
+                if self.policy(&call.target) =>
+            {
+                call.span = ctx.span.take();
+                Routed::Resilient(addr, path)
+            }
+            Ok(Response::Proxy(u)) => {
+                if let (Some(m), Upstream::Sidecar { .. } | Upstream::App { .. }) =
+                    (&self.rt.metrics, &u)
+                {
+                    m.invoke_sent(app_name(&call.target), CallType::Unary);
+                }
+                call.up = Some(u);
+                call.method = ctx.method;
+                call.span = ctx.span.take();
+                Routed::Upstream
+            }
+            Ok(_) => Routed::Error(spar_filters::ApiError::Internal(
+                "invocation answered without a target".into(),
+            )),
+            Err(e) => Routed::Error(e),
+        }
+    }
+
+    /// Whether calls to this app (`app` or `app.namespace`) run under a
+    /// resiliency policy.
+    fn policy(&self, target: &str) -> bool {
+        self.rt.live().resiliency.app(app_name(target)).is_some()
+    }
+
     pub fn new(
         chain: Chain,
         rt: Arc<Runtime>,
@@ -162,13 +220,13 @@ impl HttpApi {
     }
 
     /// The request as the upstream gets it (both paths).
-    fn prepare_upstream(&self, req: &mut RequestHeader, call: &Call) -> Result<()> {
+    fn prepare_upstream(&self, req: &mut impl invoke::UpHead, call: &Call) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
             if let Upstream::Sidecar { .. } = u {
                 // daprd's caller/callee headers, for the callee and its app.
-                req.insert_header("dapr-caller-app-id", &self.rt.app_id)?;
-                req.insert_header("dapr-callee-app-id", app_name(&call.target))?;
+                req.insert(CALLER_APP_ID, self.rt.app_id.as_bytes())?;
+                req.insert(CALLEE_APP_ID, app_name(&call.target).as_bytes())?;
             }
             // External endpoints get the context too: they may trace.
             if let Some(s) = &call.span {
@@ -230,42 +288,19 @@ impl server::Front for HttpApi {
     async fn serve(&self, session: &mut ServerSession, call: &mut Call) -> Result<bool> {
         if let Some(target) = invoke::target(session.req_header()) {
             // Invocation: the chain decides where; the body is never read
-            // here, pingora streams it to the upstream.
-            let req = session.req_header();
-            let mut ctx = Ctx::new(
-                Protocol::Http,
-                static_method(req.method.as_str()),
-                "/v1.0/invoke/{id}/method/{method}",
-            );
-            let header = |n: http::HeaderName| req.headers.get(n).and_then(|v| v.to_str().ok());
-            ctx.api_token = header(invoke::DAPR_API_TOKEN).map(str::to_owned);
-            ctx.path = req.uri.path().to_owned();
-            ctx.set_trace_headers(header(invoke::TRACEPARENT), header(invoke::TRACESTATE));
-            call.target = target.app_id.clone();
-            return match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
-                Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
-                    if self
-                        .rt
-                        .live()
-                        .resiliency
-                        .app(app_name(&call.target))
-                        .is_some() =>
-                {
-                    call.span = ctx.span.take();
+            // here, it streams to the upstream.
+            return match self.route(session.req_header(), target, call).await {
+                Routed::Error(e) => {
+                    invoke::write_error(session, &e).await?;
+                    Ok(true)
+                }
+                Routed::Resilient(addr, path) => {
                     // Boxed: this rare path's state (peer client, policy)
                     // would otherwise size every call's future.
                     Box::pin(self.invoke_resilient(session, call, addr, &path)).await?;
                     Ok(true)
                 }
-                Ok(Response::Proxy(u)) => {
-                    if let (Some(m), Upstream::Sidecar { .. } | Upstream::App { .. }) =
-                        (&self.rt.metrics, &u)
-                    {
-                        m.invoke_sent(app_name(&call.target), CallType::Unary);
-                    }
-                    call.up = Some(u);
-                    call.method = ctx.method;
-                    call.span = ctx.span.take();
+                Routed::Upstream => {
                     if let Some(dest) = self.fast_path(call).filter(|_| forward::eligible(session))
                     {
                         let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, call);
@@ -276,17 +311,6 @@ impl server::Front for HttpApi {
                         }
                     }
                     Ok(false)
-                }
-                Ok(_) => {
-                    let e = spar_filters::ApiError::Internal(
-                        "invocation answered without a target".into(),
-                    );
-                    invoke::write_error(session, &e).await?;
-                    Ok(true)
-                }
-                Err(e) => {
-                    invoke::write_error(session, &e).await?;
-                    Ok(true)
                 }
             };
         }
@@ -347,11 +371,11 @@ impl server::Front for HttpApi {
         invoke::fail(session, e, &app).await
     }
 
-    fn log(&self, session: &ServerSession, call: &mut Call) {
+    fn end(&self, end: &server::End<'_>, call: &mut Call) {
         if call.up.is_none() {
             return;
         }
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = end.status;
         if let Some(mut s) = call.span.take() {
             s.http_status(if status == 0 { 502 } else { status });
         }
@@ -370,15 +394,63 @@ impl server::Front for HttpApi {
             m.record_http(app_id, call.method, "", status, ms);
         }
         if let Some(l) = &self.rt.live().api_log {
-            let path = session.req_header().uri.path();
             l.http(
                 call.method,
                 "/v1.0/invoke/{id}/method/{method}",
-                path,
+                end.path,
                 status,
                 ms,
             );
         }
+    }
+
+    /// `/v1.0/invoke/{app}/method/…` to an app without a resiliency policy
+    /// (those are buffered and retried on pingora's session).
+    fn takes(&self, target: &[u8]) -> bool {
+        let Some(rest) = target.strip_prefix(b"/v1.0/invoke/") else {
+            return false;
+        };
+        let app = rest.split(|b| *b == b'/').next().unwrap_or_default();
+        match std::str::from_utf8(app) {
+            // Encoded or URL targets are rare: pingora's session reads them.
+            Ok(app) => !app.is_empty() && !app.contains(['%', ':']) && !self.policy(app),
+            Err(_) => false,
+        }
+    }
+
+    async fn decide<'a>(
+        &'a self,
+        head: &h1::ReqHead,
+        _: Option<&pingora::protocols::tls::SslDigest>,
+        call: &mut Call,
+    ) -> server::Decision<'a> {
+        let Some(target) = invoke::target(head) else {
+            let e = spar_filters::ApiError::RouteNotFound(invoke::HeadView::path(head).into());
+            return server::Decision::Error(e);
+        };
+        match self.route(head, target, call).await {
+            Routed::Error(e) => server::Decision::Error(e),
+            // `takes` leaves out apps with a policy: only a reload between
+            // the two could get here.
+            Routed::Resilient(..) => server::Decision::Error(spar_filters::ApiError::Internal(
+                "resiliency policy changed during the call".into(),
+            )),
+            Routed::Upstream => match self.fast_path(call) {
+                Some(dest) => server::Decision::Relay {
+                    dest,
+                    read_timeout: None,
+                },
+                None => server::Decision::Proxy,
+            },
+        }
+    }
+
+    fn edit(&self, out: &mut h1::Outgoing<'_>, call: &Call) -> Result<()> {
+        self.prepare_upstream(out, call)
+    }
+
+    fn relay_error(&self, e: &Error, call: &Call) -> spar_filters::ApiError {
+        invoke::invoke_error(e, &call.target)
     }
 
     fn max_body(&self) -> usize {

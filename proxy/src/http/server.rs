@@ -21,7 +21,12 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, Re
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::v1::client::http_req_header_to_wire;
-use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::{ReusableHttpStream, ServerSession};
+use pingora::protocols::tls::SslDigest;
+use spar_filters::ApiError;
+
+use super::forward::Dest;
+use super::h1::{Outgoing, ReqHead};
 use pingora::proxy::{FailToProxy, HttpProxy, ProxyHttp};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
@@ -41,10 +46,81 @@ where
     async fn fail(&self, s: &mut ServerSession, e: &Error, ctx: &mut Self::CTX) -> FailToProxy;
 
     /// After the answer: metrics, spans, the API log.
-    fn log(&self, s: &ServerSession, ctx: &mut Self::CTX);
+    fn end(&self, end: &End<'_>, ctx: &mut Self::CTX);
+
+    /// `end` for a request served on pingora's session.
+    fn log(&self, s: &ServerSession, ctx: &mut Self::CTX) {
+        let req = s.req_header();
+        let end = End {
+            status: s.response_written().map_or(0, |r| r.status.as_u16()),
+            path: req.uri.path(),
+            body: (s.body_bytes_read(), s.body_bytes_sent()),
+        };
+        self.end(&end, ctx);
+    }
+
+    /// Whether spar's own HTTP/1 path (`h1`) takes a request for this
+    /// target; asked before anything about the call is decided.
+    fn takes(&self, target: &[u8]) -> bool;
+
+    /// Decides a call `takes` accepted.
+    async fn decide<'a>(
+        &'a self,
+        head: &ReqHead,
+        tls: Option<&SslDigest>,
+        ctx: &mut Self::CTX,
+    ) -> Decision<'a>;
+
+    /// The upstream request's edits (both paths' `prepare_upstream`).
+    fn edit(&self, out: &mut Outgoing<'_>, ctx: &Self::CTX) -> Result<()>;
+
+    /// The Dapr error for a call that failed upstream.
+    fn relay_error(&self, e: &Error, ctx: &Self::CTX) -> ApiError;
 
     /// The body limit a handed-off request is read within.
     fn max_body(&self) -> usize;
+}
+
+/// How a call on spar's own HTTP/1 path goes on.
+pub enum Decision<'a> {
+    /// Answered here, with Dapr's error.
+    Error(ApiError),
+    /// Relayed by `h1`; `read_timeout` bounds each wait for the upstream.
+    Relay {
+        dest: Dest<'a>,
+        read_timeout: Option<std::time::Duration>,
+    },
+    /// Sent by pingora-proxy, as decided (HTTP/2 apps, external endpoints).
+    Proxy,
+}
+
+/// What `Front::end` records of an answered call.
+pub struct End<'a> {
+    /// 0 when no answer was sent.
+    pub status: u16,
+    pub path: &'a str,
+    /// Body bytes read from the caller, and sent to it.
+    pub body: (usize, usize),
+}
+
+/// How a request served on pingora's session left the connection.
+pub enum Next {
+    /// Finished: the connection (with the bytes read past the request).
+    Reuse(ReusableHttpStream, HttpPersistentSettings),
+    /// Closed, or handed to pingora's accept loop.
+    Done(Option<ReusedHttpStream>),
+}
+
+/// Marks a connection that went to pingora-proxy: it stays on pingora's
+/// sessions (their settings may hold bytes read ahead, which only pingora's
+/// next session can take back).
+struct Sticky;
+
+pub(crate) fn sticky(r: Option<ReusedHttpStream>) -> Option<ReusedHttpStream> {
+    let (stream, settings) = r?.consume();
+    let mut settings = settings?;
+    settings.set_user_context(Box::new(Sticky));
+    Some(ReusedHttpStream::new(stream, Some(settings)))
 }
 
 /// A decided call on its way to pingora-proxy, carried on the connection:
@@ -63,8 +139,8 @@ pub struct ApiServer<F: Front>
 where
     F::CTX: Send + Sync + 'static,
 {
-    front: F,
-    proxy: Arc<HttpProxy<F>>,
+    pub(crate) front: F,
+    pub(crate) proxy: Arc<HttpProxy<F>>,
     options: Option<HttpServerOptions>,
     closing: AtomicBool,
     closed: Notify,
@@ -87,7 +163,7 @@ where
     }
 
     /// Waits for the listener to close (idle keep-alive reads give up).
-    async fn closing(&self) {
+    pub(crate) async fn closing(&self) {
         let notified = self.closed.notified();
         if !self.closing.load(Ordering::Acquire) {
             notified.await;
@@ -147,6 +223,62 @@ where
     }
 }
 
+impl<F: Front> ApiServer<F>
+where
+    F::CTX: Send + Sync + 'static,
+{
+    /// One request on pingora's session: read, served by the API (or
+    /// handed to pingora-proxy), logged, finished.
+    pub(crate) async fn serve_session(
+        self: &Arc<Self>,
+        mut s: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Next {
+        let read = tokio::select! {
+            biased;
+            r = s.read_request() => r,
+            _ = self.closing() => return Next::Done(None),
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return Next::Done(None),
+            Err(e) => {
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = s.respond_error(400).await;
+                }
+                s.shutdown().await;
+                return Next::Done(None);
+            }
+        }
+        if *shutdown.borrow() {
+            s.set_keepalive(None);
+        }
+        let mut ctx = self.front.new_ctx();
+        match self.front.serve(&mut s, &mut ctx).await {
+            Ok(true) => {}
+            // Boxed: the hand-off's state (a second session) would
+            // otherwise size every request's future, copied per request.
+            Ok(false) => return Next::Done(sticky(Box::pin(self.hand_off(s, ctx, shutdown)).await)),
+            Err(e) => {
+                let f = self.front.fail(&mut s, &e, &mut ctx).await;
+                if !f.can_reuse_downstream {
+                    // Closed as it stands: `finish` would end a body cut
+                    // short as if it were complete.
+                    self.front.log(&s, &mut ctx);
+                    s.shutdown().await;
+                    return Next::Done(None);
+                }
+            }
+        }
+        self.front.log(&s, &mut ctx);
+        let settings = HttpPersistentSettings::for_session(&s);
+        match s.finish().await {
+            Ok(Some(r)) => Next::Reuse(r, settings),
+            _ => Next::Done(None),
+        }
+    }
+}
+
 /// The request body up to `limit`; past it, reading stops (refused at
 /// once when its declared length is over).
 pub(crate) async fn read_body(s: &mut ServerSession, limit: usize) -> Result<(BytesMut, bool)> {
@@ -190,48 +322,21 @@ where
         if s.is_http2() || !super::forward::enabled() {
             return self.proxy.process_new_http(s, shutdown).await;
         }
-        // Nothing is carried between requests of a connection.
-        drop(s.take_connection_user_context());
-        let read = tokio::select! {
-            biased;
-            r = s.read_request() => r,
-            _ = self.closing() => return None,
-        };
-        match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = s.respond_error(400).await;
+        let on_pingora = s
+            .take_connection_user_context()
+            .is_some_and(|c| c.is::<Sticky>());
+        if on_pingora {
+            return match self.serve_session(s, shutdown).await {
+                Next::Reuse(r, settings) => {
+                    sticky(Some(ReusedHttpStream::from_reusable_stream(r, settings)))
                 }
-                s.shutdown().await;
-                return None;
-            }
+                Next::Done(r) => r,
+            };
         }
-        if *shutdown.borrow() {
-            s.set_keepalive(None);
+        match s {
+            ServerSession::H1(v1) => self.serve_h1(v1.into_inner(), shutdown).await,
+            s => self.proxy.process_new_http(s, shutdown).await,
         }
-        let mut ctx = self.front.new_ctx();
-        match self.front.serve(&mut s, &mut ctx).await {
-            Ok(true) => {}
-            // Boxed: the hand-off's state (a second session) would
-            // otherwise size every request's future, copied per request.
-            Ok(false) => return Box::pin(self.hand_off(s, ctx, shutdown)).await,
-            Err(e) => {
-                let f = self.front.fail(&mut s, &e, &mut ctx).await;
-                if !f.can_reuse_downstream {
-                    // Closed as it stands: `finish` would end a body cut
-                    // short as if it were complete.
-                    self.front.log(&s, &mut ctx);
-                    s.shutdown().await;
-                    return None;
-                }
-            }
-        }
-        self.front.log(&s, &mut ctx);
-        let settings = HttpPersistentSettings::for_session(&s);
-        let reusable = s.finish().await.ok()??;
-        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {

@@ -1,0 +1,512 @@
+//! Request and response heads as parsed by httparse: offsets into the
+//! bytes as received, so forwarding writes those bytes again instead of
+//! building header maps.
+
+use std::ops::Range;
+
+use bytes::{BufMut, BytesMut};
+use http::HeaderName;
+use pingora::prelude::*;
+
+use crate::http::invoke::{HeadView, UpHead};
+
+/// Headers a request may carry on this path; more go to pingora.
+pub const MAX_HEADERS: usize = 64;
+/// A head longer than this goes to pingora (which answers 431 or 400).
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// How a message's body is framed (RFC 9112 §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// A parsed request head; the bytes stay in the connection's buffer.
+pub struct ReqHead {
+    /// Bytes of the head, `\r\n\r\n` included.
+    pub len: usize,
+    method: Range<usize>,
+    target: Range<usize>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    pub framing: Framing,
+    /// `Connection: close` (the caller's connection ends after the answer).
+    pub close: bool,
+    /// Hop-by-hop headers present (so the head cannot go on as it is).
+    hop: bool,
+    buf: bytes::Bytes,
+}
+
+fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Headers that hold for one connection only (RFC 9110 §7.6.1).
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"http2-settings",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Whether a comma-separated header value lists `token`.
+fn lists(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+pub enum Parsed {
+    Head(ReqHead),
+    /// More bytes are needed.
+    Partial,
+    /// Not for this path (malformed, HTTP/1.0, upgrades, `Expect`, unusual
+    /// framing, absolute form, too many headers): pingora reads it.
+    Other,
+}
+
+impl ReqHead {
+    /// Parses the head at the start of `buf` (frozen so the head's bytes
+    /// can be shared without copying).
+    pub fn parse(buf: &BytesMut) -> Parsed {
+        let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut raw);
+        let len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Parsed::Partial,
+            _ => return Parsed::Other,
+        };
+        let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+            return Parsed::Other;
+        };
+        if !target.starts_with('/') {
+            return Parsed::Other;
+        }
+        let mut head = ReqHead {
+            len,
+            method: offset(buf, method.as_bytes()),
+            target: offset(buf, target.as_bytes()),
+            headers: Vec::with_capacity(req.headers.len()),
+            framing: Framing::Length(0),
+            close: false,
+            hop: false,
+            buf: bytes::Bytes::new(),
+        };
+        let (mut length, mut chunked) = (None, false);
+        for h in req.headers.iter() {
+            let name = h.name.as_bytes();
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok());
+                match (n, length) {
+                    (Some(n), None) => length = Some(n),
+                    _ => return Parsed::Other,
+                }
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
+                    return Parsed::Other;
+                }
+                chunked = true;
+            } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade")
+            {
+                return Parsed::Other;
+            } else if is_hop_by_hop(name) {
+                head.hop = true;
+                if name.eq_ignore_ascii_case(b"connection") && lists(h.value, "close") {
+                    head.close = true;
+                }
+            }
+            head.headers
+                .push((offset(buf, name), offset(buf, h.value)));
+        }
+        head.framing = match (length, chunked) {
+            (Some(_), true) => return Parsed::Other,
+            (_, true) => Framing::Chunked,
+            (n, false) => Framing::Length(n.unwrap_or(0)),
+        };
+        Parsed::Head(head)
+    }
+
+    /// The request target, before `attach` (in the buffer parsed).
+    pub fn target_in<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.target.clone()]
+    }
+
+    /// Keeps the head's bytes (split off the connection's buffer).
+    pub fn attach(&mut self, bytes: bytes::Bytes) {
+        self.buf = bytes;
+    }
+
+    fn at(&self, r: &Range<usize>) -> &[u8] {
+        &self.buf[r.clone()]
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self.at(&self.method),
+            b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS"
+        )
+    }
+
+    pub fn is_head(&self) -> bool {
+        self.at(&self.method) == b"HEAD"
+    }
+
+    /// Headers to leave out when forwarding: the hop-by-hop ones and those
+    /// `Connection` names (`Transfer-Encoding` excepted: the body goes on
+    /// with its framing as it came).
+    fn dropped(&self, name: &[u8]) -> bool {
+        if !self.hop {
+            return false;
+        }
+        is_hop_by_hop(name)
+            || self.headers.iter().any(|(n, v)| {
+                self.at(n).eq_ignore_ascii_case(b"connection")
+                    && !name.eq_ignore_ascii_case(b"transfer-encoding")
+                    && lists(self.at(v), std::str::from_utf8(name).unwrap_or("\0"))
+            })
+    }
+}
+
+impl HeadView for ReqHead {
+    fn method(&self) -> &str {
+        std::str::from_utf8(self.at(&self.method)).unwrap_or("")
+    }
+    fn path(&self) -> &str {
+        let t = self.at(&self.target);
+        let t = t.split(|b| *b == b'?').next().unwrap_or(t);
+        std::str::from_utf8(t).unwrap_or("")
+    }
+    fn raw_target(&self) -> &[u8] {
+        self.at(&self.target)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        let (_, v) = self
+            .headers
+            .iter()
+            .find(|(n, _)| self.at(n).eq_ignore_ascii_case(name.as_bytes()))?;
+        std::str::from_utf8(self.at(v)).ok()
+    }
+}
+
+/// The upstream request, written from the caller's head and the edits
+/// `invoke::rewrite` makes: names kept as the caller spelled them, the
+/// edited headers after the rest.
+pub struct Outgoing<'h> {
+    head: &'h ReqHead,
+    path: Option<http::uri::PathAndQuery>,
+    set: Vec<(HeaderName, BytesMut)>,
+    removed: Vec<HeaderName>,
+}
+
+impl<'h> Outgoing<'h> {
+    pub fn new(head: &'h ReqHead) -> Self {
+        Outgoing {
+            head,
+            path: None,
+            set: Vec::with_capacity(6),
+            removed: Vec::new(),
+        }
+    }
+
+    fn edited(&self, name: &[u8]) -> bool {
+        let is = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
+        self.set.iter().any(|(n, _)| is(n)) || self.removed.iter().any(is)
+    }
+
+    /// The head as the upstream gets it.
+    pub fn write(&self, out: &mut BytesMut) {
+        let h = self.head;
+        out.put_slice(h.at(&h.method));
+        out.put_u8(b' ');
+        match &self.path {
+            Some(p) => out.put_slice(p.as_str().as_bytes()),
+            None => out.put_slice(h.at(&h.target)),
+        }
+        out.put_slice(b" HTTP/1.1\r\n");
+        for (n, v) in &h.headers {
+            let name = h.at(n);
+            if h.dropped(name) || self.edited(name) {
+                continue;
+            }
+            out.put_slice(name);
+            out.put_slice(b": ");
+            out.put_slice(h.at(v));
+            out.put_slice(b"\r\n");
+        }
+        for (n, v) in &self.set {
+            out.put_slice(n.as_str().as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(v);
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"\r\n");
+    }
+}
+
+impl UpHead for Outgoing<'_> {
+    fn query(&self) -> Option<&str> {
+        let t = std::str::from_utf8(self.head.raw_target()).ok()?;
+        t.split_once('?').map(|(_, q)| q)
+    }
+    fn authority(&self) -> Option<String> {
+        None
+    }
+    fn has_header(&self, name: &HeaderName) -> bool {
+        let n = name.as_str();
+        self.set.iter().any(|(s, _)| s == name)
+            || (!self.removed.contains(name) && self.head.header(n).is_some())
+    }
+    fn set_path(&mut self, pq: http::uri::PathAndQuery) -> Result<()> {
+        self.path = Some(pq);
+        Ok(())
+    }
+    fn insert(&mut self, name: HeaderName, value: &[u8]) -> Result<()> {
+        // The same rule as a header map's: visible text, no line breaks.
+        if value.iter().any(|b| (*b < b' ' && *b != b'\t') || *b == 0x7f) {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "bad header value");
+        }
+        self.removed.retain(|n| *n != name);
+        match self.set.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.clear();
+                v.put_slice(value);
+            }
+            None => self.set.push((name, BytesMut::from(value))),
+        }
+        Ok(())
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        self.set.retain(|(n, _)| n != name);
+        if !self.removed.contains(name) {
+            self.removed.push(name.clone());
+        }
+    }
+}
+
+/// A parsed response head.
+pub struct RespHead {
+    pub len: usize,
+    pub status: u16,
+    pub framing: Framing,
+    /// The upstream keeps the connection open after this answer.
+    pub keepalive: bool,
+    /// The head can go on byte for byte (HTTP/1.1, no hop-by-hop headers).
+    pub verbatim: bool,
+}
+
+/// Parses an answer's head at the start of `buf`; `Ok(None)`: more bytes
+/// are needed. `head_req`: the request was HEAD (no body, whatever the
+/// length says).
+pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
+    let mut raw = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut raw);
+    let bad = |why: &'static str| Error::explain(ErrorType::InvalidHTTPHeader, why);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) => return Err(bad("upstream answer's head too large")),
+        Err(_) => return Err(bad("upstream answer's head malformed")),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http11 = resp.version == Some(1);
+    let (mut length, mut te, mut close, mut hop, mut keep) = (None, None, false, false, false);
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| bad("upstream answer's content-length malformed"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad("upstream answer has conflicting lengths"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // Chunked when it is the last coding; any other: until close.
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            te = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if is_hop_by_hop(name) {
+            hop = true;
+            if name.eq_ignore_ascii_case(b"connection") {
+                close |= lists(h.value, "close");
+                keep |= lists(h.value, "keep-alive");
+            }
+        }
+    }
+    let framing = if head_req || status == 204 || status == 304 || (100..200).contains(&status) {
+        Framing::Length(0)
+    } else {
+        match (te, length) {
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::Close,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::Close,
+        }
+    };
+    Ok(Some(RespHead {
+        len,
+        status,
+        framing,
+        keepalive: !close && (http11 || keep) && framing != Framing::Close,
+        verbatim: http11 && !hop && te.is_none_or(|c| c) && framing != Framing::Close,
+    }))
+}
+
+/// The answer's head for the caller, when it cannot go on as received:
+/// HTTP/1.1, hop-by-hop headers out, `Connection: close` when the caller's
+/// connection ends with it.
+pub fn rewrite_response(buf: &[u8], close: bool, out: &mut BytesMut) {
+    let mut raw = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut raw);
+    let _ = resp.parse(buf);
+    let named: Vec<&[u8]> = resp
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.eq_ignore_ascii_case(b"transfer-encoding"))
+        .collect();
+    let status = resp.code.unwrap_or(502);
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.to_string().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(resp.reason.unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(h.value);
+        out.put_slice(b"\r\n");
+    }
+    if close {
+        out.put_slice(b"connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::invoke::HeadView;
+
+    fn parse(s: &str) -> Option<ReqHead> {
+        let buf = BytesMut::from(s.as_bytes());
+        match ReqHead::parse(&buf) {
+            Parsed::Head(mut h) => {
+                h.attach(buf.freeze().slice(..h.len));
+                Some(h)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn request_heads_this_path_takes() {
+        let h = parse("POST /v1.0/invoke/b/method/x?y=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello").unwrap();
+        assert_eq!(h.framing, Framing::Length(5));
+        assert_eq!(h.path(), "/v1.0/invoke/b/method/x");
+        assert_eq!(h.header("x-a"), Some("1"));
+        assert!(!h.close);
+        let h = parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.close);
+    }
+
+    #[test]
+    fn unusual_requests_go_to_pingora() {
+        for s in [
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET http://a/ HTTP/1.1\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+        ] {
+            assert!(parse(s).is_none(), "{s:?}");
+        }
+        let buf = BytesMut::from(&b"GET / HTTP/1.1\r\nA: b"[..]);
+        assert!(matches!(ReqHead::parse(&buf), Parsed::Partial));
+    }
+
+    #[test]
+    fn outgoing_head_drops_hop_by_hop_and_applies_edits() {
+        let h = parse(
+            "POST /v1.0/invoke/b/method/x?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nDapr-Api-Token: t\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n",
+        )
+        .unwrap();
+        let mut o = Outgoing::new(&h);
+        o.set_path("/x?q=1".parse().unwrap()).unwrap();
+        o.remove(&HeaderName::from_static("dapr-api-token"));
+        o.insert(HeaderName::from_static("traceparent"), b"00-1").unwrap();
+        assert!(o
+            .insert(HeaderName::from_static("x-bad"), b"a\r\nb: c")
+            .is_err());
+        let mut out = BytesMut::new();
+        o.write(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "POST /x?q=1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\ntraceparent: 00-1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_framing() {
+        let r = |s: &str, head| parse_response(s.as_bytes(), head).unwrap().unwrap();
+        let a = r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false);
+        assert_eq!((a.status, a.framing, a.keepalive, a.verbatim), (200, Framing::Length(3), true, true));
+        assert_eq!(r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).framing, Framing::Length(0));
+        assert_eq!(r("HTTP/1.1 204 No\r\n\r\n", false).framing, Framing::Length(0));
+        let c = r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false);
+        assert_eq!((c.framing, c.verbatim), (Framing::Chunked, true));
+        let e = r("HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!((e.framing, e.keepalive, e.verbatim), (Framing::Close, false, false));
+        let k = r("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!k.keepalive && !k.verbatim);
+        let x = r("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!x.keepalive && !x.verbatim);
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
+    }
+
+    #[test]
+    fn rewritten_response_head() {
+        let mut out = BytesMut::new();
+        rewrite_response(
+            b"HTTP/1.0 201 Created\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+            true,
+            &mut out,
+        );
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nconnection: close\r\n\r\n"
+        );
+    }
+}
