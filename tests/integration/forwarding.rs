@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::invoke::{call, echo_app, pair};
 
-fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
     h.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -50,7 +50,7 @@ async fn raw_app(answer: fn(usize) -> Vec<u8>, linger: Duration) -> u16 {
 }
 
 /// A loopback server running `handle` on each connection; its port.
-async fn raw_server<F, Fut>(handle: F) -> u16
+pub(crate) async fn raw_server<F, Fut>(handle: F) -> u16
 where
     F: Fn(TcpStream) -> Fut + Send + Copy + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -178,7 +178,7 @@ async fn calls_survive_connections_the_app_closed() {
 
 /// Waits until the caller finds the callee (one call answered 200); the
 /// caller's HTTP port.
-async fn warm(callee_id: &str, caller: &spar_tests::Sidecar) -> u16 {
+pub(crate) async fn warm(callee_id: &str, caller: &spar_tests::Sidecar) -> u16 {
     let c = Client::new();
     let base = caller.http();
     let r = call(
@@ -191,7 +191,7 @@ async fn warm(callee_id: &str, caller: &spar_tests::Sidecar) -> u16 {
 }
 
 /// One request on a raw connection; the whole answer as text.
-async fn raw(port: u16, request: String) -> String {
+pub(crate) async fn raw(port: u16, request: String) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
@@ -278,7 +278,7 @@ async fn an_answer_cut_short_stays_cut_short() {
 
 /// Reads one answer (header, then a body framed by length or chunks) from
 /// a connection that stays open; what follows it stays in `buf`.
-async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+pub(crate) async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
     let mut tmp = [0u8; 4096];
     let mut more = async |s: &mut TcpStream, buf: &mut Vec<u8>| {
         let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
@@ -381,7 +381,7 @@ async fn handed_off_calls_keep_body_and_connection() {
 }
 
 /// Writes `request` and reads one answer.
-async fn exchange(s: &mut TcpStream, buf: &mut Vec<u8>, request: &str) -> (String, Vec<u8>) {
+pub(crate) async fn exchange(s: &mut TcpStream, buf: &mut Vec<u8>, request: &str) -> (String, Vec<u8>) {
     s.write_all(request.as_bytes()).await.unwrap();
     read_answer(s, buf).await
 }

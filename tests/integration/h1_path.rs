@@ -1,0 +1,171 @@
+//! spar's own HTTP/1 invocation path (`proxy/src/http/h1`) on the wire:
+//! pipelined requests crossing between it and pingora's session, answers
+//! framed by chunks (with trailers) or by the connection's close, large
+//! bodies streamed by their framing, and broken request framing.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::forwarding::{find, raw, raw_server, read_answer, warm};
+use crate::invoke::{echo_app, pair};
+
+/// Requests sent in one write are answered in order, whichever path serves
+/// each (invocations here, `healthz` on pingora's session), and a
+/// `Connection: close` ends the connection after its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_answer_in_order() {
+    let (port, _app) = echo_app("callee").await;
+    let (callee_id, _callee, caller) = pair("pipe", port);
+    let http_port = warm(&callee_id, &caller).await;
+    let invoke = |m: &str| format!("/v1.0/invoke/{callee_id}/method/{m}");
+    let batch = format!(
+        "POST {} HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello\
+         GET {} HTTP/1.1\r\nhost: x\r\n\r\n\
+         GET /v1.0/healthz HTTP/1.1\r\nhost: x\r\n\r\n\
+         POST {} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+         GET {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        invoke("one"),
+        invoke("two"),
+        invoke("three"),
+        invoke("four"),
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    s.write_all(batch.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    for (path, len) in [("/one", 5), ("/two", 0), ("", 0), ("/three", 3), ("/four", 0)] {
+        let (head, body) = read_answer(&mut s, &mut buf).await;
+        if path.is_empty() {
+            assert!(head.starts_with("http/1.1 204"), "{head}");
+            continue;
+        }
+        assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((v["path"].as_str(), v["len"].as_u64()), (Some(path), Some(len)));
+    }
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("closed after the last answer")
+        .unwrap();
+    assert_eq!(n + buf.len(), 0, "nothing after the last answer");
+}
+
+/// Answers the app frames by chunks (extensions, trailers) or by closing
+/// the connection.
+async fn framing_app() -> u16 {
+    raw_server(|mut s| async move {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        loop {
+            while find(&buf, b"\r\n\r\n").is_none() {
+                match s.read(&mut tmp).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+            let end = find(&buf, b"\r\n\r\n").unwrap() + 4;
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end);
+            if head.contains("/close") {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close")
+                    .await;
+                return;
+            }
+            let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n";
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_framed_by_chunks_or_by_close() {
+    let (callee_id, _callee, caller) = pair("framing", framing_app().await);
+    let http_port = warm(&callee_id, &caller).await;
+    let c = Client::new();
+    let url = |m: &str| format!("{}/v1.0/invoke/{callee_id}/method/{m}", caller.http());
+    for _ in 0..3 {
+        let r = c.get(url("chunks")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "hello world");
+    }
+    let r = c.get(url("close")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "until close");
+    // On the wire: the close-delimited answer says the connection closes.
+    let answer = raw(
+        http_port,
+        format!(
+            "GET /v1.0/invoke/{callee_id}/method/close HTTP/1.1\r\nhost: x\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nuntil close"), "{answer}");
+    // And the caller goes on working.
+    let r = c.get(url("chunks")).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "hello world");
+}
+
+/// Bodies past the resend buffer stream through both sidecars, by length
+/// and by chunks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_by_their_framing() {
+    let (port, _app) = echo_app("callee").await;
+    let (callee_id, _callee, caller) = pair("large", port);
+    let http_port = warm(&callee_id, &caller).await;
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{callee_id}/method/big", caller.http());
+    let r = c.post(&url).body(vec![b'x'; 1 << 20]).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["len"], 1 << 20);
+    // Chunked, written in pieces as a streaming client would.
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    let head = format!(
+        "POST /v1.0/invoke/{callee_id}/method/big HTTP/1.1\r\nhost: x\r\n\
+         transfer-encoding: chunked\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..64 {
+        let mut chunk = b"4000\r\n".to_vec();
+        chunk.extend_from_slice(&[b'y'; 16 * 1024]);
+        chunk.extend_from_slice(b"\r\n");
+        s.write_all(&chunk).await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let (head, body) = read_answer(&mut s, &mut Vec::new()).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["len"], 1 << 20);
+}
+
+/// A chunked body with broken framing ends the connection; the sidecar
+/// goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_request_framing_closes_the_connection() {
+    let (port, _app) = echo_app("callee").await;
+    let (callee_id, _callee, caller) = pair("broken", port);
+    let http_port = warm(&callee_id, &caller).await;
+    let answer = raw(
+        http_port,
+        format!(
+            "POST /v1.0/invoke/{callee_id}/method/x HTTP/1.1\r\nhost: x\r\n\
+             transfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let c = Client::new();
+    let r = c
+        .get(format!("{}/v1.0/invoke/{callee_id}/method/after", caller.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
