@@ -308,16 +308,23 @@ pub struct RespHead {
     pub keepalive: bool,
     /// The head can go on byte for byte (HTTP/1.1, no hop-by-hop headers).
     pub verbatim: bool,
+    http11: bool,
+    /// Where the header lines start (after the status line).
+    fields: usize,
+    /// Header lines (CRLF included) that stay on this hop.
+    dropped: Vec<Range<usize>>,
 }
 
 /// Parses an answer's head at the start of `buf`; `Ok(None)`: more bytes
 /// are needed. `head_req`: the request was HEAD (no body, whatever the
 /// length says).
 pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
-    let mut raw = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut raw);
+    let mut raw = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut resp = httparse::Response::new(&mut []);
     let bad = |why: &'static str| Error::explain(ErrorType::InvalidHTTPHeader, why);
-    let len = match resp.parse(buf) {
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp, buf, &mut raw,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
         Ok(httparse::Status::Partial) => return Err(bad("upstream answer's head too large")),
@@ -325,8 +332,9 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
     };
     let status = resp.code.unwrap_or(0);
     let http11 = resp.version == Some(1);
+    let headers = &*resp.headers;
     let (mut length, mut te, mut close, mut hop, mut keep) = (None, None, false, false, false);
-    for h in resp.headers.iter() {
+    for h in headers {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(h.value)
@@ -361,50 +369,64 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
             (None, None) => Framing::Close,
         }
     };
+    // A line runs from its name to the next line's name (or the blank line).
+    let line = |i: usize| {
+        let start = offset(buf, headers[i].name.as_bytes()).start;
+        let end = headers
+            .get(i + 1)
+            .map_or(len - 2, |n| offset(buf, n.name.as_bytes()).start);
+        start..end
+    };
+    let mut dropped = Vec::new();
+    if hop {
+        let named = |name: &[u8]| {
+            headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("connection")
+                    && !name.eq_ignore_ascii_case(b"transfer-encoding")
+                    && lists(h.value, std::str::from_utf8(name).unwrap_or("\0"))
+            })
+        };
+        for (i, h) in headers.iter().enumerate() {
+            if is_hop_by_hop(h.name.as_bytes()) || named(h.name.as_bytes()) {
+                dropped.push(line(i));
+            }
+        }
+    }
     Ok(Some(RespHead {
         len,
         status,
         framing,
         keepalive: !close && (http11 || keep) && framing != Framing::Close,
         verbatim: http11 && !hop && te.is_none_or(|c| c) && framing != Framing::Close,
+        http11,
+        fields: if headers.is_empty() { len - 2 } else { line(0).start },
+        dropped,
     }))
 }
 
-/// The answer's head for the caller, when it cannot go on as received:
-/// HTTP/1.1, hop-by-hop headers out, `Connection: close` when the caller's
-/// connection ends with it.
-pub fn rewrite_response(buf: &[u8], close: bool, out: &mut BytesMut) {
-    let mut raw = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut raw);
-    let _ = resp.parse(buf);
-    let named: Vec<&[u8]> = resp
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|b| *b == b','))
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.eq_ignore_ascii_case(b"transfer-encoding"))
-        .collect();
-    let status = resp.code.unwrap_or(502);
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(status.to_string().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(resp.reason.unwrap_or("").as_bytes());
-    out.put_slice(b"\r\n");
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-            continue;
+impl RespHead {
+    /// The head for the caller when it cannot go on as received: HTTP/1.1,
+    /// hop-by-hop headers out, `Connection: close` when the caller's
+    /// connection ends with it. `buf` holds the head as received.
+    pub fn rewrite(&self, buf: &[u8], close: bool, out: &mut BytesMut) {
+        if self.http11 {
+            out.put_slice(&buf[..self.fields]);
+        } else {
+            // `HTTP/1.0 200 OK\r\n`: the same status line, our version.
+            out.put_slice(b"HTTP/1.1");
+            out.put_slice(&buf[8..self.fields]);
         }
-        out.put_slice(name);
-        out.put_slice(b": ");
-        out.put_slice(h.value);
+        let mut at = self.fields;
+        for d in &self.dropped {
+            out.put_slice(&buf[at..d.start]);
+            at = d.end;
+        }
+        out.put_slice(&buf[at..self.len - 2]);
+        if close {
+            out.put_slice(b"connection: close\r\n");
+        }
         out.put_slice(b"\r\n");
     }
-    if close {
-        out.put_slice(b"connection: close\r\n");
-    }
-    out.put_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -498,15 +520,23 @@ mod tests {
 
     #[test]
     fn rewritten_response_head() {
-        let mut out = BytesMut::new();
-        rewrite_response(
-            b"HTTP/1.0 201 Created\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
-            true,
-            &mut out,
+        let rewrite = |head: &[u8], close| {
+            let r = parse_response(head, false).unwrap().unwrap();
+            let mut out = BytesMut::new();
+            r.rewrite(head, close, &mut out);
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        assert_eq!(
+            rewrite(b"HTTP/1.0 201 Created\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n", true),
+            "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nconnection: close\r\n\r\n"
         );
         assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nconnection: close\r\n\r\n"
+            rewrite(b"HTTP/1.1 200 OK\r\nServer: n\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", false),
+            "HTTP/1.1 200 OK\r\nServer: n\r\nContent-Length: 2\r\n\r\n"
+        );
+        assert_eq!(
+            rewrite(b"HTTP/1.1 204 No Content\r\n\r\n", true),
+            "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
         );
     }
 }

@@ -10,7 +10,7 @@ use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::chunked::ChunkedScan;
-use super::head::{parse_response, rewrite_response, Framing, ReqHead};
+use super::head::{parse_response, Framing, ReqHead, RespHead};
 use crate::http::forward::{self, Dest};
 
 /// Bodies up to this size are gathered before sending, so a call on a
@@ -125,12 +125,12 @@ pub async fn relay(
         }
         _ => false,
     };
-    let rbuf = loop {
+    let (rbuf, r) = loop {
         let attempt = send(down, dbuf, &mut up, &req, head, whole, read_timeout).await;
         match attempt {
-            Ok((rbuf, n)) => {
+            Ok((rbuf, r, n)) => {
                 sent_body += n;
-                break rbuf;
+                break (rbuf, r);
             }
             // A pooled connection the upstream closed meanwhile: once more on
             // a fresh one, when the body can be sent again and the upstream
@@ -148,7 +148,7 @@ pub async fn relay(
             }
         }
     };
-    let (answer, reusable_up) = answer(down, up, rbuf, head, read_timeout, close_after).await?;
+    let (answer, reusable_up) = answer(down, up, rbuf, r, read_timeout, close_after).await?;
     if let Some(up) = reusable_up {
         forward::checkin(dest.key(), up, cert);
     }
@@ -178,7 +178,7 @@ async fn send(
     head: &ReqHead,
     whole: bool,
     read_timeout: Option<Duration>,
-) -> Result<(BytesMut, usize), Attempt> {
+) -> Result<(BytesMut, RespHead, usize), Attempt> {
     let unsent = |e: std::io::Error| Attempt {
         error: up_err(e),
         written: false,
@@ -218,7 +218,7 @@ async fn send(
                     retry_ok: false,
                 });
             }
-            Some(_) => return Ok((rbuf, streamed)),
+            Some(r) => return Ok((rbuf, r, streamed)),
             None => {}
         }
         match read_more(up, &mut rbuf, read_timeout).await {
@@ -299,14 +299,10 @@ async fn answer(
     down: &mut Stream,
     mut up: Stream,
     mut rbuf: BytesMut,
-    head: &ReqHead,
+    r: RespHead,
     read_timeout: Option<Duration>,
     close_after: bool,
 ) -> Result<((u16, usize, bool), Option<Stream>), Failed> {
-    let r = parse_response(&rbuf, head.is_head())
-        .ok()
-        .flatten()
-        .expect("the head was parsed before");
     let close = close_after || r.framing == Framing::Close;
     let answered = Some(r.status);
     let to_caller = |e: std::io::Error| Failed {
@@ -326,7 +322,7 @@ async fn answer(
         rbuf.split_to(r.len)
     } else {
         let mut o = BytesMut::with_capacity(r.len + 32);
-        rewrite_response(&rbuf[..r.len], close, &mut o);
+        r.rewrite(&rbuf[..r.len], close, &mut o);
         rbuf.advance(r.len);
         o
     };
