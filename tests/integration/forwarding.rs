@@ -381,7 +381,11 @@ async fn handed_off_calls_keep_body_and_connection() {
 }
 
 /// Writes `request` and reads one answer.
-pub(crate) async fn exchange(s: &mut TcpStream, buf: &mut Vec<u8>, request: &str) -> (String, Vec<u8>) {
+pub(crate) async fn exchange(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    request: &str,
+) -> (String, Vec<u8>) {
     s.write_all(request.as_bytes()).await.unwrap();
     read_answer(s, buf).await
 }

@@ -36,7 +36,13 @@ async fn pipelined_calls_answer_in_order() {
     let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
     s.write_all(batch.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    for (path, len) in [("/one", 5), ("/two", 0), ("", 0), ("/three", 3), ("/four", 0)] {
+    for (path, len) in [
+        ("/one", 5),
+        ("/two", 0),
+        ("", 0),
+        ("/three", 3),
+        ("/four", 0),
+    ] {
         let (head, body) = read_answer(&mut s, &mut buf).await;
         if path.is_empty() {
             assert!(head.starts_with("http/1.1 204"), "{head}");
@@ -44,7 +50,10 @@ async fn pipelined_calls_answer_in_order() {
         }
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
         let v: Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!((v["path"].as_str(), v["len"].as_u64()), (Some(path), Some(len)));
+        assert_eq!(
+            (v["path"].as_str(), v["len"].as_u64()),
+            (Some(path), Some(len))
+        );
     }
     let mut rest = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
@@ -102,12 +111,13 @@ async fn answers_framed_by_chunks_or_by_close() {
     // On the wire: the close-delimited answer says the connection closes.
     let answer = raw(
         http_port,
-        format!(
-            "GET /v1.0/invoke/{callee_id}/method/close HTTP/1.1\r\nhost: x\r\n\r\n"
-        ),
+        format!("GET /v1.0/invoke/{callee_id}/method/close HTTP/1.1\r\nhost: x\r\n\r\n"),
     )
     .await;
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     assert!(answer.ends_with("\r\n\r\nuntil close"), "{answer}");
     // And the caller goes on working.
     let r = c.get(url("chunks")).send().await.unwrap();
@@ -163,9 +173,43 @@ async fn broken_request_framing_closes_the_connection() {
     assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
     let c = Client::new();
     let r = c
-        .get(format!("{}/v1.0/invoke/{callee_id}/method/after", caller.http()))
+        .get(format!(
+            "{}/v1.0/invoke/{callee_id}/method/after",
+            caller.http()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A call the callee refuses (another app's id, on its internal listener)
+/// gets Dapr's error, and a small body sent with it does not cost the
+/// connection: the next call on it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_keep_the_connection() {
+    let (port, _app) = echo_app("callee").await;
+    let (callee_id, callee, caller) = pair("refuse", port);
+    warm(&callee_id, &caller).await;
+    let internal: u16 = callee.ready_field("internal").unwrap().parse().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", internal)).await.unwrap();
+    let mut buf = Vec::new();
+    let (head, body) = crate::forwarding::exchange(
+        &mut s,
+        &mut buf,
+        "POST /v1.0/invoke/someone-else/method/x HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 500"), "{head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errorCode"], "ERR_DIRECT_INVOKE");
+    let (head, body) = crate::forwarding::exchange(
+        &mut s,
+        &mut buf,
+        &format!("GET /v1.0/invoke/{callee_id}/method/next HTTP/1.1\r\nhost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["path"], "/next");
 }

@@ -207,7 +207,10 @@ pub fn rewrite(req: &mut impl UpHead, up: &Upstream, app_token: Option<&str>) ->
         req.remove(&DAPR_APP_ID);
         for (k, v) in e.headers.iter() {
             let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
-                Error::explain(ErrorType::InvalidHTTPHeader, format!("bad header {k:?}: {e}"))
+                Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    format!("bad header {k:?}: {e}"),
+                )
             })?;
             req.insert(name, v.as_bytes())?;
         }

@@ -164,9 +164,7 @@ impl HttpApi {
         ctx.set_trace_headers(req.header("traceparent"), req.header("tracestate"));
         call.target = target.app_id.clone();
         match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
-            Ok(Response::Proxy(Upstream::Sidecar { addr, path }))
-                if self.policy(&call.target) =>
-            {
+            Ok(Response::Proxy(Upstream::Sidecar { addr, path })) if self.policy(&call.target) => {
                 call.span = ctx.span.take();
                 Routed::Resilient(addr, path)
             }

@@ -258,7 +258,9 @@ where
             Ok(true) => {}
             // Boxed: the hand-off's state (a second session) would
             // otherwise size every request's future, copied per request.
-            Ok(false) => return Next::Done(sticky(Box::pin(self.hand_off(s, ctx, shutdown)).await)),
+            Ok(false) => {
+                return Next::Done(sticky(Box::pin(self.hand_off(s, ctx, shutdown)).await))
+            }
             Err(e) => {
                 let f = self.front.fail(&mut s, &e, &mut ctx).await;
                 if !f.can_reuse_downstream {

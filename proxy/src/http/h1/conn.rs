@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use pingora::apps::{HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
@@ -14,7 +14,7 @@ use pingora::server::ShutdownWatch;
 use spar_filters::ApiError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::head::{Outgoing, Parsed, ReqHead};
+use super::head::{Framing, Outgoing, Parsed, ReqHead};
 use super::relay::{self, Outcome};
 use crate::http::invoke::HeadView;
 use crate::http::server::{ApiServer, Decision, End, Front, HandedOff, Next};
@@ -69,10 +69,15 @@ where
                 },
             };
             let closing = *shutdown.borrow();
-            match self.call(&mut stream, buf, head, tls.as_deref(), closing).await {
+            match self
+                .call(&mut stream, buf, head, tls.as_deref(), closing)
+                .await
+            {
                 Step::Next(rest) if !closing => buf = rest,
                 Step::Next(_) | Step::Close => return None,
-                Step::Proxy(prefix, ctx) => return self.proxied(stream, prefix, ctx, shutdown).await,
+                Step::Proxy(prefix, ctx) => {
+                    return self.proxied(stream, prefix, ctx, shutdown).await
+                }
             }
         }
     }
@@ -92,8 +97,15 @@ where
         let close = head.close || closing;
         let (status, body, reusable) = match self.front.decide(&head, tls, &mut ctx).await {
             Decision::Error(e) => {
-                // A body never read closes the connection after the answer.
-                let unread = head.framing != super::head::Framing::Length(0);
+                // A body already here is skipped; one still on its way
+                // closes the connection after the answer.
+                let unread = match head.framing {
+                    Framing::Length(n) if n as usize <= buf.len() => {
+                        buf.advance(n as usize);
+                        false
+                    }
+                    _ => true,
+                };
                 let ok = write_error(stream, &e, close || unread).await.is_ok();
                 (e.http_status(), (0, 0), ok && !unread)
             }
@@ -104,7 +116,8 @@ where
                 if let Err(e) = self.front.edit(&mut out, &ctx) {
                     let e = self.front.relay_error(&e, &ctx);
                     let _ = write_error(stream, &e, true).await;
-                    self.front.end(&End::new(&head, e.http_status(), (0, 0)), &mut ctx);
+                    self.front
+                        .end(&End::new(&head, e.http_status(), (0, 0)), &mut ctx);
                     return Step::Close;
                 }
                 out.write(&mut up);
@@ -114,7 +127,13 @@ where
                     Err(f) => {
                         let status = match f.answered {
                             Some(s) => s,
-                            None if matches!(f.error.esource(), pingora::ErrorSource::Downstream) => 0,
+                            None if matches!(
+                                f.error.esource(),
+                                pingora::ErrorSource::Downstream
+                            ) =>
+                            {
+                                0
+                            }
                             None => {
                                 let e = self.front.relay_error(&f.error, &ctx);
                                 let _ = write_error(stream, &e, true).await;

@@ -127,8 +127,7 @@ impl ReqHead {
                     head.close = true;
                 }
             }
-            head.headers
-                .push((offset(buf, name), offset(buf, h.value)));
+            head.headers.push((offset(buf, name), offset(buf, h.value)));
         }
         head.framing = match (length, chunked) {
             (Some(_), true) => return Parsed::Other,
@@ -278,7 +277,10 @@ impl UpHead for Outgoing<'_> {
     }
     fn insert(&mut self, name: HeaderName, value: &[u8]) -> Result<()> {
         // The same rule as a header map's: visible text, no line breaks.
-        if value.iter().any(|b| (*b < b' ' && *b != b'\t') || *b == 0x7f) {
+        if value
+            .iter()
+            .any(|b| (*b < b' ' && *b != b'\t') || *b == 0x7f)
+        {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "bad header value");
         }
         self.removed.retain(|n| *n != name);
@@ -322,9 +324,9 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
     let mut raw = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
     let mut resp = httparse::Response::new(&mut []);
     let bad = |why: &'static str| Error::explain(ErrorType::InvalidHTTPHeader, why);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp, buf, &mut raw,
-    ) {
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut raw)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
         Ok(httparse::Status::Partial) => return Err(bad("upstream answer's head too large")),
@@ -399,7 +401,11 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
         keepalive: !close && (http11 || keep) && framing != Framing::Close,
         verbatim: http11 && !hop && te.is_none_or(|c| c) && framing != Framing::Close,
         http11,
-        fields: if headers.is_empty() { len - 2 } else { line(0).start },
+        fields: if headers.is_empty() {
+            len - 2
+        } else {
+            line(0).start
+        },
         dropped,
     }))
 }
@@ -486,7 +492,8 @@ mod tests {
         let mut o = Outgoing::new(&h);
         o.set_path("/x?q=1".parse().unwrap()).unwrap();
         o.remove(&HeaderName::from_static("dapr-api-token"));
-        o.insert(HeaderName::from_static("traceparent"), b"00-1").unwrap();
+        o.insert(HeaderName::from_static("traceparent"), b"00-1")
+            .unwrap();
         assert!(o
             .insert(HeaderName::from_static("x-bad"), b"a\r\nb: c")
             .is_err());
@@ -502,20 +509,44 @@ mod tests {
     fn response_framing() {
         let r = |s: &str, head| parse_response(s.as_bytes(), head).unwrap().unwrap();
         let a = r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", false);
-        assert_eq!((a.status, a.framing, a.keepalive, a.verbatim), (200, Framing::Length(3), true, true));
-        assert_eq!(r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).framing, Framing::Length(0));
-        assert_eq!(r("HTTP/1.1 204 No\r\n\r\n", false).framing, Framing::Length(0));
-        let c = r("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false);
+        assert_eq!(
+            (a.status, a.framing, a.keepalive, a.verbatim),
+            (200, Framing::Length(3), true, true)
+        );
+        assert_eq!(
+            r("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).framing,
+            Framing::Length(0)
+        );
+        assert_eq!(
+            r("HTTP/1.1 204 No\r\n\r\n", false).framing,
+            Framing::Length(0)
+        );
+        let c = r(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
         assert_eq!((c.framing, c.verbatim), (Framing::Chunked, true));
         let e = r("HTTP/1.1 200 OK\r\n\r\n", false);
-        assert_eq!((e.framing, e.keepalive, e.verbatim), (Framing::Close, false, false));
+        assert_eq!(
+            (e.framing, e.keepalive, e.verbatim),
+            (Framing::Close, false, false)
+        );
         let k = r("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
         assert!(!k.keepalive && !k.verbatim);
-        let x = r("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", false);
+        let x = r(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+            false,
+        );
         assert!(!x.keepalive && !x.verbatim);
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false).is_err());
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

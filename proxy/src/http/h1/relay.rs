@@ -52,7 +52,11 @@ fn down_err(e: std::io::Error) -> Box<Error> {
 }
 
 /// Reads more bytes into `buf`; `Ok(0)` is end of stream.
-async fn read_more(s: &mut Stream, buf: &mut BytesMut, limit: Option<Duration>) -> std::io::Result<usize> {
+async fn read_more(
+    s: &mut Stream,
+    buf: &mut BytesMut,
+    limit: Option<Duration>,
+) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(READ_SIZE);
     }
@@ -101,7 +105,9 @@ pub async fn relay(
             let n = n as usize;
             while dbuf.len() < n {
                 match read_more(down, dbuf, Some(DOWN_TIMEOUT)).await {
-                    Ok(0) => return Err(failed(down_err(std::io::ErrorKind::UnexpectedEof.into()))),
+                    Ok(0) => {
+                        return Err(failed(down_err(std::io::ErrorKind::UnexpectedEof.into())))
+                    }
                     Ok(_) => {}
                     Err(e) => return Err(failed(down_err(e))),
                 }
@@ -113,9 +119,9 @@ pub async fn relay(
         }
         Framing::Chunked => {
             let mut scan = ChunkedScan::new();
-            let n = scan
-                .feed(dbuf)
-                .map_err(|e| failed(Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()).into_down()))?;
+            let n = scan.feed(dbuf).map_err(|e| {
+                failed(Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()).into_down())
+            })?;
             if scan.is_done() {
                 req.extend_from_slice(&dbuf[..n]);
                 dbuf.advance(n);
@@ -136,7 +142,11 @@ pub async fn relay(
             // a fresh one, when the body can be sent again and the upstream
             // cannot have acted on the call (not all sent, or an idempotent
             // method). Never after a timeout: the deadline is spent.
-            Err(Attempt { error, written, retry_ok }) => {
+            Err(Attempt {
+                error,
+                written,
+                retry_ok,
+            }) => {
                 let again = pooled && whole && retry_ok && (!written || head.is_idempotent());
                 if !again {
                     return Err(failed(error));
@@ -226,8 +236,11 @@ async fn send(
             // does.
             Ok(0) => {
                 return Err(Attempt {
-                    error: Error::explain(ErrorType::ConnectionClosed, "upstream closed the connection")
-                        .into_up(),
+                    error: Error::explain(
+                        ErrorType::ConnectionClosed,
+                        "upstream closed the connection",
+                    )
+                    .into_up(),
                     written: true,
                     retry_ok: rbuf.is_empty() && interim == 0,
                 })
@@ -235,7 +248,8 @@ async fn send(
             Ok(_) => {}
             Err(e) => {
                 let error = if timed_out(&e) {
-                    Error::explain(ErrorType::ReadTimedout, "upstream did not answer in time").into_up()
+                    Error::explain(ErrorType::ReadTimedout, "upstream did not answer in time")
+                        .into_up()
                 } else {
                     up_err(e)
                 };
@@ -269,13 +283,18 @@ async fn stream_body(
     let mut sent = 0;
     loop {
         let n = match scan.as_mut() {
-            Some(s) => s
-                .feed(dbuf)
-                .map_err(|e| fail(Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()).into_down(), false))?,
+            Some(s) => s.feed(dbuf).map_err(|e| {
+                fail(
+                    Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()).into_down(),
+                    false,
+                )
+            })?,
             None => left.min(dbuf.len() as u64) as usize,
         };
         if n > 0 {
-            up.write_all(&dbuf[..n]).await.map_err(|e| fail(up_err(e), false))?;
+            up.write_all(&dbuf[..n])
+                .await
+                .map_err(|e| fail(up_err(e), false))?;
             dbuf.advance(n);
             sent += n;
             left -= n as u64;
@@ -285,7 +304,12 @@ async fn stream_body(
             return Ok(sent);
         }
         match read_more(down, dbuf, Some(DOWN_TIMEOUT)).await {
-            Ok(0) => return Err(fail(down_err(std::io::ErrorKind::UnexpectedEof.into()), false)),
+            Ok(0) => {
+                return Err(fail(
+                    down_err(std::io::ErrorKind::UnexpectedEof.into()),
+                    false,
+                ))
+            }
             Ok(_) => {}
             Err(e) => return Err(fail(down_err(e), false)),
         }
