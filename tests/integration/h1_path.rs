@@ -213,3 +213,46 @@ async fn refused_calls_keep_the_connection() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["path"], "/next");
 }
+
+/// Sends an answer's first chunk, then the rest after a pause.
+async fn trickling_app() -> u16 {
+    raw_server(|mut s| async move {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        while find(&buf, b"\r\n\r\n").is_none() {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let first = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+        if s.write_all(first).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = s.write_all(b"4\r\nlast\r\n0\r\n\r\n").await;
+    })
+    .await
+}
+
+/// A streamed answer reaches the caller piece by piece (server-sent events,
+/// long polls), not when the body ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_arrive_as_they_come() {
+    let (callee_id, _callee, caller) = pair("trickle", trickling_app().await);
+    let c = Client::new();
+    let url = format!("{}/v1.0/invoke/{callee_id}/method/sse", caller.http());
+    // The first call may wait for name resolution; the pause is the app's.
+    let mut r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let first = tokio::time::timeout(Duration::from_millis(1500), r.chunk())
+        .await
+        .expect("the first piece arrives before the app finishes")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some(&b"first"[..]));
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"last");
+}

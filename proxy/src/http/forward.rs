@@ -1,7 +1,9 @@
-//! The fast path of HTTP invocation: the common call — HTTP/1.1 in, an
-//! HTTP/1.1 upstream (the peer sidecar, over mTLS or not, or this sidecar's
-//! app) — forwarded from the API's `serve` on pingora's own HTTP/1 sessions,
-//! in one task, with a per-thread pool of upstream connections.
+//! The invocation fast path on pingora's sessions, and the upstream pool
+//! both HTTP/1 paths share. Invocations spar's own path (`h1/`) does not
+//! take but pingora's session reads — header-based (`dapr-app-id`) and
+//! absolute-form calls, heads h1 leaves to pingora — are forwarded here
+//! when HTTP/1.1 in and to an HTTP/1.1 upstream (the peer sidecar, over
+//! mTLS or not, or this sidecar's app), in one task, without pingora-proxy.
 //!
 //! pingora-proxy's upstream phase (connector and pool watcher task, the
 //! two body-pump tasks and their channels, module hooks) costs more per

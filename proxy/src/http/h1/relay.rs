@@ -292,9 +292,12 @@ async fn stream_body(
             None => left.min(dbuf.len() as u64) as usize,
         };
         if n > 0 {
+            // Flushed per piece: a streaming upload must not wait in a
+            // buffer for the next one.
             up.write_all(&dbuf[..n])
                 .await
                 .map_err(|e| fail(up_err(e), false))?;
+            up.flush().await.map_err(|e| fail(up_err(e), false))?;
             dbuf.advance(n);
             sent += n;
             left -= n as u64;
@@ -372,6 +375,9 @@ async fn answer(
             down.write_all(&out).await.map_err(to_caller)?;
             out.clear();
         }
+        // Flushed per piece: a streamed answer (server-sent events, long
+        // polls) reaches the caller as it comes, not when a buffer fills.
+        down.flush().await.map_err(to_caller)?;
         rbuf.advance(n);
         body += n;
         left = left.saturating_sub(n as u64);
@@ -390,7 +396,6 @@ async fn answer(
             Err(e) => return Err(from_up(e)),
         }
     }
-    down.flush().await.map_err(to_caller)?;
     // Bytes past the answer: the upstream is out of step.
     let reusable_up = (r.keepalive && rbuf.is_empty()).then_some(up);
     Ok(((r.status, body, !close), reusable_up))
