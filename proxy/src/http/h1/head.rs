@@ -361,6 +361,12 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
             }
         }
     }
+    if te.is_some() && length.is_some() {
+        // Two framings: how a response is split or smuggled (RFC 9112 §6.3).
+        return Err(bad(
+            "upstream answer has both a length and a transfer coding",
+        ));
+    }
     let framing = if head_req || status == 204 || status == 304 || (100..200).contains(&status) {
         Framing::Length(0)
     } else {
@@ -544,6 +550,11 @@ mod tests {
         )
         .is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
+        assert!(parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false
+        )
+        .is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false)
             .unwrap()
             .is_none());
