@@ -49,6 +49,21 @@ async fn raw_app(answer: fn(usize) -> Vec<u8>, linger: Duration) -> u16 {
     .await
 }
 
+/// Reads from `s` until `buf` holds a whole head; where it ends (after its
+/// blank line), or `None` when the peer goes away first.
+pub(crate) async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(e) = find(buf, b"\r\n\r\n") {
+            return Some(e + 4);
+        }
+        match s.read(&mut tmp).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
 /// A loopback server running `handle` on each connection; its port.
 pub(crate) async fn raw_server<F, Fut>(handle: F) -> u16
 where
@@ -398,13 +413,9 @@ async fn upgrading_app() -> u16 {
     raw_server(|mut s| async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
-                while find(&buf, b"\r\n\r\n").is_none() {
-                    match s.read(&mut tmp).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                    }
-                }
-                let end = find(&buf, b"\r\n\r\n").unwrap();
+                let Some(end) = read_head(&mut s, &mut buf).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
                 if !head.contains("upgrade: websocket") {
                     let _ = s
@@ -417,7 +428,7 @@ async fn upgrading_app() -> u16 {
                 let _ = s
                     .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n")
                     .await;
-                let rest = buf.split_off(find(&buf, b"\r\n\r\n").unwrap() + 4);
+                let rest = buf.split_off(end);
                 let _ = s.write_all(&rest).await;
                 while let Ok(n) = s.read(&mut tmp).await {
                     if n == 0 || s.write_all(&tmp[..n]).await.is_err() {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::forwarding::{find, raw, raw_server, read_answer, warm};
+use crate::forwarding::{raw, raw_server, read_answer, read_head, warm};
 use crate::invoke::{echo_app, pair};
 
 /// Requests sent in one write are answered in order, whichever path serves
@@ -68,15 +68,10 @@ async fn pipelined_calls_answer_in_order() {
 async fn framing_app() -> u16 {
     raw_server(|mut s| async move {
         let mut buf = Vec::new();
-        let mut tmp = [0u8; 4096];
         loop {
-            while find(&buf, b"\r\n\r\n").is_none() {
-                match s.read(&mut tmp).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                }
-            }
-            let end = find(&buf, b"\r\n\r\n").unwrap() + 4;
+            let Some(end) = read_head(&mut s, &mut buf).await else {
+                return;
+            };
             let head = String::from_utf8_lossy(&buf[..end]).into_owned();
             buf.drain(..end);
             if head.contains("/close") {
@@ -217,13 +212,8 @@ async fn refused_calls_keep_the_connection() {
 /// Sends an answer's first chunk, then the rest after a pause.
 async fn trickling_app() -> u16 {
     raw_server(|mut s| async move {
-        let mut buf = Vec::new();
-        let mut tmp = [0u8; 4096];
-        while find(&buf, b"\r\n\r\n").is_none() {
-            match s.read(&mut tmp).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
+        if read_head(&mut s, &mut Vec::new()).await.is_none() {
+            return;
         }
         let first = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n";
         if s.write_all(first).await.is_err() {
