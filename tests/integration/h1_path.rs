@@ -14,7 +14,8 @@ use crate::forwarding::{raw, raw_server, read_answer, read_head, warm};
 use crate::invoke::{echo_app, pair};
 
 /// Requests sent in one write are answered in order, whichever path serves
-/// each (invocations here, `healthz` on pingora's session), and a
+/// each (invocations by path or `dapr-app-id` header here, `healthz` on
+/// pingora's session), and a
 /// `Connection: close` ends the connection after its answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_calls_answer_in_order() {
@@ -27,6 +28,7 @@ async fn pipelined_calls_answer_in_order() {
          GET {} HTTP/1.1\r\nhost: x\r\n\r\n\
          GET /v1.0/healthz HTTP/1.1\r\nhost: x\r\n\r\n\
          POST {} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+         GET /by-header HTTP/1.1\r\nhost: x\r\ndapr-app-id: {callee_id}\r\n\r\n\
          GET {} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
         invoke("one"),
         invoke("two"),
@@ -41,6 +43,7 @@ async fn pipelined_calls_answer_in_order() {
         ("/two", 0),
         ("", 0),
         ("/three", 3),
+        ("/by-header", 0),
         ("/four", 0),
     ] {
         let (head, body) = read_answer(&mut s, &mut buf).await;

@@ -1,7 +1,7 @@
 //! The invocation fast path on pingora's sessions, and the upstream pool
 //! both HTTP/1 paths share. Invocations spar's own path (`h1/`) does not
-//! take but pingora's session reads — header-based (`dapr-app-id`) and
-//! absolute-form calls, heads h1 leaves to pingora — are forwarded here
+//! take but pingora's session reads — absolute-form calls, encoded or URL
+//! app ids, heads h1 leaves to pingora — are forwarded here
 //! when HTTP/1.1 in and to an HTTP/1.1 upstream (the peer sidecar, over
 //! mTLS or not, or this sidecar's app), in one task, without pingora-proxy.
 //!

@@ -23,7 +23,7 @@ use spar_filters::spiffe::SpiffeId;
 use spar_filters::trace::{Span, SpanContext, SpanKind};
 use spar_filters::{ApiError, Runtime};
 
-use super::h1::{Outgoing, ReqHead};
+use super::h1::{HeadIn, Outgoing, ReqHead};
 use super::invoke::{self, HeadView};
 use super::server::{Decision, End};
 
@@ -208,7 +208,7 @@ impl super::server::Front for InternalApi {
     }
 
     /// Every call to this listener is an invocation of its app.
-    fn takes(&self, _: &[u8]) -> bool {
+    fn takes(&self, _: &HeadIn<'_>) -> bool {
         true
     }
 

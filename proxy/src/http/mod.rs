@@ -402,18 +402,21 @@ impl server::Front for HttpApi {
         }
     }
 
-    /// `/v1.0/invoke/{app}/method/…` to an app without a resiliency policy
+    /// An invocation — `/v1.0/invoke/{app}/method/…`, or a `dapr-app-id`
+    /// header on a non-API path — to an app without a resiliency policy
     /// (those are buffered and retried on pingora's session).
-    fn takes(&self, target: &[u8]) -> bool {
-        let Some(rest) = target.strip_prefix(b"/v1.0/invoke/") else {
-            return false;
+    fn takes(&self, head: &h1::HeadIn<'_>) -> bool {
+        use invoke::HeadView;
+        let path = head.path();
+        let app = match path.strip_prefix("/v1.0/invoke/") {
+            Some(rest) => rest.split('/').next().unwrap_or_default(),
+            None if path.starts_with("/v1.0/") || path.starts_with("/v1.0-alpha1/") => {
+                return false
+            }
+            None => head.header("dapr-app-id").unwrap_or_default(),
         };
-        let app = rest.split(|b| *b == b'/').next().unwrap_or_default();
-        match std::str::from_utf8(app) {
-            // Encoded or URL targets are rare: pingora's session reads them.
-            Ok(app) => !app.is_empty() && !app.contains(['%', ':']) && !self.policy(app),
-            Err(_) => false,
-        }
+        // Encoded or URL targets are rare: pingora's session reads them.
+        !app.is_empty() && !app.contains(['%', ':', '/']) && !self.policy(app)
     }
 
     async fn decide<'a>(

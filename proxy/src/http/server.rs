@@ -26,7 +26,7 @@ use pingora::protocols::tls::SslDigest;
 use spar_filters::ApiError;
 
 use super::forward::Dest;
-use super::h1::{Outgoing, ReqHead};
+use super::h1::{HeadIn, Outgoing, ReqHead};
 use pingora::proxy::{FailToProxy, HttpProxy, ProxyHttp};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
@@ -59,9 +59,9 @@ where
         self.end(&end, ctx);
     }
 
-    /// Whether spar's own HTTP/1 path (`h1`) takes a request for this
-    /// target; asked before anything about the call is decided.
-    fn takes(&self, target: &[u8]) -> bool;
+    /// Whether spar's own HTTP/1 path (`h1`) takes this request; asked
+    /// before anything about the call is decided.
+    fn takes(&self, head: &HeadIn<'_>) -> bool;
 
     /// Decides a call `takes` accepted.
     async fn decide<'a>(

@@ -58,7 +58,7 @@ where
                 }
             };
             let head = match parsed {
-                Parsed::Head(h) if self.front.takes(h.target_in(&buf)) => h,
+                Parsed::Head(h) if self.front.takes(&h.view(&buf)) => h,
                 _ => match self.session(stream, buf, shutdown).await {
                     Next::Reuse(r, _) => {
                         let (s, rest) = r.into_parts();

@@ -137,11 +137,6 @@ impl ReqHead {
         Parsed::Head(head)
     }
 
-    /// The request target, before `attach` (in the buffer parsed).
-    pub fn target_in<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.target.clone()]
-    }
-
     /// Keeps the head's bytes (split off the connection's buffer).
     pub fn attach(&mut self, bytes: bytes::Bytes) {
         self.buf = bytes;
@@ -182,24 +177,71 @@ impl ReqHead {
     }
 }
 
-impl HeadView for ReqHead {
-    fn method(&self) -> &str {
-        std::str::from_utf8(self.at(&self.method)).unwrap_or("")
+/// A head read where it lies (before `attach`, or after it).
+#[derive(Clone, Copy)]
+pub struct HeadIn<'a> {
+    head: &'a ReqHead,
+    buf: &'a [u8],
+}
+
+impl ReqHead {
+    /// The head over the buffer it was parsed from (before `attach`).
+    pub fn view<'a>(&'a self, buf: &'a [u8]) -> HeadIn<'a> {
+        HeadIn { head: self, buf }
     }
-    fn path(&self) -> &str {
-        let t = self.at(&self.target);
-        let t = t.split(|b| *b == b'?').next().unwrap_or(t);
-        std::str::from_utf8(t).unwrap_or("")
+}
+
+impl<'a> HeadIn<'a> {
+    fn at(self, r: &Range<usize>) -> &'a [u8] {
+        &self.buf[r.clone()]
     }
-    fn raw_target(&self) -> &[u8] {
-        self.at(&self.target)
+
+    fn text(self, r: &Range<usize>) -> &'a str {
+        std::str::from_utf8(self.at(r)).unwrap_or("")
     }
-    fn header(&self, name: &str) -> Option<&str> {
+
+    fn path_in(self) -> &'a str {
+        let t = self.at(&self.head.target);
+        std::str::from_utf8(t.split(|b| *b == b'?').next().unwrap_or(t)).unwrap_or("")
+    }
+
+    fn header_in(self, name: &str) -> Option<&'a str> {
         let (_, v) = self
+            .head
             .headers
             .iter()
             .find(|(n, _)| self.at(n).eq_ignore_ascii_case(name.as_bytes()))?;
         std::str::from_utf8(self.at(v)).ok()
+    }
+}
+
+impl HeadView for HeadIn<'_> {
+    fn method(&self) -> &str {
+        self.text(&self.head.method)
+    }
+    fn path(&self) -> &str {
+        self.path_in()
+    }
+    fn raw_target(&self) -> &[u8] {
+        self.at(&self.head.target)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.header_in(name)
+    }
+}
+
+impl HeadView for ReqHead {
+    fn method(&self) -> &str {
+        self.view(&self.buf).text(&self.method)
+    }
+    fn path(&self) -> &str {
+        self.view(&self.buf).path_in()
+    }
+    fn raw_target(&self) -> &[u8] {
+        self.view(&self.buf).at(&self.target)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.view(&self.buf).header_in(name)
     }
 }
 

@@ -19,4 +19,4 @@ pub mod conn;
 pub mod head;
 mod relay;
 
-pub use head::{Outgoing, ReqHead};
+pub use head::{HeadIn, Outgoing, ReqHead};
