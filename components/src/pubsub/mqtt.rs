@@ -370,7 +370,7 @@ impl Group {
         loop {
             let polled = tokio::select! {
                 p = ev.poll() => p,
-                _ = stop.changed() => return,
+                _ = stop.changed() => return Group::leave(&g, &mut ev).await,
             };
             let Some(group) = g.upgrade() else { return };
             match polled {
@@ -451,6 +451,30 @@ impl Group {
                 }
             }
         }
+    }
+}
+
+impl Group {
+    /// The last subscriber left: the acknowledgements still queued go out,
+    /// then a DISCONNECT, so the broker neither delivers again what was
+    /// handled nor waits for a dead socket to keep the session's messages.
+    async fn leave(g: &std::sync::Weak<Group>, ev: &mut EventLoop) {
+        let Some(group) = g.upgrade() else { return };
+        if group.client.try_disconnect().is_err() {
+            return;
+        }
+        drop(group);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                    // Deliveries arriving now stay unacknowledged: the
+                    // session keeps them for the next subscriber.
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
     }
 }
 
