@@ -169,7 +169,10 @@ async fn pubsub_mqtt3() {
         )
         .expect("mqtt broker");
     let prefix = unique("conf");
+    // The suite's consumer groups (fixed names) keep persistent sessions:
+    // cleared first too, in case a failed run left them.
+    let groups = ["g", "app-a", "app-b"];
+    spar_tests::clear_mqtt_sessions(&groups).await;
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
-    // The suite's consumer groups (fixed names) leave persistent sessions.
-    spar_tests::clear_mqtt_sessions(&["g", "app-a", "app-b"]).await;
+    spar_tests::clear_mqtt_sessions(&groups).await;
 }
