@@ -159,7 +159,8 @@ async fn pubsub_rabbitmq() {
 }
 
 /// The pub/sub conformance suite against the real Mosquitto (MQTT 3.1.1,
-/// QoS 1, persistent sessions); the sessions it left are cleared afterwards.
+/// QoS 1, persistent sessions); the sessions it left are cleared afterwards
+/// (each case has consumer groups, so sessions, of its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pubsub_mqtt3() {
     let b = spar_components::registry::Registry::default()
@@ -169,10 +170,7 @@ async fn pubsub_mqtt3() {
         )
         .expect("mqtt broker");
     let prefix = unique("conf");
-    // The suite's consumer groups (fixed names) keep persistent sessions:
-    // cleared first too, in case a failed run left them.
-    let groups = ["g", "app-a", "app-b"];
-    spar_tests::clear_mqtt_sessions(&groups).await;
+    let groups = spar_components::pubsub::conformance::consumer_groups(&prefix);
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
     spar_tests::clear_mqtt_sessions(&groups).await;
 }

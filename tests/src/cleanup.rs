@@ -88,11 +88,12 @@ pub async fn delete_rabbitmq(part: &str) {
 /// Ends the MQTT sessions of these client ids (the consumer connection of
 /// `pubsub.mqtt3` for group G on this host is `G-{hostname}`): a clean
 /// session connect discards the broker's session and its subscriptions.
-pub async fn clear_mqtt_sessions(groups: &[&str]) {
+pub async fn clear_mqtt_sessions(groups: &[impl AsRef<str>]) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     for g in groups {
+        let g = g.as_ref();
         let mut o = rumqttc::MqttOptions::new(format!("{g}-{host}"), "127.0.0.1", 1883);
         o.set_clean_session(true);
         let (client, mut ev) = rumqttc::AsyncClient::new(o, 10);

@@ -88,7 +88,25 @@ fn req(topic: &str, group: &str, in_flight: usize) -> SubscribeRequest {
     }
 }
 
-/// Runs every case, each on topics of its own.
+/// A case's consumer group: its own per case, so that brokers keeping a
+/// session per group (MQTT) never carry one case's deliveries into the next.
+fn group(topic: &str, name: &str) -> String {
+    format!("{topic}-{name}")
+}
+
+/// Every consumer group `run_all(_, prefix)` uses, for clean-up.
+pub fn consumer_groups(prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for case in ["all", "retry", "bulk", "order", "durable"] {
+        out.push(group(&format!("{prefix}-{case}"), "g"));
+    }
+    for name in ["a", "b"] {
+        out.push(group(&format!("{prefix}-groups"), name));
+    }
+    out
+}
+
+/// Runs every case, each on topics and consumer groups of its own.
 pub async fn run_all(b: Broker, prefix: &str) {
     delivers_everything_as_sent(b.clone(), &format!("{prefix}-all")).await;
     retry_redelivers_drop_does_not(b.clone(), &format!("{prefix}-retry")).await;
@@ -104,7 +122,7 @@ pub async fn run_all(b: Broker, prefix: &str) {
 
 pub async fn delivers_everything_as_sent(b: Broker, topic: &str) {
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, "g", 8), r.clone()).await.unwrap();
+    let sub = b.subscribe(req(topic, &group(topic, "g"), 8), r.clone()).await.unwrap();
     let n = 100;
     let mut sent = Vec::new();
     for i in 0..n {
@@ -133,7 +151,7 @@ pub async fn retry_redelivers_drop_does_not(b: Broker, topic: &str) {
         b"drop" => Ack::Drop,
         _ => Ack::Success,
     });
-    let sub = b.subscribe(req(topic, "g", 4), r.clone()).await.unwrap();
+    let sub = b.subscribe(req(topic, &group(topic, "g"), 4), r.clone()).await.unwrap();
     for d in ["retry", "drop", "ok"] {
         b.publish(&msg(topic, d)).await.unwrap();
     }
@@ -157,15 +175,15 @@ pub async fn competing_consumers_and_groups(b: Broker, topic: &str) {
     let ok = |_: &Message, _| Ack::Success;
     let (a1, a2, other) = (Recorder::new(ok), Recorder::new(ok), Recorder::new(ok));
     let s1 = b
-        .subscribe(req(topic, "app-a", 4), a1.clone())
+        .subscribe(req(topic, &group(topic, "a"), 4), a1.clone())
         .await
         .unwrap();
     let s2 = b
-        .subscribe(req(topic, "app-a", 4), a2.clone())
+        .subscribe(req(topic, &group(topic, "a"), 4), a2.clone())
         .await
         .unwrap();
     let s3 = b
-        .subscribe(req(topic, "app-b", 4), other.clone())
+        .subscribe(req(topic, &group(topic, "b"), 4), other.clone())
         .await
         .unwrap();
     let n = 60;
@@ -200,7 +218,7 @@ pub async fn competing_consumers_and_groups(b: Broker, topic: &str) {
 
 pub async fn bulk_publish(b: Broker, topic: &str) {
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, "g", 4), r.clone()).await.unwrap();
+    let sub = b.subscribe(req(topic, &group(topic, "g"), 4), r.clone()).await.unwrap();
     let msgs: Vec<Message> = (0..20).map(|i| msg(topic, format!("b{i}"))).collect();
     let results = b.bulk_publish(&msgs).await;
     assert_eq!(results.len(), 20);
@@ -211,7 +229,7 @@ pub async fn bulk_publish(b: Broker, topic: &str) {
 
 pub async fn keeps_order(b: Broker, topic: &str) {
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, "g", 1), r.clone()).await.unwrap();
+    let sub = b.subscribe(req(topic, &group(topic, "g"), 1), r.clone()).await.unwrap();
     let n = 50;
     for i in 0..n {
         b.publish(&msg(topic, format!("{i:04}"))).await.unwrap();
@@ -229,7 +247,7 @@ pub async fn keeps_order(b: Broker, topic: &str) {
 pub async fn survives_the_subscriber(b: Broker, topic: &str) {
     // The group exists (first subscription), then the subscriber goes away.
     let first = Recorder::new(|_, _| Ack::Success);
-    b.subscribe(req(topic, "g", 4), first)
+    b.subscribe(req(topic, &group(topic, "g"), 4), first)
         .await
         .unwrap()
         .close()
@@ -240,7 +258,7 @@ pub async fn survives_the_subscriber(b: Broker, topic: &str) {
             .unwrap();
     }
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, "g", 4), r.clone()).await.unwrap();
+    let sub = b.subscribe(req(topic, &group(topic, "g"), 4), r.clone()).await.unwrap();
     let seen = r.wait_for(10, Duration::from_secs(15)).await;
     sub.close().await;
     assert_eq!(

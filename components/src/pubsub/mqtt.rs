@@ -315,6 +315,8 @@ struct Group {
     /// SUBSCRIBEs not yet sent, in request order (their SUBACKs are
     /// awaited so nothing published after `subscribe` returns is missed).
     subscribing: Mutex<VecDeque<Waiter>>,
+    /// Closed when the connection's task has ended (after `leave`).
+    gone: watch::Receiver<()>,
 }
 
 impl Group {
@@ -345,6 +347,7 @@ impl Group {
         mo.set_manual_acks(true);
         let (client, ev) = AsyncClient::new(mo, 1024);
         let (stop, stop_rx) = watch::channel(false);
+        let (gone_tx, gone) = watch::channel(());
         let g = Arc::new(Group {
             client,
             name: name.to_string(),
@@ -353,9 +356,26 @@ impl Group {
             turn: AtomicUsize::new(0),
             stop,
             subscribing: Mutex::default(),
+            gone,
         });
-        tokio::spawn(Group::events(Arc::downgrade(&g), ev, stop_rx));
+        let events = Group::events(Arc::downgrade(&g), ev, stop_rx);
+        tokio::spawn(async move {
+            events.await;
+            drop(gone_tx);
+        });
         g
+    }
+
+    /// Waits (bounded) until the connection has left the broker, so that
+    /// what is published next queues in the session rather than reaching a
+    /// closing connection, and a successor never takes the session over
+    /// from it.
+    async fn gone(&self) {
+        let mut rx = self.gone.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while rx.changed().await.is_ok() {}
+        })
+        .await;
     }
 
     fn pick(&self, topic: &str) -> Option<Picked> {
@@ -509,17 +529,31 @@ impl PubSub for Mqtt {
             inflight: inflight.clone(),
             closed: closed.clone(),
         };
-        // A group whose last subscriber closed has dropped its connection
-        // (so the broker queues for the session): start a new one.
+        // A group whose last subscriber closed drops its connection (so the
+        // broker queues for the session): once it has left, start a new one.
+        let leaving = {
+            let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            groups
+                .get(&req.consumer_group)
+                .filter(|g| *g.stop.borrow())
+                .cloned()
+        };
+        if let Some(g) = leaving {
+            g.gone().await;
+        }
         let (group, first) = {
             let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
             let g = groups
                 .entry(req.consumer_group.clone())
                 .or_insert_with(|| Group::start(&self.o, &req.consumer_group));
-            if *g.stop.borrow() {
-                *g = Group::start(&self.o, &req.consumer_group);
-            }
+            // `stop` is read under the topics lock, where the last member's
+            // close sets it: a member never joins a group that is leaving.
             let mut t = g.topics.lock().unwrap_or_else(|e| e.into_inner());
+            if *g.stop.borrow() {
+                drop(t);
+                *g = Group::start(&self.o, &req.consumer_group);
+                t = g.topics.lock().unwrap_or_else(|e| e.into_inner());
+            }
             let members = t.entry(req.topic.clone()).or_default();
             members.push(member);
             let first = members.len() == 1;
@@ -549,11 +583,14 @@ impl PubSub for Mqtt {
             }
             // In-flight deliveries finish and are acknowledged first.
             inflight.drain().await;
-            let t = group.topics.lock().unwrap_or_else(|e| e.into_inner());
-            if t.is_empty() {
+            let last = {
+                let t = group.topics.lock().unwrap_or_else(|e| e.into_inner());
                 // Nobody here takes messages any more: drop the connection
                 // so the broker keeps them in the session for the next one.
-                let _ = group.stop.send(true);
+                t.is_empty() && group.stop.send(true).is_ok()
+            };
+            if last {
+                group.gone().await;
             }
         });
         Ok(Subscription::new(stop_tx, task))
