@@ -27,8 +27,7 @@ impl ComponentMetrics {
     pub fn invoke_sent(&self, dst: &str, t: CallType) {
         self.metrics
             .invoke_req_sent
-            .with_label_values(&[&self.app_id, dst, t.as_str()])
-            .inc();
+            .with(&[&self.app_id, dst, t.as_str()], |m| m.inc());
     }
 
     /// Caller side: `dst` answered with `status` (HTTP status or gRPC code).
@@ -36,12 +35,10 @@ impl ComponentMetrics {
     pub fn invoke_answered(&self, dst: &str, status: &str, t: CallType, started: Instant) {
         self.metrics
             .invoke_res_recv
-            .with_label_values(&[&self.app_id, dst, status, t.as_str()])
-            .inc();
+            .with(&[&self.app_id, dst, status, t.as_str()], |m| m.inc());
         self.metrics
             .invoke_res_recv_latency
-            .with_label_values(&[&self.app_id, dst, status])
-            .observe(ms(started));
+            .with(&[&self.app_id, dst, status], |m| m.observe(ms(started)));
     }
 
     /// A gRPC call this sidecar made (to its app, or to a peer sidecar):
@@ -66,8 +63,7 @@ impl ComponentMetrics {
     pub fn invoke_received(&self, src: &str) {
         self.metrics
             .invoke_req_recv
-            .with_label_values(&[&self.app_id, src])
-            .inc();
+            .with(&[&self.app_id, src], |m| m.inc());
     }
 
     /// Callee side: the answer went back to `src`, and the app call it
@@ -82,24 +78,19 @@ impl ComponentMetrics {
     ) {
         self.metrics
             .http_client_sent_bytes
-            .with_label_values(&[self.app_id.as_str(), method, ""])
-            .observe(sent as f64);
+            .with(&[self.app_id.as_str(), method, ""], |m| {
+                m.observe(sent as f64)
+            });
         self.metrics
             .http_client_received_bytes
-            .with_label_values(&[self.app_id.as_str()])
-            .observe(received as f64);
+            .with(&[self.app_id.as_str()], |m| m.observe(received as f64));
         self.metrics
             .invoke_res_sent
-            .with_label_values(&[&self.app_id, src, status])
-            .inc();
+            .with(&[&self.app_id, src, status], |m| m.inc());
         let l = [self.app_id.as_str(), method, "", status];
-        self.metrics
-            .http_client_completed
-            .with_label_values(&l)
-            .inc();
+        self.metrics.http_client_completed.with(&l, |m| m.inc());
         self.metrics
             .http_client_latency
-            .with_label_values(&l)
-            .observe(ms(app_started));
+            .with(&l, |m| m.observe(ms(app_started)));
     }
 }

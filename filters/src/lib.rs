@@ -11,6 +11,7 @@ pub mod api;
 pub mod builtin;
 pub mod cel;
 pub mod chain;
+pub mod children;
 pub mod cloudevent;
 pub mod context;
 pub mod error;

@@ -3,9 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::children::Children;
 use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Families on the invocation hot path (see `children.rs`).
+pub type Counters = Children<CounterVec>;
+pub type Histograms = Children<HistogramVec>;
 
 /// Dapr's default latency buckets, in milliseconds.
 const LATENCY_MS: &[f64] = &[
@@ -59,8 +64,8 @@ const EGRESS: [&str; 5] = ["app_id", "component", "namespace", "success", "topic
 
 pub struct Metrics {
     pub registry: Registry,
-    pub http_request_count: CounterVec,
-    pub http_latency: HistogramVec,
+    pub http_request_count: Counters,
+    pub http_latency: Histograms,
     pub http_request_bytes: HistogramVec,
     pub grpc_completed: CounterVec,
     pub grpc_latency: HistogramVec,
@@ -83,17 +88,17 @@ pub struct Metrics {
     pub resiliency_count: CounterVec,
     pub resiliency_activations: CounterVec,
     pub resiliency_cb_state: IntGaugeVec,
-    pub invoke_req_sent: CounterVec,
-    pub invoke_res_recv: CounterVec,
-    pub invoke_res_recv_latency: HistogramVec,
-    pub invoke_req_recv: CounterVec,
-    pub invoke_res_sent: CounterVec,
-    pub http_client_completed: CounterVec,
-    pub http_client_sent_bytes: HistogramVec,
-    pub http_client_received_bytes: HistogramVec,
+    pub invoke_req_sent: Counters,
+    pub invoke_res_recv: Counters,
+    pub invoke_res_recv_latency: Histograms,
+    pub invoke_req_recv: Counters,
+    pub invoke_res_sent: Counters,
+    pub http_client_completed: Counters,
+    pub http_client_sent_bytes: Histograms,
+    pub http_client_received_bytes: Histograms,
     pub grpc_client_completed: CounterVec,
     pub grpc_client_latency: HistogramVec,
-    pub http_client_latency: HistogramVec,
+    pub http_client_latency: Histograms,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> CounterVec {
@@ -116,8 +121,8 @@ impl Metrics {
     /// front end for proxied calls once their status is known).
     pub fn record_http(&self, app_id: &str, method: &str, path: &str, status: u16, ms: f64) {
         let labels = [app_id, method, path, http_status_label(status)];
-        self.http_request_count.with_label_values(&labels).inc();
-        self.http_latency.with_label_values(&labels).observe(ms);
+        self.http_request_count.with(&labels, |c| c.inc());
+        self.http_latency.with(&labels, |h| h.observe(ms));
     }
 
     pub fn new() -> Self {
@@ -134,14 +139,16 @@ impl Metrics {
                 "dapr_http_server_request_count",
                 "Number of HTTP requests started in server.",
                 &server,
-            ),
+            )
+            .into(),
             http_latency: histogram(
                 &r,
                 "dapr_http_server_latency",
                 "HTTP request end-to-end latency in server (ms).",
                 &server,
                 LATENCY_MS,
-            ),
+            )
+            .into(),
             http_request_bytes: histogram(
                 &r,
                 "dapr_http_server_request_bytes",
@@ -295,32 +302,37 @@ impl Metrics {
                 "dapr_runtime_service_invocation_req_sent_total",
                 "The number of requests sent via service invocation.",
                 &["app_id", "dst_app_id", "type"],
-            ),
+            )
+            .into(),
             invoke_res_recv: counter(
                 &r,
                 "dapr_runtime_service_invocation_res_recv_total",
                 "The number of responses received via service invocation.",
                 &["app_id", "src_app_id", "status", "type"],
-            ),
+            )
+            .into(),
             invoke_res_recv_latency: histogram(
                 &r,
                 "dapr_runtime_service_invocation_res_recv_latency_ms",
                 "The latency of service invocation response.",
                 &["app_id", "src_app_id", "status"],
                 LATENCY_MS,
-            ),
+            )
+            .into(),
             invoke_req_recv: counter(
                 &r,
                 "dapr_runtime_service_invocation_req_recv_total",
                 "The number of requests received via service invocation.",
                 &["app_id", "src_app_id"],
-            ),
+            )
+            .into(),
             invoke_res_sent: counter(
                 &r,
                 "dapr_runtime_service_invocation_res_sent_total",
                 "The number of responses sent via service invocation.",
                 &["app_id", "dst_app_id", "status"],
-            ),
+            )
+            .into(),
             grpc_client_completed: counter(
                 &r,
                 "dapr_grpc_io_client_completed_rpcs",
@@ -340,27 +352,31 @@ impl Metrics {
                 "Request body bytes sent to the app.",
                 &["app_id", "method", "path"],
                 SIZE_BYTES,
-            ),
+            )
+            .into(),
             http_client_received_bytes: histogram(
                 &r,
                 "dapr_http_client_received_bytes",
                 "Response body bytes received from the app.",
                 &["app_id"],
                 SIZE_BYTES,
-            ),
+            )
+            .into(),
             http_client_completed: counter(
                 &r,
                 "dapr_http_client_completed_count",
                 "Count of completed requests to the app.",
                 &["app_id", "method", "path", "status"],
-            ),
+            )
+            .into(),
             http_client_latency: histogram(
                 &r,
                 "dapr_http_client_roundtrip_latency",
                 "Time from sending the request to the app to its response (ms).",
                 &["app_id", "method", "path", "status"],
                 LATENCY_MS,
-            ),
+            )
+            .into(),
             registry: r,
         }
     }

@@ -7,7 +7,6 @@
 //! sidecar's namespace, so `app.namespace` picks only that namespace's
 //! instances; a bare `app` takes any.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,7 +20,8 @@ use crate::{ResolveError, Resolver, Target};
 const SERVICE: &str = "_dapr._tcp.local.";
 
 /// app id → instances.
-type Instances = HashMap<String, Vec<Instance>>;
+/// Looked up on every call: a fast hasher.
+type Instances = rustc_hash::FxHashMap<String, Vec<Instance>>;
 
 #[derive(Debug, Clone)]
 struct Instance {
@@ -36,7 +36,7 @@ const SUSPECT_FOR: Duration = Duration::from_secs(5);
 pub struct MdnsResolver {
     daemon: ServiceDaemon,
     cache: Arc<RwLock<Instances>>,
-    suspects: RwLock<HashMap<SocketAddr, Instant>>,
+    suspects: RwLock<rustc_hash::FxHashMap<SocketAddr, Instant>>,
     next: AtomicUsize,
     announced: RwLock<Option<String>>,
     /// How long a request may wait for a first answer about an unseen app.
@@ -160,29 +160,28 @@ impl MdnsResolver {
         }
     }
 
+    /// Round-robin over the app's instances (in the target's namespace),
+    /// passing over suspects unless all are; no allocation, and the clock
+    /// is read only when there are suspects.
     fn pick(&self, target: &Target) -> Option<SocketAddr> {
         let m = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let ns = target.namespace.as_deref();
-        let list: Vec<SocketAddr> = m
-            .get(&target.app_id)?
-            .iter()
-            .filter(|i| ns.is_none_or(|n| n == i.namespace))
-            .map(|i| i.addr)
-            .collect();
-        if list.is_empty() {
-            return None;
-        }
-        let now = Instant::now();
-        let healthy: Vec<SocketAddr> = {
-            let s = self.suspects.read().unwrap_or_else(|e| e.into_inner());
-            list.iter()
-                .copied()
-                .filter(|a| s.get(a).is_none_or(|until| *until <= now))
-                .collect()
+        let all = m.get(&target.app_id)?;
+        let listed = || all.iter().filter(|i| ns.is_none_or(|n| n == i.namespace));
+        let s = self.suspects.read().unwrap_or_else(|e| e.into_inner());
+        let now = (!s.is_empty()).then(Instant::now);
+        let healthy = |i: &&Instance| match now {
+            None => true,
+            Some(now) => s.get(&i.addr).is_none_or(|until| *until <= now),
         };
-        let from = if healthy.is_empty() { &list } else { &healthy };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % from.len();
-        Some(from[i])
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        match listed().filter(healthy).count() {
+            0 => {
+                let n = listed().count();
+                (n > 0).then(|| listed().nth(turn % n).map(|i| i.addr))?
+            }
+            n => listed().filter(healthy).nth(turn % n).map(|i| i.addr),
+        }
     }
 }
 

@@ -122,7 +122,10 @@ pub async fn run_all(b: Broker, prefix: &str) {
 
 pub async fn delivers_everything_as_sent(b: Broker, topic: &str) {
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, &group(topic, "g"), 8), r.clone()).await.unwrap();
+    let sub = b
+        .subscribe(req(topic, &group(topic, "g"), 8), r.clone())
+        .await
+        .unwrap();
     let n = 100;
     let mut sent = Vec::new();
     for i in 0..n {
@@ -151,7 +154,10 @@ pub async fn retry_redelivers_drop_does_not(b: Broker, topic: &str) {
         b"drop" => Ack::Drop,
         _ => Ack::Success,
     });
-    let sub = b.subscribe(req(topic, &group(topic, "g"), 4), r.clone()).await.unwrap();
+    let sub = b
+        .subscribe(req(topic, &group(topic, "g"), 4), r.clone())
+        .await
+        .unwrap();
     for d in ["retry", "drop", "ok"] {
         b.publish(&msg(topic, d)).await.unwrap();
     }
@@ -218,7 +224,10 @@ pub async fn competing_consumers_and_groups(b: Broker, topic: &str) {
 
 pub async fn bulk_publish(b: Broker, topic: &str) {
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, &group(topic, "g"), 4), r.clone()).await.unwrap();
+    let sub = b
+        .subscribe(req(topic, &group(topic, "g"), 4), r.clone())
+        .await
+        .unwrap();
     let msgs: Vec<Message> = (0..20).map(|i| msg(topic, format!("b{i}"))).collect();
     let results = b.bulk_publish(&msgs).await;
     assert_eq!(results.len(), 20);
@@ -229,7 +238,10 @@ pub async fn bulk_publish(b: Broker, topic: &str) {
 
 pub async fn keeps_order(b: Broker, topic: &str) {
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, &group(topic, "g"), 1), r.clone()).await.unwrap();
+    let sub = b
+        .subscribe(req(topic, &group(topic, "g"), 1), r.clone())
+        .await
+        .unwrap();
     let n = 50;
     for i in 0..n {
         b.publish(&msg(topic, format!("{i:04}"))).await.unwrap();
@@ -258,7 +270,10 @@ pub async fn survives_the_subscriber(b: Broker, topic: &str) {
             .unwrap();
     }
     let r = Recorder::new(|_, _| Ack::Success);
-    let sub = b.subscribe(req(topic, &group(topic, "g"), 4), r.clone()).await.unwrap();
+    let sub = b
+        .subscribe(req(topic, &group(topic, "g"), 4), r.clone())
+        .await
+        .unwrap();
     let seen = r.wait_for(10, Duration::from_secs(15)).await;
     sub.close().await;
     assert_eq!(

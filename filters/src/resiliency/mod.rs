@@ -237,7 +237,8 @@ impl Policy {
 /// Every policy, looked up by target. Cheap to clone.
 #[derive(Debug, Default, Clone)]
 pub struct Resiliency {
-    apps: HashMap<String, Arc<Policy>>,
+    /// Looked up on every invocation: a fast hasher (keys are config's).
+    apps: rustc_hash::FxHashMap<String, Arc<Policy>>,
     components: HashMap<String, Directions>,
 }
 

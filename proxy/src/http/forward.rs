@@ -14,7 +14,6 @@
 //! (with its re-resolution and retries) — still goes through pingora-proxy.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -81,8 +80,8 @@ struct Idle {
 thread_local! {
     /// A listener's runtime is current-thread (or work-stealing with
     /// SPAR_HTTP_THREADS): the pool is only touched between awaits.
-    static POOL: RefCell<HashMap<(SocketAddr, bool), Vec<Idle>>> =
-        RefCell::new(HashMap::new());
+    static POOL: RefCell<rustc_hash::FxHashMap<(SocketAddr, bool), Vec<Idle>>> =
+        RefCell::default();
 }
 
 /// Headers for one connection only (RFC 9110 §7.6.1), never forwarded.

@@ -54,7 +54,8 @@ pub trait UpHead {
     /// The authority of an absolute-form or HTTP/2 request.
     fn authority(&self) -> Option<String>;
     fn has_header(&self, name: &http::HeaderName) -> bool;
-    fn set_path(&mut self, path_and_query: http::uri::PathAndQuery) -> Result<()>;
+    /// Points the request at `path`, keeping its query string.
+    fn set_path(&mut self, path: &str) -> Result<()>;
     fn insert(&mut self, name: http::HeaderName, value: &[u8]) -> Result<()>;
     fn remove(&mut self, name: &http::HeaderName);
 }
@@ -69,7 +70,8 @@ impl UpHead for RequestHeader {
     fn has_header(&self, name: &http::HeaderName) -> bool {
         self.headers.contains_key(name)
     }
-    fn set_path(&mut self, pq: http::uri::PathAndQuery) -> Result<()> {
+    fn set_path(&mut self, path: &str) -> Result<()> {
+        let pq = path_and_query(path, self.uri.query())?;
         self.set_uri(http::Uri::from(pq));
         Ok(())
     }
@@ -182,6 +184,20 @@ pub fn sidecar_peer(addr: std::net::SocketAddr, mtls: Option<&Identity>) -> Box<
     Box::new(p)
 }
 
+/// `path?query` as a URI's path and query (validated).
+pub fn path_and_query(path: &str, query: Option<&str>) -> Result<http::uri::PathAndQuery> {
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    pq.parse().map_err(|e| {
+        Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            format!("bad invoke path: {e}"),
+        )
+    })
+}
+
 /// Points the outgoing request at the chosen path, keeping the query string;
 /// a call to the app carries `APP_API_TOKEN` as `dapr-api-token`.
 pub fn rewrite(req: &mut impl UpHead, up: &Upstream, app_token: Option<&str>) -> Result<()> {
@@ -189,16 +205,6 @@ pub fn rewrite(req: &mut impl UpHead, up: &Upstream, app_token: Option<&str>) ->
         Upstream::Sidecar { path, .. } | Upstream::App { path, .. } => path,
         Upstream::External(e) => &e.path,
     };
-    let pq = match req.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.clone(),
-    };
-    let pq: http::uri::PathAndQuery = pq.parse().map_err(|e| {
-        Error::explain(
-            ErrorType::InvalidHTTPHeader,
-            format!("bad invoke path: {e}"),
-        )
-    })?;
     // HTTP/2 callers put the authority in the URI, which is replaced here;
     // keep it as Host (an HTTP/2 upstream needs one).
     if let Upstream::External(e) = up {
@@ -222,7 +228,7 @@ pub fn rewrite(req: &mut impl UpHead, up: &Upstream, app_token: Option<&str>) ->
         };
         req.insert(http::header::HOST, host.as_bytes())?;
     }
-    req.set_path(pq)?;
+    req.set_path(path)?;
     // The caller's API token is for this sidecar, never for the app.
     req.remove(&DAPR_API_TOKEN);
     if let (Upstream::App { .. }, Some(t)) = (up, app_token) {

@@ -250,9 +250,12 @@ impl HeadView for ReqHead {
 /// edited headers after the rest.
 pub struct Outgoing<'h> {
     head: &'h ReqHead,
-    path: Option<http::uri::PathAndQuery>,
-    set: Vec<(HeaderName, BytesMut)>,
-    removed: Vec<HeaderName>,
+    /// The new path and the caller's query (a range of `vals`).
+    path: Option<Range<usize>>,
+    /// Headers set (a value range of `vals`) or removed (`None`), in order.
+    edits: Vec<(HeaderName, Option<Range<usize>>)>,
+    /// Every edited value in one buffer (one allocation per call).
+    vals: BytesMut,
 }
 
 impl<'h> Outgoing<'h> {
@@ -260,14 +263,27 @@ impl<'h> Outgoing<'h> {
         Outgoing {
             head,
             path: None,
-            set: Vec::with_capacity(6),
-            removed: Vec::new(),
+            edits: Vec::with_capacity(6),
+            vals: BytesMut::with_capacity(256),
         }
     }
 
     fn edited(&self, name: &[u8]) -> bool {
-        let is = |n: &HeaderName| n.as_str().as_bytes().eq_ignore_ascii_case(name);
-        self.set.iter().any(|(n, _)| is(n)) || self.removed.iter().any(is)
+        self.edits
+            .iter()
+            .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    fn stash(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.vals.len();
+        self.vals.put_slice(bytes);
+        start..self.vals.len()
+    }
+
+    fn query_bytes(&self) -> Option<&'h [u8]> {
+        let t = self.head.view(&self.head.buf).at(&self.head.target);
+        let i = t.iter().position(|b| *b == b'?')?;
+        Some(&t[i + 1..])
     }
 
     /// The head as the upstream gets it.
@@ -276,7 +292,7 @@ impl<'h> Outgoing<'h> {
         out.put_slice(h.at(&h.method));
         out.put_u8(b' ');
         match &self.path {
-            Some(p) => out.put_slice(p.as_str().as_bytes()),
+            Some(p) => out.put_slice(&self.vals[p.clone()]),
             None => out.put_slice(h.at(&h.target)),
         }
         out.put_slice(b" HTTP/1.1\r\n");
@@ -290,31 +306,52 @@ impl<'h> Outgoing<'h> {
             out.put_slice(h.at(v));
             out.put_slice(b"\r\n");
         }
-        for (n, v) in &self.set {
-            out.put_slice(n.as_str().as_bytes());
-            out.put_slice(b": ");
-            out.put_slice(v);
-            out.put_slice(b"\r\n");
+        for (n, v) in &self.edits {
+            if let Some(v) = v {
+                out.put_slice(n.as_str().as_bytes());
+                out.put_slice(b": ");
+                out.put_slice(&self.vals[v.clone()]);
+                out.put_slice(b"\r\n");
+            }
         }
         out.put_slice(b"\r\n");
     }
 }
 
+/// Bytes a request target may carry as they are (visible ASCII; `#`
+/// would start a fragment).
+fn plain_target(b: &[u8]) -> bool {
+    b.iter().all(|c| (0x21..=0x7e).contains(c) && *c != b'#')
+}
+
 impl UpHead for Outgoing<'_> {
     fn query(&self) -> Option<&str> {
-        let t = std::str::from_utf8(self.head.raw_target()).ok()?;
-        t.split_once('?').map(|(_, q)| q)
+        std::str::from_utf8(self.query_bytes()?).ok()
     }
     fn authority(&self) -> Option<String> {
         None
     }
     fn has_header(&self, name: &HeaderName) -> bool {
-        let n = name.as_str();
-        self.set.iter().any(|(s, _)| s == name)
-            || (!self.removed.contains(name) && self.head.header(n).is_some())
+        match self.edits.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => v.is_some(),
+            None => self.head.header(name.as_str()).is_some(),
+        }
     }
-    fn set_path(&mut self, pq: http::uri::PathAndQuery) -> Result<()> {
-        self.path = Some(pq);
+    fn set_path(&mut self, path: &str) -> Result<()> {
+        let q = self.query_bytes();
+        let start = self.vals.len();
+        if path.starts_with('/') && plain_target(path.as_bytes()) && q.is_none_or(plain_target) {
+            self.vals.put_slice(path.as_bytes());
+            if let Some(q) = q {
+                self.vals.put_u8(b'?');
+                self.vals.put_slice(q);
+            }
+        } else {
+            // Anything unusual is normalised (or refused) as a URI would be.
+            let pq = super::super::invoke::path_and_query(path, self.query())?;
+            self.vals.put_slice(pq.as_str().as_bytes());
+        }
+        self.path = Some(start..self.vals.len());
         Ok(())
     }
     fn insert(&mut self, name: HeaderName, value: &[u8]) -> Result<()> {
@@ -325,20 +362,17 @@ impl UpHead for Outgoing<'_> {
         {
             return Error::e_explain(ErrorType::InvalidHTTPHeader, "bad header value");
         }
-        self.removed.retain(|n| *n != name);
-        match self.set.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => {
-                v.clear();
-                v.put_slice(value);
-            }
-            None => self.set.push((name, BytesMut::from(value))),
+        let v = Some(self.stash(value));
+        match self.edits.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) => *old = v,
+            None => self.edits.push((name, v)),
         }
         Ok(())
     }
     fn remove(&mut self, name: &HeaderName) {
-        self.set.retain(|(n, _)| n != name);
-        if !self.removed.contains(name) {
-            self.removed.push(name.clone());
+        match self.edits.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => *old = None,
+            None => self.edits.push((name.clone(), None)),
         }
     }
 }
@@ -538,7 +572,7 @@ mod tests {
         )
         .unwrap();
         let mut o = Outgoing::new(&h);
-        o.set_path("/x?q=1".parse().unwrap()).unwrap();
+        o.set_path("/x").unwrap();
         o.remove(&HeaderName::from_static("dapr-api-token"));
         o.insert(HeaderName::from_static("traceparent"), b"00-1")
             .unwrap();

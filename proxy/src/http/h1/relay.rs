@@ -344,14 +344,15 @@ async fn answer(
         },
         answered,
     };
-    // The head: as received when it can be, else rewritten.
-    let mut out = if r.verbatim && !close {
-        rbuf.split_to(r.len)
+    // The head: as received when it can be (it then goes out from `rbuf`
+    // with the first body bytes), else rewritten.
+    let (mut out, mut lead) = if r.verbatim && !close {
+        (BytesMut::new(), r.len)
     } else {
         let mut o = BytesMut::with_capacity(r.len + 32);
         r.rewrite(&rbuf[..r.len], close, &mut o);
         rbuf.advance(r.len);
-        o
+        (o, 0)
     };
     let mut scan = (r.framing == Framing::Chunked).then(ChunkedScan::new);
     let mut left = match r.framing {
@@ -360,25 +361,27 @@ async fn answer(
     };
     let mut body = 0usize;
     loop {
+        let at_hand = &rbuf[lead..];
         let n = match scan.as_mut() {
-            Some(s) => s.feed(&rbuf).map_err(|e| Failed {
+            Some(s) => s.feed(at_hand).map_err(|e| Failed {
                 error: Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()).into_up(),
                 answered,
             })?,
-            None => left.min(rbuf.len() as u64) as usize,
+            None => left.min(at_hand.len() as u64) as usize,
         };
         // Head and the body bytes at hand go in one write.
         if out.is_empty() {
-            down.write_all(&rbuf[..n]).await.map_err(to_caller)?;
+            down.write_all(&rbuf[..lead + n]).await.map_err(to_caller)?;
         } else {
-            out.extend_from_slice(&rbuf[..n]);
+            out.extend_from_slice(&at_hand[..n]);
             down.write_all(&out).await.map_err(to_caller)?;
             out.clear();
         }
         // Flushed per piece: a streamed answer (server-sent events, long
         // polls) reaches the caller as it comes, not when a buffer fills.
         down.flush().await.map_err(to_caller)?;
-        rbuf.advance(n);
+        rbuf.advance(lead + n);
+        lead = 0;
         body += n;
         left = left.saturating_sub(n as u64);
         let done = match (&scan, r.framing) {
