@@ -166,10 +166,11 @@ impl InternalApi {
             span.attr("dapr.invoke_method", op.trim_start_matches('/').to_owned());
             ctx.span = Some(span);
         }
-        ctx.up = Some(Upstream::App {
-            addr,
-            path: format!("/{}", target.method.trim_start_matches('/')),
-        });
+        let method = target.method.trim_start_matches('/');
+        let mut path = String::with_capacity(method.len() + 1);
+        path.push('/');
+        path.push_str(method);
+        ctx.up = Some(Upstream::App { addr, path });
         Ok(addr)
     }
 
