@@ -36,6 +36,8 @@ pub struct ReqHead {
     pub close: bool,
     /// Hop-by-hop headers present (so the head cannot go on as it is).
     hop: bool,
+    /// `Connection` names other headers.
+    names: bool,
     buf: bytes::Bytes,
 }
 
@@ -44,18 +46,41 @@ fn offset(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Headers that hold for one connection only (RFC 9110 §7.6.1).
+/// Headers that hold for one connection only (RFC 9110 §7.6.1); by
+/// length first, as this runs for every header line.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"http2-settings",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    let is = |h: &[u8]| h.eq_ignore_ascii_case(name);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        14 => is(b"http2-settings"),
+        16 => is(b"proxy-connection"),
+        _ => false,
+    }
+}
+
+/// What a `Connection` value says: `close`, `keep-alive`, and whether it
+/// names other headers (to be dropped too).
+#[derive(Default, Clone, Copy)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+    names: bool,
+}
+
+impl ConnectionTokens {
+    fn add(&mut self, value: &[u8]) {
+        for t in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !t.is_empty() {
+                self.names = true;
+            }
+        }
+    }
 }
 
 /// Whether a comma-separated header value lists `token`.
@@ -99,9 +124,11 @@ impl ReqHead {
             framing: Framing::Length(0),
             close: false,
             hop: false,
+            names: false,
             buf: bytes::Bytes::new(),
         };
         let (mut length, mut chunked) = (None, false);
+        let mut conn = ConnectionTokens::default();
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -123,12 +150,13 @@ impl ReqHead {
                 return Parsed::Other;
             } else if is_hop_by_hop(name) {
                 head.hop = true;
-                if name.eq_ignore_ascii_case(b"connection") && lists(h.value, "close") {
-                    head.close = true;
+                if name.eq_ignore_ascii_case(b"connection") {
+                    conn.add(h.value);
                 }
             }
             head.headers.push((offset(buf, name), offset(buf, h.value)));
         }
+        (head.close, head.names) = (conn.close, conn.names);
         head.framing = match (length, chunked) {
             (Some(_), true) => return Parsed::Other,
             (_, true) => Framing::Chunked,
@@ -169,11 +197,12 @@ impl ReqHead {
             return false;
         }
         is_hop_by_hop(name)
-            || self.headers.iter().any(|(n, v)| {
-                self.at(n).eq_ignore_ascii_case(b"connection")
-                    && !name.eq_ignore_ascii_case(b"transfer-encoding")
-                    && lists(self.at(v), std::str::from_utf8(name).unwrap_or("\0"))
-            })
+            || self.names
+                && self.headers.iter().any(|(n, v)| {
+                    self.at(n).eq_ignore_ascii_case(b"connection")
+                        && !name.eq_ignore_ascii_case(b"transfer-encoding")
+                        && lists(self.at(v), std::str::from_utf8(name).unwrap_or("\0"))
+                })
     }
 }
 
@@ -411,7 +440,8 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
     let status = resp.code.unwrap_or(0);
     let http11 = resp.version == Some(1);
     let headers = &*resp.headers;
-    let (mut length, mut te, mut close, mut hop, mut keep) = (None, None, false, false, false);
+    let (mut length, mut te, mut hop) = (None, None, false);
+    let mut conn = ConnectionTokens::default();
     for h in headers {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -432,8 +462,7 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
         } else if is_hop_by_hop(name) {
             hop = true;
             if name.eq_ignore_ascii_case(b"connection") {
-                close |= lists(h.value, "close");
-                keep |= lists(h.value, "keep-alive");
+                conn.add(h.value);
             }
         }
     }
@@ -465,7 +494,8 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
     if hop {
         let named = |name: &[u8]| {
             headers.iter().any(|h| {
-                h.name.eq_ignore_ascii_case("connection")
+                conn.names
+                    && h.name.eq_ignore_ascii_case("connection")
                     && !name.eq_ignore_ascii_case(b"transfer-encoding")
                     && lists(h.value, std::str::from_utf8(name).unwrap_or("\0"))
             })
@@ -480,7 +510,7 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
         len,
         status,
         framing,
-        keepalive: !close && (http11 || keep) && framing != Framing::Close,
+        keepalive: !conn.close && (http11 || conn.keep_alive) && framing != Framing::Close,
         verbatim: http11 && !hop && te.is_none_or(|c| c) && framing != Framing::Close,
         http11,
         fields: if headers.is_empty() {
