@@ -142,6 +142,12 @@ impl Runtime {
         self.live.load_full()
     }
 
+    /// The live set for a quick look (no reference count taken); not to be
+    /// held across an `.await`.
+    pub fn peek(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
     /// Puts a reloaded set in service; calls already running keep theirs.
     pub fn replace_live(&self, live: Live) -> Arc<Live> {
         self.live.swap(Arc::new(live))

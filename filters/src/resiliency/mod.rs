@@ -369,6 +369,11 @@ impl Resiliency {
         self.apps.get(app_id)
     }
 
+    /// Whether any app has a policy (most sidecars: none; asked per call).
+    pub fn any_app(&self) -> bool {
+        !self.apps.is_empty()
+    }
+
     /// Calls to a component (state, publish).
     pub fn component_outbound(&self, name: &str) -> Option<&Arc<Policy>> {
         self.components.get(name).and_then(|c| c.0.as_ref())

@@ -147,7 +147,7 @@ impl InternalApi {
             .header("grpc-timeout")
             .and_then(crate::grpc::invoke::parse_grpc_timeout)
             .map(|d| Instant::now() + d);
-        let tracer = self.rt.live().tracer.clone();
+        let tracer = self.rt.peek().tracer.clone();
         if tracer.enabled() {
             let parent = req
                 .header("traceparent")

@@ -189,7 +189,8 @@ impl HttpApi {
     /// Whether calls to this app (`app` or `app.namespace`) run under a
     /// resiliency policy.
     fn policy(&self, target: &str) -> bool {
-        self.rt.live().resiliency.app(app_name(target)).is_some()
+        let live = self.rt.peek();
+        live.resiliency.any_app() && live.resiliency.app(app_name(target)).is_some()
     }
 
     pub fn new(
@@ -391,7 +392,7 @@ impl server::Front for HttpApi {
         if let Some((m, app_id)) = &self.metrics {
             m.record_http(app_id, call.method, "", status, ms);
         }
-        if let Some(l) = &self.rt.live().api_log {
+        if let Some(l) = &self.rt.peek().api_log {
             l.http(
                 call.method,
                 "/v1.0/invoke/{id}/method/{method}",
