@@ -416,8 +416,10 @@ pub struct RespHead {
     /// The head can go on byte for byte (HTTP/1.1, no hop-by-hop headers).
     pub verbatim: bool,
     http11: bool,
-    /// Where the header lines start (after the status line).
+    /// Where the status line, the header lines and the blank line start.
+    start: usize,
     fields: usize,
+    blank: usize,
     /// Header lines (CRLF included) that stay on this hop.
     dropped: Vec<Range<usize>>,
 }
@@ -482,12 +484,23 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
             (None, None) => Framing::Close,
         }
     };
+    // httparse skips empty lines before the status line, and takes bare
+    // LF line ends.
+    let start = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    let blank = if buf[..len].ends_with(b"\r\n\r\n") || buf[..len].ends_with(b"\n\r\n") {
+        len - 2
+    } else {
+        len - 1
+    };
     // A line runs from its name to the next line's name (or the blank line).
     let line = |i: usize| {
         let start = offset(buf, headers[i].name.as_bytes()).start;
         let end = headers
             .get(i + 1)
-            .map_or(len - 2, |n| offset(buf, n.name.as_bytes()).start);
+            .map_or(blank, |n| offset(buf, n.name.as_bytes()).start);
         start..end
     };
     let mut dropped = Vec::new();
@@ -511,13 +524,15 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
         status,
         framing,
         keepalive: !conn.close && (http11 || conn.keep_alive) && framing != Framing::Close,
-        verbatim: http11 && !hop && te.is_none_or(|c| c) && framing != Framing::Close,
+        verbatim: http11 && !hop && start == 0 && te.is_none_or(|c| c) && framing != Framing::Close,
         http11,
+        start,
         fields: if headers.is_empty() {
-            len - 2
+            blank
         } else {
             line(0).start
         },
+        blank,
         dropped,
     }))
 }
@@ -528,18 +543,18 @@ impl RespHead {
     /// connection ends with it. `buf` holds the head as received.
     pub fn rewrite(&self, buf: &[u8], close: bool, out: &mut BytesMut) {
         if self.http11 {
-            out.put_slice(&buf[..self.fields]);
+            out.put_slice(&buf[self.start..self.fields]);
         } else {
             // `HTTP/1.0 200 OK\r\n`: the same status line, our version.
             out.put_slice(b"HTTP/1.1");
-            out.put_slice(&buf[8..self.fields]);
+            out.put_slice(&buf[self.start + 8..self.fields]);
         }
         let mut at = self.fields;
         for d in &self.dropped {
             out.put_slice(&buf[at..d.start]);
             at = d.end;
         }
-        out.put_slice(&buf[at..self.len - 2]);
+        out.put_slice(&buf[at..self.blank]);
         if close {
             out.put_slice(b"connection: close\r\n");
         }
@@ -685,6 +700,14 @@ mod tests {
         assert_eq!(
             rewrite(b"HTTP/1.1 204 No Content\r\n\r\n", true),
             "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
+        );
+        // Empty lines before the status line go; bare LF lines stay as
+        // they came.
+        let head = b"\r\n\nHTTP/1.0 200 OK\nA: 1\nConnection: x\nX: 2\n\n";
+        assert!(!parse_response(head, false).unwrap().unwrap().verbatim);
+        assert_eq!(
+            rewrite(head, true),
+            "HTTP/1.1 200 OK\nA: 1\nconnection: close\r\n\r\n"
         );
     }
 }
