@@ -14,6 +14,10 @@ impl SizeLimit {
     pub fn new(limit: usize) -> Self {
         SizeLimit { limit }
     }
+
+    fn over(&self, ctx: &Ctx) -> bool {
+        ctx.body_too_large || ctx.body_len > self.limit
+    }
 }
 
 #[async_trait]
@@ -23,9 +27,14 @@ impl Filter for SizeLimit {
     }
 
     async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
-        if ctx.body_too_large || ctx.body_len > self.limit {
+        if self.over(ctx) {
             return Err(ApiError::BodyTooLarge { limit: self.limit });
         }
         next.run(ctx, req).await
+    }
+
+    /// Most calls: nothing to refuse.
+    fn skips(&self, ctx: &Ctx, _: &Request) -> bool {
+        !self.over(ctx)
     }
 }

@@ -44,11 +44,12 @@ impl Filter for TracingFilter {
         "tracing"
     }
 
+    /// daprd does not trace health probes.
+    fn skips(&self, _: &Ctx, req: &Request) -> bool {
+        matches!(req, Request::Health(_))
+    }
+
     async fn call(&self, ctx: &mut Ctx, mut req: Request, next: Next<'_>) -> ApiResult {
-        // daprd does not trace health probes.
-        if matches!(req, Request::Health(_)) {
-            return next.run(ctx, req).await;
-        }
         let mut span = self
             .tracer
             .start(ctx.trace_parent.as_ref(), "", SpanKind::Client);
