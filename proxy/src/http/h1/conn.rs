@@ -36,6 +36,12 @@ where
     ) -> Option<ReusedHttpStream> {
         let mut buf = BytesMut::with_capacity(4096);
         let tls = stream.get_ssl_digest();
+        // One idle timer for the connection, moved on lazily: a timer set
+        // and cancelled around every read costs more than the read's own
+        // bookkeeping.
+        let idle_timer = tokio::time::sleep(KEEPALIVE);
+        tokio::pin!(idle_timer);
+        let mut last_read = tokio::time::Instant::now();
         loop {
             let parsed = loop {
                 match ReqHead::parse(&buf) {
@@ -46,14 +52,24 @@ where
                     buf.reserve(16 * 1024);
                 }
                 let idle = buf.is_empty();
-                let read = tokio::select! {
-                    biased;
-                    r = tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf)) => r,
-                    _ = self.closing(), if idle => return None,
+                let read = loop {
+                    tokio::select! {
+                        biased;
+                        r = stream.read_buf(&mut buf) => break r,
+                        _ = &mut idle_timer => {
+                            // Idle too long: nothing to answer.
+                            let due = last_read + KEEPALIVE;
+                            if tokio::time::Instant::now() >= due {
+                                return None;
+                            }
+                            idle_timer.as_mut().reset(due);
+                        }
+                        _ = self.closing(), if idle => return None,
+                    }
                 };
                 match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    // Closed, failed or idle too long: nothing to answer.
+                    Ok(n) if n > 0 => last_read = tokio::time::Instant::now(),
+                    // Closed or failed.
                     _ => return None,
                 }
             };
