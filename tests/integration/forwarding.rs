@@ -337,9 +337,10 @@ pub(crate) async fn read_answer(s: &mut TcpStream, buf: &mut Vec<u8>) -> (String
 }
 
 /// Calls the listener hands on to pingora-proxy (here `Expect:
-/// 100-continue` with a chunked body) keep their body, and the connection
-/// goes on serving the next calls; a body over the limit is refused before
-/// the client sends it.
+/// 100-continue` with a chunked body to a percent-encoded app id, which
+/// spar's own path leaves to pingora's session) keep their body, and the
+/// connection goes on serving the next calls; a body over the limit is
+/// refused before the client sends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handed_off_calls_keep_body_and_connection() {
     let (port, _app) = echo_app("callee").await;
@@ -349,13 +350,18 @@ async fn handed_off_calls_keep_body_and_connection() {
     let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
     let mut buf = Vec::new();
     let invoke = |m: &str| format!("/v1.0/invoke/{callee_id}/method/{m}");
+    // `c` as `%63`: the same app.
+    let encoded = |m: &str| {
+        let id = callee_id.strip_prefix('c').expect("callee-…");
+        format!("/v1.0/invoke/%63{id}/method/{m}")
+    };
     let (head, _) = exchange(
         &mut s,
         &mut buf,
         &format!(
             "POST {} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\
              transfer-encoding: chunked\r\n\r\n",
-            invoke("up")
+            encoded("up")
         ),
     )
     .await;
@@ -386,7 +392,7 @@ async fn handed_off_calls_keep_body_and_connection() {
         &format!(
             "POST {} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\
              content-length: 100000000\r\n\r\n",
-            invoke("big")
+            encoded("big")
         ),
     )
     .await;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::forwarding::{raw, raw_server, read_answer, read_head, warm};
+use crate::forwarding::{exchange, raw, raw_server, read_answer, read_head, warm};
 use crate::invoke::{echo_app, pair};
 
 /// Requests sent in one write are answered in order, whichever path serves
@@ -248,4 +248,56 @@ async fn streamed_answers_arrive_as_they_come() {
         rest.extend_from_slice(&c);
     }
     assert_eq!(rest, b"last");
+}
+
+/// `Expect: 100-continue` on this path: the caller gets its 100 once the
+/// call has somewhere to go, then sends the body (by length or by chunks),
+/// and the connection goes on; a call refused before it has somewhere to
+/// go gets its error without a 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_asks_for_the_body() {
+    let (port, _app) = echo_app("callee").await;
+    let (callee_id, _callee, caller) = pair("expect", port);
+    let http_port = warm(&callee_id, &caller).await;
+    let invoke = |m: &str| format!("/v1.0/invoke/{callee_id}/method/{m}");
+    let mut s = TcpStream::connect(("127.0.0.1", http_port)).await.unwrap();
+    let mut buf = Vec::new();
+    for (framing, body, len) in [
+        ("content-length: 5", "hello", 5),
+        (
+            "transfer-encoding: chunked",
+            "2\r\nhe\r\n4\r\nllo!\r\n0\r\n\r\n",
+            6,
+        ),
+    ] {
+        let ask = format!(
+            "POST {} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n{framing}\r\n\r\n",
+            invoke("up")
+        );
+        let (head, _) = exchange(&mut s, &mut buf, &ask).await;
+        assert!(head.starts_with("http/1.1 100"), "{head}");
+        let (head, answer) = exchange(&mut s, &mut buf, body).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let v: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(
+            (v["path"].as_str(), v["len"].as_u64()),
+            (Some("/up"), Some(len))
+        );
+    }
+    // A call refused before it has somewhere to go gets no 100; its body
+    // never comes, so the connection closes after the answer.
+    let refused = format!(
+        "POST /v1.0/invoke/{}/method/x HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n",
+        spar_tests::unique("nobody")
+    );
+    let (head, answer) = exchange(&mut s, &mut buf, &refused).await;
+    assert!(head.starts_with("http/1.1 500"), "{head}");
+    let v: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(v["errorCode"], "ERR_DIRECT_INVOKE");
+    let mut rest = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
+        .await
+        .expect("the connection closes")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing follows the refusal");
 }

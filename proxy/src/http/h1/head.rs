@@ -38,6 +38,9 @@ pub struct ReqHead {
     hop: bool,
     /// `Connection` names other headers.
     names: bool,
+    /// `Expect: 100-continue`: the caller waits for a 100 before the body
+    /// (answered here, and not passed on).
+    pub expect_continue: bool,
     buf: bytes::Bytes,
 }
 
@@ -94,7 +97,8 @@ pub enum Parsed {
     Head(ReqHead),
     /// More bytes are needed.
     Partial,
-    /// Not for this path (malformed, HTTP/1.0, upgrades, `Expect`, unusual
+    /// Not for this path (malformed, HTTP/1.0, upgrades, an `Expect` other
+    /// than `100-continue`, unusual
     /// framing, absolute form, too many headers): pingora reads it.
     Other,
 }
@@ -125,6 +129,7 @@ impl ReqHead {
             close: false,
             hop: false,
             names: false,
+            expect_continue: false,
             buf: bytes::Bytes::new(),
         };
         let (mut length, mut chunked) = (None, false);
@@ -145,8 +150,14 @@ impl ReqHead {
                     return Parsed::Other;
                 }
                 chunked = true;
-            } else if name.eq_ignore_ascii_case(b"expect") || name.eq_ignore_ascii_case(b"upgrade")
-            {
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                // Any other expectation: pingora answers it.
+                if head.expect_continue || !h.value.eq_ignore_ascii_case(b"100-continue") {
+                    return Parsed::Other;
+                }
+                head.expect_continue = true;
+                head.hop = true;
+            } else if name.eq_ignore_ascii_case(b"upgrade") {
                 return Parsed::Other;
             } else if is_hop_by_hop(name) {
                 head.hop = true;
@@ -197,6 +208,7 @@ impl ReqHead {
             return false;
         }
         is_hop_by_hop(name)
+            || (self.expect_continue && name.eq_ignore_ascii_case(b"expect"))
             || self.names
                 && self.headers.iter().any(|(n, v)| {
                     self.at(n).eq_ignore_ascii_case(b"connection")
@@ -600,7 +612,8 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n",
+            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n\r\n",
             "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         ] {
@@ -613,9 +626,10 @@ mod tests {
     #[test]
     fn outgoing_head_drops_hop_by_hop_and_applies_edits() {
         let h = parse(
-            "POST /v1.0/invoke/b/method/x?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nDapr-Api-Token: t\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n",
+            "POST /v1.0/invoke/b/method/x?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nExpect: 100-Continue\r\nDapr-Api-Token: t\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n",
         )
         .unwrap();
+        assert!(h.expect_continue);
         let mut o = Outgoing::new(&h);
         o.set_path("/x").unwrap();
         o.remove(&HeaderName::from_static("dapr-api-token"));

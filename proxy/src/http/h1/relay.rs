@@ -99,6 +99,21 @@ pub async fn relay(
     };
     let mut req = upstream_head;
     let mut sent_body = 0usize;
+    // A caller that waits before sending its body is asked for it now that
+    // the call has somewhere to go.
+    let body_here = match head.framing {
+        Framing::Length(n) => dbuf.len() as u64 >= n,
+        _ => false,
+    };
+    if head.expect_continue && !body_here && dbuf.is_empty() {
+        let go_on = async {
+            down.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+            down.flush().await
+        };
+        if let Err(e) = go_on.await {
+            return Err(failed(down_err(e)));
+        }
+    }
     // A small body (or one already here whole) is gathered first.
     let whole = match head.framing {
         Framing::Length(n) if n <= RESEND_LIMIT => {
