@@ -10,10 +10,9 @@
 //!
 //! Only the common call takes this path: HTTP/1.1 in origin form, a length
 //! or chunked body (`Expect: 100-continue` answered here), no upgrade, to a
-//! peer sidecar or an
-//! HTTP/1.1 app. Everything else — API routes, HTTP/2, upgrades, external
-//! endpoints, unreachable peers, resiliency policies — goes to pingora's
-//! session or pingora-proxy from the bytes read so far.
+//! peer sidecar or an HTTP/1.1 app. Everything else — API routes, HTTP/2,
+//! upgrades, external endpoints, unreachable peers, resiliency policies —
+//! goes to pingora's session or pingora-proxy from the bytes read so far.
 
 mod chunked;
 pub mod conn;
