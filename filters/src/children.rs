@@ -5,6 +5,10 @@
 //! instructions, five times per invocation on each side. The hot path asks
 //! `with` instead, which finds a child it has seen by one fast hash and a
 //! label comparison, and hands it out by reference.
+//!
+//! A cached child must stay the family's: these families are never reset
+//! and none of their children is removed (`remove_label_values` would leave
+//! the cache counting into a child no longer exported).
 
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
