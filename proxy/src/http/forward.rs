@@ -86,16 +86,7 @@ thread_local! {
 
 /// Headers for one connection only (RFC 9110 §7.6.1), never forwarded.
 fn is_hop_by_hop(n: &HeaderName) -> bool {
-    matches!(
-        n.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "http2-settings"
-    )
+    super::h1::head::is_hop_by_hop(n.as_str().as_bytes())
 }
 
 /// The hop-by-hop headers present, and those `Connection` names

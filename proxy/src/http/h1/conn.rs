@@ -14,7 +14,8 @@ use pingora::server::ShutdownWatch;
 use spar_filters::ApiError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::head::{Framing, Outgoing, Parsed, ReqHead};
+use super::head::{Framing, Parsed, ReqHead};
+use super::outgoing::Outgoing;
 use super::relay::{self, Outcome};
 use crate::http::invoke::HeadView;
 use crate::http::server::{ApiServer, Decision, End, Front, HandedOff, Next};

@@ -14,9 +14,12 @@
 //! upgrades, external endpoints, unreachable peers, resiliency policies —
 //! goes to pingora's session or pingora-proxy from the bytes read so far.
 
+mod answer;
 mod chunked;
 pub mod conn;
 pub mod head;
+mod outgoing;
 mod relay;
 
-pub use head::{HeadIn, Outgoing, ReqHead};
+pub use head::{HeadIn, ReqHead};
+pub use outgoing::Outgoing;

@@ -9,8 +9,9 @@ use pingora::prelude::*;
 use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::answer::{parse_response, RespHead};
 use super::chunked::ChunkedScan;
-use super::head::{parse_response, Framing, ReqHead, RespHead};
+use super::head::{Framing, ReqHead};
 use crate::http::forward::{self, Dest};
 
 /// Bodies up to this size are gathered before sending, so a call on a
@@ -99,13 +100,9 @@ pub async fn relay(
     };
     let mut req = upstream_head;
     let mut sent_body = 0usize;
-    // A caller that waits before sending its body is asked for it now that
-    // the call has somewhere to go.
-    let body_here = match head.framing {
-        Framing::Length(n) => dbuf.len() as u64 >= n,
-        _ => false,
-    };
-    if head.expect_continue && !body_here && dbuf.is_empty() {
+    // A caller that waits before sending its body (none of it here yet) is
+    // asked for it now that the call has somewhere to go.
+    if head.expect_continue && dbuf.is_empty() && head.framing != Framing::Length(0) {
         let go_on = async {
             down.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             down.flush().await
