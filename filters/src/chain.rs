@@ -18,7 +18,13 @@ pub trait Filter: Send + Sync + 'static {
     /// A short name for logs and the metadata API.
     fn name(&self) -> &'static str;
 
-    async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult;
+    /// Runs the filter around the rest of the chain. The default is an
+    /// observer's: the rest runs, then [`Filter::observe`] sees the outcome.
+    async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
+        let res = next.run(ctx, req).await;
+        self.observe(ctx, &res);
+        res
+    }
 
     /// The filter has nothing to do for this call, as it can tell before
     /// the call runs: the chain passes it by (each call through a filter
@@ -26,7 +32,21 @@ pub trait Filter: Send + Sync + 'static {
     fn skips(&self, _ctx: &Ctx, _req: &Request) -> bool {
         false
     }
+
+    /// The filter only records the outcome (metrics, logs) and changes
+    /// nothing: the chain runs the rest without calling it and then hands
+    /// it the outcome in [`Filter::observe`] — no boxed call of its own.
+    fn observes(&self) -> bool {
+        false
+    }
+
+    /// The outcome of the filters after this one, for an observer.
+    fn observe(&self, _ctx: &Ctx, _res: &ApiResult) {}
 }
+
+/// Observers a chain keeps aside without a heap allocation; past this
+/// many, one is called like any filter (its default `call` observes too).
+const OBSERVERS: usize = 4;
 
 /// The filters after the current one.
 pub struct Next<'a> {
@@ -36,15 +56,30 @@ pub struct Next<'a> {
 impl Next<'_> {
     pub async fn run(self, ctx: &mut Ctx, req: Request) -> ApiResult {
         let mut rest = self.rest;
-        while let Some((f, tail)) = rest.split_first() {
-            if tail.is_empty() || !f.skips(ctx, &req) {
-                return f.call(ctx, req, Next { rest: tail }).await;
-            }
+        let mut observers: [Option<&dyn Filter>; OBSERVERS] = [None; OBSERVERS];
+        let mut n = 0;
+        let res = loop {
+            let Some((f, tail)) = rest.split_first() else {
+                break Err(ApiError::Internal(
+                    "filter chain ended without a handler".into(),
+                ));
+            };
             rest = tail;
+            if !tail.is_empty() && f.skips(ctx, &req) {
+                continue;
+            }
+            if !tail.is_empty() && n < OBSERVERS && f.observes() {
+                observers[n] = Some(&**f);
+                n += 1;
+                continue;
+            }
+            break f.call(ctx, req, Next { rest: tail }).await;
+        };
+        // Innermost first, as if each had wrapped the rest.
+        for o in observers[..n].iter().rev().flatten() {
+            o.observe(ctx, &res);
         }
-        Err(ApiError::Internal(
-            "filter chain ended without a handler".into(),
-        ))
+        res
     }
 }
 
@@ -138,6 +173,60 @@ mod tests {
         let r = chain.handle(&mut ctx, Request::Shutdown).await;
         assert!(matches!(r, Ok(Response::Empty)));
         assert_eq!(ctx.route, "a");
+    }
+
+    /// Writes its tag into a shared log when it observes an outcome.
+    struct Watch(&'static str, Arc<std::sync::Mutex<Vec<String>>>);
+    #[async_trait]
+    impl Filter for Watch {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn observes(&self) -> bool {
+            true
+        }
+        fn observe(&self, ctx: &Ctx, res: &ApiResult) {
+            let what = if res.is_ok() { "ok" } else { "err" };
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{}:{what}:{}", self.0, ctx.route));
+        }
+    }
+
+    #[tokio::test]
+    async fn observers_see_the_outcome_innermost_first() {
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        // Six observers: more than are kept aside, so the last ones are
+        // called like filters and must observe all the same.
+        let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
+        let names = ["o1", "o2", "o3", "o4", "o5", "o6"];
+        for n in &names[..3] {
+            filters.push(Arc::new(Watch(n, log.clone())));
+        }
+        filters.push(Arc::new(Tag("set-by-tag")));
+        for n in &names[3..] {
+            filters.push(Arc::new(Watch(n, log.clone())));
+        }
+        filters.push(Arc::new(End));
+        let chain = Chain::new(filters);
+        let mut ctx = Ctx::new(Protocol::Http, "GET", "test");
+        assert!(chain.handle(&mut ctx, Request::Shutdown).await.is_ok());
+        let seen = log.lock().unwrap().clone();
+        let order: Vec<&str> = seen.iter().map(|s| s.split(':').next().unwrap()).collect();
+        assert_eq!(order, ["o6", "o5", "o4", "o3", "o2", "o1"]);
+        // Each saw the context as the inner filters left it.
+        assert!(
+            seen.iter().all(|s| s.ends_with(":ok:set-by-tag")),
+            "{seen:?}"
+        );
+
+        // An error outcome, and a chain with no terminal, are observed too.
+        log.lock().unwrap().clear();
+        let chain = Chain::new(vec![Arc::new(Watch("w", log.clone())), Arc::new(Tag("a"))]);
+        let mut ctx = Ctx::new(Protocol::Grpc, "GET", "test");
+        assert!(chain.handle(&mut ctx, Request::Shutdown).await.is_err());
+        assert_eq!(*log.lock().unwrap(), ["w:err:a"]);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use crate::metrics::grpc_status_name;
-use crate::{ApiResult, Ctx, Filter, Next, Protocol, Request, Response};
+use crate::{ApiResult, Ctx, Filter, Protocol, Response};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiLog {
@@ -58,14 +58,17 @@ impl Filter for ApiLog {
         "api-log"
     }
 
-    async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
-        let res = next.run(ctx, req).await;
+    fn observes(&self) -> bool {
+        true
+    }
+
+    fn observe(&self, ctx: &Ctx, res: &ApiResult) {
         let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        match (ctx.protocol, &res) {
+        match (ctx.protocol, res) {
             // Proxied: the front end logs it once the app has answered.
             (Protocol::Http, Ok(Response::Proxy(_))) => {}
             (Protocol::Http, _) => {
-                let code = match &res {
+                let code = match res {
                     Ok(r) => r.http_status(),
                     Err(e) => e.http_status(),
                 };
@@ -76,6 +79,5 @@ impl Filter for ApiLog {
                 self.grpc(ctx.route, code, ms);
             }
         }
-        res
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::metrics::{grpc_status_name, Metrics};
-use crate::{ApiResult, Ctx, Filter, Next, Protocol, Request};
+use crate::{ApiResult, Ctx, Filter, Protocol};
 
 /// `spec.metric.http` options of the Configuration.
 #[derive(Debug, Clone, Default)]
@@ -76,16 +76,19 @@ impl Filter for MetricsFilter {
         "metrics"
     }
 
-    async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
-        let res = next.run(ctx, req).await;
-        if let Ok(crate::Response::Proxy(_)) = &res {
+    fn observes(&self) -> bool {
+        true
+    }
+
+    fn observe(&self, ctx: &Ctx, res: &ApiResult) {
+        if let Ok(crate::Response::Proxy(_)) = res {
             // Proxied: the front end records it once the app has answered.
-            return res;
+            return;
         }
         let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         match ctx.protocol {
             Protocol::Http => {
-                let status = match &res {
+                let status = match res {
                     Ok(r) => r.http_status(),
                     Err(e) => e.http_status(),
                 };
@@ -112,6 +115,5 @@ impl Filter for MetricsFilter {
                     .observe(ctx.body_len as f64);
             }
         }
-        res
     }
 }

@@ -27,6 +27,8 @@ use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::http::ServerSession as Session;
 use pingora::protocols::Stream;
+
+use super::up_conn::UpConn;
 use tokio::io::AsyncReadExt;
 
 use crate::security::identity::{Identity, Issued};
@@ -70,7 +72,7 @@ impl Dest<'_> {
 
 /// A kept-alive upstream connection.
 struct Idle {
-    stream: Stream,
+    stream: UpConn,
     since: Instant,
     /// The certificate it was opened with (mTLS): after a renewal, old
     /// connections are retired rather than reused.
@@ -164,6 +166,7 @@ pub async fn forward(
             None => return Ok(Forwarded::NotConnected),
         },
     };
+    let stream = stream.into_stream();
     let idempotent = matches!(
         req.method,
         http::Method::GET
@@ -199,7 +202,7 @@ pub async fn forward(
         let Some(fresh) = Box::pin(connect(dest)).await else {
             return Err(e);
         };
-        up = new_session(fresh, read_timeout);
+        up = new_session(fresh.into_stream(), read_timeout);
         send(session, &mut up, request(session)?, Some(body))
             .await
             .map_err(|(e, _)| e)?;
@@ -207,7 +210,7 @@ pub async fn forward(
     answer(session, &mut up).await?;
     up.respect_keepalive();
     if let Some(stream) = up.reuse().await {
-        checkin(dest.key(), stream, cert);
+        checkin(dest.key(), UpConn::Pingora(stream), cert);
     }
     Ok(Forwarded::Done)
 }
@@ -341,7 +344,7 @@ fn strip_hop_by_hop(req: &mut RequestHeader) {
     }
 }
 
-pub(crate) async fn connect(dest: Dest<'_>) -> Option<Stream> {
+pub(crate) async fn connect(dest: Dest<'_>) -> Option<UpConn> {
     match dest {
         Dest::Plain(addr) => {
             let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
@@ -349,7 +352,7 @@ pub(crate) async fn connect(dest: Dest<'_>) -> Option<Stream> {
                 .ok()?
                 .ok()?;
             tcp.set_nodelay(true).ok()?;
-            Some(Box::new(pingora::protocols::l4::stream::Stream::from(tcp)))
+            Some(UpConn::Tcp(tcp))
         }
         // pingora's connector does the handshake (peer chain checked against
         // the trust anchors, this sidecar's certificate presented); the
@@ -360,6 +363,7 @@ pub(crate) async fn connect(dest: Dest<'_>) -> Option<Stream> {
                 .await
                 .ok()?
                 .ok()
+                .map(UpConn::Pingora)
         }
     }
 }
@@ -373,7 +377,7 @@ fn tls_connector() -> &'static TransportConnector {
 /// A pooled connection still open: the newest first (the likeliest to be
 /// warm); closed, stale, unexpectedly readable or opened with a replaced
 /// certificate ones are dropped.
-pub(crate) fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> Option<Stream> {
+pub(crate) fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> Option<UpConn> {
     loop {
         let mut idle = POOL.with(|p| p.borrow_mut().get_mut(&key)?.pop())?;
         let same_cert = match (cert, &idle.cert) {
@@ -386,7 +390,7 @@ pub(crate) fn checkout(key: (SocketAddr, bool), cert: Option<&Arc<Issued>>) -> O
     }
 }
 
-pub(crate) fn checkin(key: (SocketAddr, bool), stream: Stream, cert: Option<Arc<Issued>>) {
+pub(crate) fn checkin(key: (SocketAddr, bool), stream: UpConn, cert: Option<Arc<Issued>>) {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let idle = p.entry(key).or_default();
@@ -402,7 +406,7 @@ pub(crate) fn checkin(key: (SocketAddr, bool), stream: Stream, cert: Option<Arc<
 
 /// An idle HTTP/1 connection has nothing to read: EOF means the upstream
 /// closed it, bytes mean it is out of step.
-fn idle_and_open(s: &mut Stream) -> bool {
+fn idle_and_open(s: &mut UpConn) -> bool {
     let mut b = [0u8; 1];
     s.read(&mut b).now_or_never().is_none()
 }

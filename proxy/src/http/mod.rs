@@ -12,6 +12,7 @@ pub mod internal;
 pub mod invoke;
 mod resilient;
 pub mod server;
+mod up_conn;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use pingora::prelude::*;
 use pingora::protocols::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::answer::{parse_response, RespHead};
 use super::chunked::ChunkedScan;
 use super::head::{Framing, ReqHead};
 use crate::http::forward::{self, Dest};
+use crate::http::up_conn::UpConn;
 
 /// Bodies up to this size are gathered before sending, so a call on a
 /// pooled connection the upstream closed meanwhile can be sent again.
@@ -54,7 +55,7 @@ fn down_err(e: std::io::Error) -> Box<Error> {
 
 /// Reads more bytes into `buf`; `Ok(0)` is end of stream.
 async fn read_more(
-    s: &mut Stream,
+    s: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     limit: Option<Duration>,
 ) -> std::io::Result<usize> {
@@ -195,7 +196,7 @@ struct Attempt {
 async fn send(
     down: &mut Stream,
     dbuf: &mut BytesMut,
-    up: &mut Stream,
+    up: &mut UpConn,
     req: &[u8],
     head: &ReqHead,
     whole: bool,
@@ -280,7 +281,7 @@ async fn send(
 async fn stream_body(
     down: &mut Stream,
     dbuf: &mut BytesMut,
-    up: &mut Stream,
+    up: &mut UpConn,
     framing: Framing,
 ) -> Result<usize, Attempt> {
     let fail = |error, written| Attempt {
@@ -336,12 +337,12 @@ async fn stream_body(
 /// connection when it can serve another call.
 async fn answer(
     down: &mut Stream,
-    mut up: Stream,
+    mut up: UpConn,
     mut rbuf: BytesMut,
     r: RespHead,
     read_timeout: Option<Duration>,
     close_after: bool,
-) -> Result<((u16, usize, bool), Option<Stream>), Failed> {
+) -> Result<((u16, usize, bool), Option<UpConn>), Failed> {
     let close = close_after || r.framing == Framing::Close;
     let answered = Some(r.status);
     let to_caller = |e: std::io::Error| Failed {
