@@ -41,10 +41,13 @@ impl Filter for Router {
                 self.rt.request_shutdown();
                 Ok(Response::Empty)
             }
-            Request::State(r) => state::handle(&self.rt, r).await,
-            Request::Secrets(r) => secrets::handle(&self.rt, r).await,
+            // Each block's state machine boxed on its own: the router's
+            // future is sized (moved, allocated) for the largest arm, and
+            // invocation — the hot path — needs a small one.
+            Request::State(r) => Box::pin(state::handle(&self.rt, r)).await,
+            Request::Secrets(r) => Box::pin(secrets::handle(&self.rt, r)).await,
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
-            Request::PubSub(r) => pubsub::handle(&self.rt, r).await,
+            Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,
             Request::Rejected(e) => Err(e),
         }
     }
