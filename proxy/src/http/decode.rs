@@ -30,8 +30,13 @@ fn rejected(route: &'static str, e: ApiError) -> Decoded {
 
 /// `%XX` decoding of one path segment; invalid escapes are kept literally.
 pub fn percent_decode(s: &str) -> String {
+    percent_decode_cow(s).into_owned()
+}
+
+/// [`percent_decode`], borrowing `s` when it has nothing encoded.
+pub fn percent_decode_cow(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_string();
+        return std::borrow::Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -48,7 +53,7 @@ pub fn percent_decode(s: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Query parameters, decoded; `metadata.X=Y` pairs go to the metadata map.

@@ -107,13 +107,13 @@ impl InternalApi {
         caller: Option<SpiffeId>,
         ctx: &mut Inbound,
     ) -> Result<SocketAddr, ApiError> {
-        let Some(target) = invoke::target(req) else {
+        let Some(target) = invoke::target_ref(req) else {
             return Err(ApiError::RouteNotFound(req.path().to_string()));
         };
         let app = target.app_id.split('.').next().unwrap_or_default();
         if app != self.rt.app_id {
             return Err(ApiError::DirectInvoke {
-                app_id: target.app_id.clone(),
+                app_id: target.app_id.into_owned(),
                 reason: format!("this sidecar serves {:?}", self.rt.app_id),
             });
         }
@@ -126,7 +126,7 @@ impl InternalApi {
             if let Err(reason) = acl.check(caller.as_ref(), op, verb) {
                 tracing::debug!(%reason, "access denied");
                 return Err(ApiError::DirectInvokeDenied {
-                    app_id: target.app_id.clone(),
+                    app_id: target.app_id.into_owned(),
                     reason,
                 });
             }

@@ -10,7 +10,9 @@ use pingora::proxy::FailToProxy;
 use spar_filters::handlers::invoke::{InvokeRequest, Upstream};
 use spar_filters::ApiError;
 
-use super::decode::percent_decode;
+use std::borrow::Cow;
+
+use super::decode::percent_decode_cow;
 use crate::security::Identity;
 
 // Looked up on every call: named once, not parsed from a string each time.
@@ -86,6 +88,20 @@ impl UpHead for RequestHeader {
 /// `/v1.0/invoke/{app-id}/method/{method…}`, or any non-API path with a
 /// `dapr-app-id` header (Dapr's header-based invocation).
 pub fn target(req: &impl HeadView) -> Option<InvokeRequest> {
+    target_ref(req).map(|t| InvokeRequest {
+        app_id: t.app_id.into_owned(),
+        method: t.method.to_string(),
+    })
+}
+
+/// An invocation's target as the request holds it (the app id decoded).
+pub struct TargetRef<'a> {
+    pub app_id: Cow<'a, str>,
+    pub method: &'a str,
+}
+
+/// [`target`] without copying: for a callee that only checks the call.
+pub fn target_ref(req: &impl HeadView) -> Option<TargetRef<'_>> {
     let path = req.path();
     if let Some(rest) = path.strip_prefix("/v1.0/invoke/") {
         // A full URL as the target (`/v1.0/invoke/https://host:port/method/…`):
@@ -99,16 +115,16 @@ pub fn target(req: &impl HeadView) -> Option<InvokeRequest> {
         let method = rest
             .strip_prefix("method/")
             .or_else(|| (rest == "method").then_some(""))?;
-        return Some(InvokeRequest {
-            app_id: percent_decode(app),
-            method: method.to_string(),
+        return Some(TargetRef {
+            app_id: percent_decode_cow(app),
+            method,
         });
     }
     if path.starts_with("/v1.0/") || path.starts_with("/v1.0-alpha1/") {
         return None;
     }
     let app = match req.header("dapr-app-id") {
-        Some(app) => app.to_string(),
+        Some(app) => Cow::Borrowed(app),
         // Transparent mode: an app with HTTP_PROXY pointing here sends
         // `GET http://{app-id}/path` (absolute form). pingora keeps only the
         // path in the URI, so read the raw request target.
@@ -126,12 +142,12 @@ pub fn target(req: &impl HeadView) -> Option<InvokeRequest> {
             {
                 return None;
             }
-            host.to_string()
+            Cow::Borrowed(host)
         }
     };
-    Some(InvokeRequest {
+    Some(TargetRef {
         app_id: app,
-        method: path.trim_start_matches('/').to_string(),
+        method: path.trim_start_matches('/'),
     })
 }
 
