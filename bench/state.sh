@@ -64,6 +64,11 @@ spec:
   version: v1
 YAML
 spar_up "$BIN" statebench "$PORT" "$work/res"
+# The floor of the Redis ratio: an HTTP round trip from the same client to
+# a server that does nothing (nginx answering the state's JSON), plus a
+# direct GET, over a direct GET — what the ratio would be if spar itself
+# took no time at all.
+nginx_conf floor "server { listen 127.0.0.1:$((PORT + 9)); location / { default_type application/json; return 200 '{\"name\":\"spar\",\"n\":42}'; } }" 1
 
 cat >"$work/save.lua" <<'LUA'
 wrk.method = "POST"
@@ -110,6 +115,10 @@ for store in memory sqlite redis postgres; do
     echo "| redis | GET | $g50 / $g99 | $gg50 / $gg99 | $d50 / $d99 (redis-benchmark HMGET) | $(awk -v a="$g50" -v c="$gg50" -v b="$d50" 'BEGIN{printf "%.1f×, %.1f×", a/b, c/b}') |"
     echo "| redis | SAVE | $s50 / $s99 | $gs50 / $gs99 | $e50 / $e99 (redis-benchmark EVAL HSET+HINCRBY) | $(awk -v a="$s50" -v c="$gs50" -v b="$e50" 'BEGIN{printf "%.1f×, %.1f×", a/b, c/b}') |"
     echo "REDIS_GET_RATIO=$(awk -v a="$g50" -v c="$gg50" -v b="$d50" 'BEGIN{printf "%.2f", (a<c?a:c)/b}')" >> "${SUMMARY:-/dev/null}"
+    read -r h50 _ < <(wrk_lat "http://127.0.0.1:$((PORT + 9))/v1.0/state/redis/bench")
+    floor=$(awk -v h="$h50" -v b="$d50" 'BEGIN{printf "%.2f", (h+b)/b}')
+    echo "REDIS_GET_FLOOR=$floor" >> "${SUMMARY:-/dev/null}"
+    redis_note="Redis GET floor: an HTTP round trip to nginx from the same client (wrk, p50 $h50 ms) plus a direct GET ($d50 ms), over a direct GET: ${floor}× — the ratio if spar took no time."
   elif [ "$store" = postgres ]; then
     d=$(pg_lat "$work/pg_get.sql")
     e=$(pg_lat "$work/pg_save.sql")
@@ -120,5 +129,7 @@ for store in memory sqlite redis postgres; do
     echo "| $store | SAVE | $s50 / $s99 | $gs50 / $gs99 | – | – |"
   fi
 done
+echo
+echo "$redis_note"
 redis-cli DEL "statebench||bench" rbbench >/dev/null
 psql -h 127.0.0.1 -U postgres -q -c 'DROP TABLE IF EXISTS statebench, statebench_metadata' postgres
