@@ -87,8 +87,9 @@ impl<'h> Outgoing<'h> {
 /// would start a fragment).
 fn plain_target(b: &[u8]) -> bool {
     // No early exit: the compiler checks many bytes at a time.
-    b.iter()
-        .fold(true, |ok, c| ok & (c.wrapping_sub(0x21) < 0x5e) & (*c != b'#'))
+    b.iter().fold(true, |ok, c| {
+        ok & (c.wrapping_sub(0x21) < 0x5e) & (*c != b'#')
+    })
 }
 
 impl UpHead for Outgoing<'_> {
