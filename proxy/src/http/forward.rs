@@ -27,10 +27,9 @@ use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::http::ServerSession as Session;
 use pingora::protocols::Stream;
-
-use super::up_conn::UpConn;
 use tokio::io::AsyncReadExt;
 
+use super::up_conn::UpConn;
 use crate::security::identity::{Identity, Issued};
 
 /// Idle connections kept per upstream and thread; more are closed.
