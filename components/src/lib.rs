@@ -7,6 +7,7 @@
 
 pub mod per_thread;
 pub mod pubsub;
+pub mod redis_wire;
 pub mod registry;
 pub mod secrets;
 pub mod state;

@@ -21,6 +21,7 @@ mod mtls;
 mod outage;
 mod prometheus;
 mod pubsub;
+mod redis_store;
 mod reload;
 mod resiliency;
 mod secrets;

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::per_thread::PerThread;
 use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{connection_url, duration_meta, field, per_thread_manager};
+use crate::state::redis::{connection_url, duration_meta, field};
 
 pub struct RedisPubSub {
     client: redis::Client,
@@ -35,6 +35,29 @@ pub struct RedisPubSub {
     queue_depth: usize,
     concurrency: usize,
     timeout: Duration,
+}
+
+/// One connection manager per calling thread (`per_thread.rs`). Lazy: the
+/// sidecar starts even while Redis is down, and each connects (and
+/// reconnects after outages) on its own.
+fn per_thread_manager(
+    c: &spar_config::Component,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+) -> Result<PerThread<ConnectionManager>, BuildError> {
+    let first =
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(|e| {
+            BuildError::Init {
+                component: c.name().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+    // A manager spawns its watcher task where it is made: only inside a
+    // runtime.
+    Ok(PerThread::new(first, move || {
+        tokio::runtime::Handle::try_current().ok()?;
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
+    }))
 }
 
 fn backend(e: impl std::fmt::Display) -> PubSubError {

@@ -1,22 +1,21 @@
 //! `state.redis`: one Redis hash per key (`data`, `version` fields — the same
 //! layout daprd's Redis store uses, so existing data stays readable), ETags
 //! and writes checked atomically by one Lua script per call, TTLs as Redis
-//! expiries. The connection manager reconnects by itself after an outage;
-//! every call is bounded by the configured timeouts.
+//! expiries. Calls go over spar's own pooled connections (`redis_wire`),
+//! opened again by themselves after an outage and bounded by the configured
+//! timeouts.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script, Value};
 
 use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
     StateError, StateStore, Ttl,
 };
-use crate::per_thread::PerThread;
+use crate::redis_wire::{Commands, Endpoint, Limits, Reply, Wire, WireError};
 use crate::registry::{BuildContext, BuildError};
 
 /// Checks every operation against current versions (and earlier operations of
@@ -65,12 +64,11 @@ return #KEYS
 "#;
 
 pub struct RedisStore {
-    /// One connection per calling thread (`per_thread.rs`).
-    conn: PerThread<ConnectionManager>,
-    apply: Script,
+    wire: Wire,
+    /// `APPLY`'s SHA-1, for `EVALSHA`.
+    apply_sha: String,
     /// `ttlInSeconds` component metadata: the TTL of writes that set none.
     default_ttl: Option<u64>,
-    timeout: Duration,
 }
 
 pub(crate) fn field(c: &spar_config::Component, name: &str, message: String) -> BuildError {
@@ -100,8 +98,8 @@ pub(crate) fn duration_meta(
     }
 }
 
-/// The connection URL from Dapr's metadata names.
-pub fn connection_url(c: &spar_config::Component) -> Result<String, BuildError> {
+/// Where and how to connect, from Dapr's metadata names.
+pub fn endpoint(c: &spar_config::Component) -> Result<Endpoint, BuildError> {
     let host = c
         .meta("redisHost")
         .filter(|h| !h.trim().is_empty())
@@ -147,23 +145,33 @@ pub fn connection_url(c: &spar_config::Component) -> Result<String, BuildError> 
             "Sentinel failover is not supported yet".into(),
         ));
     }
+    Ok(Endpoint {
+        host: host.to_string(),
+        tls,
+        db,
+        username: c.meta("redisUsername").filter(|u| !u.is_empty()),
+        password: c.meta("redisPassword").filter(|p| !p.is_empty()),
+    })
+}
+
+/// The `redis` crate's connection URL for the same endpoint (pub/sub).
+pub fn connection_url(c: &spar_config::Component) -> Result<String, BuildError> {
+    let e = endpoint(c)?;
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    let auth = match (c.meta("redisUsername"), c.meta("redisPassword")) {
-        (Some(u), Some(p)) if !u.is_empty() => format!("{}:{}@", enc(&u), enc(&p)),
-        (_, Some(p)) if !p.is_empty() => format!(":{}@", enc(&p)),
+    let auth = match (&e.username, &e.password) {
+        (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p)),
+        (_, Some(p)) => format!(":{}@", enc(p)),
         _ => String::new(),
     };
-    let scheme = if tls { "rediss" } else { "redis" };
-    Ok(format!("{scheme}://{auth}{host}/{db}"))
+    let scheme = if e.tls { "rediss" } else { "redis" };
+    Ok(format!("{scheme}://{auth}{}/{}", e.host, e.db))
 }
 
 pub fn build(
     c: &spar_config::Component,
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn StateStore>, BuildError> {
-    let url = connection_url(c)?;
-    let client =
-        redis::Client::open(url.as_str()).map_err(|e| field(c, "redisHost", e.to_string()))?;
+    let endpoint = endpoint(c)?;
     let retries: usize = match c.meta("maxRetries") {
         None => 3,
         Some(v) => v
@@ -171,9 +179,12 @@ pub fn build(
             .parse()
             .map_err(|_| field(c, "maxRetries", format!("{v:?} must be a whole number")))?,
     };
-    let dial = duration_meta(c, "dialTimeout", Duration::from_secs(5))?;
-    let read = duration_meta(c, "readTimeout", Duration::from_secs(3))?;
-    let backoff = duration_meta(c, "maxRetryBackoff", Duration::from_secs(2))?;
+    let limits = Limits {
+        dial: duration_meta(c, "dialTimeout", Duration::from_secs(5))?,
+        read: duration_meta(c, "readTimeout", Duration::from_secs(3))?,
+        retries,
+        max_backoff: duration_meta(c, "maxRetryBackoff", Duration::from_secs(2))?,
+    };
     let default_ttl = match c.meta("ttlInSeconds") {
         None => None,
         Some(v) => match v.trim().parse::<i64>() {
@@ -188,48 +199,32 @@ pub fn build(
             }
         },
     };
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(dial))
-        .set_response_timeout(Some(read))
-        .set_number_of_retries(retries)
-        .set_max_delay(backoff);
-    let conn = per_thread_manager(c, client, config)?;
+    // Lazy: the sidecar starts even while Redis is down.
+    let wire = Wire::new(endpoint, limits).map_err(|m| field(c, "enableTLS", m))?;
     Ok(Arc::new(RedisStore {
-        conn,
-        apply: Script::new(APPLY),
+        wire,
+        apply_sha: redis::Script::new(APPLY).get_hash().to_string(),
         default_ttl,
-        timeout: dial + read,
     }))
 }
 
-/// One connection manager per calling thread (`per_thread.rs`). Lazy: the
-/// sidecar starts even while Redis is down, and each connects (and
-/// reconnects after outages) on its own.
-pub(crate) fn per_thread_manager(
-    c: &spar_config::Component,
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-) -> Result<PerThread<ConnectionManager>, BuildError> {
-    let first =
-        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).map_err(|e| {
-            BuildError::Init {
-                component: c.name().to_string(),
-                message: e.to_string(),
-            }
-        })?;
-    // A manager spawns its watcher task where it is made: only inside a
-    // runtime.
-    Ok(PerThread::new(first, move || {
-        tokio::runtime::Handle::try_current().ok()?;
-        ConnectionManager::new_lazy_with_config(client.clone(), config.clone()).ok()
-    }))
+fn failed(e: WireError) -> StateError {
+    StateError::Backend(format!("redis: {e}"))
 }
 
-fn backend(e: RedisError) -> StateError {
-    if e.to_string().contains("ETAG_MISMATCH") {
+/// A server's error reply, ETag mismatches told apart.
+fn refused(e: &str) -> StateError {
+    if e.contains("ETAG_MISMATCH") {
         StateError::EtagMismatch("the stored version differs".into())
     } else {
         StateError::Backend(format!("redis: {e}"))
+    }
+}
+
+fn unexpected(what: &str, r: &Reply) -> StateError {
+    match r {
+        Reply::Error(e) => refused(e),
+        other => StateError::Backend(format!("redis: unexpected reply to {what}: {other:?}")),
     }
 }
 
@@ -241,70 +236,116 @@ fn check_etag_syntax(etag: Option<&str>) -> Result<(), StateError> {
     }
 }
 
-fn item_from(data: Value, version: Value, pttl: i64) -> Option<Item> {
-    let data: Option<Vec<u8>> = redis::from_redis_value(data).ok()?;
-    let version: Option<String> = redis::from_redis_value(version).ok()?;
-    Some(Item {
-        data: data?,
-        etag: version,
+/// An item from the replies to `HMGET key data version` and `PTTL key`.
+fn item_from(hmget: Reply, pttl: Reply) -> Result<Option<Item>, StateError> {
+    let Reply::Array(fields) = hmget else {
+        return Err(unexpected("HMGET", &hmget));
+    };
+    let mut fields = fields.into_iter();
+    let data = match fields.next() {
+        Some(Reply::Bulk(d)) => d,
+        Some(Reply::Nil) | None => return Ok(None),
+        Some(other) => return Err(unexpected("HMGET", &other)),
+    };
+    let etag = match fields.next() {
+        Some(Reply::Bulk(v)) => Some(String::from_utf8_lossy(&v).into_owned()),
+        Some(Reply::Int(v)) => Some(v.to_string()),
+        _ => None,
+    };
+    let pttl = match pttl {
+        Reply::Int(ms) => ms,
+        other => return Err(unexpected("PTTL", &other)),
+    };
+    Ok(Some(Item {
+        data,
+        etag,
         expires_at: (pttl > 0).then(|| SystemTime::now() + Duration::from_millis(pttl as u64)),
-    })
+    }))
 }
 
 impl RedisStore {
-    async fn bounded<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, StateError> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(backend),
-            Err(_) => Err(StateError::Backend(format!(
-                "redis: no answer within {:?}",
-                self.timeout
-            ))),
-        }
-    }
-
+    /// `APPLY` over `ops`, by `EVALSHA`, or `EVAL` once when the server has
+    /// not cached the script yet (first call, a restart, `SCRIPT FLUSH`).
     async fn run(&self, ops: &[Operation]) -> Result<(), StateError> {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut inv = self.apply.prepare_invoke();
+        let mut ttls = Vec::with_capacity(ops.len());
         for op in ops {
-            inv.key(op.key());
             match op {
                 Operation::Upsert(r) => {
                     check_etag_syntax(r.etag.as_deref())?;
-                    let ttl = match r.ttl {
+                    ttls.push(match r.ttl {
                         Some(Ttl::Seconds(s)) => s.to_string(),
                         Some(Ttl::Never) => "-1".into(),
                         None => self.default_ttl.map(|s| s.to_string()).unwrap_or_default(),
-                    };
-                    let fw = if r.concurrency == Concurrency::FirstWrite {
-                        "1"
-                    } else {
-                        "0"
-                    };
-                    inv.arg("u")
-                        .arg(r.etag.as_deref().unwrap_or(""))
-                        .arg(&r.value[..])
-                        .arg(fw)
-                        .arg(ttl);
+                    });
                 }
                 Operation::Delete(r) => {
                     check_etag_syntax(r.etag.as_deref())?;
-                    inv.arg("d")
-                        .arg(r.etag.as_deref().unwrap_or(""))
-                        .arg("")
-                        .arg("0")
-                        .arg("");
+                    ttls.push(String::new());
                 }
             }
         }
-        let mut conn = self.conn.get();
-        self.bounded(inv.invoke_async::<i64>(&mut conn))
-            .await
-            .map(|_| ())
+        let script = |how: &str, what: &str| {
+            let size: usize = ops.iter().map(|o| o.key().len() + value_len(o) + 64).sum();
+            let mut c = Commands::with_capacity(what.len() + size + 32);
+            c.command(3 + ops.len() * 6)
+                .arg(how)
+                .arg(what)
+                .arg(ops.len().to_string());
+            for op in ops {
+                c.arg(op.key());
+            }
+            for (op, ttl) in ops.iter().zip(&ttls) {
+                match op {
+                    Operation::Upsert(r) => {
+                        let fw = if r.concurrency == Concurrency::FirstWrite {
+                            "1"
+                        } else {
+                            "0"
+                        };
+                        c.arg("u")
+                            .arg(r.etag.as_deref().unwrap_or(""))
+                            .arg(&r.value)
+                            .arg(fw)
+                            .arg(ttl);
+                    }
+                    Operation::Delete(r) => {
+                        c.arg("d")
+                            .arg(r.etag.as_deref().unwrap_or(""))
+                            .arg("")
+                            .arg("0")
+                            .arg("");
+                    }
+                }
+            }
+            c
+        };
+        let mut reply = self
+            .call(&script("EVALSHA", &self.apply_sha), false)
+            .await?;
+        if matches!(&reply, Reply::Error(e) if e.starts_with("NOSCRIPT")) {
+            reply = self.call(&script("EVAL", APPLY), false).await?;
+        }
+        match reply {
+            Reply::Int(_) => Ok(()),
+            other => Err(unexpected("the write script", &other)),
+        }
+    }
+
+    /// One command's reply.
+    async fn call(&self, c: &Commands, idempotent: bool) -> Result<Reply, StateError> {
+        let mut r = self.wire.query(c, idempotent).await.map_err(failed)?;
+        r.pop()
+            .ok_or_else(|| StateError::Backend("redis: no reply".into()))
+    }
+}
+
+fn value_len(op: &Operation) -> usize {
+    match op {
+        Operation::Upsert(r) => r.value.len(),
+        Operation::Delete(_) => 0,
     }
 }
 
@@ -321,58 +362,53 @@ impl StateStore for RedisStore {
         }
     }
 
+    /// Fields and expiry read together in one `MULTI`/`EXEC`.
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
-        let mut conn = self.conn.get();
-        let mut p = redis::pipe();
-        p.atomic()
-            .cmd("HMGET")
-            .arg(&req.key)
-            .arg("data")
-            .arg("version")
-            .cmd("PTTL")
-            .arg(&req.key);
-        let (vals, pttl): (Vec<Value>, i64) = self.bounded(p.query_async(&mut conn)).await?;
-        let mut it = vals.into_iter();
-        Ok(match (it.next(), it.next()) {
-            (Some(d), Some(v)) => item_from(d, v, pttl),
-            _ => None,
-        })
+        let k = &req.key;
+        let mut c = Commands::with_capacity(96 + 2 * k.len());
+        c.command(1).arg("MULTI");
+        c.command(4).arg("HMGET").arg(k).arg("data").arg("version");
+        c.command(2).arg("PTTL").arg(k);
+        c.command(1).arg("EXEC");
+        let exec = self.call(&c, true).await?;
+        let Reply::Array(mut r) = exec else {
+            return Err(unexpected("EXEC", &exec));
+        };
+        match (r.pop(), r.pop(), r.pop()) {
+            (Some(pttl), Some(hmget), None) => item_from(hmget, pttl),
+            _ => Err(StateError::Backend(
+                "redis: EXEC did not answer both reads".into(),
+            )),
+        }
     }
 
-    /// One round trip for all keys.
+    /// One round trip for all keys; a key the server refuses fails alone.
     async fn bulk_get(&self, reqs: &[GetRequest]) -> Result<Vec<BulkItem>, StateError> {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.get();
-        let mut p = redis::pipe();
+        let mut c = Commands::with_capacity(reqs.iter().map(|r| 48 + 2 * r.key.len()).sum());
         for r in reqs {
-            p.cmd("HMGET")
+            c.command(4)
+                .arg("HMGET")
                 .arg(&r.key)
                 .arg("data")
-                .arg("version")
-                .cmd("PTTL")
-                .arg(&r.key);
+                .arg("version");
+            c.command(2).arg("PTTL").arg(&r.key);
         }
-        let vals: Vec<Value> = self.bounded(p.query_async(&mut conn)).await?;
-        let mut vals = vals.into_iter();
+        let replies = self.wire.query(&c, true).await.map_err(failed)?;
+        let mut replies = replies.into_iter();
         Ok(reqs
             .iter()
             .map(|r| {
-                let hm: Vec<Value> = vals
-                    .next()
-                    .and_then(|v| redis::from_redis_value(v).ok())
-                    .unwrap_or_default();
-                let pttl: i64 = vals
-                    .next()
-                    .and_then(|v| redis::from_redis_value(v).ok())
-                    .unwrap_or(-2);
-                let mut hm = hm.into_iter();
-                let item = match (hm.next(), hm.next()) {
-                    (Some(d), Some(v)) => item_from(d, v, pttl),
-                    _ => None,
+                let item = match (replies.next(), replies.next()) {
+                    (Some(hmget), Some(pttl)) => item_from(hmget, pttl),
+                    _ => Err(StateError::Backend("redis: missing reply".into())),
                 };
-                BulkItem::found(r.key.clone(), item)
+                match item {
+                    Ok(item) => BulkItem::found(r.key.clone(), item),
+                    Err(e) => BulkItem::failed(r.key.clone(), e.to_string()),
+                }
             })
             .collect())
     }
