@@ -40,7 +40,7 @@ async fn plain(port: u16, db: i64) -> redis::aio::MultiplexedConnection {
 
 #[tokio::test]
 async fn acl_user_and_database_are_set_up_on_every_connection() {
-    let redis = PrivateRedis::start(&["--user", "app on >s3cret ~* &* +@all"]);
+    let redis = PrivateRedis::start(&["--user", "app", "on", ">s3cret", "~*", "&*", "+@all"]);
     let host = format!("127.0.0.1:{}", redis.port);
     let s = store(&[
         ("redisHost", &host),
