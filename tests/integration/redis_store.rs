@@ -122,67 +122,27 @@ async fn connections_closed_by_the_server_are_replaced() {
 
 /// A self-signed CA and a `localhost` certificate it signed, by `openssl`.
 fn certificates(dir: &Path) {
-    let run = |args: &[&str]| {
+    let run = |args: &str| {
         let ok = Command::new("openssl")
-            .args(args)
+            .args(args.split_whitespace())
             .current_dir(dir)
             .status()
             .expect("openssl");
-        assert!(ok.success(), "openssl {args:?}");
+        assert!(ok.success(), "openssl {args}");
     };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=spar test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    run(&format!(
+        "req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=spar-test-CA"
+    ));
+    run(&format!(
+        "req {key} -keyout leaf.key -out leaf.csr -subj /CN=localhost"
+    ));
     std::fs::write(
         dir.join("ext"),
         "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
+    run("x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile ext");
 }
 
 /// `enableTLS`: the server's certificate is checked against the system's

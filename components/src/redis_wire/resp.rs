@@ -118,15 +118,9 @@ fn value(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Malf
         b'+' => Reply::Status(text()?),
         b'-' => Reply::Error(text()?),
         b':' => Reply::Int(integer(line)?),
-        b'$' => {
-            let n = integer(line)?;
-            if n == -1 {
-                Reply::Nil
-            } else {
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= MAX_BULK)
-                    .ok_or(Malformed("bulk length out of range"))?;
+        b'$' => match length(line, MAX_BULK)? {
+            None => Reply::Nil,
+            Some(n) => {
                 let end = after + n;
                 if buf.len() < end + 2 {
                     return Ok(None);
@@ -137,16 +131,10 @@ fn value(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Malf
                 *at = end + 2;
                 return Ok(Some(Reply::Bulk(buf[after..end].to_vec())));
             }
-        }
-        b'*' => {
-            let n = integer(line)?;
-            if n == -1 {
-                Reply::Nil
-            } else {
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= MAX_ARRAY)
-                    .ok_or(Malformed("array length out of range"))?;
+        },
+        b'*' => match length(line, MAX_ARRAY)? {
+            None => Reply::Nil,
+            Some(n) => {
                 if depth == MAX_DEPTH {
                     return Err(Malformed("arrays nested too deep"));
                 }
@@ -162,7 +150,7 @@ fn value(buf: &[u8], at: &mut usize, depth: usize) -> Result<Option<Reply>, Malf
                 *at = pos;
                 return Ok(Some(Reply::Array(items)));
             }
-        }
+        },
         _ => return Err(Malformed("unknown reply type")),
     };
     *at = after;
@@ -175,6 +163,18 @@ fn line(buf: &[u8]) -> Result<Option<&[u8]>, Malformed> {
         None => Ok(None),
         Some(i) if i > 0 && buf[i - 1] == b'\r' => Ok(Some(&buf[..i - 1])),
         Some(_) => Err(Malformed("line not ended by CRLF")),
+    }
+}
+
+/// A bulk string's or array's length: `None` for RESP2's null (-1).
+fn length(line: &[u8], max: usize) -> Result<Option<usize>, Malformed> {
+    match integer(line)? {
+        -1 => Ok(None),
+        n => usize::try_from(n)
+            .ok()
+            .filter(|n| *n <= max)
+            .map(Some)
+            .ok_or(Malformed("length out of range")),
     }
 }
 
