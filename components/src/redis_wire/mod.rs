@@ -232,16 +232,22 @@ fn tls_connector(
         .trim_end_matches(']');
     let name = rustls::pki_types::ServerName::try_from(name.to_string())
         .map_err(|e| format!("{name:?} is not a TLS server name: {e}"))?;
+    let config = system_roots_config()?;
+    Ok((TlsConnector::from(Arc::new(config)), name))
+}
+
+/// A TLS client trusting the system's roots (`SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` honoured); also the OTLP exporter's.
+pub fn system_roots_config() -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok((TlsConnector::from(Arc::new(config)), name))
+    .with_no_client_auth())
 }

@@ -78,7 +78,7 @@ impl Otlp {
                     .timeout(timeout);
                 let channel = if scheme == "https" {
                     ep.connect_with_connector_lazy(crate::security::tls::TlsConnector::new(
-                        system_roots_config()?,
+                        spar_components::redis_wire::system_roots_config()?,
                     ))
                 } else {
                     ep.connect_lazy()
@@ -168,22 +168,6 @@ impl Otlp {
             }
         }
     }
-}
-
-fn system_roots_config() -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(c);
-    }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
 }
 
 fn kv(k: &str, v: &str) -> KeyValue {
