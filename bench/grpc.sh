@@ -39,7 +39,7 @@ static_app nginx-http $((P+3))
 
 run_sc() { # app-id base-port extra...
   local id=$1 b=$2; shift 2
-  "$BIN" run --app-id "$id" --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$b" --dapr-grpc-port $((b+1)) \
+  $OWN "$BIN" run --app-id "$id" --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$b" --dapr-grpc-port $((b+1)) \
     --metrics-port $((b+2)) --log-level warn "$@" & pids+=($!)
 }
 run_sc gcallee $((P+10)) --app-port "$P" --app-protocol grpc

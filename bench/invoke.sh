@@ -50,17 +50,17 @@ static_app nginx-app "$P"
 http_hop nginx-hop2 $((P+10)) $P
 http_hop nginx-hop1 $((P+11)) $((P+10))
 HOP="$(dirname "$LOADGEN")/spar-pingorahop"
-"$HOP" 127.0.0.1:$((P+12)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
-"$HOP" 127.0.0.1:$((P+13)) 127.0.0.1:$((P+12)) 2>/dev/null & pids+=($!)
+$OWN "$HOP" 127.0.0.1:$((P+12)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
+$OWN "$HOP" 127.0.0.1:$((P+13)) 127.0.0.1:$((P+12)) 2>/dev/null & pids+=($!)
 CORE="$(dirname "$LOADGEN")/spar-corehop"
-"$CORE" 127.0.0.1:$((P+14)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
-"$CORE" 127.0.0.1:$((P+15)) 127.0.0.1:$((P+14)) 2>/dev/null & pids+=($!)
+$OWN "$CORE" 127.0.0.1:$((P+14)) 127.0.0.1:$P 2>/dev/null & pids+=($!)
+$OWN "$CORE" 127.0.0.1:$((P+15)) 127.0.0.1:$((P+14)) 2>/dev/null & pids+=($!)
 
-sidecars() { # tag base-port extra-args...
-  local tag=$1 b=$2 bin=${SIDECAR_BIN:-$BIN}; shift 2
-  "$bin" run --app-id "callee-$tag" --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b)) \
+sidecars() { # tag base-port extra-args... (SIDECAR_OWN= : in this script's session)
+  local tag=$1 b=$2 bin=${SIDECAR_BIN:-$BIN} own=${SIDECAR_OWN-$OWN}; shift 2
+  $own "$bin" run --app-id "callee-$tag" --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b)) \
     --dapr-grpc-port $((b+1)) --metrics-port $((b+2)) --log-level warn "$@" & pids+=($!)
-  "$bin" run --app-id "caller-$tag" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b+3)) \
+  $own "$bin" run --app-id "caller-$tag" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((b+3)) \
     --dapr-grpc-port $((b+4)) --metrics-port $((b+5)) --log-level warn "$@" & pids+=($!)
 }
 sidecars plain $((P+20))
@@ -98,7 +98,7 @@ spec:
     samplingRate: "0.1"
     zipkin: {endpointAddress: "http://127.0.0.1:$((P+50))/api/v2/spans"}
 YAML
-"$BIN" sentry --issuer-credentials "$work/certs" --port $((P+40)) --listen-address 127.0.0.1 --log-level warn & pids+=($!)
+$OWN "$BIN" sentry --issuer-credentials "$work/certs" --port $((P+40)) --listen-address 127.0.0.1 --log-level warn & pids+=($!)
 for _ in $(seq 100); do [ -f "$work/certs/ca.crt" ] && break; sleep 0.05; done
 DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" sidecars mtls $((P+30)) --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
 sidecars bare $((P+60)) --enable-metrics=false
@@ -106,7 +106,12 @@ SPAR_HTTP_FAST_PATH=off sidecars proxy $((P+80))
 DAPR_TRUST_ANCHORS="$(cat "$work/certs/ca.crt")" SPAR_HTTP_FAST_PATH=off sidecars mtlsproxy $((P+90)) \
   --enable-mtls --sentry-address 127.0.0.1:$((P+40)) --config "$work/t01.yaml"
 sidecars full $((P+70)) --config "$work/full.yaml" --resources-path "$work/res-full"
-if [ -n "${BIN_B:-}" ]; then SIDECAR_BIN="$BIN_B" sidecars b $((P+100)); fi
+# B_SHARED_SESSION=1: the B pair stays in this script's session (the
+# harness before R28), to show what the session alone changes.
+if [ -n "${BIN_B:-}" ]; then
+  if [ -n "${B_SHARED_SESSION:-}" ]; then own_b=""; else own_b=$OWN; fi
+  SIDECAR_BIN="$BIN_B" SIDECAR_OWN="$own_b" sidecars b $((P+100))
+fi
 
 declare -A URL=(
   [direct]="http://127.0.0.1:$P/body"

@@ -32,9 +32,20 @@ http_hop() { # name listen upstream-port [workers]: a keep-alive reverse proxy
   server { listen 127.0.0.1:$2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "${4:-auto}"
 }
 
+# Every proxy under test starts in a session of its own (setsid), as nginx
+# puts itself with `daemon on`. With the kernel's autogroup scheduling
+# (/proc/sys/kernel/sched_autogroup_enabled, on by default in Debian) each
+# session shares the cores as one group, as each container's cgroup does in
+# a pod; left in this script's session, a sidecar would share one group's
+# time with the load client and the other sidecar while every nginx hop had
+# a group to itself (bench/README.md, R28). Started with `&` from a script
+# (no job control) the child is no process-group leader, so setsid execs in
+# place and $! stays the proxy's pid.
+OWN=setsid
+
 spar_up() { # binary app-id http-port resources-dir: one sidecar (gRPC on
   # port+1, metrics on port+2), returned once healthy; its pid is last in pids
-  "$1" run --app-id "$2" --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$3" \
+  $OWN "$1" run --app-id "$2" --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$3" \
     --dapr-grpc-port $(($3 + 1)) --metrics-port $(($3 + 2)) --resources-path "$4" \
     --log-level warn & pids+=($!)
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$3/v1.0/healthz")" = 204 ]; do sleep 0.01; done

@@ -25,6 +25,8 @@ PB="${PUBBENCH:-$(dirname "$BIN")/spar-pubbench}"
 # (below Mosquitto's default max_queued_messages of 1000 per client).
 WINDOW="${WINDOW:-500}"
 [ -x "$PB" ] || { echo "needs $PB (cargo build --release -p spar-loadgen)"; exit 1; }
+# The sidecar in a session of its own, as bench/lib.sh explains (OWN).
+OWN=setsid
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -69,7 +71,7 @@ spec:
   routes:
     default: /in
 YAML
-  "$BIN" run --app-id "bench-$RUN" --app-port $app --dapr-listen-addresses 127.0.0.1 \
+  $OWN "$BIN" run --app-id "bench-$RUN" --app-port $app --dapr-listen-addresses 127.0.0.1 \
     --dapr-http-port $http --dapr-grpc-port $((P+2)) --metrics-port $((P+3)) \
     --resources-path "$dir" --log-level warn & local pid=$!
   "$PB" spar "http://127.0.0.1:$http" ps "$topic" --listen $app --rate "$rate" --seconds "$SECS" --window "$WINDOW"

@@ -21,9 +21,9 @@ P=$((20000 + RANDOM % 8000))
 static_app app "$P" 1
 http_hop hop2 $((P+1)) $P 1
 http_hop hop1 $((P+2)) $((P+1)) 1
-"$BIN" run --app-id rcallee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
+$OWN "$BIN" run --app-id rcallee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
   --dapr-grpc-port $((P+11)) --metrics-port $((P+12)) --log-level warn & callee=$!; pids+=($callee)
-"$BIN" run --app-id rcaller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \
+$OWN "$BIN" run --app-id rcaller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \
   --dapr-grpc-port $((P+14)) --metrics-port $((P+15)) --log-level warn & caller=$!; pids+=($caller)
 SPAR_URL="http://127.0.0.1:$((P+13))/v1.0/invoke/rcallee/method/body"
 NGINX_URL="http://127.0.0.1:$((P+2))/body"

@@ -182,6 +182,11 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         // shared upstream pool hands connections across runtimes otherwise.
         work_stealing: threads > 1,
         grace_period_seconds: Some(0),
+        // pingora's "fast" timeouts run a clock thread that wakes every
+        // 10 ms for the life of the process, idle or not; every timeout
+        // pingora sets for spar is a second or longer, so tokio's timer
+        // (woken only when one is due) takes them all.
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(args.dapr_graceful_shutdown_seconds),
         ..Default::default()
     };
