@@ -16,6 +16,9 @@
 #                 Redis, PostgreSQL vs the backend's own client
 #   pubsub.sh     publish → delivery for in-memory, Redis Streams, NATS
 #                 JetStream (and RabbitMQ, MQTT) vs the broker's own client
+#   sched.sh      per request and process: CPU, time waiting for a core,
+#                 wake-ups and preemptions (schedstat), spar ×2 vs nginx ×2,
+#                 at 1,000 req/s and flat out
 #   resources.sh  RSS idle and at 1,000 req/s, CPU s per 1,000 requests, vs
 #                 nginx ×2
 #   startup.sh    start → healthz 204, idle RSS, binary size
@@ -87,6 +90,8 @@ section "HTTP service invocation" bench/invoke.sh $BIN 3 3 "1000 5000"
 section "gRPC service invocation" bench/grpc.sh $BIN 3 3 "1000 5000"
 section "State" bench/state.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
+section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
+section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3
 section "Resources" bench/resources.sh $BIN 10 1000
 section "Start-up" bench/startup.sh $BIN 20
 section "Instructions per call" bench/instructions.sh $BIN 2000
@@ -119,6 +124,7 @@ start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
   echo "| state GET on Redis ≤ 2× a direct Redis GET | ${REDIS_GET_RATIO}× (floor ${REDIS_GET_FLOOR:-?}×: an HTTP round trip to nginx plus a direct GET) | ${REDIS_GET_RATIO}× | $(verdict "$REDIS_GET_RATIO" 2) |"
   echo
   echo "CPU per 1,000 requests (both sidecars): $CPU_PER_1000 s, nginx ×2: $NGINX_CPU_PER_1000 s. Binary: $BINARY_BYTES bytes."
+  echo "Per request through both hops (bench/sched.sh, schedstat): at 1000/s spar $SCHED_1000_SPAR_CPU µs CPU, $SCHED_1000_SPAR_WAIT µs waiting for a core, $SCHED_1000_SPAR_RUNS runs; nginx ×2 $SCHED_1000_NGINX_CPU µs, $SCHED_1000_NGINX_WAIT µs, $SCHED_1000_NGINX_RUNS runs. Flat out: spar $SCHED_max_SPAR_CPU µs CPU, $SCHED_max_SPAR_RUNS runs; nginx ×2 $SCHED_max_NGINX_CPU µs, $SCHED_max_NGINX_RUNS runs."
   echo "Private (anonymous) memory of the idle sidecar: $(awk -v k="$IDLE_ANON_KB" 'BEGIN{printf "%.1f", k/1024}') MB; the rest of its RSS is the binary's and libc's shared code pages."
   if [ -n "${INV_1000_pingora_p50:-}" ]; then
     echo "spar's data plane alone (two bare pingora hops, same run): added p50 +$(awk -v a="$INV_1000_pingora_p50" -v d="$INV_1000_direct_p50" 'BEGIN{printf "%.3f", a-d}') ms, p99 +$(awk -v a="$INV_1000_pingora_p99" -v d="$INV_1000_direct_p99" 'BEGIN{printf "%.3f", a-d}') ms at 1000/s, max $INV_MAX_pingora req/s."

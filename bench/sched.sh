@@ -149,11 +149,12 @@ for path in spar nginx; do
   echo "| $path | | **both hops** | **$tc** | | | **$tw** | **$tk** | **$tx** |"
   echo "| $path | | load client | $(m "${S[$path,load]}") | | | | | |"
   echo "| $path | | cores idle | $(m "${S[$path,idle]}") | | | | | |"
-  echo "SCHED_${path^^}_CPU=$tc" >>"${SUMMARY:-/dev/null}"
-  echo "SCHED_${path^^}_WAIT=$tw" >>"${SUMMARY:-/dev/null}"
+  {
+    echo "SCHED_${RATE}_${path^^}_CPU=$tc"; echo "SCHED_${RATE}_${path^^}_WAIT=$tw"; echo "SCHED_${RATE}_${path^^}_RUNS=$tk"
+  } >>"${SUMMARY:-/dev/null}"
 done
 echo
-echo "spar's threads by name (under load: µs and runs per request, median of the spar runs; idle: µs and runs per second with no calls):"
+echo "spar's threads by name, those that ran (under load: µs and runs per request, median of the spar runs; idle: µs and runs per second with no calls):"
 echo
 echo "| sidecar | thread | CPU per request | waited per request | runs per request | idle CPU per s | idle runs per s |"
 echo "|---|---|---|---|---|---|---|"
@@ -165,5 +166,5 @@ awk 'NR==FNR {k=$1" "$2; ic[k]=$3; ir[k]=$5; next}
   {k=$1" "$2; c[k]=c[k]" "$3; w[k]=w[k]" "$4; r[k]=r[k]" "$5}
   function med(s,  a, n, i, j, t) { n=split(s, a, " "); for (i=1;i<=n;i++) for (j=i+1;j<=n;j++) if (a[j]+0<a[i]+0) {t=a[i];a[i]=a[j];a[j]=t}
     return (n%2) ? a[(n+1)/2] : (a[n/2]+a[n/2+1])/2 }
-  END {for (k in c) {split(k, x, " "); printf "| %s | %s | %.2f | %.2f | %.3f | %.1f | %.1f |\n", x[1], x[2], med(c[k]), med(w[k]), med(r[k]), ic[k], ir[k]}}' \
+  END {for (k in c) {split(k, x, " "); if (med(c[k]) + med(r[k]) + ic[k] + ir[k] == 0) continue; printf "| %s | %s | %.2f | %.2f | %.3f | %.1f | %.1f |\n", x[1], x[2], med(c[k]), med(w[k]), med(r[k]), ic[k], ir[k]}}' \
   "$work/threads.idle" "$work/threads.load" | sort

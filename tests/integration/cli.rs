@@ -217,3 +217,45 @@ fn sigterm_is_forwarded_to_the_app_and_its_code_returned() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// An idle sidecar must not wake up on a clock: pingora's "fast timeout"
+/// thread ticks every 10 ms for the life of the process once anything
+/// starts it, so spar hands every pingora timeout to tokio's timer instead
+/// (`proxy/src/run.rs`). Checked after start-up and after calls through
+/// the API, the embedded store and the invocation path.
+#[tokio::test]
+async fn no_periodic_clock_thread() {
+    let sc = Sidecar::start(Options {
+        no_resources: true,
+        ..Default::default()
+    });
+    let (c, base) = (Client::new(), sc.http());
+    let key = unique("idle");
+    let r = c
+        .post(format!("{base}/v1.0/state/statestore"))
+        .json(&json!([{"key": key, "value": 1}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let _: Value = get_json(&c, format!("{base}/v1.0/metadata")).await;
+    // An invocation of this sidecar's own app id, which has no app: the
+    // invocation path runs and answers with an error.
+    let r = c
+        .get(format!("{base}/v1.0/invoke/{}/method/x", sc.app_id))
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.status().is_success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", sc.child.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    assert!(!names.is_empty());
+    assert!(
+        !names.iter().any(|n| n == "Timer thread"),
+        "threads: {names:?}"
+    );
+}
