@@ -72,8 +72,11 @@ BIN=target/release/spar
   echo "compares paths measured side by side in the same run."
   echo
 } >"$OUT.tmp"
+# A scenario that fails is reported in the results with its last error
+# lines, the rest of the suite still runs, and the suite exits non-zero.
+FAILED=()
 section() { # title command...
-  local title=$1; shift
+  local title=$1 rc=0; shift
   echo "== $title"
   {
     echo "## $title"
@@ -82,9 +85,15 @@ section() { # title command...
     echo "$*"
     echo '```'
     echo
-    "$@" 2>/dev/null
+    "$@" 2>"$OUT.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      echo "**Failed: exit $rc.** Last error lines:"
+      echo; echo '```'; tail -n 5 "$OUT.err"; echo '```'
+    fi
     echo
   } >>"$OUT.tmp"
+  [ "$rc" -eq 0 ] || { FAILED+=("$title"); echo "== $title: failed (exit $rc)"; tail -n 5 "$OUT.err"; }
+  rm -f "$OUT.err"
 }
 section "HTTP service invocation" bench/invoke.sh $BIN 3 3 "1000 5000"
 section "gRPC service invocation" bench/grpc.sh $BIN 3 3 "1000 5000"
@@ -96,6 +105,9 @@ section "Resources" bench/resources.sh $BIN 10 1000
 section "Start-up" bench/startup.sh $BIN 20
 section "Instructions per call" bench/instructions.sh $BIN 2000
 
+# A failed scenario leaves its figures unset: the targets table then shows
+# blanks for them rather than stopping the suite.
+set +u
 # shellcheck disable=SC1090
 . "$SUMMARY"
 verdict() { awk -v a="$1" -v b="$2" 'BEGIN {print (a <= b) ? "met" : "not met"}'; }
@@ -145,3 +157,4 @@ if grep -q '<!-- results:start -->' "$README"; then
     !skip {print}' "$README" >"$README.tmp" && mv "$README.tmp" "$README"
 fi
 echo "== wrote $OUT (and bench/README.md) in $((SECONDS - T0)) s"
+if [ ${#FAILED[@]} -gt 0 ]; then echo "== failed: ${FAILED[*]}" >&2; exit 1; fi
