@@ -34,6 +34,7 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then P
 need_tools() {
   local missing=()
   for t in nginx wrk curl redis-benchmark pgbench; do command -v "$t" >/dev/null || missing+=("$t"); done
+  [ -x /usr/bin/time ] || missing+=(time)  # bench/sched.sh; `command -v` finds the shell keyword
   [ ${#missing[@]} -eq 0 ] && return
   local pkgs=()
   for t in "${missing[@]}"; do

@@ -28,6 +28,7 @@ RATE="${3:-1000}"
 ROUNDS="${4:-4}"
 LOADGEN="${LOADGEN:-$(dirname "$BIN")/spar-loadgen}"
 command -v nginx >/dev/null || { echo "needs nginx"; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)"; exit 1; }
 [ -r /proc/self/schedstat ] || { echo "needs /proc/PID/schedstat (CONFIG_SCHED_INFO)"; exit 1; }
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -82,7 +83,7 @@ per_thread() { # before after units
     END {for (t in cpu) printf "%s %.2f %.2f %.3f\n", t, cpu[t]/n/1000, w[t]/n/1000, k[t]/n}' "$1" "$2"
 }
 
-declare -A S
+declare -A S t0
 # One run: the load on URL, every group's schedstat and ticks around it.
 run() { # path url
   local path=$1 url=$2 g t1 out cpu w k x u0 s0 u1 s1 p50 p90 p99 rps
@@ -119,7 +120,6 @@ run() { # path url
   read -r p50 p90 p99 _ _ rps _ <<<"$out"
   S[$path,p50]+="$p50 "; S[$path,p99]+="$p99 "; S[$path,rps]+="$rps "
 }
-declare -A t0
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then run spar "$SPAR_URL"; run nginx "$NGINX_URL"
   else run nginx "$NGINX_URL"; run spar "$SPAR_URL"; fi
