@@ -51,6 +51,29 @@ spar_up() { # binary app-id http-port resources-dir: one sidecar (gRPC on
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$3/v1.0/healthz")" = 204 ]; do sleep 0.01; done
 }
 
+up() { # url code: waits (bounded) until the url answers with that code
+  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "$2" ] && return; sleep 0.05; done
+}
+
+# The two-hop layout resources.sh and sched.sh measure, on ports P..P+15:
+# an nginx app on P; two nginx hops, P+2 → P+1 → P; a spar pair, caller
+# P+13 → callee P+10 → the app. Sets caller, callee, SPAR_URL, NGINX_URL and
+# returns once both paths answer.
+two_hops() { # binary app-id-prefix app-workers hop-workers
+  static_app app "$P" "$3"
+  http_hop hop2 $((P+1)) "$P" "$4"
+  http_hop hop1 $((P+2)) $((P+1)) "$4"
+  $OWN "$1" run --app-id "$2callee" --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
+    --dapr-grpc-port $((P+11)) --metrics-port $((P+12)) --log-level warn & callee=$!; pids+=("$callee")
+  $OWN "$1" run --app-id "$2caller" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \
+    --dapr-grpc-port $((P+14)) --metrics-port $((P+15)) --log-level warn & caller=$!; pids+=("$caller")
+  SPAR_URL="http://127.0.0.1:$((P+13))/v1.0/invoke/$2callee/method/body"
+  NGINX_URL="http://127.0.0.1:$((P+2))/body"
+  up "http://127.0.0.1:$((P+10))/v1.0/healthz" 204
+  up "http://127.0.0.1:$((P+13))/v1.0/healthz" 204
+  up "$NGINX_URL" 200
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 

@@ -18,21 +18,7 @@ command -v nginx >/dev/null || { echo "needs nginx"; exit 1; }
 . bench/lib.sh
 # Below the ephemeral range (32768+), where clients' own ports could collide.
 P=$((20000 + RANDOM % 8000))
-static_app app "$P" 1
-http_hop hop2 $((P+1)) $P 1
-http_hop hop1 $((P+2)) $((P+1)) 1
-$OWN "$BIN" run --app-id rcallee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
-  --dapr-grpc-port $((P+11)) --metrics-port $((P+12)) --log-level warn & callee=$!; pids+=($callee)
-$OWN "$BIN" run --app-id rcaller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \
-  --dapr-grpc-port $((P+14)) --metrics-port $((P+15)) --log-level warn & caller=$!; pids+=($caller)
-SPAR_URL="http://127.0.0.1:$((P+13))/v1.0/invoke/rcallee/method/body"
-NGINX_URL="http://127.0.0.1:$((P+2))/body"
-up() { # url code
-  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "$2" ] && return; sleep 0.05; done
-}
-up "http://127.0.0.1:$((P+10))/v1.0/healthz" 204
-up "http://127.0.0.1:$((P+13))/v1.0/healthz" 204
-up "$NGINX_URL" 200
+two_hops "$BIN" r 1 1
 # nginx's worker processes (the masters only fork them).
 workers() { for f in "$work"/hop1.pid "$work"/hop2.pid; do pgrep -P "$(cat "$f")"; done | tr '\n' ' '; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -36,19 +36,7 @@ P=$((20000 + RANDOM % 8000))
 # The same worker counts as bench/invoke.sh (auto: one per core);
 # NGINX_WORKERS=1 gives each nginx hop one worker, as spar has one thread per
 # listener.
-static_app app "$P"
-http_hop hop2 $((P+1)) $P "${NGINX_WORKERS:-auto}"
-http_hop hop1 $((P+2)) $((P+1)) "${NGINX_WORKERS:-auto}"
-$OWN "$BIN" run --app-id scallee --app-port "$P" --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+10)) \
-  --dapr-grpc-port $((P+11)) --metrics-port $((P+12)) --log-level warn & callee=$!; pids+=($callee)
-$OWN "$BIN" run --app-id scaller --dapr-listen-addresses 127.0.0.1 --dapr-http-port $((P+13)) \
-  --dapr-grpc-port $((P+14)) --metrics-port $((P+15)) --log-level warn & caller=$!; pids+=($caller)
-SPAR_URL="http://127.0.0.1:$((P+13))/v1.0/invoke/scallee/method/body"
-NGINX_URL="http://127.0.0.1:$((P+2))/body"
-up() { for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "$2" ] && return; sleep 0.05; done; }
-up "http://127.0.0.1:$((P+10))/v1.0/healthz" 204
-up "http://127.0.0.1:$((P+13))/v1.0/healthz" 204
-up "$NGINX_URL" 200
+two_hops "$BIN" s auto "${NGINX_WORKERS:-auto}"
 up "$SPAR_URL" 200
 children() { pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' '; }
 hop1=$(children hop1); hop2=$(children hop2); app=$(children app)
