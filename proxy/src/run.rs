@@ -183,9 +183,10 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         work_stealing: threads > 1,
         grace_period_seconds: Some(0),
         // pingora's "fast" timeouts run a clock thread that wakes every
-        // 10 ms for the life of the process, idle or not; every timeout
-        // pingora sets for spar is a second or longer, so tokio's timer
-        // (woken only when one is due) takes them all.
+        // 10 ms for the life of the process, idle or not. Timeouts of a
+        // second or more (all that spar sets by default) go to tokio's
+        // timer instead, woken only when one is due; only a configured
+        // timeout under a second reaching pingora still starts the thread.
         fast_timeout_to_tokio_threshold_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(args.dapr_graceful_shutdown_seconds),
         ..Default::default()
