@@ -238,12 +238,12 @@ impl<'a> HeadIn<'a> {
     }
 
     fn text(self, r: &Range<usize>) -> &'a str {
-        std::str::from_utf8(self.at(r)).unwrap_or("")
+        as_text(self.at(r)).unwrap_or("")
     }
 
     fn path_in(self) -> &'a str {
         let t = self.at(&self.head.target);
-        std::str::from_utf8(t.split(|b| *b == b'?').next().unwrap_or(t)).unwrap_or("")
+        as_text(t.split(|b| *b == b'?').next().unwrap_or(t)).unwrap_or("")
     }
 
     fn header_in(self, name: &str) -> Option<&'a str> {
@@ -252,7 +252,20 @@ impl<'a> HeadIn<'a> {
             .headers
             .iter()
             .find(|(n, _)| self.at(n).eq_ignore_ascii_case(name.as_bytes()))?;
-        std::str::from_utf8(self.at(v)).ok()
+        as_text(self.at(v))
+    }
+}
+
+/// Bytes of the head as text. The method, the path and nearly every header
+/// value are ASCII, and the routing asks for them several times per call,
+/// so ASCII is recognised by the cheap check (a word at a time) instead of
+/// a full UTF-8 validation each time.
+fn as_text(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
     }
 }
 
@@ -313,6 +326,17 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.close);
+    }
+
+    #[test]
+    fn text_of_ascii_and_utf8_and_invalid_bytes() {
+        assert_eq!(
+            as_text(b"/v1.0/invoke/a/method/b"),
+            Some("/v1.0/invoke/a/method/b")
+        );
+        assert_eq!(as_text("/caf\u{e9}".as_bytes()), Some("/caf\u{e9}"));
+        assert_eq!(as_text(b"/bad\xff"), None);
+        assert_eq!(as_text(b""), Some(""));
     }
 
     #[test]
