@@ -139,7 +139,7 @@ start_ms=$(awk -v u="$STARTUP_MEDIAN_US" 'BEGIN{printf "%.1f", u/1000}')
   echo "CPU per 1,000 requests (both sidecars): $CPU_PER_1000 s, nginx ×2: $NGINX_CPU_PER_1000 s. Binary: $BINARY_BYTES bytes."
   echo "Per request through both hops (bench/sched.sh, schedstat): at 1000/s spar $SCHED_1000_SPAR_CPU µs CPU, $SCHED_1000_SPAR_WAIT µs waiting for a core, $SCHED_1000_SPAR_RUNS runs; nginx ×2 $SCHED_1000_NGINX_CPU µs, $SCHED_1000_NGINX_WAIT µs, $SCHED_1000_NGINX_RUNS runs. Flat out: spar $SCHED_max_SPAR_CPU µs CPU, $SCHED_max_SPAR_RUNS runs; nginx ×2 $SCHED_max_NGINX_CPU µs, $SCHED_max_NGINX_RUNS runs."
   if [ "$(verdict "$used_mb" 10)" != met ]; then
-    echo "Idle RSS after calls over 10 MB: if the private part above is as before, the release link order is likely stale (code on the request path changed since \`bench/order.sh\` last ran); rerun it and rebuild."
+    echo "Idle RSS after calls over 10 MB: if the private part (next line) has not grown, the release link order is likely stale (code on the request path changed since \`bench/order.sh\` last ran); rerun it and rebuild."
   fi
   echo "Private (anonymous) memory of the idle sidecar: $(awk -v k="$IDLE_ANON_KB" 'BEGIN{printf "%.1f", k/1024}') MB; the rest of its RSS is the binary's and libc's shared code pages."
   if [ -n "${INV_1000_pingora_p50:-}" ]; then
