@@ -48,12 +48,15 @@ spar_up() { # binary app-id http-port resources-dir: one sidecar (gRPC on
   $OWN "$1" run --app-id "$2" --dapr-listen-addresses 127.0.0.1 --dapr-http-port "$3" \
     --dapr-grpc-port $(($3 + 1)) --metrics-port $(($3 + 2)) --resources-path "$4" \
     --log-level warn & pids+=($!)
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$3/v1.0/healthz")" = 204 ]; do sleep 0.01; done
+  up "http://127.0.0.1:$3/v1.0/healthz" 204
 }
 
-up() { # url code: waits (bounded) until the url answers with that code
-  for _ in $(seq 200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "$2" ] && return; sleep 0.05; done
+up() { # url code: waits (bounded, 10 s) until the url answers with that code
+  for _ in $(seq 1000); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "$2" ] && return; sleep 0.01; done
+  echo "no $2 from $1" >&2; return 1
 }
+# The worker processes of an nginx started by nginx_conf (the master only forks them).
+children() { pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' '; }
 
 # The two-hop layout resources.sh and sched.sh measure, on ports P..P+15:
 # an nginx app on P; two nginx hops, P+2 → P+1 → P; a spar pair, caller

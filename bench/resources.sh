@@ -19,8 +19,6 @@ command -v nginx >/dev/null || { echo "needs nginx"; exit 1; }
 # Below the ephemeral range (32768+), where clients' own ports could collide.
 P=$((20000 + RANDOM % 8000))
 two_hops "$BIN" r 1 1
-# nginx's worker processes (the masters only fork them).
-workers() { for f in "$work"/hop1.pid "$work"/hop2.pid; do pgrep -P "$(cat "$f")"; done | tr '\n' ' '; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # The private part: heap, stacks, relocated data (not the binary's shared,
 # reclaimable code pages).
@@ -33,7 +31,7 @@ HZ=$(getconf CLK_TCK)
 sleep 2
 idle_caller=$(rss "$caller"); idle_callee=$(rss "$callee")
 anon_caller=$(anon "$caller"); anon_callee=$(anon "$callee")
-nw=$(workers); idle_nginx=0; for w in $nw; do idle_nginx=$((idle_nginx + $(rss "$w"))); done
+nw="$(children hop1) $(children hop2)"; idle_nginx=0; for w in $nw; do idle_nginx=$((idle_nginx + $(rss "$w"))); done
 up "$SPAR_URL" 200
 "$LOADGEN" "$SPAR_URL" --rate 100 --seconds 1 --connections 4 >/dev/null
 "$LOADGEN" "$NGINX_URL" --rate 100 --seconds 1 --connections 4 >/dev/null

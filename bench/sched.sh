@@ -38,7 +38,6 @@ P=$((20000 + RANDOM % 8000))
 # listener.
 two_hops "$BIN" s auto "${NGINX_WORKERS:-auto}"
 up "$SPAR_URL" 200
-children() { pgrep -P "$(cat "$work/$1.pid")" | tr '\n' ' '; }
 hop1=$(children hop1); hop2=$(children hop2); app=$(children app)
 HZ=$(getconf CLK_TCK)
 
@@ -57,24 +56,22 @@ snap() {
 }
 # user and system ticks of processes (all threads).
 ticks() { local p; for p in "$@"; do awk '{print $14, $15}' "/proc/$p/stat"; done | awk '{u+=$1; s+=$2} END {print u+0, s+0}'; }
-# Per-request sums of two snapshots: "cpu_us waited_us runs preempted" over processes.
-delta() { # before after requests
-  awk -v n="$3" 'NR==FNR {r[$2]=$4; d[$2]=$5; c[$2]=$6; v[$2]=$7; next}
-    {cpu+=$4-r[$2]; w+=$5-d[$2]; k+=$6-c[$2]; x+=$7-v[$2]}
-    END {printf "%.1f %.1f %.2f %.2f\n", cpu/n/1000, w/n/1000, k/n, x/n}' "$1" "$2"
-}
-# Per-thread deltas summed by thread name: "comm cpu_us waited_us runs" per
-# unit (requests, or seconds when idle).
+# Per-thread deltas of two snapshots summed by thread name:
+# "comm cpu_us waited_us runs preempted" per unit (requests, or seconds idle).
 per_thread() { # before after units
-  awk -v n="$3" 'NR==FNR {r[$2]=$4; d[$2]=$5; c[$2]=$6; next}
-    {cpu[$3]+=$4-r[$2]; w[$3]+=$5-d[$2]; k[$3]+=$6-c[$2]}
-    END {for (t in cpu) printf "%s %.2f %.2f %.3f\n", t, cpu[t]/n/1000, w[t]/n/1000, k[t]/n}' "$1" "$2"
+  awk -v n="$3" 'NR==FNR {r[$2]=$4; d[$2]=$5; c[$2]=$6; v[$2]=$7; next}
+    {cpu[$3]+=$4-r[$2]; w[$3]+=$5-d[$2]; k[$3]+=$6-c[$2]; x[$3]+=$7-v[$2]}
+    END {for (t in cpu) printf "%s %.3f %.3f %.4f %.4f\n", t, cpu[t]/n/1000, w[t]/n/1000, k[t]/n, x[t]/n}' "$1" "$2"
+}
+# The same over all threads of the snapshots: "cpu_us waited_us runs preempted".
+delta() { # before after units
+  per_thread "$@" | awk '{c+=$2; w+=$3; k+=$4; x+=$5} END {printf "%.1f %.1f %.2f %.2f\n", c, w, k, x}'
 }
 
 declare -A S t0
 # One run: the load on URL, every group's schedstat and ticks around it.
 run() { # path url
-  local path=$1 url=$2 g t1 out cpu w k x u0 s0 u1 s1 p50 p90 p99 rps
+  local path=$1 url=$2 g t1 out cpu w k x u0 s0 u1 s1 p50 p99 rps
   declare -A groups=([caller]="$caller" [callee]="$callee" [hop1]="$hop1" [hop2]="$hop2" [app]="$app")
   for g in "${!groups[@]}"; do
     # shellcheck disable=SC2086
@@ -105,7 +102,7 @@ run() { # path url
       per_thread "$work/$g.before" "$work/$g.after" "$n" | sed "s/^/$g /" >>"$work/threads.load"
     fi
   done
-  read -r p50 p90 p99 _ _ rps _ <<<"$out"
+  read -r p50 _ p99 _ _ rps _ <<<"$out"
   S[$path,p50]+="$p50 "; S[$path,p99]+="$p99 "; S[$path,rps]+="$rps "
 }
 for r in $(seq "$ROUNDS"); do

@@ -107,13 +107,7 @@ async fn embedded_default_store_needs_no_yaml() {
     });
     let (c, base) = (Client::new(), sc.http());
     let key = unique("k");
-    let r = c
-        .post(format!("{base}/v1.0/state/statestore"))
-        .json(&json!([{"key": key, "value": "first"}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    save(&c, &base, &key, json!("first")).await;
     let v: Value = get_json(&c, format!("{base}/v1.0/state/statestore/{key}")).await;
     assert_eq!(v, json!("first"));
     let md: Value = get_json(&c, format!("{base}/v1.0/metadata")).await;
@@ -220,9 +214,10 @@ fn sigterm_is_forwarded_to_the_app_and_its_code_returned() {
 
 /// An idle sidecar must not wake up on a clock: pingora's "fast timeout"
 /// thread ticks every 10 ms for the life of the process once anything
-/// starts it, so spar hands every pingora timeout to tokio's timer instead
-/// (`proxy/src/run.rs`). Checked after start-up and after calls through
-/// the API, the embedded store and the invocation path.
+/// starts it, so spar hands pingora's timeouts of a second or more (all it
+/// sets by default) to tokio's timer instead (`proxy/src/run.rs`). Checked
+/// after start-up and after calls through the API, the embedded store and
+/// the invocation path.
 #[tokio::test]
 async fn no_periodic_clock_thread() {
     let sc = Sidecar::start(Options {
@@ -230,14 +225,7 @@ async fn no_periodic_clock_thread() {
         ..Default::default()
     });
     let (c, base) = (Client::new(), sc.http());
-    let key = unique("idle");
-    let r = c
-        .post(format!("{base}/v1.0/state/statestore"))
-        .json(&json!([{"key": key, "value": 1}]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    save(&c, &base, &unique("idle"), json!(1)).await;
     let _: Value = get_json(&c, format!("{base}/v1.0/metadata")).await;
     // An invocation of this sidecar's own app id, which has no app: the
     // invocation path runs and answers with an error.
@@ -258,4 +246,15 @@ async fn no_periodic_clock_thread() {
         !names.iter().any(|n| n == "Timer thread"),
         "threads: {names:?}"
     );
+}
+
+/// Saves one key in the embedded default store (`statestore`).
+async fn save(c: &Client, base: &str, key: &str, value: Value) {
+    let r = c
+        .post(format!("{base}/v1.0/state/statestore"))
+        .json(&json!([{"key": key, "value": value}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
 }
