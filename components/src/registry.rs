@@ -17,6 +17,8 @@ use crate::state::{self, StateStore};
 pub enum BuildError {
     #[error("unknown component type {0:?} (supported: {1})")]
     UnknownType(String, String),
+    #[error("no version {1:?} of {0} (spar has v1)")]
+    UnknownVersion(String, String),
     #[error("component {component}: metadata {field}: {message}")]
     Metadata {
         component: String,
@@ -110,6 +112,14 @@ fn build<T: ?Sized>(
     ctx: &BuildContext,
 ) -> Result<Arc<T>, BuildError> {
     match table.get(c.spec.type_.as_str()) {
+        // Every spar component is its type's first version; "" and v0 mean
+        // the same to daprd.
+        Some(_) if !matches!(c.spec.version.to_ascii_lowercase().as_str(), "" | "v0" | "v1") => {
+            Err(BuildError::UnknownVersion(
+                c.spec.type_.clone(),
+                c.spec.version.clone(),
+            ))
+        }
         Some(b) => b(c, ctx),
         None => {
             let mut known: Vec<_> = table.keys().copied().collect();

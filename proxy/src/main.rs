@@ -19,7 +19,9 @@ mod security;
 mod signals;
 mod subscriber;
 mod telemetry;
+mod uds;
 mod validate;
+mod wait;
 
 use clap::Parser;
 
@@ -42,13 +44,9 @@ fn main() {
         .first()
         .and_then(|a| std::path::Path::new(a).file_stem().map(|s| s.to_owned()));
     if invoked_as.as_deref() == Some(std::ffi::OsStr::new("daprd")) {
-        if argv.iter().any(|a| a == "--version" || a == "-version") {
-            println!("{}", env!("CARGO_PKG_VERSION"));
-            return;
-        }
         argv.insert(1, "run".into());
     }
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::parse_from(cli::go_style_args(argv));
     let code = match cli.command {
         Command::Run(args) => run::run(*args),
         Command::Validate(args) => validate::run(&args),

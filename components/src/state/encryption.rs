@@ -219,6 +219,10 @@ impl StateStore for EncryptedStore {
         }
     }
 
+    async fn init(&self) -> Result<(), StateError> {
+        self.inner.init().await
+    }
+
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
         self.inner
             .get(req)

@@ -521,6 +521,11 @@ impl StateStore for MySqlStore {
         Features::ALL
     }
 
+    /// Connects and creates the tables, as daprd's store does when it starts.
+    async fn init(&self) -> Result<(), StateError> {
+        self.inner.ready().await
+    }
+
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
         let s = &self.inner;
         s.ready().await?;
