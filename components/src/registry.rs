@@ -114,7 +114,12 @@ fn build<T: ?Sized>(
     match table.get(c.spec.type_.as_str()) {
         // Every spar component is its type's first version; "" and v0 mean
         // the same to daprd.
-        Some(_) if !matches!(c.spec.version.to_ascii_lowercase().as_str(), "" | "v0" | "v1") => {
+        Some(_)
+            if !matches!(
+                c.spec.version.to_ascii_lowercase().as_str(),
+                "" | "v0" | "v1"
+            ) =>
+        {
             Err(BuildError::UnknownVersion(
                 c.spec.type_.clone(),
                 c.spec.version.clone(),

@@ -11,7 +11,10 @@ pub fn expand_env(s: &str) -> String {
 }
 
 fn special(c: u8) -> bool {
-    matches!(c, b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9')
+    matches!(
+        c,
+        b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9'
+    )
 }
 
 fn name_char(c: u8) -> bool {

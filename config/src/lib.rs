@@ -19,7 +19,7 @@ mod subscription;
 
 pub use component::{Component, ComponentAuth, ComponentSpec, KINDS};
 pub use configuration::*;
-pub use duration::parse_duration;
+pub use duration::{parse_duration, parse_metadata_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_endpoint::{HttpEndpoint, HttpEndpointSpec};
 pub use load::{load_configuration, load_configurations, resource_files, Resources};

@@ -108,13 +108,20 @@ impl Resources {
         }
     }
 
-    /// Only what applies to `app_id`: resources with no scopes or listing it.
+    /// Only what applies to `app_id`: resources with no scopes or listing
+    /// it; and, as daprd, with `NAMESPACE` set, components of no namespace
+    /// or that one.
     pub fn for_app(&self, app_id: &str) -> Resources {
+        let ns = std::env::var("NAMESPACE").ok().filter(|n| !n.is_empty());
+        let in_ns = |c: &Component| match (&ns, &c.metadata.namespace) {
+            (Some(ns), Some(m)) if !m.is_empty() => m == ns,
+            _ => true,
+        };
         Resources {
             components: self
                 .components
                 .iter()
-                .filter(|c| in_scope(&c.scopes, app_id))
+                .filter(|c| in_scope(&c.scopes, app_id) && in_ns(c))
                 .cloned()
                 .collect(),
             configurations: self.configurations.clone(),
@@ -179,9 +186,8 @@ pub fn load_configurations(paths: &[PathBuf]) -> Result<Configuration, ConfigErr
             .map_err(|e| ConfigErrors(vec![file_error(path, format!("cannot read: {e}"))]))?;
         let text = crate::expand::expand_env(&text);
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v = serde_yaml::Value::deserialize(doc).map_err(|e| {
-                ConfigErrors(vec![file_error(path, format!("invalid YAML: {e}"))])
-            })?;
+            let v = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| ConfigErrors(vec![file_error(path, format!("invalid YAML: {e}"))]))?;
             let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
             // A file may hold other documents too: the Configuration is the
             // one of that kind, or one with no kind at all.

@@ -326,7 +326,10 @@ fn dapr_init_files_load() {
     assert_eq!(r.components.len(), 2);
     // An empty value is no value, as in Dapr.
     assert_eq!(r.components[1].meta("redisPassword"), None);
-    assert_eq!(r.components[1].meta("actorStateStore").as_deref(), Some("true"));
+    assert_eq!(
+        r.components[1].meta("actorStateStore").as_deref(),
+        Some("true")
+    );
 
     let d = dir_with(&[(
         "config.yaml",
@@ -354,7 +357,11 @@ fn daprd_self_hosted_rules() {
     assert_eq!(c.meta("maxRetries"), None);
     assert_eq!(c.spec.metadata[3].env_ref.as_deref(), Some("SOME_VAR"));
     assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
-    assert!(r.warnings.iter().any(|w| w.contains("v2alpha1")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("v2alpha1")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 /// Several `--config` files merge in order, with `$VAR`s expanded, and

@@ -97,9 +97,9 @@ impl Builder {
             .enable_api_logging
             .unwrap_or(api_log_spec.enabled)
             .then_some(ApiLog {
-            obfuscate_urls: api_log_spec.obfuscate_urls,
-            omit_health_checks: api_log_spec.omit_health_checks,
-        });
+                obfuscate_urls: api_log_spec.obfuscate_urls,
+                omit_health_checks: api_log_spec.omit_health_checks,
+            });
         // Component kinds name resiliency targets in metrics (`statestore_x`).
         let kinds: std::collections::HashMap<&str, &'static str> = resources
             .components

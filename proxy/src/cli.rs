@@ -25,7 +25,10 @@ pub fn runtime_version() -> &'static str {
 #[command(
     name = "spar",
     version,
-    about = "A Dapr-compatible sidecar on an L7 filter chain"
+    about = "A Dapr-compatible sidecar on an L7 filter chain",
+    // As with Go's flags, a flag given twice takes the last value (lists
+    // such as --resources-path append).
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -83,12 +86,17 @@ pub fn go_style_args(argv: Vec<OsString>) -> Vec<OsString> {
 pub struct RunArgs {
     // ---------------------------------------------------------------- app
     /// Unique id of the app, used for service discovery, state key prefixes and metrics.
-    #[arg(long = "app-id", env = "APP_ID", default_value = "", allow_hyphen_values = true,
-          help_heading = "App")]
+    #[arg(
+        long = "app-id",
+        env = "APP_ID",
+        default_value = "",
+        allow_hyphen_values = true,
+        help_heading = "App"
+    )]
     pub app_id: String,
     /// Port the app listens on (0: no app).
     #[arg(long = "app-port", allow_hyphen_values = true, help_heading = "App")]
-    pub app_port_flag: Option<i64>,
+    pub app_port_flag: Option<String>,
     /// Protocol of the app: http, grpc, h2c, https, grpcs.
     #[arg(long = "app-protocol", default_value = "http", value_parser = app_protocol,
           help_heading = "App")]
@@ -99,7 +107,11 @@ pub struct RunArgs {
           value_parser = BoolishValueParser::new(), help_heading = "App")]
     pub app_ssl: bool,
     /// Address the app listens on.
-    #[arg(long = "app-channel-address", default_value = "127.0.0.1", help_heading = "App")]
+    #[arg(
+        long = "app-channel-address",
+        default_value = "127.0.0.1",
+        help_heading = "App"
+    )]
     pub app_channel_address: String,
     /// Most requests in flight to the app at once (-1: no limit).
     #[arg(long = "app-max-concurrency", default_value_t = -1, allow_negative_numbers = true,
@@ -109,40 +121,80 @@ pub struct RunArgs {
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "App")]
     pub enable_app_health_check: bool,
-    #[arg(long = "app-health-check-path", default_value = "/healthz", help_heading = "App")]
+    #[arg(
+        long = "app-health-check-path",
+        default_value = "/healthz",
+        help_heading = "App"
+    )]
     pub app_health_check_path: String,
     /// Seconds between app health probes.
-    #[arg(long = "app-health-probe-interval", default_value_t = 5, allow_negative_numbers = true,
-          help_heading = "App")]
+    #[arg(
+        long = "app-health-probe-interval",
+        default_value_t = 5,
+        allow_negative_numbers = true,
+        help_heading = "App"
+    )]
     pub app_health_probe_interval: i64,
     /// Milliseconds before an app health probe fails.
-    #[arg(long = "app-health-probe-timeout", default_value_t = 500, allow_negative_numbers = true,
-          help_heading = "App")]
+    #[arg(
+        long = "app-health-probe-timeout",
+        default_value_t = 500,
+        allow_negative_numbers = true,
+        help_heading = "App"
+    )]
     pub app_health_probe_timeout: i64,
     /// Consecutive failures before the app counts as unhealthy.
-    #[arg(long = "app-health-threshold", default_value_t = 3, allow_negative_numbers = true,
-          help_heading = "App")]
+    #[arg(
+        long = "app-health-threshold",
+        default_value_t = 3,
+        allow_negative_numbers = true,
+        help_heading = "App"
+    )]
     pub app_health_threshold: i64,
     /// Init endpoints not to call on the app: `subscribe` (GET /dapr/subscribe), `config` (GET /dapr/config).
-    #[arg(long = "disable-init-endpoints", value_delimiter = ',', help_heading = "App")]
+    #[arg(
+        long = "disable-init-endpoints",
+        value_delimiter = ',',
+        help_heading = "App"
+    )]
     pub disable_init_endpoints: Vec<String>,
     /// Timeout of the input-binding discovery call to the app (no input bindings yet: accepted).
-    #[arg(long = "app-binding-options-timeout", default_value = "3s", help_heading = "App")]
+    #[arg(
+        long = "app-binding-options-timeout",
+        default_value = "3s",
+        help_heading = "App"
+    )]
     pub app_binding_options_timeout: String,
 
     // ---------------------------------------------------------- listeners
-    #[arg(long = "dapr-http-port", default_value_t = 3500, help_heading = "Listeners")]
+    #[arg(
+        long = "dapr-http-port",
+        default_value_t = 3500,
+        help_heading = "Listeners"
+    )]
     pub dapr_http_port: u16,
-    #[arg(long = "dapr-grpc-port", default_value_t = 50001, help_heading = "Listeners")]
+    #[arg(
+        long = "dapr-grpc-port",
+        default_value_t = 50001,
+        help_heading = "Listeners"
+    )]
     pub dapr_grpc_port: u16,
     /// Comma-separated addresses for the API listeners (empty: all interfaces, as daprd).
-    #[arg(long = "dapr-listen-addresses", default_value = "", help_heading = "Listeners")]
+    #[arg(
+        long = "dapr-listen-addresses",
+        default_value = "",
+        help_heading = "Listeners"
+    )]
     pub dapr_listen_addresses: String,
     /// A port serving only health and metadata, without the API token (as daprd's public port).
     #[arg(long = "dapr-public-port", help_heading = "Listeners")]
     pub dapr_public_port: Option<u16>,
     /// Address of the public port (empty: all interfaces).
-    #[arg(long = "dapr-public-listen-address", default_value = "", help_heading = "Listeners")]
+    #[arg(
+        long = "dapr-public-listen-address",
+        default_value = "",
+        help_heading = "Listeners"
+    )]
     pub dapr_public_listen_address: String,
     /// Port for sidecar-to-sidecar traffic (0 or omitted: a free port).
     #[arg(long = "dapr-internal-grpc-port", help_heading = "Listeners")]
@@ -155,28 +207,53 @@ pub struct RunArgs {
     #[arg(long = "unix-domain-socket", help_heading = "Listeners")]
     pub unix_domain_socket: Option<PathBuf>,
     /// Origins allowed to call the HTTP API from a browser (CORS): comma-separated, `*` for all; empty: no CORS headers.
-    #[arg(long = "allowed-origins", default_value = "", help_heading = "Listeners")]
+    #[arg(
+        long = "allowed-origins",
+        default_value = "",
+        help_heading = "Listeners"
+    )]
     pub allowed_origins: String,
     /// Max request body as a quantity (`4Mi`, `512Ki`, `1048576`; 0: no limit).
-    #[arg(long = "max-body-size", allow_hyphen_values = true, help_heading = "Listeners")]
+    #[arg(
+        long = "max-body-size",
+        allow_hyphen_values = true,
+        help_heading = "Listeners"
+    )]
     pub max_body_size: Option<String>,
     /// Deprecated: max request body in MB (use --max-body-size).
-    #[arg(long = "dapr-http-max-request-size", allow_negative_numbers = true,
-          help_heading = "Listeners")]
+    #[arg(
+        long = "dapr-http-max-request-size",
+        allow_negative_numbers = true,
+        help_heading = "Listeners"
+    )]
     pub dapr_http_max_request_size: Option<i64>,
     /// Max size of a request's headers, as a quantity (`4Ki`); as Go's server, 4 KiB more is tolerated.
-    #[arg(long = "read-buffer-size", allow_hyphen_values = true, help_heading = "Listeners")]
+    #[arg(
+        long = "read-buffer-size",
+        allow_hyphen_values = true,
+        help_heading = "Listeners"
+    )]
     pub read_buffer_size: Option<String>,
     /// Deprecated: the header size limit in KB (use --read-buffer-size).
-    #[arg(long = "dapr-http-read-buffer-size", allow_negative_numbers = true,
-          help_heading = "Listeners")]
+    #[arg(
+        long = "dapr-http-read-buffer-size",
+        allow_negative_numbers = true,
+        help_heading = "Listeners"
+    )]
     pub dapr_http_read_buffer_size: Option<i64>,
 
     // ---------------------------------------------------------- resources
-    /// Resource directories (repeatable or comma-separated; `--components-path` is the old name).
-    #[arg(long = "resources-path", visible_alias = "components-path", value_delimiter = ',',
-          help_heading = "Resources")]
+    /// Resource directories (repeatable or comma-separated).
+    #[arg(
+        long = "resources-path",
+        value_delimiter = ',',
+        help_heading = "Resources"
+    )]
     pub resources_path: Vec<PathBuf>,
+    /// Deprecated name of --resources-path (one directory; used only when
+    /// --resources-path is not given, as daprd).
+    #[arg(long = "components-path", help_heading = "Resources")]
+    pub components_path: Option<PathBuf>,
     /// Configuration files (repeatable or comma-separated; merged in order, as daprd).
     #[arg(long = "config", value_delimiter = ',', help_heading = "Resources")]
     pub config: Vec<PathBuf>,
@@ -184,7 +261,11 @@ pub struct RunArgs {
     #[arg(long = "data-dir", env = "SPAR_DATA_DIR", help_heading = "Resources")]
     pub data_dir: Option<PathBuf>,
     /// How often resources are re-read for hot reload (0: spar's default, 2s).
-    #[arg(long = "hot-reload-reconcile-interval", default_value = "0", help_heading = "Resources")]
+    #[arg(
+        long = "hot-reload-reconcile-interval",
+        default_value = "0",
+        help_heading = "Resources"
+    )]
     pub hot_reload_reconcile_interval: String,
     /// Kubernetes only (no built-in Kubernetes secret store in standalone mode): accepted.
     #[arg(long = "disable-builtin-k8s-secret-store", default_value_t = false,
@@ -214,10 +295,17 @@ pub struct RunArgs {
           require_equals = true, default_missing_value = "true",
           value_parser = BoolishValueParser::new(), help_heading = "Logs and metrics")]
     pub enable_api_logging_flag: Option<bool>,
-    #[arg(long = "metrics-port", default_value_t = 9090, help_heading = "Logs and metrics")]
+    #[arg(
+        long = "metrics-port",
+        default_value_t = 9090,
+        help_heading = "Logs and metrics"
+    )]
     pub metrics_port: u16,
-    #[arg(long = "metrics-listen-address", default_value = "0.0.0.0",
-          help_heading = "Logs and metrics")]
+    #[arg(
+        long = "metrics-listen-address",
+        default_value = "0.0.0.0",
+        help_heading = "Logs and metrics"
+    )]
     pub metrics_listen_address: String,
     #[arg(long = "enable-metrics", default_value_t = true, action = ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
@@ -229,13 +317,21 @@ pub struct RunArgs {
           value_parser = BoolishValueParser::new(), help_heading = "Logs and metrics")]
     pub enable_profiling: bool,
     /// Port of the profiling server (see --enable-profiling): accepted.
-    #[arg(long = "profile-port", default_value_t = 7777, allow_negative_numbers = true,
-          help_heading = "Logs and metrics")]
+    #[arg(
+        long = "profile-port",
+        default_value_t = 7777,
+        allow_negative_numbers = true,
+        help_heading = "Logs and metrics"
+    )]
     pub profile_port: i64,
 
     // ---------------------------------------------------------- shutdown
-    #[arg(long = "dapr-graceful-shutdown-seconds", default_value_t = 5,
-          allow_negative_numbers = true, help_heading = "Shutdown")]
+    #[arg(
+        long = "dapr-graceful-shutdown-seconds",
+        default_value_t = 5,
+        allow_negative_numbers = true,
+        help_heading = "Shutdown"
+    )]
     pub dapr_graceful_shutdown_seconds: i64,
     /// On SIGTERM, keep serving for this long (or until the app is unhealthy)
     /// before shutting down; subscriptions stop at once (Go duration, e.g. 10s).
@@ -255,15 +351,27 @@ pub struct RunArgs {
     #[arg(long = "trust-anchors-file", help_heading = "Security")]
     pub trust_anchors_file: Option<PathBuf>,
     /// Trust domain of sentry's identity.
-    #[arg(long = "control-plane-trust-domain", env = "DAPR_CONTROLPLANE_TRUST_DOMAIN",
-          default_value = "localhost", help_heading = "Security")]
+    #[arg(
+        long = "control-plane-trust-domain",
+        env = "DAPR_CONTROLPLANE_TRUST_DOMAIN",
+        default_value = "localhost",
+        help_heading = "Security"
+    )]
     pub control_plane_trust_domain: String,
     /// Namespace of sentry's identity.
-    #[arg(long = "control-plane-namespace", env = "DAPR_CONTROLPLANE_NAMESPACE",
-          default_value = "default", help_heading = "Security")]
+    #[arg(
+        long = "control-plane-namespace",
+        env = "DAPR_CONTROLPLANE_NAMESPACE",
+        default_value = "default",
+        help_heading = "Security"
+    )]
     pub control_plane_namespace: String,
     /// JWT audiences for certificate requests (sentry's JWT validator): accepted; spar's sentry validates as daprd's self-hosted one.
-    #[arg(long = "sentry-request-jwt-audiences", value_delimiter = ',', help_heading = "Security")]
+    #[arg(
+        long = "sentry-request-jwt-audiences",
+        value_delimiter = ',',
+        help_heading = "Security"
+    )]
     pub sentry_request_jwt_audiences: Vec<String>,
     /// Kubernetes operator address: accepted (standalone mode reads resources from disk).
     #[arg(long = "control-plane-address", help_heading = "Security")]
@@ -274,15 +382,26 @@ pub struct RunArgs {
     #[arg(long = "placement-host-address", help_heading = "Actors and scheduler")]
     pub placement_host_address: Option<String>,
     /// Scheduler addresses (host:port, comma-separated): accepted; jobs are not enabled yet.
-    #[arg(long = "scheduler-host-address", value_delimiter = ',',
-          env = "DAPR_SCHEDULER_HOST_ADDRESS_DNS_A", help_heading = "Actors and scheduler")]
+    #[arg(
+        long = "scheduler-host-address",
+        value_delimiter = ',',
+        env = "DAPR_SCHEDULER_HOST_ADDRESS_DNS_A",
+        help_heading = "Actors and scheduler"
+    )]
     pub scheduler_host_address: Vec<String>,
     /// Job streams to the scheduler: accepted; jobs are not enabled yet.
-    #[arg(long = "scheduler-job-streams", default_value_t = 3, help_heading = "Actors and scheduler")]
+    #[arg(
+        long = "scheduler-job-streams",
+        default_value_t = 3,
+        help_heading = "Actors and scheduler"
+    )]
     pub scheduler_job_streams: u32,
     /// Placement dissemination timeout: accepted; actors are not enabled yet.
-    #[arg(long = "actors-disseminate-timeout", default_value = "30s",
-          help_heading = "Actors and scheduler")]
+    #[arg(
+        long = "actors-disseminate-timeout",
+        default_value = "30s",
+        help_heading = "Actors and scheduler"
+    )]
     pub actors_disseminate_timeout: String,
     /// Deprecated in daprd, without effect there either.
     #[arg(long = "actors-service", hide = true)]
@@ -328,6 +447,8 @@ impl RunArgs {
     /// "unset") as no app.
     pub fn app_port(&self) -> Option<u16> {
         self.app_port_flag
+            .as_deref()
+            .and_then(|p| p.trim().parse::<i64>().ok())
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p != 0)
     }
@@ -351,7 +472,8 @@ impl RunArgs {
     /// 4 MiB by default, -1 the default, 0 no limit (as daprd).
     pub fn max_body_bytes(&self) -> Result<usize, String> {
         let bytes = if let Some(q) = &self.max_body_size {
-            parse_quantity(q).map_err(|e| format!("invalid value for 'max-body-size' option: {e}"))?
+            parse_quantity(q)
+                .map_err(|e| format!("invalid value for 'max-body-size' option: {e}"))?
         } else if let Some(mb) = self.dapr_http_max_request_size {
             if mb > 0 {
                 mb.saturating_mul(1 << 20)
@@ -455,8 +577,31 @@ impl RunArgs {
         }
     }
 
+    /// daprd's reading of the two resource flags: `--components-path` only
+    /// when `--resources-path` is absent; a directory named twice is read once.
+    pub fn settle_resource_paths(&mut self) {
+        if self.resources_path.is_empty() {
+            if let Some(c) = self.components_path.take() {
+                self.resources_path.push(c);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.resources_path.retain(|p| seen.insert(p.clone()));
+    }
+
     /// Checks what daprd checks before starting (values clap can't).
     pub fn check(&self) -> Result<(), String> {
+        if let Some(p) = self
+            .app_port_flag
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            p.parse::<i64>()
+                .ok()
+                .filter(|n| *n < 65536)
+                .ok_or_else(|| format!("error parsing app-port: {p:?} is not a port"))?;
+        }
         self.max_body_bytes()?;
         self.read_buffer_bytes()?;
         self.block_shutdown()?;
@@ -471,16 +616,20 @@ impl RunArgs {
         }
         match spar_config::parse_duration(&self.actors_disseminate_timeout) {
             Ok(d) if !d.is_zero() => {}
-            _ => {
-                return Err(format!(
-                    "invalid value for 'actors-disseminate-timeout' option: must be positive, got {}",
-                    self.actors_disseminate_timeout
-                ))
-            }
+            _ => return Err(format!(
+                "invalid value for 'actors-disseminate-timeout' option: must be positive, got {}",
+                self.actors_disseminate_timeout
+            )),
         }
         for (flag, v) in [
-            ("hot-reload-reconcile-interval", &self.hot_reload_reconcile_interval),
-            ("app-binding-options-timeout", &self.app_binding_options_timeout),
+            (
+                "hot-reload-reconcile-interval",
+                &self.hot_reload_reconcile_interval,
+            ),
+            (
+                "app-binding-options-timeout",
+                &self.app_binding_options_timeout,
+            ),
         ] {
             if v != "0" {
                 spar_config::parse_duration(v)
@@ -547,18 +696,29 @@ impl RunArgs {
             ));
         }
         if self.mode == "kubernetes" {
-            out.push("--mode kubernetes: accepted; spar reads resources from disk as in standalone mode".into());
+            out.push(
+                "--mode kubernetes: accepted; spar reads resources from disk as in standalone mode"
+                    .into(),
+            );
         }
         if let Some(a) = &self.control_plane_address {
-            out.push(format!("--control-plane-address {a}: accepted; there is no operator in standalone mode"));
+            out.push(format!(
+                "--control-plane-address {a}: accepted; there is no operator in standalone mode"
+            ));
         }
         if !self.sentry_request_jwt_audiences.is_empty() {
             out.push("--sentry-request-jwt-audiences: accepted; spar sentry validates requests as daprd's self-hosted sentry".into());
         }
         if self.actors_service.is_some() || self.reminders_service.is_some() {
-            out.push("--actors-service / --reminders-service: deprecated in daprd, no effect".into());
+            out.push(
+                "--actors-service / --reminders-service: deprecated in daprd, no effect".into(),
+            );
         }
-        if self.disable_init_endpoints.iter().any(|e| e.trim().eq_ignore_ascii_case("config")) {
+        if self
+            .disable_init_endpoints
+            .iter()
+            .any(|e| e.trim().eq_ignore_ascii_case("config"))
+        {
             out.push("--disable-init-endpoints config: accepted; spar does not call GET /dapr/config (no actors yet)".into());
         }
         out
@@ -606,7 +766,12 @@ pub fn parse_quantity(s: &str) -> Result<i64, String> {
     // A decimal exponent: `1e3`, `5E-1`.
     let mut exp: i32 = 0;
     if let Some(rest) = unit.strip_prefix(['e', 'E']) {
-        if !rest.is_empty() && rest.trim_start_matches(['+', '-']).bytes().all(|b| b.is_ascii_digit()) {
+        if !rest.is_empty()
+            && rest
+                .trim_start_matches(['+', '-'])
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        {
             exp = rest.parse().map_err(|_| bad())?;
             unit = "";
         }
@@ -636,10 +801,14 @@ pub fn parse_quantity(s: &str) -> Result<i64, String> {
     if base == 10 {
         ten_pow += pow as i32;
     } else {
-        mantissa = mantissa.checked_mul(1i128 << pow).ok_or_else(|| format!("quantity {s:?} too large"))?;
+        mantissa = mantissa
+            .checked_mul(1i128 << pow)
+            .ok_or_else(|| format!("quantity {s:?} too large"))?;
     }
     while ten_pow > 0 {
-        mantissa = mantissa.checked_mul(10).ok_or_else(|| format!("quantity {s:?} too large"))?;
+        mantissa = mantissa
+            .checked_mul(10)
+            .ok_or_else(|| format!("quantity {s:?} too large"))?;
         ten_pow -= 1;
     }
     while ten_pow < 0 {
@@ -703,15 +872,15 @@ mod tests {
             "-c",
             "exit 3",
         ]);
+        let mut r = r;
+        r.settle_resource_paths();
         assert!(!r.enable_metrics);
         assert!(r.log_as_json);
         assert!(r.enable_mtls);
         assert_eq!(r.app_id, "x");
         assert_eq!(r.enable_api_logging(), Some(false));
-        assert_eq!(
-            r.resources_path,
-            vec![PathBuf::from("a"), PathBuf::from("b")]
-        );
+        // daprd reads --components-path only without --resources-path.
+        assert_eq!(r.resources_path, vec![PathBuf::from("b")]);
         assert_eq!(r.listen_hosts(), vec!["127.0.0.1", "::1"]);
         assert_eq!(r.command, vec!["sh", "-c", "exit 3"]);
     }
@@ -721,13 +890,37 @@ mod tests {
     #[test]
     fn dapr_cli_argv() {
         let r = run(&[
-            "--app-id", "myapp", "--app-port", "0", "--dapr-http-port", "3501",
-            "--dapr-grpc-port", "50002", "--profile-port", "-1", "--metrics-port", "9091",
-            "--dapr-internal-grpc-port", "50100", "--config", "/home/u/.dapr/config.yaml",
-            "--app-protocol", "http", "--placement-host-address", "localhost:50005",
-            "--app-max-concurrency", "-1", "--resources-path", "/home/u/.dapr/components",
-            "--max-body-size", "4Mi", "--read-buffer-size", "4Ki",
-            "--scheduler-host-address", "localhost:50006", "--log-as-json",
+            "--app-id",
+            "myapp",
+            "--app-port",
+            "0",
+            "--dapr-http-port",
+            "3501",
+            "--dapr-grpc-port",
+            "50002",
+            "--profile-port",
+            "-1",
+            "--metrics-port",
+            "9091",
+            "--dapr-internal-grpc-port",
+            "50100",
+            "--config",
+            "/home/u/.dapr/config.yaml",
+            "--app-protocol",
+            "http",
+            "--placement-host-address",
+            "localhost:50005",
+            "--app-max-concurrency",
+            "-1",
+            "--resources-path",
+            "/home/u/.dapr/components",
+            "--max-body-size",
+            "4Mi",
+            "--read-buffer-size",
+            "4Ki",
+            "--scheduler-host-address",
+            "localhost:50006",
+            "--log-as-json",
         ]);
         assert_eq!(r.app_port(), None);
         assert_eq!(r.profile_port, -1);
@@ -752,10 +945,21 @@ mod tests {
             run(&["--max-body-size", "512Ki"]).max_body_bytes().unwrap(),
             512 << 10
         );
-        assert_eq!(run(&["--max-body-size", "-1"]).max_body_bytes().unwrap(), 4 << 20);
-        assert_eq!(run(&["--max-body-size", "0"]).max_body_bytes().unwrap(), usize::MAX);
+        assert_eq!(
+            run(&["--max-body-size", "-1"]).max_body_bytes().unwrap(),
+            4 << 20
+        );
+        assert_eq!(
+            run(&["--max-body-size", "0"]).max_body_bytes().unwrap(),
+            usize::MAX
+        );
         assert!(run(&["--max-body-size", "12Xi"]).max_body_bytes().is_err());
-        assert_eq!(run(&["--dapr-http-read-buffer-size", "16"]).read_buffer_bytes().unwrap(), 16 << 10);
+        assert_eq!(
+            run(&["--dapr-http-read-buffer-size", "16"])
+                .read_buffer_bytes()
+                .unwrap(),
+            16 << 10
+        );
     }
 
     #[test]
@@ -776,15 +980,40 @@ mod tests {
 
     #[test]
     fn daprd_value_checks() {
-        assert!(run(&["--disable-init-endpoints", "subscribe,config"]).check().is_ok());
+        assert!(run(&["--disable-init-endpoints", "subscribe,config"])
+            .check()
+            .is_ok());
         assert!(run(&["--disable-init-endpoints", "nope"]).check().is_err());
-        assert!(run(&["--actors-disseminate-timeout", "0s"]).check().is_err());
-        assert!(run(&["--app-port", "3500"]).check().is_err());
-        assert!(run(&["--app-health-probe-interval", "1", "--app-health-probe-timeout", "2000"])
+        assert!(run(&["--actors-disseminate-timeout", "0s"])
             .check()
             .is_err());
+        assert!(run(&["--app-port", "3500"]).check().is_err());
+        assert!(run(&[
+            "--app-health-probe-interval",
+            "1",
+            "--app-health-probe-timeout",
+            "2000"
+        ])
+        .check()
+        .is_err());
         assert_eq!(run(&["--app-protocol", "GRPC"]).app_protocol, "grpc");
-        assert_eq!(run(&["--app-protocol", "grpc", "--app-ssl"]).effective_app_protocol(), "grpcs");
+        assert_eq!(
+            run(&["--app-protocol", "grpc", "--app-ssl"]).effective_app_protocol(),
+            "grpcs"
+        );
         assert!(!run(&["--disable-init-endpoints", "subscribe"]).programmatic_subscriptions());
+        // Given twice: the last wins; lists append.
+        let r = run(&[
+            "--metrics-port",
+            "1",
+            "--metrics-port",
+            "2",
+            "--config",
+            "a",
+            "--config",
+            "b",
+        ]);
+        assert_eq!(r.metrics_port, 2);
+        assert_eq!(r.config, vec![PathBuf::from("a"), PathBuf::from("b")]);
     }
 }

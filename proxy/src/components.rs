@@ -168,7 +168,9 @@ async fn init_within<E: std::fmt::Display>(
     match tokio::time::timeout(t, init).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("init: {e}")),
-        Err(_) => Err(format!("init did not finish within {t:?} (spec.initTimeout)")),
+        Err(_) => Err(format!(
+            "init did not finish within {t:?} (spec.initTimeout)"
+        )),
     }
 }
 
@@ -264,7 +266,10 @@ pub async fn load(
             c.source.display()
         );
         if c.spec.ignore_errors {
-            tracing::error!(component = c.name(), "ignoring error processing {what} (ignoreErrors)");
+            tracing::error!(
+                component = c.name(),
+                "ignoring error processing {what} (ignoreErrors)"
+            );
         } else {
             tracing::error!(component = c.name(), "{what}");
             out.fatal.push(what);

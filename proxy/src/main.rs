@@ -48,7 +48,10 @@ fn main() {
     }
     let cli = Cli::parse_from(cli::go_style_args(argv));
     let code = match cli.command {
-        Command::Run(args) => run::run(*args),
+        Command::Run(mut args) => {
+            args.settle_resource_paths();
+            run::run(*args)
+        }
         Command::Validate(args) => validate::run(&args),
         Command::Sentry(args) => security::sentry::run(*args),
     };

@@ -82,7 +82,11 @@ pub fn run(args: RunArgs) -> i32 {
         return 0;
     }
     let log_file = match &args.log_file {
-        Some(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
             Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("spar: --log-file {}: {e}", p.display());
@@ -147,10 +151,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         Some(_) => Vec::new(),
         None => addrs(&hosts, args.dapr_http_port)?,
     };
-    let metrics_addrs = addrs(
-        &[args.metrics_listen_address.clone()],
-        args.metrics_port,
-    )?;
+    let metrics_addrs = addrs(&[args.metrics_listen_address.clone()], args.metrics_port)?;
     check_free(&http_addrs, "HTTP API")?;
     let internal_addrs = addrs(&args.internal_hosts(), internal_port)?;
     check_free(&internal_addrs, "internal API")?;

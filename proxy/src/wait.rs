@@ -13,7 +13,10 @@ const PERIOD: Duration = Duration::from_millis(100);
 
 pub fn outbound_ready(port: u16) {
     let url = format!("http://localhost:{port}/v1.0/healthz/outbound");
-    println!("Waiting for Dapr to be outbound ready (timeout: {} seconds): url={url}", TIMEOUT.as_secs());
+    println!(
+        "Waiting for Dapr to be outbound ready (timeout: {} seconds): url={url}",
+        TIMEOUT.as_secs()
+    );
     let until = Instant::now() + TIMEOUT;
     let mut last_print = Instant::now();
     let mut last_err = String::new();
@@ -38,7 +41,8 @@ fn probe(port: u16) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, PROBE).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(PROBE)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(PROBE)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(PROBE))
+        .map_err(|e| e.to_string())?;
     s.write_all(
         b"GET /v1.0/healthz/outbound HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
@@ -47,6 +51,9 @@ fn probe(port: u16) -> Result<(), String> {
     s.read_exact(&mut head).map_err(|e| e.to_string())?;
     match &head[9..12] {
         b"204" => Ok(()),
-        code => Err(format!("HTTP status code {}", String::from_utf8_lossy(code))),
+        code => Err(format!(
+            "HTTP status code {}",
+            String::from_utf8_lossy(code)
+        )),
     }
 }

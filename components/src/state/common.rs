@@ -34,12 +34,12 @@ pub(crate) fn mismatch(key: &str) -> StateError {
     StateError::EtagMismatch(format!("key {key:?}: the stored version differs"))
 }
 
-/// `cleanupInterval` metadata: a Go duration, default 1 h; `0` or negative
-/// turns the sweeper off.
+/// `cleanupInterval` metadata: a Go duration or seconds, default 1 h; `0`
+/// or negative turns the sweeper off.
 pub(crate) fn cleanup_interval(c: &spar_config::Component) -> Result<Option<Duration>, BuildError> {
     match c.meta("cleanupInterval") {
         Some(t) if t.trim().starts_with('-') || t.trim() == "0" => Ok(None),
-        Some(t) => spar_config::parse_duration(&t)
+        Some(t) => spar_config::parse_metadata_duration(&t)
             .map(Some)
             .map_err(|message| BuildError::Metadata {
                 component: c.name().to_string(),

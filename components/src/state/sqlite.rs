@@ -79,7 +79,7 @@ pub fn build(
     };
     let table = c.meta("tableName").unwrap_or_else(|| "state".into());
     let timeout = match c.meta("timeout") {
-        Some(t) => spar_config::parse_duration(&t).map_err(|e| field_err("timeout", e))?,
+        Some(t) => spar_config::parse_metadata_duration(&t).map_err(|e| field_err("timeout", e))?,
         None => Duration::from_secs(20),
     };
     let cleanup = cleanup_interval(c)?;

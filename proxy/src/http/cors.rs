@@ -142,7 +142,10 @@ mod tests {
         let h = c.preflight(Some("https://a.test"), "put", Some("Content-Type, X-Y"));
         assert_eq!(get(&h, "access-control-allow-origin"), ["*"]);
         assert_eq!(get(&h, "access-control-allow-methods"), ["PUT"]);
-        assert_eq!(get(&h, "access-control-allow-headers"), ["Content-Type, X-Y"]);
+        assert_eq!(
+            get(&h, "access-control-allow-headers"),
+            ["Content-Type, X-Y"]
+        );
         assert_eq!(get(&h, "vary").len(), 3);
         let h = c.actual(Some("https://a.test"), "GET");
         assert_eq!(get(&h, "access-control-allow-origin"), ["*"]);
@@ -151,7 +154,8 @@ mod tests {
     #[test]
     fn listed_and_wildcard_origins() {
         let c = Cors::parse("https://app.test,https://*.example.com").unwrap();
-        let ok = |o: &str| !get(&c.actual(Some(o), "POST"), "access-control-allow-origin").is_empty();
+        let ok =
+            |o: &str| !get(&c.actual(Some(o), "POST"), "access-control-allow-origin").is_empty();
         assert!(ok("https://app.test"));
         assert!(ok("HTTPS://APP.TEST"));
         assert!(ok("https://x.example.com"));
@@ -160,7 +164,11 @@ mod tests {
         let h = c.actual(Some("https://app.test"), "GET");
         assert_eq!(get(&h, "access-control-allow-origin"), ["https://app.test"]);
         // A method outside the list gets no grant.
-        assert!(get(&c.preflight(Some("https://app.test"), "TRACE", None), "access-control-allow-origin").is_empty());
+        assert!(get(
+            &c.preflight(Some("https://app.test"), "TRACE", None),
+            "access-control-allow-origin"
+        )
+        .is_empty());
         // No origin: only Vary.
         assert_eq!(c.actual(None, "GET").len(), 1);
     }

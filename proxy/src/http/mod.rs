@@ -279,7 +279,9 @@ impl HttpApi {
         }
         resp.insert_header("content-length", "0")?;
         session.write_response_header(Box::new(resp)).await?;
-        session.write_response_body(bytes::Bytes::new(), true).await?;
+        session
+            .write_response_body(bytes::Bytes::new(), true)
+            .await?;
         Ok(true)
     }
 
