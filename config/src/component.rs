@@ -122,9 +122,9 @@ impl Component {
         }
         // No version is daprd's first version, v1.
         let v = &self.spec.version;
-        if !v.is_empty()
-            && !(v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit()))
-        {
+        let versioned =
+            v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit());
+        if !(v.is_empty() || versioned) {
             errs.push((
                 "spec.version".into(),
                 format!("{v:?} must look like v1, v2, v1alpha1"),

@@ -616,10 +616,12 @@ impl RunArgs {
         }
         match spar_config::parse_duration(&self.actors_disseminate_timeout) {
             Ok(d) if !d.is_zero() => {}
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "invalid value for 'actors-disseminate-timeout' option: must be positive, got {}",
                 self.actors_disseminate_timeout
-            )),
+            ))
+            }
         }
         for (flag, v) in [
             (

@@ -60,17 +60,49 @@ fn access(config: Option<&Configuration>, store: &str) -> Access {
     }
 }
 
-/// A copy of `c` with every `secretKeyRef` replaced by the secret's value.
+/// A copy of `c` as its builder reads it: every `secretKeyRef` and
+/// `envRef` replaced by its value, then daprd's template tags expanded.
 async fn resolve(
     c: &Component,
     stores: &HashMap<String, Arc<dyn SecretStore>>,
+    app_id: &str,
+    namespace: Option<&str>,
 ) -> Result<Component, String> {
-    if c.secret_refs().is_empty() && !c.spec.metadata.iter().any(|m| m.env_ref.is_some()) {
-        return Ok(c.clone());
-    }
     let mut out = c.clone();
-    resolve_items(&mut out.spec.metadata, c.auth.as_ref(), stores).await?;
+    if !c.secret_refs().is_empty() || c.spec.metadata.iter().any(|m| m.env_ref.is_some()) {
+        resolve_items(&mut out.spec.metadata, c.auth.as_ref(), stores).await?;
+    }
+    for item in &mut out.spec.metadata {
+        if let Some(v) = &mut item.value {
+            if v.0.contains('{') {
+                v.0 = expand_tags(&v.0, app_id, namespace)
+                    .map_err(|e| format!("metadata {}: {e}", item.name))?;
+            }
+        }
+    }
     Ok(out)
+}
+
+/// daprd's template tags in metadata values: `{uuid}` (a new one each
+/// time), `{podName}` (`POD_NAME`), `{namespace}` (`namespace.appID`),
+/// `{appID}` — so `consumerID: "{appID}-{uuid}"` means what it does there.
+fn expand_tags(v: &str, app_id: &str, namespace: Option<&str>) -> Result<String, String> {
+    let mut v = v.to_string();
+    while v.contains("{uuid}") {
+        v = v.replacen("{uuid}", &uuid::Uuid::new_v4().to_string(), 1);
+    }
+    if v.contains("{podName}") {
+        let pod = std::env::var("POD_NAME")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or("refers to {podName} but POD_NAME is not set")?;
+        v = v.replace("{podName}", &pod);
+    }
+    v = v.replace(
+        "{namespace}",
+        &format!("{}.{app_id}", namespace.unwrap_or_default()),
+    );
+    Ok(v.replace("{appID}", app_id))
 }
 
 /// Replaces every `secretKeyRef` in `items` with the secret's value, read
@@ -322,7 +354,7 @@ pub async fn load(
                 continue;
             }
         }
-        let built = match resolve(c, &secret_stores).await {
+        let built = match resolve(c, &secret_stores, app_id, namespace).await {
             Ok(c) => registry
                 .build_secret_store(&c, ctx)
                 .map_err(|e| e.to_string()),
@@ -349,7 +381,7 @@ pub async fn load(
                 continue;
             }
         }
-        let c = match resolve(c, &secret_stores).await {
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
             Ok(c) => c,
             Err(e) => {
                 fail(&mut out, c, e);
@@ -396,7 +428,7 @@ pub async fn load(
                 continue;
             }
         }
-        let c = match resolve(c, &secret_stores).await {
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
             Ok(c) => c,
             Err(e) => {
                 fail(&mut out, c, e);
@@ -429,4 +461,23 @@ pub async fn load(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_tags() {
+        let v = expand_tags("{appID}-{namespace}-{uuid}-{uuid}", "orders", Some("prod")).unwrap();
+        let parts: Vec<&str> = v.splitn(3, '-').collect();
+        assert_eq!(&parts[..2], ["orders", "prod.orders"]);
+        assert_eq!(parts[2].len(), 36 * 2 + 1);
+        assert_ne!(&parts[2][..36], &parts[2][37..]);
+        assert_eq!(expand_tags("{namespace}", "a", None).unwrap(), ".a");
+        std::env::remove_var("POD_NAME");
+        assert!(expand_tags("{podName}", "a", None).is_err());
+        assert!(env_allowed("REDIS_HOST"));
+        assert!(!env_allowed("DAPR_API_TOKEN") && !env_allowed("app_api_token"));
+    }
 }

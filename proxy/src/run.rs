@@ -151,7 +151,10 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         Some(_) => Vec::new(),
         None => addrs(&hosts, args.dapr_http_port)?,
     };
-    let metrics_addrs = addrs(&[args.metrics_listen_address.clone()], args.metrics_port)?;
+    let metrics_addrs = addrs(
+        std::slice::from_ref(&args.metrics_listen_address),
+        args.metrics_port,
+    )?;
     check_free(&http_addrs, "HTTP API")?;
     let internal_addrs = addrs(&args.internal_hosts(), internal_port)?;
     check_free(&internal_addrs, "internal API")?;

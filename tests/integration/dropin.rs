@@ -394,7 +394,7 @@ fn takes_every_daprd_flag() {
             .args(bad)
             .output()
             .unwrap();
-        assert_eq!(out.status.code().is_some_and(|c| c != 0), true, "{bad:?}");
+        assert!(out.status.code().is_some_and(|c| c != 0), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(bad[0].trim_start_matches('-')),

@@ -53,7 +53,7 @@ impl Cors {
             return true;
         }
         let o = origin.to_ascii_lowercase();
-        self.exact.iter().any(|e| *e == o)
+        self.exact.contains(&o)
             || self.wildcards.iter().any(|(pre, post)| {
                 o.len() >= pre.len() + post.len() && o.starts_with(pre) && o.ends_with(post)
             })
