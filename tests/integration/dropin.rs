@@ -564,6 +564,12 @@ async fn docs_component_files_load() {
         ("ps.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis-pubsub\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    envRef: SPAR_DOCS_REDIS_HOST\n  - name: redisPassword\n    value: \"\"\n  - name: consumerID\n    value: \"{appID}\"\n".to_string()),
         ("sec.yaml", format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: local-secret-store\nspec:\n  type: secretstores.local.file\n  version: v1\n  metadata:\n  - name: secretsFile\n    value: {}\n  - name: nestedSeparator\n    value: \":\"\n", secrets.display())),
         ("env.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: envvar-secret-store\nspec:\n  type: secretstores.local.env\n  version: v1\n  metadata:\n".to_string()),
+        ("mysql.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mysql\nspec:\n  type: state.mysql\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"root:@tcp(127.0.0.1:3306)/?allowNativePasswords=true\"\n  - name: schemaName\n    value: \"dapr_docs\"\n  - name: tableName\n    value: \"state\"\n  - name: timeoutInSeconds\n    value: \"30\"\n".to_string()),
+        ("sqlite.yaml", format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: sqlite\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"{}\"\n  - name: timeout\n    value: \"20s\"\n  - name: cleanupInterval\n    value: \"1h\"\n", dir.path().join("docs.db").display())),
+        ("memory.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: inmem\nspec:\n  type: state.in-memory\n  version: v1\n  metadata: []\n".to_string()),
+        ("jetstream.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: jetstream-pubsub\nspec:\n  type: pubsub.jetstream\n  version: v1\n  metadata:\n  - name: natsURL\n    value: \"nats://localhost:4222\"\n  - name: name\n    value: \"my-conn-name\"\n  - name: durableName\n    value: \"my-durable-subscription\"\n  - name: ackWait\n    value: 10s\n  - name: maxDeliver\n    value: 5\n  - name: maxAckPending\n    value: 5000\n  - name: memoryStorage\n    value: false\n  - name: deliverPolicy\n    value: all\n".to_string()),
+        ("rabbitmq.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: rabbitmq-pubsub\nspec:\n  type: pubsub.rabbitmq\n  version: v1\n  metadata:\n  - name: connectionString\n    value: \"amqp://guest:guest@localhost:5672\"\n  - name: consumerID\n    value: channel1\n  - name: durable\n    value: false\n  - name: deletedWhenUnused\n    value: false\n  - name: autoAck\n    value: false\n  - name: deliveryMode\n    value: 0\n  - name: requeueInFailure\n    value: false\n  - name: prefetchCount\n    value: 0\n  - name: reconnectWait\n    value: 0\n  - name: concurrencyMode\n    value: parallel\n  - name: publisherConfirm\n    value: false\n  - name: enableDeadLetter\n    value: true\n  - name: maxLen\n    value: 3000\n  - name: maxLenBytes\n    value: 10485760\n  - name: exchangeKind\n    value: fanout\n  - name: saslExternal\n    value: false\n  - name: ttlInSeconds\n    value: 60\n  - name: heartBeat\n    value: 10s\n".to_string()),
+        ("mqtt.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mqtt-pubsub\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n    - name: url\n      value: \"tcp://localhost:1883\"\n    # Optional\n    - name: retain\n      value: \"false\"\n    - name: cleanSession\n      value: \"false\"\n    - name: qos\n      value: \"1\"\n    - name: consumerID\n      value: \"{appID}-{uuid}\"\n".to_string()),
     ];
     let docs: Vec<(&str, &str)> = docs.iter().map(|(a, b)| (*a, b.as_str())).collect();
     let res = component_dir(dir.path(), &docs);
@@ -574,9 +580,9 @@ async fn docs_component_files_load() {
     let c = Client::new();
     let base = format!("http://127.0.0.1:{http}");
     let md = get_json(&c, format!("{base}/v1.0/metadata")).await;
-    assert_eq!(md["components"].as_array().unwrap().len(), 5, "{md}");
+    assert_eq!(md["components"].as_array().unwrap().len(), 11, "{md}");
     let key = unique("docs");
-    for store in ["Redis_Store", "pg"] {
+    for store in ["Redis_Store", "pg", "mysql", "sqlite", "inmem"] {
         let r = c
             .post(format!("{base}/v1.0/state/{store}"))
             .json(&json!([{"key": key, "value": 1}]))
