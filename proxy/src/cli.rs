@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// What `--version` prints: a semantic version the Dapr CLI compares as
 /// the Dapr release spar serves (it reads `daprd --version` to choose the
@@ -59,6 +59,36 @@ pub struct ValidateArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Parses the command line as daprd would: Go's single dash and boolean
+/// spellings included.
+pub fn parse(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
+    let cmd = Cli::command().mut_subcommand("run", |run| run.mut_args(go_bool));
+    let matches = cmd.try_get_matches_from(go_style_args(argv))?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// The one-shot flags stay plain switches.
+const SWITCHES: [&str; 3] = ["version", "build_info", "wait"];
+
+/// A boolean flag as Go's flag package reads it: `--flag`, `--flag=false`
+/// (true/false, 1/0, t/f, yes/no…); `--flag false` would be a stray value.
+fn go_bool(a: Arg) -> Arg {
+    if !matches!(a.get_action(), ArgAction::SetTrue) || SWITCHES.contains(&a.get_id().as_str()) {
+        return a;
+    }
+    let default = if a.get_default_values().iter().any(|v| v == "true") {
+        "true"
+    } else {
+        "false"
+    };
+    a.action(ArgAction::Set)
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .default_value(default)
+        .value_parser(BoolishValueParser::new())
+}
+
 /// `-flag` → `--flag` before `--` (Go's flag syntax, as daprd accepts it).
 /// Only a dash followed by a letter is rewritten, so negative numbers
 /// (`--app-max-concurrency -1`) stay values.
@@ -95,16 +125,19 @@ pub struct RunArgs {
     )]
     pub app_id: String,
     /// Port the app listens on (0: no app).
-    #[arg(long = "app-port", allow_hyphen_values = true, help_heading = "App")]
+    #[arg(
+        long = "app-port",
+        value_name = "PORT",
+        allow_hyphen_values = true,
+        help_heading = "App"
+    )]
     pub app_port_flag: Option<String>,
     /// Protocol of the app: http, grpc, h2c, https, grpcs.
     #[arg(long = "app-protocol", default_value = "http", value_parser = app_protocol,
           help_heading = "App")]
     pub app_protocol: String,
     /// Deprecated: TLS to the app (`--app-protocol https`, or grpcs with grpc).
-    #[arg(long = "app-ssl", default_value_t = false, action = ArgAction::Set, num_args = 0..=1,
-          require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "App")]
+    #[arg(long = "app-ssl", help_heading = "App")]
     pub app_ssl: bool,
     /// Address the app listens on.
     #[arg(
@@ -117,9 +150,8 @@ pub struct RunArgs {
     #[arg(long = "app-max-concurrency", default_value_t = -1, allow_negative_numbers = true,
           help_heading = "App")]
     pub app_max_concurrency: i32,
-    #[arg(long = "enable-app-health-check", default_value_t = false, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "App")]
+    /// Probe the app's health (HTTP GET of the path, or gRPC HealthCheck).
+    #[arg(long = "enable-app-health-check", help_heading = "App")]
     pub enable_app_health_check: bool,
     #[arg(
         long = "app-health-check-path",
@@ -268,10 +300,7 @@ pub struct RunArgs {
     )]
     pub hot_reload_reconcile_interval: String,
     /// Kubernetes only (no built-in Kubernetes secret store in standalone mode): accepted.
-    #[arg(long = "disable-builtin-k8s-secret-store", default_value_t = false,
-          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
-          default_missing_value = "true", value_parser = BoolishValueParser::new(),
-          help_heading = "Resources")]
+    #[arg(long = "disable-builtin-k8s-secret-store", help_heading = "Resources")]
     pub disable_builtin_k8s_secret_store: bool,
     /// Runtime mode: standalone (kubernetes is accepted and runs as standalone).
     #[arg(long = "mode", default_value = "standalone", value_parser = ["standalone", "kubernetes"],
@@ -283,9 +312,7 @@ pub struct RunArgs {
           value_parser = ["debug", "info", "warn", "error", "fatal"],
           help_heading = "Logs and metrics")]
     pub log_level: String,
-    #[arg(long = "log-as-json", default_value_t = false, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Logs and metrics")]
+    #[arg(long = "log-as-json", help_heading = "Logs and metrics")]
     pub log_as_json: bool,
     /// Write logs to this file (appended) instead of the standard error.
     #[arg(long = "log-file", help_heading = "Logs and metrics")]
@@ -307,14 +334,14 @@ pub struct RunArgs {
         help_heading = "Logs and metrics"
     )]
     pub metrics_listen_address: String,
-    #[arg(long = "enable-metrics", default_value_t = true, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Logs and metrics")]
+    #[arg(
+        long = "enable-metrics",
+        default_value = "true",
+        help_heading = "Logs and metrics"
+    )]
     pub enable_metrics: bool,
     /// Go's pprof server: no Go runtime to profile; accepted (use perf on spar).
-    #[arg(long = "enable-profiling", default_value_t = false, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Logs and metrics")]
+    #[arg(long = "enable-profiling", help_heading = "Logs and metrics")]
     pub enable_profiling: bool,
     /// Port of the profiling server (see --enable-profiling): accepted.
     #[arg(
@@ -340,9 +367,7 @@ pub struct RunArgs {
 
     // ------------------------------------------------------------- mTLS
     /// Encrypt and authenticate sidecar-to-sidecar traffic with certificates from sentry.
-    #[arg(long = "enable-mtls", default_value_t = false, action = ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true",
-          value_parser = BoolishValueParser::new(), help_heading = "Security")]
+    #[arg(long = "enable-mtls", help_heading = "Security")]
     pub enable_mtls: bool,
     /// Address of the certificate authority (`spar sentry`), host:port.
     #[arg(long = "sentry-address", help_heading = "Security")]
@@ -831,7 +856,7 @@ mod tests {
     fn run(args: &[&str]) -> RunArgs {
         let mut v: Vec<OsString> = vec!["spar".into(), "run".into()];
         v.extend(args.iter().map(OsString::from));
-        match Cli::try_parse_from(go_style_args(v)).unwrap().command {
+        match parse(v).unwrap().command {
             Command::Run(r) => *r,
             _ => panic!("not run"),
         }

@@ -23,9 +23,7 @@ mod uds;
 mod validate;
 mod wait;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 
 /// mimalloc instead of glibc malloc: glibc's allocator was ≈ 14% of a
 /// sidecar's CPU under load (perf); with mimalloc, max throughput +13% and
@@ -46,7 +44,7 @@ fn main() {
     if invoked_as.as_deref() == Some(std::ffi::OsStr::new("daprd")) {
         argv.insert(1, "run".into());
     }
-    let cli = Cli::parse_from(cli::go_style_args(argv));
+    let cli = cli::parse(argv).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
         Command::Run(mut args) => {
             args.settle_resource_paths();

@@ -355,7 +355,7 @@ fn takes_every_daprd_flag() {
     cmd.arg("run").args(&args);
     let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
     sc.healthy(http);
-    assert_eq!(http_status(public, "GET", "/v1.0/healthz"), Some(204));
+    sc.healthy(public);
     assert_eq!(http_status(metrics, "GET", "/metrics"), Some(200));
 
     // The one-shot flags.
@@ -402,6 +402,9 @@ fn takes_every_daprd_flag() {
         );
     }
 }
+
+/// An in-memory state store named `mem`, with no version (daprd's v1).
+const MEM: &str = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n";
 
 fn component_dir(dir: &Path, docs: &[(&str, &str)]) -> PathBuf {
     let res = dir.join("res");
@@ -604,10 +607,7 @@ async fn docs_component_files_load() {
 #[tokio::test]
 async fn cors_from_allowed_origins() {
     let dir = tempfile::tempdir().unwrap();
-    let res = component_dir(
-        dir.path(),
-        &[("m.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n")],
-    );
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
     let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_port = app.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -712,10 +712,7 @@ async fn cors_from_allowed_origins() {
 async fn unix_domain_sockets() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let res = component_dir(
-        dir.path(),
-        &[("m.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n")],
-    );
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
     let sock = dir.path().join("sockets");
     std::fs::create_dir_all(&sock).unwrap();
     let (cmd, http) = run_with(
@@ -781,10 +778,7 @@ async fn unix_domain_sockets() {
 #[tokio::test]
 async fn public_port_serves_health_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let res = component_dir(
-        dir.path(),
-        &[("m.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n")],
-    );
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
     let public = free_port();
     let (mut cmd, http) = run_with(
         dir.path(),
@@ -799,55 +793,24 @@ async fn public_port_serves_health_and_metadata() {
     cmd.env("DAPR_API_TOKEN", "sekret");
     let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
     sc.healthy(http);
+    // Each listener comes up on its own thread.
+    sc.healthy(public);
     let c = Client::new();
+    let status = |url: String| {
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
     let p = format!("http://127.0.0.1:{public}");
+    assert_eq!(status(format!("{p}/v1.0/healthz")).await, 204);
+    assert_eq!(status(format!("{p}/v1.0/healthz/outbound")).await, 204);
     assert_eq!(
-        c.get(format!("{p}/v1.0/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
+        get_json(&c, format!("{p}/v1.0/metadata")).await["id"],
+        "comp"
     );
+    assert_eq!(status(format!("{p}/v1.0/state/mem/k")).await, 404);
+    assert_eq!(status(format!("{p}/v1.0/invoke/comp/method/x")).await, 404);
     assert_eq!(
-        c.get(format!("{p}/v1.0/healthz/outbound"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    let md: Value = c
-        .get(format!("{p}/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(md["id"], "comp");
-    assert_eq!(
-        c.get(format!("{p}/v1.0/state/mem/k"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(format!("{p}/v1.0/invoke/comp/method/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(format!("http://127.0.0.1:{http}/v1.0/metadata"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(format!("http://127.0.0.1:{http}/v1.0/metadata")).await,
         401
     );
 }
@@ -857,10 +820,7 @@ async fn public_port_serves_health_and_metadata() {
 #[test]
 fn block_shutdown_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let res = component_dir(
-        dir.path(),
-        &[("m.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n")],
-    );
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
     let (cmd, http) = run_with(dir.path(), &res, &["--dapr-block-shutdown-duration", "3s"]);
     let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
     sc.healthy(http);
@@ -937,10 +897,7 @@ async fn disabled_init_endpoints_are_not_called() {
 #[test]
 fn log_file_metrics_address_and_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let res = component_dir(
-        dir.path(),
-        &[("m.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n")],
-    );
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
     let logf = dir.path().join("daprd.log");
     let metrics = free_port();
     let (cmd, http) = run_with(
@@ -974,10 +931,7 @@ fn log_file_metrics_address_and_wait() {
 #[tokio::test]
 async fn config_files_merge() {
     let dir = tempfile::tempdir().unwrap();
-    let res = component_dir(
-        dir.path(),
-        &[("m.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mem\nspec:\n  type: state.in-memory\n")],
-    );
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
     let a = dir.path().join("a.yaml");
     let b = dir.path().join("b.yaml");
     std::fs::write(&a, "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: a\nspec:\n  features:\n  - name: One\n    enabled: true\n").unwrap();
