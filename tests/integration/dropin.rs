@@ -74,6 +74,19 @@ impl Drop for Started {
     }
 }
 
+/// The status of `GET path` once the listener answers (each listener
+/// comes up on a thread of its own), within 10 s.
+fn eventually_status(port: u16, path: &str) -> Option<u16> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = http_status(port, "GET", path);
+        if s.is_some() || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `~/.dapr` as `dapr init` leaves it (Redis on localhost), with spar
 /// installed as `~/.dapr/bin/daprd`.
 fn dapr_home(dir: &Path) -> PathBuf {
@@ -356,7 +369,7 @@ fn takes_every_daprd_flag() {
     let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
     sc.healthy(http);
     sc.healthy(public);
-    assert_eq!(http_status(metrics, "GET", "/metrics"), Some(200));
+    assert_eq!(eventually_status(metrics, "/metrics"), Some(200));
 
     // The one-shot flags.
     let out = Command::new(spar_bin())
@@ -924,7 +937,7 @@ fn log_file_metrics_address_and_wait() {
     assert!(std::fs::read_to_string(&logf)
         .unwrap()
         .contains("spar is ready"));
-    assert_eq!(http_status(metrics, "GET", "/metrics"), Some(200));
+    assert_eq!(eventually_status(metrics, "/metrics"), Some(200));
 }
 
 /// Several `--config` files merge in order (daprd's rule), with `$VAR`s.
