@@ -62,6 +62,14 @@ fn http_threads() -> usize {
     }
 }
 
+/// Go's `strconv.ParseBool` truths, as daprd reads its environment switches.
+fn truthy(v: Option<&str>) -> bool {
+    matches!(
+        v.map(str::trim),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True" | "y" | "Y" | "yes" | "YES" | "on" | "ON")
+    )
+}
+
 pub fn run(args: RunArgs) -> i32 {
     // daprd's one-shot commands.
     if args.version {
@@ -307,9 +315,16 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         }
         server.add_service(public);
     }
+    // As daprd, the HTTP API also speaks HTTP/2 with prior knowledge (h2c)
+    // unless DAPR_HTTP_DISABLE_H2C is truthy.
+    let api_h2c = (!truthy(std::env::var("DAPR_HTTP_DISABLE_H2C").ok().as_deref())).then(|| {
+        let mut o = pingora::apps::HttpServerOptions::default();
+        o.h2c = true;
+        o
+    });
     let mut http = Service::new(
         "dapr-http-api".into(),
-        ApiServer::new(&server.configuration, api, None),
+        ApiServer::new(&server.configuration, api, api_h2c),
     );
     for a in &http_addrs {
         http.add_tcp(&a.to_string());

@@ -973,3 +973,47 @@ async fn config_files_merge() {
     .await;
     assert_eq!(md["enabledFeatures"], json!(["Two"]), "{md}");
 }
+
+/// The HTTP API answers HTTP/2 with prior knowledge (h2c) too, as daprd's
+/// does, API routes and invocations alike.
+#[tokio::test]
+async fn http_api_speaks_h2c() {
+    let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = app.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let router = axum::Router::new().route(
+            "/hello",
+            axum::routing::post(|b: String| async move { format!("hi {b}") }),
+        );
+        axum::serve(app, router).await.unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
+    let (cmd, http) = run_with(dir.path(), &res, &["--app-port", &app_port.to_string()]);
+    let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
+    sc.healthy(http);
+    let c = Client::builder().http2_prior_knowledge().build().unwrap();
+    let base = format!("http://127.0.0.1:{http}");
+    let r = c
+        .post(format!("{base}/v1.0/state/mem"))
+        .json(&json!([{"key": "k", "value": "over h2c"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status()),
+        (reqwest::Version::HTTP_2, StatusCode::NO_CONTENT)
+    );
+    assert_eq!(
+        get_json(&c, format!("{base}/v1.0/state/mem/k")).await,
+        json!("over h2c")
+    );
+    let r = c
+        .post(format!("{base}/v1.0/invoke/comp/method/hello"))
+        .body("there")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "hi there");
+}
