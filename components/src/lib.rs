@@ -1,8 +1,8 @@
 //! Pluggable backends, one trait per component kind.
 //!
-//! Each kind lives in its own module (`state`, later `pubsub`, `secrets`, …)
-//! with the trait, its request/response types, its implementations and a
-//! conformance suite that every implementation of the kind must pass.
+//! Each kind lives in its own module (`state`, `pubsub`, `secrets`) with the
+//! trait, its request/response types, its implementations and a conformance
+//! suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
 
 pub mod per_thread;

@@ -79,6 +79,40 @@ impl Registry {
         self.state.contains_key(ty)
     }
 
+    /// Whether a component of this `spec.type` and `spec.version` can be
+    /// built (`spar validate`; start-up says the same through `build_*`).
+    pub fn check(&self, ty: &str, version: &str) -> Result<(), BuildError> {
+        let known = self.state.contains_key(ty)
+            || self.secrets.contains_key(ty)
+            || self.pubsub.contains_key(ty);
+        if !known {
+            return Err(BuildError::UnknownType(
+                ty.to_string(),
+                self.types().join(", "),
+            ));
+        }
+        if !matches!(version.to_ascii_lowercase().as_str(), "" | "v0" | "v1") {
+            return Err(BuildError::UnknownVersion(
+                ty.to_string(),
+                version.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every `spec.type` this registry builds, sorted.
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = self
+            .state
+            .keys()
+            .chain(self.secrets.keys())
+            .chain(self.pubsub.keys())
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     pub fn build_secret_store(
         &self,
         c: &Component,

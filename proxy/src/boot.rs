@@ -361,7 +361,7 @@ async fn obtain_identity(
 }
 
 /// The Configuration's `httpPipeline` handlers joined with their components.
-fn pipeline(
+pub(crate) fn pipeline(
     config: Option<&Configuration>,
     res: &Resources,
 ) -> Result<Vec<MiddlewareSpec>, String> {

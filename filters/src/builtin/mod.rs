@@ -16,8 +16,8 @@ use crate::handlers::Router;
 use crate::metrics::Metrics;
 use crate::Runtime;
 
-/// Everything the chain is built from. Built once at start (and again on
-/// reload, later), never per request.
+/// Everything the chain is built from. Built at start and again on each hot
+/// reload, never per request.
 pub struct ChainConfig {
     pub api_token: Option<String>,
     pub max_body_bytes: usize,
