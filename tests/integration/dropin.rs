@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use spar_tests::{free_port, get_json, http_status, spar_bin, unique};
 
 /// A sidecar started from an argv of our choosing, killed on drop.
