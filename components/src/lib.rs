@@ -11,6 +11,7 @@ pub mod pubsub;
 pub mod redis_wire;
 pub mod registry;
 pub mod secrets;
+pub mod sql;
 pub mod state;
 
 pub use registry::{BuildError, Registry};

@@ -54,7 +54,8 @@ impl<'a> Meta<'a> {
 
     /// A value that must be there.
     pub fn required(&self, name: &str) -> Result<String, BuildError> {
-        self.str(name).ok_or_else(|| self.error(name, "is required"))
+        self.str(name)
+            .ok_or_else(|| self.error(name, "is required"))
     }
 
     /// A boolean as Dapr's components take it: true/false, 1/0, t/f,
@@ -85,7 +86,10 @@ impl<'a> Meta<'a> {
         self.str(name)
             .map(|v| {
                 v.trim().parse::<T>().map_err(|_| {
-                    self.error(name, format!("{v:?} is not a {}", std::any::type_name::<T>()))
+                    self.error(
+                        name,
+                        format!("{v:?} is not a {}", std::any::type_name::<T>()),
+                    )
                 })
             })
             .transpose()
@@ -111,8 +115,9 @@ impl<'a> Meta<'a> {
     pub fn bytes(&self, name: &str, default: u64) -> Result<u64, BuildError> {
         match self.str(name) {
             None => Ok(default),
-            Some(v) => parse_bytes(&v)
-                .ok_or_else(|| self.error(name, format!("{v:?} is not a size (1048576, 512Ki, 4Mi)"))),
+            Some(v) => parse_bytes(&v).ok_or_else(|| {
+                self.error(name, format!("{v:?} is not a size (1048576, 512Ki, 4Mi)"))
+            }),
         }
     }
 
@@ -130,7 +135,9 @@ impl<'a> Meta<'a> {
                 .iter()
                 .find(|a| a.eq_ignore_ascii_case(v.trim()))
                 .copied()
-                .ok_or_else(|| self.error(name, format!("{v:?} must be one of {}", allowed.join(", ")))),
+                .ok_or_else(|| {
+                    self.error(name, format!("{v:?} must be one of {}", allowed.join(", ")))
+                }),
         }
     }
 }
@@ -198,15 +205,29 @@ mod tests {
         assert!(m.bool("missing", true).unwrap());
         assert_eq!(m.int::<u32>("n", 0).unwrap(), 42);
         assert_eq!(m.int_opt::<u32>("nope").unwrap(), None);
-        assert_eq!(m.duration("d1", Duration::ZERO).unwrap(), Duration::from_secs(90));
-        assert_eq!(m.duration("d2", Duration::ZERO).unwrap(), Duration::from_secs(20));
+        assert_eq!(
+            m.duration("d1", Duration::ZERO).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            m.duration("d2", Duration::ZERO).unwrap(),
+            Duration::from_secs(20)
+        );
         assert_eq!(m.bytes("size", 0).unwrap(), 4 << 20);
-        assert_eq!(m.one_of("kind", &["fanout", "topic"], "fanout").unwrap(), "topic");
+        assert_eq!(
+            m.one_of("kind", &["fanout", "topic"], "fanout").unwrap(),
+            "topic"
+        );
     }
 
     #[test]
     fn errors_name_component_field_and_form() {
-        let c = component(&[("flag", "maybe"), ("n", "x"), ("d", "5 parsecs"), ("k", "z")]);
+        let c = component(&[
+            ("flag", "maybe"),
+            ("n", "x"),
+            ("d", "5 parsecs"),
+            ("k", "z"),
+        ]);
         let m = Meta::new(&c);
         for e in [
             m.bool("flag", false).unwrap_err(),
@@ -217,6 +238,10 @@ mod tests {
             let s = e.to_string();
             assert!(s.contains("component c: metadata "), "{s}");
         }
-        assert!(m.bool("flag", false).unwrap_err().to_string().contains("boolean"));
+        assert!(m
+            .bool("flag", false)
+            .unwrap_err()
+            .to_string()
+            .contains("boolean"));
     }
 }

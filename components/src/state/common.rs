@@ -1,7 +1,6 @@
 //! Pieces every store implementation shares: version ETags, TTL expiry in
 //! milliseconds, the expired-entry sweeper and query paging.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,20 +91,5 @@ pub(crate) fn item(data: Vec<u8>, etag: i64, expires_ms: Option<i64>) -> Item {
         data,
         etag: Some(etag.to_string()),
         expires_at: expires_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
-    }
-}
-
-/// Runs one backend call with the store's timeout: a slow or unreachable
-/// backend becomes a prompt `Backend` error, never a hang.
-pub(crate) async fn bounded<T, E: Display>(
-    backend: &str,
-    timeout: Duration,
-    f: impl Future<Output = Result<T, E>>,
-) -> Result<T, StateError> {
-    match tokio::time::timeout(timeout, f).await {
-        Ok(r) => r.map_err(|e| StateError::Backend(format!("{backend}: {e}"))),
-        Err(_) => Err(StateError::Backend(format!(
-            "{backend}: no answer within {timeout:?}"
-        ))),
     }
 }

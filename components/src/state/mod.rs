@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod query;
 pub mod redis;
+mod sql_store;
 pub mod sqlite;
 mod types;
 
