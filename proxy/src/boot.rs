@@ -9,7 +9,6 @@ use spar_config::{Component, Configuration, Resources};
 use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::builtin::api_log::ApiLog;
 use spar_filters::builtin::metrics::MetricsOptions;
-use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::{ComponentMetrics, Metrics};
 use spar_filters::runtime::Live;
@@ -360,11 +359,12 @@ async fn obtain_identity(
     .await
 }
 
-/// The Configuration's `httpPipeline` handlers joined with their components.
+/// The components the Configuration's `httpPipeline` handlers name, in
+/// order.
 pub(crate) fn pipeline(
     config: Option<&Configuration>,
     res: &Resources,
-) -> Result<Vec<MiddlewareSpec>, String> {
+) -> Result<Vec<Component>, String> {
     let Some(handlers) = config
         .and_then(|c| c.spec.http_pipeline.as_ref())
         .map(|p| &p.handlers)
@@ -384,11 +384,7 @@ pub(crate) fn pipeline(
                         h.name, h.type_
                     )
                 })?;
-            Ok(MiddlewareSpec {
-                name: h.name.clone(),
-                type_: h.type_.clone(),
-                metadata: comp.metadata_map(),
-            })
+            Ok(comp.clone())
         })
         .collect()
 }

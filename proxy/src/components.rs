@@ -317,12 +317,7 @@ pub async fn load(
             continue;
         }
         if kind == "middleware" {
-            let spec = spar_filters::builtin::middleware::MiddlewareSpec {
-                name: c.name().to_string(),
-                type_: c.spec.type_.clone(),
-                metadata: c.metadata_map(),
-            };
-            if let Err(e) = spar_filters::builtin::middleware::build(&spec) {
+            if let Err(e) = spar_filters::builtin::middleware::build(c) {
                 fail(&mut out, c, e);
             } else {
                 out.infos.push(info(c, vec![]));
@@ -333,8 +328,10 @@ pub async fn load(
             &mut out,
             c,
             format!(
-                "unknown component type {:?}: spar has state, pubsub, secretstores and middleware.http.ratelimit components",
-                c.spec.type_
+                "unknown component type {:?} (supported: {}, {})",
+                c.spec.type_,
+                registry.types().join(", "),
+                spar_filters::builtin::middleware::types().join(", ")
             ),
         );
     }

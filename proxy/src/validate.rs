@@ -15,14 +15,7 @@ pub fn run(args: &ValidateArgs) -> i32 {
             let registry = spar_components::Registry::default();
             for c in &r.components {
                 let checked = if c.kind_prefix() == "middleware" {
-                    spar_filters::builtin::middleware::build(
-                        &spar_filters::builtin::middleware::MiddlewareSpec {
-                            name: c.name().to_string(),
-                            type_: c.spec.type_.clone(),
-                            metadata: c.metadata_map(),
-                        },
-                    )
-                    .map(|_| ())
+                    spar_filters::builtin::middleware::build(c).map(|_| ())
                 } else {
                     registry
                         .check(&c.spec.type_, &c.spec.version)
