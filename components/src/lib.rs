@@ -5,6 +5,7 @@
 //! suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
 
+pub mod build;
 pub mod meta;
 pub mod per_thread;
 pub mod pubsub;
@@ -14,4 +15,5 @@ pub mod secrets;
 pub mod sql;
 pub mod state;
 
-pub use registry::{BuildError, Registry};
+pub use build::{BuildContext, BuildError};
+pub use registry::Registry;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use spar_config::Component;
 
-use crate::registry::BuildError;
+use crate::build::BuildError;
 
 #[derive(Clone, Copy)]
 pub struct Meta<'a> {

@@ -7,34 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use spar_config::Component;
-use thiserror::Error;
+
+pub use crate::build::{BuildContext, BuildError};
 
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
-
-#[derive(Debug, Error)]
-pub enum BuildError {
-    #[error("unknown component type {0:?} (supported: {1})")]
-    UnknownType(String, String),
-    #[error("no version {1:?} of {0} (spar has v1)")]
-    UnknownVersion(String, String),
-    #[error("component {component}: metadata {field}: {message}")]
-    Metadata {
-        component: String,
-        field: String,
-        message: String,
-    },
-    #[error("component {component}: {message}")]
-    Init { component: String, message: String },
-}
-
-/// Options every component builder can read (not from the component's YAML).
-#[derive(Debug, Clone, Default)]
-pub struct BuildContext {
-    /// Where embedded stores keep files when no path is configured.
-    pub data_dir: std::path::PathBuf,
-}
 
 /// A component constructor producing one kind's trait object.
 type Builder<T> = fn(&Component, &BuildContext) -> Result<Arc<T>, BuildError>;

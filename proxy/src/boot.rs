@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spar_components::registry::BuildContext;
+use spar_components::BuildContext;
 use spar_config::{Component, Configuration, Resources};
 use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::builtin::api_log::ApiLog;

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use spar_components::registry::BuildContext;
 use spar_components::secrets::local_env::EnvStore;
 use spar_components::secrets::SecretStore;
+use spar_components::BuildContext;
 use spar_components::Registry;
 use spar_config::{Component, Configuration, MetaValue};
 use spar_filters::handlers::secrets::{Access, SecretStores};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Secret, SecretError, SecretStore};
-use crate::registry::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
 
 #[derive(Debug, Default)]
 pub struct EnvStore {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Secret, SecretError, SecretStore};
-use crate::registry::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
 
 #[derive(Debug, Default)]
 pub struct FileStore {

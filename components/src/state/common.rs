@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::query::{Query, QueryResponse, QueryResult};
 use super::{Item, StateError, Ttl};
-use crate::registry::BuildError;
+use crate::build::BuildError;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()

@@ -23,7 +23,7 @@ use super::{
     BulkItem, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
     StateStore,
 };
-use crate::registry::BuildError;
+use crate::build::BuildError;
 
 const SEPARATOR: &[u8] = b"||";
 

@@ -13,7 +13,7 @@ use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
     StateStore,
 };
-use crate::registry::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
 
 struct Entry {
     data: Vec<u8>,

@@ -16,9 +16,9 @@ use super::sql_store::{
     Placeholders, Row, Settings, SqlStore, Step, Stmt, Tables, Write, SCHEMA_VERSION,
 };
 use super::{StateError, StateStore};
+use crate::build::{BuildContext, BuildError};
 use crate::meta::Meta;
 use crate::per_thread::PerThread;
-use crate::registry::{BuildContext, BuildError};
 
 const NAME: &str = "postgresql";
 

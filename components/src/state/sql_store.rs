@@ -26,8 +26,8 @@ use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
     StateError, StateStore,
 };
+use crate::build::BuildError;
 use crate::meta::Meta;
-use crate::registry::BuildError;
 
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 

@@ -20,7 +20,7 @@ use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
     StateStore,
 };
-use crate::registry::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
 
 const READERS: usize = 4;
 const SCHEMA_VERSION: i64 = 1;
