@@ -368,7 +368,7 @@ mod tests {
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: t\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: outboxPublishPubsub\n    value: ps\n",
         );
         let o = Outboxes::from_components(&[with, without_topic]);
-        let c = o.get("s").unwrap();
+        let c = o.get("s").unwrap().clone();
         assert_eq!(c.outbox_pubsub, "ps", "defaults to the publish pubsub");
         assert!(c.discard_when_missing_state);
         assert!(o.get("t").is_none(), "both publish settings are needed");
@@ -376,7 +376,7 @@ mod tests {
             namespace: "ns".into(),
             ..o
         };
-        assert_eq!(o.internal_topic("app", c), "nsappordersoutbox");
+        assert_eq!(o.internal_topic("app", &c), "nsappordersoutbox");
     }
 
     fn item(key: &str, value: &[u8], md: &[(&str, &str)]) -> SaveItem {

@@ -153,7 +153,12 @@ async fn sqlite_events_carry_the_saved_values() {
         ]}),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
 
     let evs = events(&seen, 3, Duration::from_secs(30)).await;
     assert_eq!(evs.len(), 3, "one event per saved upsert: {evs:?}");
@@ -163,7 +168,10 @@ async fn sqlite_events_carry_the_saved_values() {
     let a = with_data(&evs, &json!({"n": 1}));
     assert_eq!(a.len(), 1, "{evs:?}");
     assert_eq!(a[0]["datacontenttype"], "application/json");
-    assert_eq!(a[0]["outbox.cloudevent.myapp"], "v1", "metadata as attributes");
+    assert_eq!(
+        a[0]["outbox.cloudevent.myapp"], "v1",
+        "metadata as attributes"
+    );
     assert_ne!(a[0]["id"], "y", "`id` metadata does not replace the id");
     let b = with_data(&evs, &json!("text"));
     assert_eq!(b.len(), 1, "{evs:?}");
@@ -308,16 +316,19 @@ async fn postgresql_without_an_app_publishes_to_another_sidecar() {
         json!({"operations": [upsert("order-1", json!({"item": "book", "qty": 2}), json!({"contentType": "application/json"}))]}),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
     let evs = events(&seen, 1, Duration::from_secs(30)).await;
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_envelope(&evs[0], &pub_id, "ps", &topic);
     assert_eq!(evs[0]["data"], json!({"item": "book", "qty": 2}));
     let md = get_json(&c, format!("{}/v1.0/metadata", sc.http())).await;
     assert!(
-        md["subscriptions"]
-            .as_array()
-            .is_none_or(|s| s.is_empty()),
+        md["subscriptions"].as_array().is_none_or(|s| s.is_empty()),
         "the internal subscription is not listed: {md}"
     );
     drop(sc);
@@ -367,7 +378,12 @@ async fn mysql_events_carry_the_saved_values() {
         ]}),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "{}",
+        r.text().await.unwrap()
+    );
     let evs = events(&seen, 2, Duration::from_secs(30)).await;
     assert_eq!(evs.len(), 2, "{evs:?}");
     for e in &evs {
@@ -449,7 +465,10 @@ async fn publish_broker_outage_after_commit_loses_nothing() {
     // The relay tried, and failed, to publish it.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !sc.stderr().contains("failed to publish outbox event") {
-        assert!(Instant::now() < deadline, "no publish attempt during the outage");
+        assert!(
+            Instant::now() < deadline,
+            "no publish attempt during the outage"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The broker for internal events is down: refused, nothing saved.
@@ -523,7 +542,11 @@ async fn failed_transaction_publishes_nothing() {
         ]}),
     )
     .await;
-    assert_ne!(r.status(), StatusCode::NO_CONTENT, "the ETag mismatch fails it");
+    assert_ne!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "the ETag mismatch fails it"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while sc.stderr().matches("discarding message").count() < 2 {
         assert!(
@@ -588,8 +611,9 @@ async fn unknown_pubsub_fails_transactions_not_startup() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "not saved");
     assert!(
-        sc.stderr()
-            .contains("could not subscribe to internal outbox topic: outbox pubsub nope not loaded"),
+        sc.stderr().contains(
+            "could not subscribe to internal outbox topic: outbox pubsub nope not loaded"
+        ),
         "{}",
         sc.stderr()
     );

@@ -121,7 +121,12 @@ impl Relay {
             .state
             .entry(&self.store)
             .map(|(s, _)| s)
-            .ok_or_else(|| format!("cannot get outbox state: state store {} not found", self.store))
+            .ok_or_else(|| {
+                format!(
+                    "cannot get outbox state: state store {} not found",
+                    self.store
+                )
+            })
     }
 
     /// Whether the marker exists: the transaction committed.
