@@ -618,3 +618,53 @@ async fn unknown_pubsub_fails_transactions_not_startup() {
         sc.stderr()
     );
 }
+
+/// Outbox settings added to a running store by hot reload take effect
+/// without a restart: the internal subscription starts with them.
+#[tokio::test]
+async fn outbox_added_by_hot_reload() {
+    let u = unique("ob");
+    let topic = format!("orders-{u}");
+    let (port, seen) = subscriber_app().await;
+    let app_id = unique("obx");
+    let rest = [
+        component("ps", "pubsub.in-memory", &[]),
+        subscription("ps", &topic, &app_id),
+    ];
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: [vec![sqlite_component("store")], rest.to_vec()].concat(),
+        extra_args: app_port(port),
+        ..Default::default()
+    });
+    let with_outbox = [
+        vec![sqlite_component("store") + &outbox("ps", &topic)],
+        rest.to_vec(),
+    ]
+    .concat()
+    .join("\n---\n")
+    .replace("{dir}", &sc.dir.path().display().to_string());
+    std::fs::write(
+        sc.dir.path().join("resources").join("components.yaml"),
+        with_outbox,
+    )
+    .unwrap();
+    let c = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0.. {
+        let r = transact(
+            &c,
+            &sc,
+            "store",
+            json!({"operations": [upsert("k", json!(format!("v{i}")), json!({}))]}),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        if !events(&seen, 1, Duration::from_secs(3)).await.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outbox never started");
+    }
+    let evs = seen.lock().unwrap().clone();
+    assert_envelope(&evs[0], &app_id, "ps", &topic);
+}
