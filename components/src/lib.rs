@@ -1,15 +1,17 @@
 //! Pluggable backends, one trait per component kind.
 //!
-//! Each kind lives in its own module (`state`, later `pubsub`, `secrets`, …)
-//! with the trait, its request/response types, its implementations and a
-//! conformance suite that every implementation of the kind must pass.
+//! Each kind lives in its own module (`state`, `pubsub`, `secrets`) with the
+//! trait, its request/response types, its implementations and a conformance
+//! suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
 
+pub mod meta;
 pub mod per_thread;
 pub mod pubsub;
 pub mod redis_wire;
 pub mod registry;
 pub mod secrets;
+pub mod sql;
 pub mod state;
 
 pub use registry::{BuildError, Registry};

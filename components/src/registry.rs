@@ -17,6 +17,8 @@ use crate::state::{self, StateStore};
 pub enum BuildError {
     #[error("unknown component type {0:?} (supported: {1})")]
     UnknownType(String, String),
+    #[error("no version {1:?} of {0} (spar has v1)")]
+    UnknownVersion(String, String),
     #[error("component {component}: metadata {field}: {message}")]
     Metadata {
         component: String,
@@ -77,6 +79,40 @@ impl Registry {
         self.state.contains_key(ty)
     }
 
+    /// Whether a component of this `spec.type` and `spec.version` can be
+    /// built (`spar validate`; start-up says the same through `build_*`).
+    pub fn check(&self, ty: &str, version: &str) -> Result<(), BuildError> {
+        let known = self.state.contains_key(ty)
+            || self.secrets.contains_key(ty)
+            || self.pubsub.contains_key(ty);
+        if !known {
+            return Err(BuildError::UnknownType(
+                ty.to_string(),
+                self.types().join(", "),
+            ));
+        }
+        if !matches!(version.to_ascii_lowercase().as_str(), "" | "v0" | "v1") {
+            return Err(BuildError::UnknownVersion(
+                ty.to_string(),
+                version.to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every `spec.type` this registry builds, sorted.
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = self
+            .state
+            .keys()
+            .chain(self.secrets.keys())
+            .chain(self.pubsub.keys())
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     pub fn build_secret_store(
         &self,
         c: &Component,
@@ -110,6 +146,19 @@ fn build<T: ?Sized>(
     ctx: &BuildContext,
 ) -> Result<Arc<T>, BuildError> {
     match table.get(c.spec.type_.as_str()) {
+        // Every spar component is its type's first version; "" and v0 mean
+        // the same to daprd.
+        Some(_)
+            if !matches!(
+                c.spec.version.to_ascii_lowercase().as_str(),
+                "" | "v0" | "v1"
+            ) =>
+        {
+            Err(BuildError::UnknownVersion(
+                c.spec.type_.clone(),
+                c.spec.version.clone(),
+            ))
+        }
         Some(b) => b(c, ctx),
         None => {
             let mut known: Vec<_> = table.keys().copied().collect();

@@ -68,14 +68,17 @@ impl Component {
         &self.metadata.name
     }
 
-    /// A plain metadata value; names match case-insensitively, as in Dapr.
+    /// A plain metadata value; names match case-insensitively, and an empty
+    /// value counts as unset, as in Dapr.
     pub fn meta(&self, name: &str) -> Option<String> {
         self.spec
             .metadata
             .iter()
             .find(|m| m.name.eq_ignore_ascii_case(name))
             .and_then(|m| m.value.as_ref())
-            .map(|v| v.as_str().to_string())
+            .map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
     }
 
     /// All plain metadata values by name (secret references left out).
@@ -117,20 +120,15 @@ impl Component {
                 )),
             }
         }
+        // No version is daprd's first version, v1.
         let v = &self.spec.version;
-        if v.is_empty() {
-            errs.push(("spec.version".into(), "is required (e.g. v1)".into()));
-        } else if !(v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit()))
-        {
+        let versioned =
+            v.starts_with('v') && v[1..].chars().next().is_some_and(|c| c.is_ascii_digit());
+        if !(v.is_empty() || versioned) {
             errs.push((
                 "spec.version".into(),
                 format!("{v:?} must look like v1, v2, v1alpha1"),
             ));
-        }
-        if let Some(t) = &self.spec.init_timeout {
-            if let Err(e) = crate::parse_duration(t) {
-                errs.push(("spec.initTimeout".into(), e));
-            }
         }
         let mut seen: Vec<String> = Vec::new();
         for (i, m) in self.spec.metadata.iter().enumerate() {
@@ -147,19 +145,13 @@ impl Component {
                 ));
             }
             seen.push(lower);
-            match (&m.value, &m.secret_key_ref) {
-                (Some(_), Some(_)) => errs.push((
-                    field,
-                    format!("{:?} has both value and secretKeyRef; use one", m.name),
-                )),
-                (None, None) => errs.push((
-                    field,
-                    format!("{:?} needs a value or a secretKeyRef", m.name),
-                )),
-                (None, Some(r)) if r.name.is_empty() => {
-                    errs.push((format!("{field}.secretKeyRef.name"), "is required".into()))
+            // As daprd: a value, an `envRef` or a `secretKeyRef` (which
+            // wins over a value); none at all is an empty value (the docs'
+            // templates leave optional fields so).
+            if let Some(r) = &m.secret_key_ref {
+                if r.name.is_empty() {
+                    errs.push((format!("{field}.secretKeyRef.name"), "is required".into()));
                 }
-                _ => {}
             }
         }
     }

@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// A duration in component metadata, as Dapr's components read it: a Go
+/// duration, or a whole number of seconds (`cleanupInterval: "3600"`).
+pub fn parse_metadata_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).or_else(|e| {
+        s.trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| e)
+    })
+}
+
 /// Parses a Go duration. A bare number is rejected (ambiguous), except `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

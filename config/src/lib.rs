@@ -2,7 +2,7 @@
 //! Resiliency, Subscription (v1alpha1 and v2alpha1) and HTTPEndpoint.
 //!
 //! [`Resources::load_dirs`] reads `--resources-path` directories,
-//! [`load_configuration`] the `--config` file. Errors name the file, the
+//! [`load_configurations`] the `--config` files. Errors name the file, the
 //! resource (`Kind/name`) and the field, and all of them are reported at once.
 //! `secretKeyRef` values stay references; resolving them is the runtime's job.
 
@@ -10,6 +10,7 @@ mod component;
 mod configuration;
 mod duration;
 mod error;
+mod expand;
 mod http_endpoint;
 mod load;
 mod meta;
@@ -18,10 +19,10 @@ mod subscription;
 
 pub use component::{Component, ComponentAuth, ComponentSpec, KINDS};
 pub use configuration::*;
-pub use duration::parse_duration;
+pub use duration::{parse_duration, parse_metadata_duration};
 pub use error::{ConfigError, ConfigErrors};
 pub use http_endpoint::{HttpEndpoint, HttpEndpointSpec};
-pub use load::{load_configuration, resource_files, Resources};
+pub use load::{load_configuration, load_configurations, resource_files, Resources};
 pub use meta::{valid_name, MetaValue, MetadataItem, ObjectMeta, SecretKeyRef};
 pub use resiliency::*;
 pub use subscription::{BulkSubscribe, Routes, Rule, Subscription, SubscriptionSpec};

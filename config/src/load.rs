@@ -108,13 +108,20 @@ impl Resources {
         }
     }
 
-    /// Only what applies to `app_id`: resources with no scopes or listing it.
+    /// Only what applies to `app_id`: resources with no scopes or listing
+    /// it; and, as daprd, with `NAMESPACE` set, components of no namespace
+    /// or that one.
     pub fn for_app(&self, app_id: &str) -> Resources {
+        let ns = std::env::var("NAMESPACE").ok().filter(|n| !n.is_empty());
+        let in_ns = |c: &Component| match (&ns, &c.metadata.namespace) {
+            (Some(ns), Some(m)) if !m.is_empty() => m == ns,
+            _ => true,
+        };
         Resources {
             components: self
                 .components
                 .iter()
-                .filter(|c| in_scope(&c.scopes, app_id))
+                .filter(|c| in_scope(&c.scopes, app_id) && in_ns(c))
                 .cloned()
                 .collect(),
             configurations: self.configurations.clone(),
@@ -162,20 +169,61 @@ pub fn resource_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Loads the `--config` file: its `kind: Configuration` document.
+/// Loads one `--config` file (see [`load_configurations`]).
 pub fn load_configuration(path: &Path) -> Result<Configuration, ConfigErrors> {
-    let mut res = Resources::default();
-    let mut errs = Vec::new();
-    load_file(path, &mut res, &mut errs);
-    if !errs.is_empty() {
-        return Err(ConfigErrors(errs));
+    load_configurations(std::slice::from_ref(&path.to_path_buf()))
+}
+
+/// Loads the `--config` files as daprd does: each file's `$VAR` / `${VAR}`
+/// references expanded from the environment, then the files laid over one
+/// another in order (mappings merge, later values win). Like daprd, the
+/// file's `apiVersion` and `kind` are not required.
+pub fn load_configurations(paths: &[PathBuf]) -> Result<Configuration, ConfigErrors> {
+    let mut merged = serde_yaml::Value::Null;
+    let mut source = PathBuf::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![file_error(path, format!("cannot read: {e}"))]))?;
+        let text = crate::expand::expand_env(&text);
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_yaml::Value::deserialize(doc)
+                .map_err(|e| ConfigErrors(vec![file_error(path, format!("invalid YAML: {e}"))]))?;
+            let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
+            // A file may hold other documents too: the Configuration is the
+            // one of that kind, or one with no kind at all.
+            if v.is_null() || !(kind.is_empty() || kind == "Configuration") {
+                continue;
+            }
+            crate::expand::merge(&mut merged, v);
+            source = path.clone();
+        }
     }
-    res.configurations.into_iter().next().ok_or_else(|| {
-        ConfigErrors(vec![file_error(
-            path,
+    if merged.is_null() {
+        let path = paths.first().cloned().unwrap_or_default();
+        return Err(ConfigErrors(vec![file_error(
+            &path,
             "no document of kind Configuration".into(),
-        )])
-    })
+        )]));
+    }
+    let mut problems = Vec::new();
+    if let Some(mut c) = typed::<Configuration>(merged, &mut problems) {
+        c.validate(&mut problems);
+        c.source = source.clone();
+        if problems.is_empty() {
+            return Ok(c);
+        }
+    }
+    Err(ConfigErrors(
+        problems
+            .into_iter()
+            .map(|(field, message)| ConfigError {
+                file: source.clone(),
+                resource: Some("Configuration".into()),
+                field: Some(field),
+                message,
+            })
+            .collect(),
+    ))
 }
 
 fn is_dapr_kind(kind: &str) -> bool {
@@ -246,32 +294,39 @@ fn load_doc(
     } else {
         format!("{kind}/{name}")
     };
-    let mut problems: Vec<(String, String)> = Vec::new();
-    if kind.is_empty() {
-        problems.push(("kind".into(), "is required".into()));
+    // daprd's loader reads only documents of its own kinds and API
+    // versions and passes over the rest; spar says so in a warning.
+    if !is_dapr_kind(&kind) {
+        let what = if kind.is_empty() {
+            "has no kind".to_string()
+        } else {
+            format!("kind {kind:?} is not a Dapr resource")
+        };
+        res.warnings
+            .push(format!("{}: {label}: {what}; ignored", path.display()));
+        return;
     }
     let versions: &[&str] = if kind == "Subscription" {
         &["dapr.io/v1alpha1", "dapr.io/v2alpha1"]
     } else {
         &["dapr.io/v1alpha1"]
     };
-    if api_version.is_empty() {
-        problems.push(("apiVersion".into(), "is required".into()));
-    } else if !versions.contains(&api_version.as_str()) && is_dapr_kind(&kind) {
-        problems.push((
-            "apiVersion".into(),
-            format!("{api_version:?} must be one of {}", versions.join(", ")),
+    if !versions.contains(&api_version.as_str()) {
+        res.warnings.push(format!(
+            "{}: {label}: apiVersion {api_version:?} is not one daprd reads for {kind} ({}); ignored",
+            path.display(),
+            versions.join(", ")
         ));
+        return;
     }
-    if is_dapr_kind(&kind) {
-        if name.is_empty() {
-            problems.push(("metadata.name".into(), "is required".into()));
-        } else if !valid_name(&name) {
-            problems.push((
-                "metadata.name".into(),
-                format!("{name:?} must be lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"),
-            ));
-        }
+    let mut problems: Vec<(String, String)> = Vec::new();
+    if name.is_empty() {
+        problems.push(("metadata.name".into(), "is required".into()));
+    } else if !valid_name(&name) {
+        problems.push((
+            "metadata.name".into(),
+            format!("{name:?} must be a valid path segment (not '.' or '..', no '/' or '%')"),
+        ));
     }
     let source = path.to_path_buf();
     match kind.as_str() {
@@ -310,11 +365,7 @@ fn load_doc(
                 res.http_endpoints.push(h);
             }
         }
-        "" => {}
-        other => res.warnings.push(format!(
-            "{}: {label}: kind {other:?} is not used by spar; ignored",
-            path.display()
-        )),
+        _ => {}
     }
     errs.extend(problems.into_iter().map(|(field, message)| ConfigError {
         file: path.to_path_buf(),

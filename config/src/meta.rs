@@ -24,6 +24,9 @@ pub struct MetadataItem {
     pub value: Option<MetaValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key_ref: Option<SecretKeyRef>,
+    /// The value of an environment variable, read when the component starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -104,16 +107,12 @@ impl<'de> Deserialize<'de> for MetaValue {
     }
 }
 
-/// Dapr's resource names: lowercase alphanumerics, `-` and `.`, starting and
-/// ending alphanumeric, at most 253 characters (Kubernetes DNS-1123 subdomain).
+/// A resource name daprd's self-hosted loader accepts: a valid URL path
+/// segment (not empty, not `.` or `..`, no `/` or `%`). Kubernetes' stricter
+/// DNS-name rule does not apply outside Kubernetes: `dapr init` itself
+/// writes a Configuration named `daprConfig`.
 pub fn valid_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 253
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '%'])
 }
 
 /// Any scalar as its string form, for fields users write as numbers or

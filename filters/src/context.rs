@@ -23,6 +23,9 @@ pub struct Ctx {
     pub path: String,
     /// `dapr-api-token` as sent by the caller.
     pub api_token: Option<String>,
+    /// The call came in on the public port (`--dapr-public-port`): health
+    /// and metadata, served without the API token as daprd does.
+    pub public: bool,
     /// Request body size in bytes, as read by the front end.
     pub body_len: usize,
     /// Set by the front end when the body was larger than the limit (it stops
@@ -44,6 +47,7 @@ impl Ctx {
             route,
             path: String::new(),
             api_token: None,
+            public: false,
             body_len: 0,
             body_too_large: false,
             started: Instant::now(),

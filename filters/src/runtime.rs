@@ -21,6 +21,11 @@ pub struct ComponentInfo {
     pub capabilities: Vec<String>,
 }
 
+/// The version spar reports (`--version`, the metadata API): the Dapr
+/// runtime release whose API it serves, then spar's own, as a semantic
+/// version the Dapr CLI and SDKs compare as that Dapr release.
+pub const RUNTIME_VERSION: &str = concat!("1.18.0-spar.", env!("CARGO_PKG_VERSION"));
+
 /// How the sidecar reaches its app, as reported by the metadata API.
 #[derive(Debug, Clone, Default)]
 pub struct AppConnection {
@@ -30,6 +35,9 @@ pub struct AppConnection {
     pub max_concurrency: i32,
     /// Present when app health checks are enabled.
     pub health: Option<AppHealthConfig>,
+    /// Whether the app is asked for its subscriptions (`GET /dapr/subscribe`,
+    /// `ListTopicSubscriptions`); `--disable-init-endpoints subscribe` says no.
+    pub programmatic_subscriptions: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +130,7 @@ impl Runtime {
         Runtime {
             app_id,
             namespace: std::env::var("NAMESPACE").ok().filter(|s| !s.is_empty()),
-            runtime_version: env!("CARGO_PKG_VERSION"),
+            runtime_version: RUNTIME_VERSION,
             resolver: None,
             app_token: std::env::var("APP_API_TOKEN")
                 .ok()

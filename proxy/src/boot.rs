@@ -9,7 +9,6 @@ use spar_config::{Component, Configuration, Resources};
 use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::builtin::api_log::ApiLog;
 use spar_filters::builtin::metrics::MetricsOptions;
-use spar_filters::builtin::middleware::MiddlewareSpec;
 use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::{ComponentMetrics, Metrics};
 use spar_filters::runtime::Live;
@@ -46,7 +45,8 @@ pub struct Builder {
     pub ctx: BuildContext,
     pub metrics: Option<Arc<Metrics>>,
     pub component_metrics: Option<ComponentMetrics>,
-    pub enable_api_logging: bool,
+    /// `--enable-api-logging` when given; else the Configuration decides.
+    pub enable_api_logging: Option<bool>,
     pub api_token: Option<String>,
     pub max_body: usize,
 }
@@ -72,6 +72,11 @@ impl Builder {
             prev,
         )
         .await;
+        // At start-up a component that failed stops the sidecar, unless it
+        // says `ignoreErrors` (daprd's rule); a reload keeps what ran before.
+        if prev.is_none() && !loaded.fatal.is_empty() {
+            return Err(loaded.fatal.join("; "));
+        }
         if let Some(m) = &self.component_metrics {
             loaded.state.with_metrics(m.clone());
         }
@@ -87,10 +92,13 @@ impl Builder {
             .and_then(|c| c.spec.logging.as_ref())
             .and_then(|l| l.api_logging.clone())
             .unwrap_or_default();
-        let api_log = (self.enable_api_logging || api_log_spec.enabled).then_some(ApiLog {
-            obfuscate_urls: api_log_spec.obfuscate_urls,
-            omit_health_checks: api_log_spec.omit_health_checks,
-        });
+        let api_log = self
+            .enable_api_logging
+            .unwrap_or(api_log_spec.enabled)
+            .then_some(ApiLog {
+                obfuscate_urls: api_log_spec.obfuscate_urls,
+                omit_health_checks: api_log_spec.omit_health_checks,
+            });
         // Component kinds name resiliency targets in metrics (`statestore_x`).
         let kinds: std::collections::HashMap<&str, &'static str> = resources
             .components
@@ -219,9 +227,10 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     for w in &resources.warnings {
         tracing::warn!("{w}");
     }
-    let config: Option<Configuration> = match args.config.first() {
-        Some(p) => Some(spar_config::load_configuration(p).map_err(|e| e.to_string())?),
-        None => None,
+    let config: Option<Configuration> = if args.config.is_empty() {
+        None
+    } else {
+        Some(spar_config::load_configurations(&args.config).map_err(|e| e.to_string())?)
     };
 
     let metrics = args.enable_metrics.then(|| Arc::new(Metrics::new()));
@@ -244,7 +253,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
             namespace: namespace.clone().unwrap_or_default(),
         }),
         metrics: metrics.clone(),
-        enable_api_logging: args.enable_api_logging,
+        enable_api_logging: args.enable_api_logging(),
         api_token: std::env::var("DAPR_API_TOKEN").ok(),
         max_body,
     };
@@ -268,17 +277,19 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
                 .collect()
         })
         .unwrap_or_default();
-    rt.app = args.app_port.map(|port| AppConnection {
+    let (interval, timeout, threshold) = args.health_probe()?;
+    rt.app = args.app_port().map(|port| AppConnection {
         port,
-        protocol: args.app_protocol.clone(),
+        protocol: args.effective_app_protocol(),
         channel_address: args.app_channel_address.clone(),
         max_concurrency: args.app_max_concurrency,
         health: args.enable_app_health_check.then(|| AppHealthConfig {
             path: args.app_health_check_path.clone(),
-            interval: Duration::from_secs(args.app_health_probe_interval.max(1)),
-            timeout: Duration::from_millis(args.app_health_probe_timeout.max(1)),
-            threshold: args.app_health_threshold.max(1),
+            interval,
+            timeout,
+            threshold,
         }),
+        programmatic_subscriptions: args.programmatic_subscriptions(),
     });
     let rt = Arc::new(rt);
     let chain = builder.chain(config.as_ref(), &resources, &rt, &rt.live())?;
@@ -349,11 +360,12 @@ async fn obtain_identity(
     .await
 }
 
-/// The Configuration's `httpPipeline` handlers joined with their components.
-fn pipeline(
+/// The components the Configuration's `httpPipeline` handlers name, in
+/// order.
+pub(crate) fn pipeline(
     config: Option<&Configuration>,
     res: &Resources,
-) -> Result<Vec<MiddlewareSpec>, String> {
+) -> Result<Vec<Component>, String> {
     let Some(handlers) = config
         .and_then(|c| c.spec.http_pipeline.as_ref())
         .map(|p| &p.handlers)
@@ -373,22 +385,18 @@ fn pipeline(
                         h.name, h.type_
                     )
                 })?;
-            Ok(MiddlewareSpec {
-                name: h.name.clone(),
-                type_: h.type_.clone(),
-                metadata: comp.metadata_map(),
-            })
+            Ok(comp.clone())
         })
         .collect()
 }
 
 /// `--dapr-internal-grpc-port`, or a free port on the first listen address.
 fn internal_port(args: &RunArgs) -> Result<u16, String> {
-    if let Some(p) = args.dapr_internal_grpc_port {
+    if let Some(p) = args.internal_port() {
         return Ok(p);
     }
     let host = args
-        .listen_hosts()
+        .internal_hosts()
         .into_iter()
         .next()
         .unwrap_or_else(|| "0.0.0.0".into());

@@ -1,8 +1,13 @@
 //! Builds every component from the loaded YAML, in dependency order: secret
 //! stores first, then everything else with its `secretKeyRef`s resolved
 //! through its `auth.secretStore` (default: the environment, as a
-//! `secretstores.local.env` store). A component that fails is reported and
-//! skipped; the rest still start.
+//! `secretstores.local.env` store) and its `envRef`s from the environment.
+//! Each is built, then initialised (its backend reached) within its
+//! `spec.initTimeout` (default 5 s), as daprd does. A component that fails —
+//! an unknown type included — is reported with its file and reason: at
+//! start-up that stops the sidecar unless the component says
+//! `ignoreErrors: true` (then it is logged, listed in the metadata API and
+//! skipped).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,6 +28,9 @@ pub struct Loaded {
     pub infos: Vec<ComponentInfo>,
     /// (component, reason)
     pub failed: Vec<(String, String)>,
+    /// Failures of components without `ignoreErrors`, each naming the
+    /// component, its type and file: fatal at start-up, as in daprd.
+    pub fatal: Vec<String>,
     pub pubsubs: spar_filters::handlers::pubsub::PubSubs,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
@@ -52,17 +60,49 @@ fn access(config: Option<&Configuration>, store: &str) -> Access {
     }
 }
 
-/// A copy of `c` with every `secretKeyRef` replaced by the secret's value.
+/// A copy of `c` as its builder reads it: every `secretKeyRef` and
+/// `envRef` replaced by its value, then daprd's template tags expanded.
 async fn resolve(
     c: &Component,
     stores: &HashMap<String, Arc<dyn SecretStore>>,
+    app_id: &str,
+    namespace: Option<&str>,
 ) -> Result<Component, String> {
-    if c.secret_refs().is_empty() {
-        return Ok(c.clone());
-    }
     let mut out = c.clone();
-    resolve_items(&mut out.spec.metadata, c.auth.as_ref(), stores).await?;
+    if !c.secret_refs().is_empty() || c.spec.metadata.iter().any(|m| m.env_ref.is_some()) {
+        resolve_items(&mut out.spec.metadata, c.auth.as_ref(), stores).await?;
+    }
+    for item in &mut out.spec.metadata {
+        if let Some(v) = &mut item.value {
+            if v.0.contains('{') {
+                v.0 = expand_tags(&v.0, app_id, namespace)
+                    .map_err(|e| format!("metadata {}: {e}", item.name))?;
+            }
+        }
+    }
     Ok(out)
+}
+
+/// daprd's template tags in metadata values: `{uuid}` (a new one each
+/// time), `{podName}` (`POD_NAME`), `{namespace}` (`namespace.appID`),
+/// `{appID}` — so `consumerID: "{appID}-{uuid}"` means what it does there.
+fn expand_tags(v: &str, app_id: &str, namespace: Option<&str>) -> Result<String, String> {
+    let mut v = v.to_string();
+    while v.contains("{uuid}") {
+        v = v.replacen("{uuid}", &uuid::Uuid::new_v4().to_string(), 1);
+    }
+    if v.contains("{podName}") {
+        let pod = std::env::var("POD_NAME")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .ok_or("refers to {podName} but POD_NAME is not set")?;
+        v = v.replace("{podName}", &pod);
+    }
+    v = v.replace(
+        "{namespace}",
+        &format!("{}.{app_id}", namespace.unwrap_or_default()),
+    );
+    Ok(v.replace("{appID}", app_id))
 }
 
 /// Replaces every `secretKeyRef` in `items` with the secret's value, read
@@ -88,6 +128,20 @@ async fn resolve_items(
     };
     let md = BTreeMap::new();
     for item in items.iter_mut() {
+        // `envRef` fills a missing value from the environment, with daprd's
+        // deny list (no `DAPR_*`, no `APP_API_TOKEN`).
+        if let Some(var) = item.env_ref.clone() {
+            if item.value.as_ref().is_none_or(|v| v.0.is_empty()) {
+                if !env_allowed(&var) {
+                    return Err(format!(
+                        "metadata {}: envRef {var:?} names a variable components may not read",
+                        item.name
+                    ));
+                }
+                item.value = Some(MetaValue(std::env::var(&var).unwrap_or_default()));
+            }
+            continue;
+        }
         // The reference stays beside the value: state encryption names its
         // keys after the secret they came from, as daprd does.
         let Some(r) = item.secret_key_ref.clone() else {
@@ -110,6 +164,56 @@ async fn resolve_items(
         item.value = Some(MetaValue(value.clone()));
     }
     Ok(())
+}
+
+/// Whether a component may read this environment variable through
+/// `envRef` (daprd's rule: not the sidecar's own `DAPR_*` settings nor
+/// `APP_API_TOKEN`; with `DAPR_ENV_KEYS` set, only the names it lists).
+fn env_allowed(var: &str) -> bool {
+    let v = var.to_ascii_uppercase();
+    if v.is_empty() || v == "APP_API_TOKEN" || v.starts_with("DAPR_") || v.contains(' ') {
+        return false;
+    }
+    match std::env::var("DAPR_ENV_KEYS") {
+        Ok(list) if !list.is_empty() => list.split(' ').any(|k| k == v),
+        _ => true,
+    }
+}
+
+/// How long a component may take to start: `spec.initTimeout`, else
+/// daprd's 5 s (an unreadable value falls back to it, as in daprd).
+fn init_timeout(c: &Component) -> std::time::Duration {
+    c.spec
+        .init_timeout
+        .as_deref()
+        .and_then(|t| spar_config::parse_duration(t).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(std::time::Duration::from_secs(5))
+}
+
+/// Runs a component's `init` within its timeout.
+async fn init_within<E: std::fmt::Display>(
+    c: &Component,
+    init: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    let t = init_timeout(c);
+    match tokio::time::timeout(t, init).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("init: {e}")),
+        Err(_) => Err(format!(
+            "init did not finish within {t:?} (spec.initTimeout)"
+        )),
+    }
+}
+
+/// `state.redis/v1` (daprd's log name for a component's type).
+fn log_type(c: &Component) -> String {
+    let v = if c.spec.version.is_empty() {
+        "v1"
+    } else {
+        &c.spec.version
+    };
+    format!("{}/{v}", c.spec.type_)
 }
 
 /// `HTTPEndpoint` resources with their headers' secrets resolved. One that
@@ -187,9 +291,50 @@ pub async fn load(
     let mut out = Loaded::default();
     let kept = |c: &Component| prev.and_then(|p| p.unchanged(c).map(|i| (p.live, i)));
     let fail = |out: &mut Loaded, c: &Component, e: String| {
-        tracing::error!(component = c.name(), "component failed to start: {e}");
+        let what = format!(
+            "component {} ({}) in {}: {e}",
+            c.name(),
+            log_type(c),
+            c.source.display()
+        );
+        if c.spec.ignore_errors {
+            tracing::error!(
+                component = c.name(),
+                "ignoring error processing {what} (ignoreErrors)"
+            );
+        } else {
+            tracing::error!(component = c.name(), "{what}");
+            out.fatal.push(what);
+        }
         out.failed.push((c.name().to_string(), e));
     };
+
+    // Kinds spar has no building block for yet, and unknown types, fail
+    // like any other component (daprd: "incorrect type").
+    for c in components {
+        let kind = c.kind_prefix();
+        if matches!(kind, "secretstores" | "state" | "pubsub") {
+            continue;
+        }
+        if kind == "middleware" {
+            if let Err(e) = spar_filters::builtin::middleware::build(c) {
+                fail(&mut out, c, e);
+            } else {
+                out.infos.push(info(c, vec![]));
+            }
+            continue;
+        }
+        fail(
+            &mut out,
+            c,
+            format!(
+                "unknown component type {:?} (supported: {}, {})",
+                c.spec.type_,
+                registry.types().join(", "),
+                spar_filters::builtin::middleware::types().join(", ")
+            ),
+        );
+    }
 
     let mut secret_stores: HashMap<String, Arc<dyn SecretStore>> = HashMap::new();
     for c in components
@@ -206,7 +351,7 @@ pub async fn load(
                 continue;
             }
         }
-        let built = match resolve(c, &secret_stores).await {
+        let built = match resolve(c, &secret_stores, app_id, namespace).await {
             Ok(c) => registry
                 .build_secret_store(&c, ctx)
                 .map_err(|e| e.to_string()),
@@ -233,7 +378,7 @@ pub async fn load(
                 continue;
             }
         }
-        let c = match resolve(c, &secret_stores).await {
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
             Ok(c) => c,
             Err(e) => {
                 fail(&mut out, c, e);
@@ -252,7 +397,11 @@ pub async fn load(
                 continue;
             }
         };
-        match registry.build_state(&c, ctx) {
+        let built = match registry.build_state(&c, ctx) {
+            Ok(store) => init_within(&c, store.init()).await.map(|()| store),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
             Ok(store) => {
                 let caps = store
                     .features()
@@ -264,7 +413,7 @@ pub async fn load(
                 out.state.insert(c.name().to_string(), store, prefix);
                 tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
             }
-            Err(e) => fail(&mut out, &c, e.to_string()),
+            Err(e) => fail(&mut out, &c, e),
         }
     }
 
@@ -276,14 +425,18 @@ pub async fn load(
                 continue;
             }
         }
-        let c = match resolve(c, &secret_stores).await {
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
             Ok(c) => c,
             Err(e) => {
                 fail(&mut out, c, e);
                 continue;
             }
         };
-        match registry.build_pubsub(&c, ctx) {
+        let built = match registry.build_pubsub(&c, ctx) {
+            Ok(broker) => init_within(&c, broker.init()).await.map(|()| broker),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
             Ok(broker) => {
                 use spar_filters::handlers::pubsub::{PubSubComponent, Scopes};
                 let meta = c.metadata_map();
@@ -301,8 +454,27 @@ pub async fn load(
                 );
                 tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
             }
-            Err(e) => fail(&mut out, &c, e.to_string()),
+            Err(e) => fail(&mut out, &c, e),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_tags() {
+        let v = expand_tags("{appID}-{namespace}-{uuid}-{uuid}", "orders", Some("prod")).unwrap();
+        let parts: Vec<&str> = v.splitn(3, '-').collect();
+        assert_eq!(&parts[..2], ["orders", "prod.orders"]);
+        assert_eq!(parts[2].len(), 36 * 2 + 1);
+        assert_ne!(&parts[2][..36], &parts[2][37..]);
+        assert_eq!(expand_tags("{namespace}", "a", None).unwrap(), ".a");
+        std::env::remove_var("POD_NAME");
+        assert!(expand_tags("{podName}", "a", None).is_err());
+        assert!(env_allowed("REDIS_HOST"));
+        assert!(!env_allowed("DAPR_API_TOKEN") && !env_allowed("app_api_token"));
+    }
 }

@@ -22,7 +22,7 @@ pub fn spawn(args: &RunArgs, app_id: &str) -> std::io::Result<Child> {
         .env("DAPR_METRICS_PORT", args.metrics_port.to_string())
         .env("APP_ID", app_id)
         .kill_on_drop(true);
-    if let Some(p) = args.app_port {
+    if let Some(p) = args.app_port() {
         cmd.env("APP_PORT", p.to_string());
     }
     cmd.spawn()

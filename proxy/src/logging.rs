@@ -13,6 +13,11 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 pub fn init(level: &str, json: bool, app_id: &str) {
+    init_to(level, json, app_id, None);
+}
+
+/// As [`init`], writing to `file` (appended, `--log-file`) when given.
+pub fn init_to(level: &str, json: bool, app_id: &str, file: Option<std::fs::File>) {
     let level = match level {
         "fatal" => "error",
         l => l,
@@ -23,10 +28,15 @@ pub fn init(level: &str, json: bool, app_id: &str) {
             "{level},pingora_core=warn,pingora_proxy=warn,h2=warn,hyper=warn"
         ))
     });
+    let to_file = file.is_some();
+    let writer = match file {
+        Some(f) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(f)),
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(writer)
+        .with_ansi(!to_file && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if json {
         b.event_format(DaprJson {
             app_id: app_id.to_string(),

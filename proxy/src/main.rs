@@ -19,11 +19,11 @@ mod security;
 mod signals;
 mod subscriber;
 mod telemetry;
+mod uds;
 mod validate;
+mod wait;
 
-use clap::Parser;
-
-use cli::{Cli, Command};
+use cli::Command;
 
 /// mimalloc instead of glibc malloc: glibc's allocator was ≈ 14% of a
 /// sidecar's CPU under load (perf); with mimalloc, max throughput +13% and
@@ -42,15 +42,14 @@ fn main() {
         .first()
         .and_then(|a| std::path::Path::new(a).file_stem().map(|s| s.to_owned()));
     if invoked_as.as_deref() == Some(std::ffi::OsStr::new("daprd")) {
-        if argv.iter().any(|a| a == "--version" || a == "-version") {
-            println!("{}", env!("CARGO_PKG_VERSION"));
-            return;
-        }
         argv.insert(1, "run".into());
     }
-    let cli = Cli::parse_from(argv);
+    let cli = cli::parse(argv).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
-        Command::Run(args) => run::run(*args),
+        Command::Run(mut args) => {
+            args.settle_resource_paths();
+            run::run(*args)
+        }
         Command::Validate(args) => validate::run(&args),
         Command::Sentry(args) => security::sentry::run(*args),
     };

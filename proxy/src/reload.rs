@@ -1,7 +1,8 @@
 //! Hot reload of `--resources-path` (components, resiliency, subscriptions,
 //! HTTP endpoints) and of the `--config` Configuration, without a restart.
 //!
-//! The files are polled once a second (size and modification time). A
+//! The files are polled once a second (size and modification time;
+//! `--hot-reload-reconcile-interval` sets another period). A
 //! changed file is parsed alone: if it is broken it is refused with a log
 //! line naming it, and what it held before stays in service. Otherwise a
 //! new live set is built — unchanged components carried over as they run,
@@ -22,8 +23,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::boot::Builder;
-
-const POLL: Duration = Duration::from_secs(1);
 
 type Stamp = Option<(SystemTime, u64)>;
 
@@ -64,7 +63,13 @@ pub struct Reloader {
     pub chain: Chain,
     pub builder: Arc<Builder>,
     pub dirs: Vec<PathBuf>,
-    pub config_path: Option<PathBuf>,
+    /// The `--config` files, merged in order.
+    pub config_paths: Vec<PathBuf>,
+    /// How often the files are looked at.
+    pub poll: Duration,
+    /// Flips when shutdown is blocked: subscriptions stop and nothing is
+    /// reloaded any more.
+    pub quiet: watch::Receiver<bool>,
     /// What is in service (scoped to this app).
     pub resources: Resources,
     pub config: Option<Configuration>,
@@ -75,7 +80,7 @@ struct State {
     /// The last good parse of each file.
     files: BTreeMap<PathBuf, Resources>,
     stamps: BTreeMap<PathBuf, Stamp>,
-    config_stamp: Stamp,
+    config_stamps: Vec<Stamp>,
 }
 
 impl Reloader {
@@ -85,10 +90,18 @@ impl Reloader {
         let mut sub = Subscriber::start(&self.rt, self.resources.subscriptions.clone());
         let enabled = !self.dirs.is_empty() && !self.hot_reload_disabled();
         let mut st = self.scan_all();
+        let mut quiet = self.quiet.clone();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(POLL), if enabled => {}
+                _ = tokio::time::sleep(self.poll), if enabled => {}
                 _ = stop.changed() => break,
+                _ = quiet.changed() => {
+                    if *quiet.borrow() {
+                        sub.stop(self.grace).await;
+                        crate::signals::stopped(&mut stop).await;
+                        return;
+                    }
+                }
             }
             if *stop.borrow() {
                 break;
@@ -128,7 +141,7 @@ impl Reloader {
         State {
             files,
             stamps,
-            config_stamp: self.config_path.as_ref().and_then(stamp),
+            config_stamps: self.config_paths.iter().map(stamp).collect(),
         }
     }
 
@@ -169,21 +182,18 @@ impl Reloader {
             changed = true;
         }
         let mut config = self.config.clone();
-        if let Some(p) = &self.config_path {
-            let s = stamp(p);
-            if s != st.config_stamp {
-                st.config_stamp = s;
-                match spar_config::load_configuration(p) {
-                    Ok(c) => {
-                        tracing::info!(file = %p.display(), "configuration changed");
-                        config = Some(c);
-                        changed = true;
-                    }
-                    Err(e) => tracing::error!(
-                        file = %p.display(),
-                        "hot reload: configuration refused, the previous one stays in service: {e}"
-                    ),
+        let stamps: Vec<Stamp> = self.config_paths.iter().map(stamp).collect();
+        if !self.config_paths.is_empty() && stamps != st.config_stamps {
+            st.config_stamps = stamps;
+            match spar_config::load_configurations(&self.config_paths) {
+                Ok(c) => {
+                    tracing::info!("configuration changed");
+                    config = Some(c);
+                    changed = true;
                 }
+                Err(e) => tracing::error!(
+                    "hot reload: configuration refused, the previous one stays in service: {e}"
+                ),
             }
         }
         if !changed {

@@ -62,8 +62,56 @@ fn http_threads() -> usize {
     }
 }
 
+/// Go's `strconv.ParseBool` truths, as daprd reads its environment switches.
+fn truthy(v: Option<&str>) -> bool {
+    matches!(
+        v.map(str::trim),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True" | "y" | "Y" | "yes" | "YES" | "on" | "ON")
+    )
+}
+
 pub fn run(args: RunArgs) -> i32 {
-    crate::logging::init(&args.log_level, args.log_as_json, &args.app_id);
+    // daprd's one-shot commands.
+    if args.version {
+        println!("{}", crate::cli::runtime_version());
+        return 0;
+    }
+    if args.build_info {
+        println!(
+            "Version: {}\nGit Commit: {}\nGit Version: spar-{}",
+            crate::cli::runtime_version(),
+            option_env!("SPAR_GIT_COMMIT").unwrap_or("unknown"),
+            env!("CARGO_PKG_VERSION")
+        );
+        return 0;
+    }
+    if args.wait {
+        crate::wait::outbound_ready(args.dapr_http_port);
+        return 0;
+    }
+    let log_file = match &args.log_file {
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("spar: --log-file {}: {e}", p.display());
+                return 1;
+            }
+        },
+        None => None,
+    };
+    crate::logging::init_to(&args.log_level, args.log_as_json, &args.app_id, log_file);
+    if let Err(e) = args.check() {
+        tracing::error!("{e}");
+        eprintln!("spar: {e}");
+        return 1;
+    }
+    for line in args.accepted_only() {
+        tracing::info!("{line}");
+    }
     match run_inner(args) {
         Ok(code) => code,
         Err(e) => {
@@ -76,7 +124,8 @@ pub fn run(args: RunArgs) -> i32 {
 
 fn run_inner(args: RunArgs) -> Result<i32, String> {
     let started = Instant::now();
-    let grace = Duration::from_secs(args.dapr_graceful_shutdown_seconds);
+    let grace = args.grace();
+    let block_shutdown = args.block_shutdown()?;
     let bg = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("spar-bg")
@@ -100,20 +149,59 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     let peers = std::sync::Arc::new(crate::peer_client::PeerClient::new(mtls.as_ref())?);
 
     let hosts = args.listen_hosts();
-    let http_addrs = addrs(&hosts, args.dapr_http_port)?;
-    let grpc_addrs = addrs(&hosts, args.dapr_grpc_port)?;
-    let metrics_addrs = addrs(&["0.0.0.0".to_string()], args.metrics_port)?;
+    // `--unix-domain-socket DIR`: the HTTP and gRPC APIs listen on sockets
+    // named as daprd names them, instead of TCP.
+    let sockets = args
+        .unix_domain_socket
+        .as_ref()
+        .map(|dir| crate::uds::Sockets::new(dir, &rt.app_id));
+    let http_addrs = match &sockets {
+        Some(_) => Vec::new(),
+        None => addrs(&hosts, args.dapr_http_port)?,
+    };
+    let metrics_addrs = addrs(
+        std::slice::from_ref(&args.metrics_listen_address),
+        args.metrics_port,
+    )?;
     check_free(&http_addrs, "HTTP API")?;
-    let internal_addrs = addrs(&hosts, internal_port)?;
+    let internal_addrs = addrs(&args.internal_hosts(), internal_port)?;
     check_free(&internal_addrs, "internal API")?;
     if metrics.is_some() {
         check_free(&metrics_addrs, "metrics server")?;
     }
-    let grpc_listeners = bg
-        .block_on(grpc::bind(&grpc_addrs))
-        .map_err(|e| e.to_string())?;
+    let public_addrs = match args.dapr_public_port {
+        Some(p) => {
+            let host = match args.dapr_public_listen_address.trim() {
+                "" => "0.0.0.0".to_string(),
+                h => h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            };
+            let a = addrs(&[host], p)?;
+            check_free(&a, "public health and metadata port")?;
+            a
+        }
+        None => Vec::new(),
+    };
+    let grpc_listeners = match &sockets {
+        Some(s) => vec![s.bind_grpc()?],
+        None => bg
+            .block_on(grpc::bind(&addrs(&hosts, args.dapr_grpc_port)?))
+            .map_err(|e| e.to_string())?,
+    };
+    if let Some(s) = &sockets {
+        s.prepare_http()?;
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Subscriptions stop here first when shutdown is blocked
+    // (`--dapr-block-shutdown-duration`).
+    let (quiet_tx, quiet_rx) = watch::channel(false);
+    let block = |rt: &std::sync::Arc<spar_filters::Runtime>| {
+        block_shutdown.map(|duration| signals::Block {
+            duration,
+            quiet: quiet_tx.clone(),
+            rt: rt.clone(),
+        })
+    };
     let grpc_api = grpc::Api {
         chain: chain.clone(),
         rt: rt.clone(),
@@ -145,7 +233,12 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         let child = launcher::spawn(&args, &rt.app_id)
             .map_err(|e| format!("cannot launch {:?}: {e}", args.command[0]))?;
         let pid = child.id();
-        bg.spawn(signals::watch_signals(pid, stop_tx.clone(), grace));
+        bg.spawn(signals::watch_signals(
+            pid,
+            stop_tx.clone(),
+            grace,
+            block(&rt),
+        ));
         Some(bg.spawn(launcher::supervise(
             child,
             stop_tx.clone(),
@@ -154,7 +247,12 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         )))
     };
     if app_task.is_none() {
-        bg.spawn(signals::watch_signals(None, stop_tx.clone(), grace));
+        bg.spawn(signals::watch_signals(
+            None,
+            stop_tx.clone(),
+            grace,
+            block(&rt),
+        ));
     }
     bg.spawn(app_channel::health_loop(rt.clone(), stop_rx.clone()));
     // Subscriptions, and hot reload of resources and Configuration.
@@ -164,7 +262,9 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
             chain: chain.clone(),
             builder,
             dirs: args.resources_path.clone(),
-            config_path: args.config.first().cloned(),
+            config_paths: args.config.clone(),
+            poll: args.reload_poll(),
+            quiet: quiet_rx.clone(),
             resources,
             config,
             grace,
@@ -188,7 +288,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         // timer instead, woken only when one is due; only a configured
         // timeout under a second reaching pingora still starts the thread.
         fast_timeout_to_tokio_threshold_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(args.dapr_graceful_shutdown_seconds),
+        graceful_shutdown_timeout_seconds: Some(grace.as_secs()),
         ..Default::default()
     };
     conf.daemon = false;
@@ -200,13 +300,37 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         max_body,
         metrics.clone().map(|m| (m, rt.app_id.clone())),
         mtls.clone(),
-    );
+    )
+    .with_cors(crate::http::cors::Cors::parse(&args.allowed_origins))
+    .with_max_head(args.max_head_bytes()?);
+    if !public_addrs.is_empty() {
+        // daprd's public port: health and metadata only, no API token.
+        let mut public = Service::new(
+            "dapr-public".into(),
+            ApiServer::new(&server.configuration, api.public(), None),
+        );
+        public.threads = Some(1);
+        for a in &public_addrs {
+            public.add_tcp(&a.to_string());
+        }
+        server.add_service(public);
+    }
+    // As daprd, the HTTP API also speaks HTTP/2 with prior knowledge (h2c)
+    // unless DAPR_HTTP_DISABLE_H2C is truthy.
+    let api_h2c = (!truthy(std::env::var("DAPR_HTTP_DISABLE_H2C").ok().as_deref())).then(|| {
+        let mut o = pingora::apps::HttpServerOptions::default();
+        o.h2c = true;
+        o
+    });
     let mut http = Service::new(
         "dapr-http-api".into(),
-        ApiServer::new(&server.configuration, api, None),
+        ApiServer::new(&server.configuration, api, api_h2c),
     );
     for a in &http_addrs {
         http.add_tcp(&a.to_string());
+    }
+    if let Some(s) = &sockets {
+        http.add_uds(&s.http.display().to_string(), None);
     }
     server.add_service(http);
     // Peer sidecars speak HTTP/2 with prior knowledge (h2c) when not TLS.
@@ -276,6 +400,9 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     }
 
     rt.set_ready(true);
+    if let Some(s) = &sockets {
+        tracing::info!(http = %s.http.display(), grpc = %s.grpc.display(), "API listening on Unix domain sockets");
+    }
     tracing::info!(
         app_id = %rt.app_id,
         http = args.dapr_http_port,
@@ -302,6 +429,9 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     });
     rt.set_ready(false);
     stop_tx.send_replace(true);
+    if let Some(s) = &sockets {
+        s.remove();
+    }
     if let Some(m) = &names.mdns {
         m.withdraw();
     }

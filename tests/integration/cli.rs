@@ -74,6 +74,59 @@ fn validate_names_file_and_field() {
     assert!(err.contains("bad"), "{err}");
 }
 
+/// `spar validate` knows the component types and versions start-up
+/// builds, and the middleware the pipeline names.
+#[test]
+fn validate_checks_types_versions_and_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |extra: &[&str]| {
+        let out = Command::new(spar_bin())
+            .args(["validate", "--resources-path"])
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("a.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: typo\nspec:\n  type: state.typo\n  version: v1\n");
+    let (code, err) = validate(&[]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("a.yaml")
+            && err.contains("Component/typo")
+            && err.contains("state.typo")
+            && err.contains("state.redis"),
+        "{err}"
+    );
+    write("a.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: v2\nspec:\n  type: state.redis\n  version: v2\n");
+    let (code, err) = validate(&[]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("v2"), "{err}");
+    // Ignored failures are warnings.
+    write("a.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: lock\nspec:\n  type: lock.redis\n  version: v1\n  ignoreErrors: true\n");
+    let (code, err) = validate(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("lock.redis"),
+        "{err}"
+    );
+    // Middleware: unknown types, and a pipeline naming no component.
+    write("a.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mw\nspec:\n  type: middleware.http.nosuch\n  version: v1\n");
+    let (code, err) = validate(&[]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("middleware.http.nosuch"), "{err}");
+    write("a.yaml", "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: rl\nspec:\n  type: middleware.http.ratelimit\n  version: v1\n  metadata:\n  - name: maxRequestsPerSecond\n    value: 10\n");
+    let cfg = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(cfg.path(), "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: c\nspec:\n  httpPipeline:\n    handlers:\n    - name: other\n      type: middleware.http.ratelimit\n").unwrap();
+    let (code, err) = validate(&["--config", &cfg.path().display().to_string()]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("other"), "{err}");
+}
+
 #[test]
 fn daprd_name_behaves_as_run() {
     let dir = tempfile::tempdir().unwrap();

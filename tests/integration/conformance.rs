@@ -45,21 +45,25 @@ fn component(ty: &str, meta: &[(&str, &str)]) -> spar_config::Component {
 /// that is dropped afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgresql() {
-    use spar_components::state::postgres::{connect_options, PostgresStore};
     let table = unique("conf").replace('-', "_");
-    let opts = connect_options("host=127.0.0.1 user=postgres port=5432 dbname=postgres").unwrap();
-    let store = Arc::new(PostgresStore::new(
-        opts,
-        "public",
-        &table,
-        &format!("{table}_meta"),
-        std::time::Duration::from_secs(10),
-        8,
-    ));
-    let (s, prefix) = (store.clone(), unique("conf"));
-    let run = tokio::spawn(async move { conformance::run_all(s, &prefix).await });
-    let result = run.await;
-    store.drop_tables().await.unwrap();
+    let conn = "host=127.0.0.1 user=postgres port=5432 dbname=postgres";
+    let store = state_store(
+        "state.postgresql",
+        &[
+            ("connectionString", conn),
+            ("tableName", &table),
+            ("timeout", "10s"),
+        ],
+    );
+    let prefix = unique("conf");
+    let result = tokio::spawn(async move { conformance::run_all(store, &prefix).await }).await;
+    if let Ok(pool) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+        drop_tables(
+            &pool,
+            &[format!("\"{table}\""), format!("\"{table}_metadata\"")],
+        )
+        .await;
+    }
     result.unwrap();
 }
 
@@ -67,21 +71,45 @@ async fn postgresql() {
 /// of its own that is dropped afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mysql() {
-    use spar_components::state::mysql::{connect_options, MySqlStore};
     let table = unique("conf").replace('-', "_");
-    let opts = connect_options("root:@tcp(127.0.0.1:3306)/test").unwrap();
-    let store = Arc::new(MySqlStore::new(
-        opts,
-        "test",
-        &table,
-        &format!("{table}_meta"),
-        std::time::Duration::from_secs(10),
-    ));
-    let (s, prefix) = (store.clone(), unique("conf"));
-    let run = tokio::spawn(async move { conformance::run_all(s, &prefix).await });
-    let result = run.await;
-    store.drop_tables().await.unwrap();
+    let store = state_store(
+        "state.mysql",
+        &[
+            ("connectionString", "root:@tcp(127.0.0.1:3306)/test"),
+            ("schemaName", "test"),
+            ("tableName", &table),
+            ("timeoutInSeconds", "10"),
+        ],
+    );
+    let prefix = unique("conf");
+    let result = tokio::spawn(async move { conformance::run_all(store, &prefix).await }).await;
+    if let Ok(pool) = sqlx::MySqlPool::connect("mysql://root@127.0.0.1:3306/test").await {
+        drop_tables(
+            &pool,
+            &[format!("`{table}`"), format!("`{table}_metadata`")],
+        )
+        .await;
+    }
     result.unwrap();
+}
+
+/// A state store built from its YAML, as the sidecar builds it.
+fn state_store(ty: &str, meta: &[(&str, &str)]) -> Arc<dyn StateStore> {
+    spar_components::registry::Registry::default()
+        .build_state(&component(ty, meta), &Default::default())
+        .unwrap_or_else(|e| panic!("{ty}: {e}"))
+}
+
+async fn drop_tables<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, tables: &[String])
+where
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+{
+    use sqlx::Executor;
+    for t in tables {
+        let _ = pool
+            .execute(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {t}")))
+            .await;
+    }
 }
 
 /// The pub/sub conformance suite: in-memory broker.

@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod consul;
 mod discovery;
+mod dropin;
 mod durability;
 mod encryption;
 mod endpoints;

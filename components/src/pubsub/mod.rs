@@ -111,6 +111,13 @@ impl Drop for Subscription {
 pub trait PubSub: Send + Sync + 'static {
     fn features(&self) -> Features;
 
+    /// Checks the broker is reachable, as daprd's component `Init` does: a
+    /// broker that fails here fails the sidecar's start-up unless its
+    /// component says `ignoreErrors`. Bounded by the `initTimeout`.
+    async fn init(&self) -> Result<(), PubSubError> {
+        Ok(())
+    }
+
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError>;
 
     /// One result per message, in order; brokers with a batch API override.

@@ -88,26 +88,12 @@ pub fn build(
     c: &spar_config::Component,
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn SecretStore>, BuildError> {
-    let path = c
-        .meta("secretsFile")
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| BuildError::Metadata {
-            component: c.name().to_string(),
-            field: "secretsFile".into(),
-            message: "is required (path to a JSON file)".into(),
-        })?;
-    let sep = c.meta("nestedSeparator").unwrap_or_else(|| ":".into());
-    let multi = match c.meta("multiValued").as_deref() {
-        None | Some("false") | Some("") => false,
-        Some("true") => true,
-        Some(o) => {
-            return Err(BuildError::Metadata {
-                component: c.name().to_string(),
-                field: "multiValued".into(),
-                message: format!("{o:?} must be true or false"),
-            })
-        }
-    };
+    let m = crate::meta::Meta::new(c);
+    let path = m
+        .str("secretsFile")
+        .ok_or_else(|| m.error("secretsFile", "is required (path to a JSON file)"))?;
+    let sep = m.str_or("nestedSeparator", ":");
+    let multi = m.bool("multiValued", false)?;
     let store =
         FileStore::open(Path::new(&path), &sep, multi).map_err(|message| BuildError::Init {
             component: c.name().to_string(),

@@ -1,7 +1,7 @@
-//! Pieces every store implementation shares: version ETags, TTL expiry in
-//! milliseconds, the expired-entry sweeper and query paging.
+//! Pieces every store implementation shares: version ETags (parsed and
+//! checked), TTL expiry, the expired-entry sweeper, query paging and the
+//! `cleanupInterval` metadata.
 
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,6 +22,33 @@ pub(crate) fn parse_etag(e: &str) -> Result<i64, StateError> {
         .map_err(|_| StateError::EtagInvalid(e.to_string()))
 }
 
+/// ETag rules shared by writes and deletes (see `StateStore`): a given ETag
+/// must equal the stored version; a first-write without one needs no live
+/// row.
+pub(crate) fn check_etag(
+    current: Option<i64>,
+    etag: Option<&str>,
+    first_write: bool,
+) -> Result<(), StateError> {
+    match etag {
+        Some(e) if current != Some(parse_etag(e)?) => Err(StateError::EtagMismatch(format!(
+            "etag {e} does not match the stored version"
+        ))),
+        None if first_write && current.is_some() => Err(StateError::EtagMismatch(
+            "first-write: the key already exists and no etag was given".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The expiry instant a TTL gives, if any.
+pub(crate) fn expiry(ttl: Option<Ttl>, now: SystemTime) -> Option<SystemTime> {
+    match ttl {
+        Some(Ttl::Seconds(s)) => Some(now + Duration::from_secs(s)),
+        Some(Ttl::Never) | None => None,
+    }
+}
+
 /// The expiry instant (ms since the epoch) a TTL gives, if any.
 pub(crate) fn expires_ms(ttl: Option<Ttl>, now: i64) -> Option<i64> {
     match ttl {
@@ -34,19 +61,16 @@ pub(crate) fn mismatch(key: &str) -> StateError {
     StateError::EtagMismatch(format!("key {key:?}: the stored version differs"))
 }
 
-/// `cleanupInterval` metadata: a Go duration, default 1 h; `0` or negative
-/// turns the sweeper off.
+/// `cleanupInterval` metadata: a Go duration or seconds, default 1 h; `0`
+/// or negative turns the sweeper off.
 pub(crate) fn cleanup_interval(c: &spar_config::Component) -> Result<Option<Duration>, BuildError> {
-    match c.meta("cleanupInterval") {
-        Some(t) if t.trim().starts_with('-') || t.trim() == "0" => Ok(None),
-        Some(t) => spar_config::parse_duration(&t)
-            .map(Some)
-            .map_err(|message| BuildError::Metadata {
-                component: c.name().to_string(),
-                field: "cleanupInterval".into(),
-                message,
-            }),
-        None => Ok(Some(Duration::from_secs(3600))),
+    let m = crate::meta::Meta::new(c);
+    match m.str("cleanupInterval") {
+        Some(t) if t.trim().starts_with('-') => Ok(None),
+        _ => Ok(
+            Some(m.duration("cleanupInterval", Duration::from_secs(3600))?)
+                .filter(|d| !d.is_zero()),
+        ),
     }
 }
 
@@ -92,20 +116,5 @@ pub(crate) fn item(data: Vec<u8>, etag: i64, expires_ms: Option<i64>) -> Item {
         data,
         etag: Some(etag.to_string()),
         expires_at: expires_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
-    }
-}
-
-/// Runs one backend call with the store's timeout: a slow or unreachable
-/// backend becomes a prompt `Backend` error, never a hang.
-pub(crate) async fn bounded<T, E: Display>(
-    backend: &str,
-    timeout: Duration,
-    f: impl Future<Output = Result<T, E>>,
-) -> Result<T, StateError> {
-    match tokio::time::timeout(timeout, f).await {
-        Ok(r) => r.map_err(|e| StateError::Backend(format!("{backend}: {e}"))),
-        Err(_) => Err(StateError::Backend(format!(
-            "{backend}: no answer within {timeout:?}"
-        ))),
     }
 }

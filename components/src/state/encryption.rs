@@ -143,25 +143,18 @@ pub fn wrap_if_configured(
     c: &spar_config::Component,
     store: Arc<dyn StateStore>,
 ) -> Result<Arc<dyn StateStore>, BuildError> {
+    let m = crate::meta::Meta::new(c);
     let key = |field: &str| -> Result<Option<Key>, BuildError> {
-        match c.meta(field).filter(|v| !v.trim().is_empty()) {
+        match m.str(field).filter(|v| !v.trim().is_empty()) {
             None => Ok(None),
             Some(v) => Key::new(&key_name(c, field), &v)
                 .map(Some)
-                .map_err(|message| BuildError::Metadata {
-                    component: c.name().to_string(),
-                    field: field.to_string(),
-                    message,
-                }),
+                .map_err(|e| m.error(field, e)),
         }
     };
     let Some(primary) = key("primaryEncryptionKey")? else {
-        if c.meta("secondaryEncryptionKey").is_some() {
-            return Err(BuildError::Metadata {
-                component: c.name().to_string(),
-                field: "secondaryEncryptionKey".into(),
-                message: "needs a primaryEncryptionKey too".into(),
-            });
+        if m.str("secondaryEncryptionKey").is_some() {
+            return Err(m.error("secondaryEncryptionKey", "needs a primaryEncryptionKey too"));
         }
         return Ok(store);
     };
@@ -217,6 +210,10 @@ impl StateStore for EncryptedStore {
             query: false,
             ..self.inner.features()
         }
+    }
+
+    async fn init(&self) -> Result<(), StateError> {
+        self.inner.init().await
     }
 
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::common::every;
+use super::common::{check_etag, every, expiry};
 use super::query::{sort_cmp, Query, QueryResponse, QueryResult};
 use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
-    StateStore, Ttl,
+    StateStore,
 };
 use crate::registry::{BuildContext, BuildError};
 
@@ -46,40 +46,6 @@ pub fn build(
         |s| async move { s.purge_expired() },
     );
     Ok(store)
-}
-
-/// ETag rules shared by writes and deletes (see `StateStore`).
-pub(crate) fn check_etag(
-    current: Option<u64>,
-    etag: Option<&str>,
-    first_write: bool,
-) -> Result<(), StateError> {
-    match etag {
-        Some(e) => {
-            let want: u64 = e
-                .parse()
-                .map_err(|_| StateError::EtagInvalid(e.to_string()))?;
-            if current != Some(want) {
-                return Err(StateError::EtagMismatch(format!(
-                    "etag {e} does not match the stored version"
-                )));
-            }
-        }
-        None if first_write && current.is_some() => {
-            return Err(StateError::EtagMismatch(
-                "first-write: the key already exists and no etag was given".into(),
-            ))
-        }
-        None => {}
-    }
-    Ok(())
-}
-
-pub(crate) fn expiry(ttl: Option<Ttl>, now: SystemTime) -> Option<SystemTime> {
-    match ttl {
-        Some(Ttl::Seconds(s)) => Some(now + Duration::from_secs(s)),
-        Some(Ttl::Never) | None => None,
-    }
 }
 
 impl MemoryStore {
@@ -117,14 +83,14 @@ impl MemoryStore {
             match op {
                 Operation::Upsert(r) => {
                     check_etag(
-                        current,
+                        current.map(|v| v as i64),
                         r.etag.as_deref(),
                         r.concurrency == Concurrency::FirstWrite,
                     )?;
                     pending.insert(key, Some(current.unwrap_or(0) + 1));
                 }
                 Operation::Delete(r) => {
-                    check_etag(current, r.etag.as_deref(), false)?;
+                    check_etag(current.map(|v| v as i64), r.etag.as_deref(), false)?;
                     pending.insert(key, None);
                 }
             }

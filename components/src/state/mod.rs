@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod query;
 pub mod redis;
+mod sql_store;
 pub mod sqlite;
 mod types;
 
@@ -28,6 +29,14 @@ use async_trait::async_trait;
 pub trait StateStore: Send + Sync + 'static {
     /// Optional capabilities this store implements, reported in metadata.
     fn features(&self) -> Features;
+
+    /// Checks the backend is reachable and ready (tables created), as
+    /// daprd's component `Init` does: a store that fails here fails the
+    /// sidecar's start-up unless its component says `ignoreErrors`. Run once
+    /// at start, bounded by the component's `initTimeout`.
+    async fn init(&self) -> Result<(), StateError> {
+        Ok(())
+    }
 
     /// Reads one key; `Ok(None)` when it does not exist (or has expired).
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError>;

@@ -362,6 +362,16 @@ impl StateStore for RedisStore {
         }
     }
 
+    /// `PING`, as daprd's Redis store does when it starts.
+    async fn init(&self) -> Result<(), StateError> {
+        let mut c = Commands::with_capacity(16);
+        c.command(1).arg("PING");
+        match self.call(&c, true).await? {
+            Reply::Error(e) => Err(StateError::Backend(format!("redis: {e}"))),
+            _ => Ok(()),
+        }
+    }
+
     /// Fields and expiry read together in one `MULTI`/`EXEC`.
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
         let k = &req.key;

@@ -13,8 +13,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
+use super::common::{check_etag, expiry};
 use super::common::{cleanup_interval, every, page};
-use super::memory::{check_etag, expiry};
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
@@ -59,12 +59,8 @@ pub fn build(
     c: &spar_config::Component,
     ctx: &BuildContext,
 ) -> Result<Arc<dyn StateStore>, BuildError> {
-    let field_err = |field: &str, message: String| BuildError::Metadata {
-        component: c.name().to_string(),
-        field: field.to_string(),
-        message,
-    };
-    let conn = match c.meta("connectionString").filter(|s| !s.trim().is_empty()) {
+    let m = crate::meta::Meta::new(c);
+    let conn = match m.str("connectionString").filter(|s| !s.trim().is_empty()) {
         Some(s) => s,
         None => {
             std::fs::create_dir_all(&ctx.data_dir).map_err(|e| BuildError::Init {
@@ -77,11 +73,8 @@ pub fn build(
             ctx.data_dir.join("spar-state.db").display().to_string()
         }
     };
-    let table = c.meta("tableName").unwrap_or_else(|| "state".into());
-    let timeout = match c.meta("timeout") {
-        Some(t) => spar_config::parse_duration(&t).map_err(|e| field_err("timeout", e))?,
-        None => Duration::from_secs(20),
-    };
+    let table = m.str_or("tableName", "state");
+    let timeout = m.duration("timeout", Duration::from_secs(20))?;
     let cleanup = cleanup_interval(c)?;
     let store =
         SqliteStore::open_with(&conn, &table, timeout).map_err(|message| BuildError::Init {
@@ -256,7 +249,6 @@ impl Inner {
                     .query_row(params![op.key(), now_ms], |r| r.get(0))
                     .optional()
                     .map_err(backend)?;
-                let cur = cur.map(|v| v as u64);
                 match op {
                     Operation::Upsert(r) => {
                         check_etag(

@@ -34,7 +34,7 @@ impl Filter for ApiTokenAuth {
         let exempt = matches!(
             req,
             Request::Health(HealthRequest::Healthz { .. } | HealthRequest::Outbound)
-        );
+        ) || (ctx.public && matches!(req, Request::Health(_) | Request::Metadata(_)));
         if !exempt {
             match ctx.api_token.as_deref() {
                 None => return Err(ApiError::ApiTokenMissing),

@@ -1,7 +1,7 @@
 //! Built-in filters that run before the handler router, and the factory that
 //! builds the chain from configuration. Adding a filter is one file here plus
-//! one line in [`build_chain`] (or in [`middleware::build`] for an
-//! httpPipeline middleware type).
+//! one line in [`build_chain`] (or a file in `middleware/` and a line in its
+//! table for an httpPipeline middleware type).
 
 pub mod api_log;
 pub mod auth;
@@ -16,16 +16,16 @@ use crate::handlers::Router;
 use crate::metrics::Metrics;
 use crate::Runtime;
 
-/// Everything the chain is built from. Built once at start (and again on
-/// reload, later), never per request.
+/// Everything the chain is built from. Built at start and again on each hot
+/// reload, never per request.
 pub struct ChainConfig {
     pub api_token: Option<String>,
     pub max_body_bytes: usize,
     pub metrics: Option<Arc<Metrics>>,
     pub metrics_options: metrics::MetricsOptions,
-    /// `spec.httpPipeline.handlers` of the Configuration, with their component
-    /// definitions, in order.
-    pub pipeline: Vec<middleware::MiddlewareSpec>,
+    /// The components `spec.httpPipeline.handlers` of the Configuration
+    /// name, in order.
+    pub pipeline: Vec<spar_config::Component>,
     /// API logging, when on.
     pub api_log: Option<api_log::ApiLog>,
     /// `spec.tracing`, compiled (the tracing filter runs when it samples).
@@ -56,8 +56,8 @@ pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> 
         filters.push(Arc::new(auth::ApiTokenAuth::new(token)));
     }
     filters.push(Arc::new(size_limit::SizeLimit::new(cfg.max_body_bytes)));
-    for spec in &cfg.pipeline {
-        filters.push(middleware::build(spec)?);
+    for c in &cfg.pipeline {
+        filters.push(middleware::build(c)?);
     }
     filters.push(Arc::new(Router::new(rt)));
     Ok(Chain::new(filters))

@@ -20,14 +20,21 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use dapr::DaprApi;
 
+/// Where the gRPC API listens: TCP addresses, or a Unix domain socket
+/// (`--unix-domain-socket`).
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
 /// Binds every address first (so a port clash fails start-up with a clear
 /// error), then serves until `stop` turns true.
-pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<Listener>> {
     let mut out = Vec::with_capacity(addrs.len());
     for a in addrs {
-        out.push(TcpListener::bind(a).await.map_err(|e| {
+        out.push(Listener::Tcp(TcpListener::bind(a).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("gRPC API cannot listen on {a}: {e}"))
-        })?);
+        })?));
     }
     Ok(out)
 }
@@ -47,14 +54,17 @@ pub struct Api {
 /// `threads` > 1 makes it a work-stealing pool. The receiver resolves when
 /// the server has stopped.
 pub fn spawn(
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     api: Api,
     threads: usize,
 ) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
     // Bound on the start-up runtime: moved to the gRPC thread's reactor.
-    let listeners: Vec<std::net::TcpListener> = listeners
+    let listeners: Vec<StdListener> = listeners
         .into_iter()
-        .map(|l| l.into_std())
+        .map(|l| match l {
+            Listener::Tcp(t) => t.into_std().map(StdListener::Tcp),
+            Listener::Unix(u) => Ok(StdListener::Unix(u)),
+        })
         .collect::<std::io::Result<_>>()
         .map_err(|e| format!("gRPC API: {e}"))?;
     let runtime = if threads > 1 {
@@ -76,7 +86,7 @@ pub fn spawn(
             runtime.block_on(async move {
                 let listeners = listeners
                     .into_iter()
-                    .filter_map(|l| match TcpListener::from_std(l) {
+                    .filter_map(|l| match l.into_tokio() {
                         Ok(l) => Some(l),
                         Err(e) => {
                             tracing::error!("gRPC API: {e}");
@@ -92,7 +102,33 @@ pub fn spawn(
     Ok(done_rx)
 }
 
-async fn serve(listeners: Vec<TcpListener>, api: Api) {
+/// A listener between the start-up runtime and the gRPC thread's.
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+enum TokioListener {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl StdListener {
+    fn into_tokio(self) -> std::io::Result<TokioListener> {
+        Ok(match self {
+            StdListener::Tcp(t) => {
+                t.set_nonblocking(true)?;
+                TokioListener::Tcp(TcpListener::from_std(t)?)
+            }
+            StdListener::Unix(u) => {
+                u.set_nonblocking(true)?;
+                TokioListener::Unix(tokio::net::UnixListener::from_std(u)?)
+            }
+        })
+    }
+}
+
+async fn serve(listeners: Vec<TokioListener>, api: Api) {
     let Api {
         chain,
         rt,
@@ -120,14 +156,26 @@ async fn serve(listeners: Vec<TcpListener>, api: Api) {
             rt: rt.clone(),
         };
         let mut stop = stop.clone();
+        let server = tonic::transport::Server::builder()
+            .layer(proxy)
+            .add_service(svc);
+        let stopped = async move { crate::signals::stopped(&mut stop).await };
         tasks.push(tokio::spawn(async move {
-            let res = tonic::transport::Server::builder()
-                .layer(proxy)
-                .add_service(svc)
-                .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(l)), async move {
-                    crate::signals::stopped(&mut stop).await
-                })
-                .await;
+            let res = match l {
+                TokioListener::Tcp(l) => {
+                    server
+                        .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(l)), stopped)
+                        .await
+                }
+                TokioListener::Unix(l) => {
+                    server
+                        .serve_with_incoming_shutdown(
+                            tokio_stream::wrappers::UnixListenerStream::new(l),
+                            stopped,
+                        )
+                        .await
+                }
+            };
             if let Err(e) = res {
                 tracing::error!("gRPC server stopped: {e}");
             }

@@ -254,10 +254,22 @@ pub fn rewrite(req: &mut impl UpHead, up: &Upstream, app_token: Option<&str>) ->
 }
 
 pub async fn write_error(session: &mut ServerSession, e: &ApiError) -> Result<()> {
+    write_error_with(session, e, &[]).await
+}
+
+/// [`write_error`] with more headers (CORS).
+pub async fn write_error_with(
+    session: &mut ServerSession,
+    e: &ApiError,
+    extra: &[(&'static str, String)],
+) -> Result<()> {
     let body = Bytes::from(e.to_json());
-    let mut resp = ResponseHeader::build(e.http_status(), Some(2))?;
+    let mut resp = ResponseHeader::build(e.http_status(), Some(2 + extra.len()))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in extra {
+        resp.append_header(*k, v)?;
+    }
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(body, true).await
 }

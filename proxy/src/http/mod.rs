@@ -4,6 +4,7 @@
 //! itself; service invocation is the one call sent upstream (the chain
 //! picks the peer; the fast path or pingora-proxy streams the body).
 
+pub mod cors;
 pub mod decode;
 pub mod encode;
 mod forward;
@@ -45,6 +46,12 @@ pub struct HttpApi {
     app_h2: bool,
     /// For calls to apps with a resiliency policy (buffered, retried).
     peers: Arc<crate::peer_client::PeerClient>,
+    /// `--allowed-origins`, when set.
+    cors: Option<Arc<cors::Cors>>,
+    /// The public port's face: health and metadata only, no API token.
+    public: bool,
+    /// The largest request head read (`--read-buffer-size` + 4 KiB).
+    max_head: usize,
 }
 
 /// Per-request state of a proxied (invocation) call.
@@ -57,6 +64,8 @@ pub struct Call {
     retries: u32,
     /// The caller-side invocation span, ended in `logging`.
     span: Option<spar_filters::trace::Span>,
+    /// CORS headers for the answer (pingora-proxy adds them).
+    cors: Option<cors::Headers>,
 }
 
 /// Connection failures (nothing sent yet, so safe for every verb) are
@@ -216,7 +225,64 @@ impl HttpApi {
             metrics,
             mtls,
             app_h2,
+            cors: None,
+            public: false,
+            max_head: h1::head::MAX_HEAD,
         }
+    }
+
+    pub fn with_cors(mut self, cors: Option<Arc<cors::Cors>>) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    pub fn with_max_head(mut self, bytes: usize) -> Self {
+        self.max_head = bytes;
+        self
+    }
+
+    /// The same API as daprd's public port serves it: health and metadata,
+    /// without the API token.
+    pub fn public(&self) -> Self {
+        HttpApi {
+            public: true,
+            ..self.clone()
+        }
+    }
+
+    /// The CORS headers for this request's answer (none without
+    /// `--allowed-origins`).
+    fn cors_headers(&self, req: &RequestHeader) -> Option<cors::Headers> {
+        let c = self.cors.as_ref()?;
+        let origin = req.headers.get("origin").and_then(|v| v.to_str().ok());
+        Some(c.actual(origin, req.method.as_str()))
+    }
+
+    /// Answers a CORS preflight; `false` when this is not one.
+    async fn preflight(&self, session: &mut ServerSession) -> Result<bool> {
+        let Some(c) = &self.cors else {
+            return Ok(false);
+        };
+        let req = session.req_header();
+        let h = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+        if !cors::Cors::is_preflight(req.method.as_str(), h("access-control-request-method")) {
+            return Ok(false);
+        }
+        let headers = c.preflight(
+            h("origin"),
+            h("access-control-request-method").unwrap_or_default(),
+            h("access-control-request-headers"),
+        );
+        let mut resp = ResponseHeader::build(200, Some(headers.len() + 1))?;
+        for (k, v) in headers {
+            resp.append_header(k, v)?;
+        }
+        resp.insert_header("content-length", "0")?;
+        session.write_response_header(Box::new(resp)).await?;
+        session
+            .write_response_body(bytes::Bytes::new(), true)
+            .await?;
+        Ok(true)
     }
 
     /// The request as the upstream gets it (both paths).
@@ -269,6 +335,13 @@ impl HttpApi {
     }
 }
 
+/// The routes daprd's public port serves: health and metadata.
+fn public_route(path: &str) -> bool {
+    ["/v1.0/healthz", "/v1.0/metadata"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+}
+
 pub(crate) fn static_method(m: &str) -> &'static str {
     match m {
         "GET" => "GET",
@@ -286,12 +359,22 @@ pub(crate) fn static_method(m: &str) -> &'static str {
 impl server::Front for HttpApi {
     /// Every API route; invocation through the chain to its upstream.
     async fn serve(&self, session: &mut ServerSession, call: &mut Call) -> Result<bool> {
-        if let Some(target) = invoke::target(session.req_header()) {
+        if self.preflight(session).await? {
+            return Ok(true);
+        }
+        if self.public && !public_route(session.req_header().uri.path()) {
+            let e = spar_filters::ApiError::RouteNotFound(session.req_header().uri.path().into());
+            invoke::write_error(session, &e).await?;
+            return Ok(true);
+        }
+        let cors = self.cors_headers(session.req_header());
+        if let Some(target) = invoke::target(session.req_header()).filter(|_| !self.public) {
             // Invocation: the chain decides where; the body is never read
             // here, it streams to the upstream.
             return match self.route(session.req_header(), target, call).await {
                 Routed::Error(e) => {
-                    invoke::write_error(session, &e).await?;
+                    invoke::write_error_with(session, &e, cors.as_deref().unwrap_or_default())
+                        .await?;
                     Ok(true)
                 }
                 Routed::Resilient(addr, path) => {
@@ -301,7 +384,12 @@ impl server::Front for HttpApi {
                     Ok(true)
                 }
                 Routed::Upstream => {
-                    if let Some(dest) = self.fast_path(call).filter(|_| forward::eligible(session))
+                    // With CORS headers to add, pingora-proxy sends the
+                    // call (its response filter adds them).
+                    call.cors = cors;
+                    if let Some(dest) = self
+                        .fast_path(call)
+                        .filter(|_| call.cors.is_none() && forward::eligible(session))
                     {
                         let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, call);
                         if let forward::Forwarded::Done =
@@ -336,6 +424,7 @@ impl server::Front for HttpApi {
         let mut ctx = Ctx::new(Protocol::Http, method, decoded.route);
         ctx.path = req.uri.path().to_owned();
         ctx.api_token = header("dapr-api-token");
+        ctx.public = self.public;
         ctx.set_trace_headers(head.traceparent.as_deref(), head.tracestate.as_deref());
         ctx.body_len = body.len();
         ctx.body_too_large = too_large;
@@ -350,6 +439,9 @@ impl server::Front for HttpApi {
         let mut resp = ResponseHeader::build(out.status, Some(out.headers.len() + 1))?;
         for (k, v) in out.headers {
             resp.insert_header(k, v)?;
+        }
+        for (k, v) in cors.into_iter().flatten() {
+            resp.append_header(k, v)?;
         }
         if out.status != 204 {
             resp.insert_header("content-length", out.body.len().to_string())?;
@@ -409,6 +501,11 @@ impl server::Front for HttpApi {
     /// (those are buffered and retried on pingora's session).
     fn takes(&self, head: &h1::HeadIn<'_>) -> bool {
         use invoke::HeadView;
+        // Answers needing CORS headers, and the public port's calls, are
+        // served on pingora's session.
+        if self.public || (self.cors.is_some() && head.header("origin").is_some()) {
+            return false;
+        }
         let path = head.path();
         let app = match path.strip_prefix("/v1.0/invoke/") {
             Some(rest) => rest.split('/').next().unwrap_or_default(),
@@ -475,6 +572,7 @@ impl ProxyHttp for HttpApi {
             started: Instant::now(),
             retries: 0,
             span: None,
+            cors: None,
         }
     }
 
@@ -539,6 +637,20 @@ impl ProxyHttp for HttpApi {
         call: &mut Self::CTX,
     ) -> Result<()> {
         self.prepare_upstream(req, call)
+    }
+
+    async fn response_filter(
+        &self,
+        _: &mut Session,
+        resp: &mut ResponseHeader,
+        call: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(h) = call.cors.take() {
+            for (k, v) in h {
+                resp.append_header(k, v)?;
+            }
+        }
+        Ok(())
     }
 
     async fn fail_to_proxy(

@@ -98,10 +98,19 @@ pub async fn run(
         .app
         .as_ref()
         .is_some_and(|a| crate::http::invoke::app_h2(&a.protocol));
+    // `--disable-init-endpoints subscribe`: the app is not asked.
+    let ask = rt
+        .app
+        .as_ref()
+        .is_some_and(|a| a.programmatic_subscriptions);
     let (sink, programmatic): (Arc<dyn Sink>, Vec<Sub>) = if grpc_app {
         match grpc_app::GrpcApp::new(rt.clone(), addr) {
             Ok(app) => {
-                let listed = app.subscriptions().await;
+                let listed = if ask {
+                    app.subscriptions().await
+                } else {
+                    Vec::new()
+                };
                 (Arc::new(app), listed)
             }
             Err(e) => {
@@ -111,7 +120,11 @@ pub async fn run(
         }
     } else {
         let app = http_app::HttpApp::new(rt.clone(), addr);
-        let listed = app.subscriptions().await;
+        let listed = if ask {
+            app.subscriptions().await
+        } else {
+            Vec::new()
+        };
         (Arc::new(app), listed)
     };
     for s in programmatic {
