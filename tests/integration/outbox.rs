@@ -10,21 +10,27 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use spar_tests::{get_json, sqlite_component, unique, Options, PrivateRedis, Sidecar};
 
 type Seen = Arc<Mutex<Vec<Value>>>;
 
+/// The `traceparent` header an event came with, kept in the recorded event.
+const TRACEPARENT_HEADER: &str = "test.traceparentHeader";
+
 /// The subscriber app: records every event delivered to `/events`.
 async fn subscriber_app() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
         .fallback(
-            |State(seen): State<Seen>, uri: Uri, body: Bytes| async move {
+            |State(seen): State<Seen>, uri: Uri, headers: HeaderMap, body: Bytes| async move {
                 if uri.path() == "/events" {
-                    let ev: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let mut ev: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    if let Some(t) = headers.get("traceparent") {
+                        ev[TRACEPARENT_HEADER] = json!(t.to_str().unwrap_or("?"));
+                    }
                     seen.lock().unwrap().push(ev);
                 }
                 axum::Json(json!({"status": "SUCCESS"}))
@@ -112,6 +118,7 @@ fn assert_envelope(ev: &Value, app_id: &str, ps: &str, topic: &str) {
     assert_eq!(ev["specversion"], "1.0", "{ev}");
     assert_eq!(ev["topic"], topic, "{ev}");
     assert_eq!(ev["pubsubname"], ps, "{ev}");
+    assert_ne!(ev[TRACEPARENT_HEADER], "", "no empty traceparent: {ev}");
 }
 
 fn with_data<'a>(evs: &'a [Value], data: &Value) -> Vec<&'a Value> {
