@@ -617,6 +617,32 @@ async fn unknown_pubsub_fails_transactions_not_startup() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "not saved");
+    // Over gRPC: INTERNAL with the same message.
+    use dapr::dapr::proto::common::v1::StateItem;
+    use dapr::dapr::proto::runtime::v1 as pb;
+    let mut g = pb::dapr_client::DaprClient::connect(sc.grpc())
+        .await
+        .unwrap();
+    let err = g
+        .execute_state_transaction(pb::ExecuteStateTransactionRequest {
+            store_name: "store".into(),
+            operations: vec![pb::TransactionalStateOperation {
+                operation_type: "upsert".into(),
+                request: Some(StateItem {
+                    key: "k".into(),
+                    value: b"1".to_vec(),
+                    ..Default::default()
+                }),
+            }],
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal);
+    assert_eq!(
+        err.message(),
+        "error while publishing outbox message: pubsub 'nope' not found"
+    );
     assert!(
         sc.stderr().contains(
             "could not subscribe to internal outbox topic: outbox pubsub nope not loaded"
