@@ -197,8 +197,9 @@ async fn sqlite_events_carry_the_saved_values() {
 }
 
 /// Redis store and Redis Streams, gRPC API: values are bytes, published as
-/// given; the marker the transaction wrote (the event's id) is deleted
-/// once the event is out.
+/// given; the internal topic is daprd's `{NAMESPACE}{app id}{topic}outbox`;
+/// the marker the transaction wrote (the event's id) is deleted once the
+/// event is out.
 #[tokio::test]
 async fn redis_grpc_events_and_marker_cleanup() {
     use dapr::dapr::proto::common::v1::StateItem;
@@ -216,6 +217,7 @@ async fn redis_grpc_events_and_marker_cleanup() {
             subscription("ps", &topic, &app_id),
         ],
         extra_args: app_port(port),
+        env: vec![("NAMESPACE".into(), "ns1".into())],
         ..Default::default()
     });
     let mut g = pb::dapr_client::DaprClient::connect(sc.grpc())
@@ -253,6 +255,13 @@ async fn redis_grpc_events_and_marker_cleanup() {
 
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
     let mut r = client.get_multiplexed_async_connection().await.unwrap();
+    // daprd's internal topic: {namespace}{app id}{topic}outbox.
+    let internal: String = redis::cmd("TYPE")
+        .arg(format!("ns1{app_id}{topic}outbox"))
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(internal, "stream");
     for e in &evs {
         let id = e["id"].as_str().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
