@@ -8,9 +8,10 @@
 //!    topic (`{namespace}{appId}{topic}outbox` on `outboxPubsub`) with id
 //!    `outbox-{uuid}`, and a marker item of that key is added to the
 //!    transaction;
-//! 2. the sidecar's internal subscription (`spar::outbox`) receives it,
-//!    waits until the marker exists (the transaction committed), publishes
-//!    the event to the user's topic, then deletes the marker.
+//! 2. the sidecar's internal subscription (`proxy/src/subscriber/outbox.rs`)
+//!    receives it, waits until the marker exists (the transaction
+//!    committed), publishes the event to the user's topic, then deletes
+//!    the marker.
 //!
 //! The names, the marker and the event's fields are daprd's, so spar and
 //! daprd sidecars of one app can share the internal topic.
