@@ -175,14 +175,7 @@ mod tests {
     use super::*;
 
     fn component(meta: &[(&str, &str)]) -> Component {
-        let items: String = meta
-            .iter()
-            .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))
-            .collect();
-        serde_yaml::from_str(&format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: c\nspec:\n  type: state.x\n  metadata:\n{items}"
-        ))
-        .unwrap()
+        Component::new("c", "state.x", meta)
     }
 
     #[test]

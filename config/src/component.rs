@@ -64,6 +64,34 @@ pub const KINDS: &[&str] = &[
 ];
 
 impl Component {
+    /// A component as its YAML would give it: `name` of `type_` (version
+    /// v1) with these plain metadata values. For defaults built in code and
+    /// for tests.
+    pub fn new(name: &str, type_: &str, metadata: &[(&str, &str)]) -> Self {
+        Component {
+            api_version: "dapr.io/v1alpha1".into(),
+            kind: "Component".into(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: None,
+            },
+            spec: ComponentSpec {
+                type_: type_.into(),
+                version: "v1".into(),
+                metadata: metadata
+                    .iter()
+                    .map(|(k, v)| MetadataItem {
+                        name: (*k).into(),
+                        value: Some(crate::MetaValue((*v).into())),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.metadata.name
     }

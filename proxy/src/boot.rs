@@ -194,15 +194,11 @@ pub fn data_dir(args: &RunArgs) -> PathBuf {
 /// state store (`statestore`, SQLite under the data directory) and pub/sub
 /// (`pubsub`, in memory) — daprd's default names.
 fn default_components(dir: &std::path::Path) -> Vec<Component> {
-    let state = format!(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n  - name: connectionString\n    value: {:?}\n",
-        dir.join("spar-state.db").display().to_string()
-    );
-    let pubsub = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n";
-    [state.as_str(), pubsub]
-        .iter()
-        .filter_map(|y| serde_yaml::from_str::<Component>(y).ok())
-        .collect()
+    let db = dir.join("spar-state.db").display().to_string();
+    vec![
+        Component::new("statestore", "state.sqlite", &[("connectionString", &db)]),
+        Component::new("pubsub", "pubsub.in-memory", &[]),
+    ]
 }
 
 pub async fn boot(args: &RunArgs) -> Result<Booted, String> {

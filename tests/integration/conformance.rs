@@ -34,11 +34,7 @@ async fn redis() {
 
 /// A component definition as YAML would give it.
 fn component(ty: &str, meta: &[(&str, &str)]) -> spar_config::Component {
-    let mut y = format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: conf\nspec:\n  type: {ty}\n  version: v1\n  metadata:\n");
-    for (k, v) in meta {
-        y.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
-    }
-    serde_yaml::from_str(&y).expect("component yaml")
+    spar_config::Component::new("conf", ty, meta)
 }
 
 /// Against the real PostgreSQL on 127.0.0.1:5432, in a table of its own

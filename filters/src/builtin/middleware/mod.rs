@@ -36,14 +36,7 @@ pub fn types() -> Vec<&'static str> {
 
 #[cfg(test)]
 pub(crate) fn component(ty: &str, meta: &[(&str, &str)]) -> Component {
-    let items: String = meta
-        .iter()
-        .map(|(k, v)| format!("  - name: {k}\n    value: \"{v}\"\n"))
-        .collect();
-    serde_yaml::from_str(&format!(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: mw\nspec:\n  type: {ty}\n  metadata:\n{items}"
-    ))
-    .unwrap()
+    Component::new("mw", ty, meta)
 }
 
 #[cfg(test)]
