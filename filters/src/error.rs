@@ -114,6 +114,9 @@ pub enum ApiError {
     PubSubCloudEvent(String),
     #[error("error when reading the bulk publish request: {0}")]
     PubSubEventsSer(String),
+    /// The transactional outbox could not publish its internal event.
+    #[error("error while publishing outbox message: {reason}")]
+    PubSubOutbox { app_id: String, reason: String },
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -184,6 +187,7 @@ impl ApiError {
             PubSubRequestMetadata(_) => "ERR_PUBSUB_REQUEST_METADATA",
             PubSubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
             PubSubEventsSer(_) => "ERR_PUBSUB_EVENTS_SER",
+            PubSubOutbox { .. } => "ERR_PUBLISH_OUTBOX",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -217,7 +221,7 @@ impl ApiError {
             PubSubNotConfigured => 400,
             PubSubEmpty | PubSubNotFound(_) | TopicEmpty(_) => 404,
             PubSubForbidden { .. } => 403,
-            PubSubPublish { .. } => 500,
+            PubSubPublish { .. } | PubSubOutbox { .. } => 500,
             PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => 400,
             RateLimited => 429,
             Internal(_) => 500,
@@ -254,7 +258,7 @@ impl ApiError {
             PubSubNotConfigured => FAILED_PRECONDITION,
             PubSubEmpty | PubSubNotFound(_) | TopicEmpty(_) => INVALID_ARGUMENT,
             PubSubForbidden { .. } => PERMISSION_DENIED,
-            PubSubPublish { .. } => INTERNAL,
+            PubSubPublish { .. } | PubSubOutbox { .. } => INTERNAL,
             PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => INVALID_ARGUMENT,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,

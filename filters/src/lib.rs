@@ -18,6 +18,7 @@ pub mod error;
 pub mod handlers;
 pub mod invocation_metrics;
 pub mod metrics;
+pub mod outbox;
 pub mod resiliency;
 pub mod runtime;
 pub mod spiffe;

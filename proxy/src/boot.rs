@@ -137,6 +137,7 @@ impl Builder {
             state: loaded.state,
             secrets: loaded.secrets,
             pubsubs: loaded.pubsubs,
+            outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,
             failed_components: loaded.failed,

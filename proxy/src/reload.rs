@@ -31,7 +31,8 @@ fn stamp(p: &PathBuf) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// The running subscriptions, restarted as one.
+/// The running subscriptions, restarted as one: the app's and the
+/// sidecar's own outbox ones.
 struct Subscriber {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -40,7 +41,13 @@ struct Subscriber {
 impl Subscriber {
     fn start(rt: &Arc<Runtime>, subs: Vec<spar_config::Subscription>) -> Self {
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(crate::subscriber::run(rt.clone(), subs, rx));
+        let (app, outbox) = (
+            crate::subscriber::run(rt.clone(), subs, rx.clone()),
+            crate::subscriber::outbox::run(rt.clone(), rx),
+        );
+        let task = tokio::spawn(async move {
+            tokio::join!(app, outbox);
+        });
         Subscriber { stop, task }
     }
 
@@ -256,7 +263,8 @@ impl Reloader {
                 .collect()
         };
         let restart = pubsub_specs(&resources) != pubsub_specs(&self.resources)
-            || resources.subscriptions != self.resources.subscriptions;
+            || resources.subscriptions != self.resources.subscriptions
+            || live.outbox != old.outbox;
         let chain = match self
             .builder
             .chain(config.as_ref(), &resources, &self.rt, &live)

@@ -20,6 +20,7 @@ mod metadata;
 mod metrics;
 mod mtls;
 mod outage;
+mod outbox;
 mod prometheus;
 mod pubsub;
 mod redis_store;

@@ -33,7 +33,7 @@ impl Filter for Router {
         "router"
     }
 
-    async fn call(&self, _ctx: &mut Ctx, req: Request, _next: Next<'_>) -> ApiResult {
+    async fn call(&self, ctx: &mut Ctx, req: Request, _next: Next<'_>) -> ApiResult {
         match req {
             Request::Health(r) => health::handle(&self.rt, r),
             Request::Metadata(r) => metadata::handle(&self.rt, r),
@@ -44,7 +44,7 @@ impl Filter for Router {
             // Each block's state machine boxed on its own: the router's
             // future is sized (moved, allocated) for the largest arm, and
             // invocation — the hot path — needs a small one.
-            Request::State(r) => Box::pin(state::handle(&self.rt, r)).await,
+            Request::State(r) => Box::pin(state::handle(&self.rt, r, ctx.protocol)).await,
             Request::Secrets(r) => Box::pin(secrets::handle(&self.rt, r)).await,
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,

@@ -12,6 +12,7 @@ use spar_components::state::{
 
 use crate::error::StateOp;
 use crate::metrics::ComponentMetrics;
+use crate::outbox;
 use crate::resiliency::{Refused, Verdict};
 use crate::runtime::Live;
 use crate::{ApiError, ApiResult, Response, Runtime};
@@ -400,7 +401,9 @@ fn to_delete(prefix: &KeyPrefix, it: DeleteItem) -> Result<st::DeleteRequest, Ap
     })
 }
 
-pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
+/// `protocol` tells how values were handed over (JSON text over HTTP, raw
+/// bytes over gRPC), which the outbox's events follow as daprd's do.
+pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) -> ApiResult {
     let live = rt.live();
     let stores = &live.state;
     let started = Instant::now();
@@ -505,7 +508,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
         }
         StateRequest::Transaction {
             store,
-            ops,
+            mut ops,
             metadata,
         } => {
             let e = stores.get(&store)?;
@@ -517,6 +520,17 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                     StateError::NotSupported("transactions"),
                 ));
             }
+            // Outbox: projections are not saved; each upsert's event is
+            // taken before its item is consumed (with its own metadata).
+            let outbox = live.outbox.get(&store);
+            let events = outbox.map(|_| {
+                let projections = outbox::take_projections(&mut ops);
+                let form = match protocol {
+                    crate::Protocol::Http => outbox::ValueForm::Json,
+                    crate::Protocol::Grpc => outbox::ValueForm::Raw,
+                };
+                outbox::event_parts(&ops, &projections, form)
+            });
             let mut tx = Vec::with_capacity(ops.len());
             for op in ops {
                 tx.push(match op {
@@ -533,6 +547,25 @@ pub async fn handle(rt: &Runtime, req: StateRequest) -> ApiResult {
                         Operation::Delete(to_delete(&e.prefix, it)?)
                     }
                 });
+            }
+            if let (Some(c), Some(events)) = (outbox, events) {
+                let trace = crate::trace::filter::current();
+                let traceparent = trace.as_ref().map(|t| t.traceparent()).unwrap_or_default();
+                let tracestate = trace
+                    .as_ref()
+                    .and_then(|t| t.tracestate.as_deref())
+                    .unwrap_or_default();
+                tx.extend(
+                    outbox::publish_internal(
+                        &live,
+                        &rt.app_id,
+                        c,
+                        events,
+                        &traceparent,
+                        tracestate,
+                    )
+                    .await?,
+                );
             }
             let r = guarded(&live, &store, "transaction", || e.store.transact(&tx)).await;
             stores.record(&store, "transaction", r.is_ok(), started);

@@ -28,6 +28,11 @@ pub fn child_span(tracer: &Tracer, name: impl FnOnce() -> String, kind: SpanKind
         .map(|parent| tracer.start(Some(&parent), name(), kind))
 }
 
+/// The current API call's span context, if the call is traced.
+pub fn current() -> Option<SpanContext> {
+    CURRENT.try_with(|c| c.clone()).ok()
+}
+
 pub struct TracingFilter {
     tracer: Arc<Tracer>,
 }

@@ -48,6 +48,8 @@ impl Event {
         self.trace
             .as_deref()
             .or_else(|| self.ce.get("traceparent").and_then(Value::as_str))
+            // An outbox event carries an empty one, as daprd's do.
+            .filter(|t| !t.is_empty())
     }
 }
 

@@ -10,6 +10,7 @@ mod bulk;
 mod delivery;
 mod grpc_app;
 mod http_app;
+pub mod outbox;
 pub mod stream;
 mod sub;
 
