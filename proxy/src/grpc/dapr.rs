@@ -133,6 +133,7 @@ impl Dapr for DaprApi {
                         &self.clients,
                         up.clone(),
                         msg.clone(),
+                        req.metadata(),
                         self.rt.app_token.as_deref(),
                         deadline,
                         trace,

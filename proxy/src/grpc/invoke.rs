@@ -13,18 +13,22 @@ use spar_filters::handlers::invoke::Upstream;
 use spar_proto::common::{http_extension::Verb, InvokeRequest, InvokeResponse};
 use tonic::Status;
 
+use crate::app_grpc::{GrpcAppChannel, REPLY_FORM, REPLY_GRPC};
 use crate::peer_client::PeerClient;
 
-/// Sidecars through the shared peer client; the app over pooled HTTP/1.1.
+/// Sidecars through the shared peer client; the app over pooled HTTP/1.1,
+/// or its `AppCallback/OnInvoke` when it is a gRPC app.
 pub struct Clients {
     pub peers: Arc<PeerClient>,
     app: reqwest::Client,
+    grpc_app: Option<Arc<GrpcAppChannel>>,
 }
 
 impl Clients {
-    pub fn new(peers: Arc<PeerClient>) -> Self {
+    pub fn new(peers: Arc<PeerClient>, rt: &spar_filters::Runtime) -> Self {
         Clients {
             peers,
+            grpc_app: GrpcAppChannel::for_runtime(rt),
             app: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .pool_idle_timeout(Duration::from_secs(90))
@@ -89,16 +93,55 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// The caller's metadata that travels with the call (as headers to the
+/// peer sidecar, then to the app as headers or metadata): what is not
+/// gRPC's or HTTP/2's own, nor meant for this sidecar.
+fn forwarded(md: &tonic::metadata::MetadataMap) -> http::HeaderMap {
+    let all = md.clone().into_headers();
+    let mut h = http::HeaderMap::with_capacity(all.len());
+    let keep = |k: &http::HeaderName| {
+        let k = k.as_str();
+        !(k.starts_with("grpc-")
+            || k.starts_with(':')
+            || matches!(
+                k,
+                "content-type"
+                    | "content-length"
+                    | "te"
+                    | "host"
+                    | "dapr-api-token"
+                    | "dapr-app-id"
+                    | "dapr-caller-app-id"
+                    | "traceparent"
+                    | "tracestate"
+                    | REPLY_FORM
+            ))
+    };
+    for (k, v) in &all {
+        if keep(k) {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    h
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn call(
     clients: &Clients,
     up: Upstream,
     msg: InvokeRequest,
+    md: &tonic::metadata::MetadataMap,
     app_token: Option<&str>,
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
     caller: &str,
 ) -> Result<InvokeResponse, Status> {
-    let fut = send(clients, up, msg, app_token, deadline, trace, caller);
+    if let (Upstream::App { .. }, Some(app)) = (&up, &clients.grpc_app) {
+        // The own gRPC app: its answer and status as it gave them.
+        let md = crate::app_grpc::metadata_of(&forwarded(md));
+        return app.invoke(msg, md, trace, deadline).await.map(|(_, r)| r);
+    }
+    let fut = send(clients, up, msg, md, app_token, deadline, trace, caller);
     match deadline {
         Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
             Err(Status::deadline_exceeded(
@@ -109,10 +152,12 @@ pub async fn call(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send(
     clients: &Clients,
     up: Upstream,
     msg: InvokeRequest,
+    md: &tonic::metadata::MetadataMap,
     app_token: Option<&str>,
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
@@ -149,6 +194,11 @@ async fn send(
                 b = b.header(k, v);
             }
             b = b.header("dapr-caller-app-id", caller);
+            // A gRPC app behind the peer answers as it is (`on_invoke.rs`).
+            b = b.header(REPLY_FORM, REPLY_GRPC);
+            if let Some(h) = b.headers_mut() {
+                h.extend(forwarded(md));
+            }
             let req = b
                 .body(tonic::body::Body::new(http_body_util::Full::new(body)))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -160,12 +210,27 @@ async fn send(
             })?;
             let code = resp.status().as_u16();
             let ct = header(resp.headers());
+            let grpc_form = resp
+                .headers()
+                .get(REPLY_FORM)
+                .is_some_and(|v| v.as_bytes() == REPLY_GRPC.as_bytes());
+            let status = grpc_form
+                .then(|| Status::from_header_map(resp.headers()))
+                .flatten();
             let body = resp
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?
                 .to_bytes();
+            if grpc_form {
+                return match status {
+                    Some(s) if s.code() != tonic::Code::Ok => Err(s),
+                    _ => prost::Message::decode(body).map_err(|e| {
+                        Status::internal(format!("malformed answer from the peer: {e}"))
+                    }),
+                };
+            }
             (code, ct, body)
         }
         Upstream::External(e) => {

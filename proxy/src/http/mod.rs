@@ -10,6 +10,7 @@ mod forward;
 pub mod h1;
 pub mod internal;
 pub mod invoke;
+mod on_invoke;
 mod resilient;
 pub mod server;
 mod up_conn;
@@ -43,6 +44,8 @@ pub struct HttpApi {
     /// This sidecar's certificate for sidecar-to-sidecar calls (mTLS).
     mtls: Option<Arc<Identity>>,
     app_h2: bool,
+    /// A gRPC app: self-invocations go to its `AppCallback/OnInvoke`.
+    grpc_app: Option<Arc<crate::app_grpc::GrpcAppChannel>>,
     /// For calls to apps with a resiliency policy (buffered, retried).
     peers: Arc<crate::peer_client::PeerClient>,
 }
@@ -208,6 +211,7 @@ impl HttpApi {
                 crate::peer_client::PeerClient::new(None).expect("plain peer client")
             }),
         );
+        let grpc_app = crate::app_grpc::GrpcAppChannel::for_runtime(&rt);
         HttpApi {
             peers,
             chain,
@@ -216,6 +220,7 @@ impl HttpApi {
             metrics,
             mtls,
             app_h2,
+            grpc_app,
         }
     }
 
@@ -247,6 +252,24 @@ impl HttpApi {
             Upstream::App { addr, .. } if !self.app_h2 => Some(forward::Dest::Plain(*addr)),
             _ => None,
         }
+    }
+
+    /// A self-invocation of a gRPC app, answered here (`on_invoke.rs`);
+    /// `false` for every other call.
+    async fn call_grpc_app(&self, session: &mut ServerSession, call: &Call) -> Result<bool> {
+        let (Some(app), Some(Upstream::App { path, .. })) = (&self.grpc_app, &call.up) else {
+            return Ok(false);
+        };
+        let c = on_invoke::Call {
+            method: path.trim_start_matches('/'),
+            timeout: None,
+            trace: call.span.as_ref().map(|s| s.context()),
+            max_body: self.max_body,
+        };
+        // Boxed: this path's state (a gRPC call) would otherwise size
+        // every call's future.
+        Box::pin(on_invoke::serve(session, app, c)).await?;
+        Ok(true)
     }
 
     fn target(call: &Call) -> Target {
@@ -310,7 +333,7 @@ impl server::Front for HttpApi {
                             return Ok(true);
                         }
                     }
-                    Ok(false)
+                    self.call_grpc_app(session, call).await
                 }
             };
         }
@@ -490,7 +513,7 @@ impl ProxyHttp for HttpApi {
     async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
         if call.up.is_some() {
             // Decided already (handed off by `serve`).
-            return Ok(false);
+            return self.call_grpc_app(session, call).await;
         }
         server::Front::serve(self, session, call).await
     }
