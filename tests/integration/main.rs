@@ -11,6 +11,7 @@ mod encryption;
 mod endpoints;
 mod errors;
 mod forwarding;
+mod grpc_app;
 mod grpc_proxy;
 mod h1_path;
 mod invoke;

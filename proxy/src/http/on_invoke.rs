@@ -55,7 +55,13 @@ pub async fn serve(
         body.to_vec(),
     );
     let md = app_grpc::metadata_of(&req.headers);
-    let r = app.invoke(msg, md, call.trace, call.timeout).await;
+    // Not traced here: the caller's context goes on as it came.
+    let passed = match call.trace {
+        Some(_) => None,
+        None => header("traceparent").and_then(|t| SpanContext::parse(t, header("tracestate"))),
+    };
+    let trace = call.trace.or(passed.as_ref());
+    let r = app.invoke(msg, md, trace, call.timeout).await;
     if grpc_form {
         return write_grpc_form(session, r).await;
     }
