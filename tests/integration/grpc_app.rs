@@ -171,7 +171,10 @@ async fn over_http(c: &Client, base: &str, target: &str) {
     assert_eq!(v["data"], "hi");
     assert_eq!(v["type_url"], "");
     assert_eq!(v["x-order"], "7", "headers travel as metadata");
-    assert_eq!(v["dapr-content-type"], "text/plain", "renamed as daprd does");
+    assert_eq!(
+        v["dapr-content-type"], "text/plain",
+        "renamed as daprd does"
+    );
     assert_eq!(v["token"], "app-secret", "APP_API_TOKEN, not the caller's");
     assert_eq!(v["dapr-app-id"], Value::Null);
     // The app's parent is the callee sidecar's span, in the caller's trace.
@@ -187,7 +190,10 @@ async fn over_http(c: &Client, base: &str, target: &str) {
         .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["verb"].clone(), v["data"].clone()), (json!(Verb::Get as i32), json!("")));
+    assert_eq!(
+        (v["verb"].clone(), v["data"].clone()),
+        (json!(Verb::Get as i32), json!(""))
+    );
 
     // An app error: daprd's HTTP status for its code, the status as JSON.
     let r = c
@@ -321,7 +327,12 @@ async fn http_app_invoked_over_invoke_service_by_a_peer_and_by_itself() {
          uri: axum::http::Uri,
          headers: axum::http::HeaderMap,
          body: axum::body::Bytes| async move {
-            let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let h = |k: &str| {
+                headers
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
             (
                 [("content-type", "application/json")],
                 json!({
@@ -342,7 +353,9 @@ async fn http_app_invoked_over_invoke_service_by_a_peer_and_by_itself() {
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let (callee_id, callee, caller) = sidecars(port, "http");
     for sc in [&caller, &callee] {
-        let mut client = pb::dapr_client::DaprClient::connect(sc.grpc()).await.unwrap();
+        let mut client = pb::dapr_client::DaprClient::connect(sc.grpc())
+            .await
+            .unwrap();
         let mut answer = None;
         for _ in 0..50 {
             match client
