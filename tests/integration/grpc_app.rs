@@ -125,6 +125,14 @@ fn traced() -> String {
 
 /// The gRPC app's sidecar (with `APP_API_TOKEN`) and a caller sidecar.
 fn sidecars(app_port: u16, protocol: &str) -> (String, Sidecar, Sidecar) {
+    sidecars_env(app_port, protocol, vec![])
+}
+
+fn sidecars_env(
+    app_port: u16,
+    protocol: &str,
+    env: Vec<(String, String)>,
+) -> (String, Sidecar, Sidecar) {
     let callee_id = unique("grpcapp");
     let callee = Sidecar::start(Options {
         app_id: callee_id.clone(),
@@ -135,12 +143,16 @@ fn sidecars(app_port: u16, protocol: &str) -> (String, Sidecar, Sidecar) {
             "--app-protocol".into(),
             protocol.into(),
         ],
-        env: vec![("APP_API_TOKEN".into(), "app-secret".into())],
+        env: [("APP_API_TOKEN".into(), "app-secret".into())]
+            .into_iter()
+            .chain(env.clone())
+            .collect(),
         ..Default::default()
     });
     let caller = Sidecar::start(Options {
         app_id: unique("grpcapp-caller"),
         config: Some(traced()),
+        env,
         ..Default::default()
     });
     (callee_id, callee, caller)
@@ -222,6 +234,17 @@ async fn over_http(c: &Client, base: &str, target: &str) {
 async fn grpc_app_invoked_over_http_by_a_peer_and_by_itself() {
     let (port, _app) = start_app().await;
     let (callee_id, callee, caller) = sidecars(port, "grpc");
+    let c = Client::new();
+    over_http(&c, &caller.http(), &callee_id).await;
+    over_http(&c, &callee.http(), &callee_id).await;
+}
+
+/// The same with every request on pingora-proxy (`SPAR_HTTP_FAST_PATH=off`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_app_invoked_over_http_through_pingora_proxy() {
+    let (port, _app) = start_app().await;
+    let off = vec![("SPAR_HTTP_FAST_PATH".into(), "off".into())];
+    let (callee_id, callee, caller) = sidecars_env(port, "grpc", off);
     let c = Client::new();
     over_http(&c, &caller.http(), &callee_id).await;
     over_http(&c, &callee.http(), &callee_id).await;
@@ -342,6 +365,7 @@ async fn http_app_invoked_over_invoke_service_by_a_peer_and_by_itself() {
                     "content_type": h("content-type"),
                     "x-order": h("x-order"),
                     "traceparent": h("traceparent"),
+                    "reply-form": h("spar-invoke-reply"),
                     "body": String::from_utf8_lossy(&body),
                 })
                 .to_string(),
@@ -377,6 +401,8 @@ async fn http_app_invoked_over_invoke_service_by_a_peer_and_by_itself() {
         assert_eq!(v["query"], "x=1");
         assert_eq!(v["content_type"], "text/plain");
         assert_eq!(v["body"], "hi");
+        assert_eq!(v["x-order"], "7", "the caller's metadata as headers");
+        assert_eq!(v["reply-form"], Value::Null, "sidecar to sidecar only");
         let tp = v["traceparent"].as_str().unwrap();
         assert!(tp.starts_with(&format!("00-{TRACE}-")), "{tp}");
     }

@@ -253,10 +253,16 @@ async fn send(
         }
         Upstream::App { addr, path } => {
             let url = format!("http://{addr}{}", with_query(path));
+            // The caller's metadata as headers, as a peer's app gets them.
+            let md = forwarded(md);
             let token = app_token
                 .map(|t| ("dapr-api-token", t))
                 .into_iter()
-                .chain(trace_headers);
+                .chain(trace_headers)
+                .chain(
+                    md.iter()
+                        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+                );
             over_http1(
                 &clients.app,
                 verb(ext.verb),

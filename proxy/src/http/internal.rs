@@ -352,6 +352,10 @@ impl ProxyHttp for InternalApi {
         req: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // A calling sidecar's `InvokeService` asks any app's sidecar for
+        // the gRPC form; an app proxied to never sees the request for it.
+        // (Only HTTP/2 callers send it: the HTTP/1 paths need not look.)
+        req.remove_header(crate::app_grpc::REPLY_FORM);
         self.prepare_upstream(req, ctx)
     }
 
