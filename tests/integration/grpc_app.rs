@@ -19,7 +19,8 @@ const PARENT: &str = "00f067aa0ba902b7";
 const TYPE_URL: &str = "type.googleapis.com/google.protobuf.StringValue";
 
 /// Answers every `OnInvoke` with what it received, as JSON; `fail` with
-/// NOT_FOUND (and metadata), `typed` with data that has a type URL.
+/// NOT_FOUND (and metadata), `typed` with data that has a type URL,
+/// `sleep` after 5 s.
 #[derive(Clone, Default)]
 struct App {
     seen: Arc<Mutex<Vec<Value>>>,
@@ -59,6 +60,10 @@ impl AppCallback for App {
                 let mut s = Status::not_found("no such order");
                 s.metadata_mut().insert("x-reason", "gone".parse().unwrap());
                 Err(s)
+            }
+            "sleep" => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Err(Status::internal("too late"))
             }
             "typed" => Ok(Response::new(common::InvokeResponse {
                 data: Some(prost_types::Any {
@@ -330,6 +335,12 @@ async fn over_grpc(sidecar: &Sidecar, target: &str) {
     assert_eq!(data.type_url, TYPE_URL);
     assert_eq!(data.value, b"\x0a\x02ok");
     assert_eq!(r.content_type, "application/json");
+
+    // The caller's deadline bounds the wait for the app.
+    let mut req = invoke_request(target, "sleep", Verb::Post);
+    req.set_timeout(Duration::from_millis(300));
+    let e = client.invoke_service(req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
