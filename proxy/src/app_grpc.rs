@@ -81,23 +81,45 @@ impl GrpcAppChannel {
             if let Some(v) = sc.tracestate.as_deref().and_then(|t| t.parse().ok()) {
                 md.insert("tracestate", v);
             }
+            md.insert_bin(
+                "grpc-trace-bin",
+                BinaryMetadataValue::from_bytes(&trace_bin(sc)),
+            );
         }
         let timeout = timeout.unwrap_or(APP_TIMEOUT);
+        let started = std::time::Instant::now();
         let mut req = tonic::Request::from_parts(md, Default::default(), msg);
         req.set_timeout(timeout);
         let mut client = AppCallbackClient::new(channel).max_decoding_message_size(usize::MAX);
         let call = client.on_invoke(req);
+        let late = || Status::deadline_exceeded("the app did not answer before the deadline");
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(resp)) => {
                 let (md, msg, _) = resp.into_parts();
                 Ok((md, msg))
             }
+            // tonic's own timer (from the request's `grpc-timeout`) ends
+            // the call as CANCELLED; the caller sees a deadline.
+            Ok(Err(s)) if s.code() == Code::Cancelled && started.elapsed() >= timeout => {
+                Err(late())
+            }
             Ok(Err(s)) => Err(s),
-            Err(_) => Err(Status::deadline_exceeded(
-                "the app did not answer before the deadline",
-            )),
+            Err(_) => Err(late()),
         }
     }
+}
+
+/// The context in gRPC's binary form (`grpc-trace-bin`), which daprd sends
+/// beside `traceparent`: version 0, then trace id, span id and options,
+/// each after its field number.
+fn trace_bin(sc: &SpanContext) -> [u8; 29] {
+    let mut b = [0u8; 29];
+    b[2..18].copy_from_slice(&sc.trace_id);
+    b[18] = 1;
+    b[19..27].copy_from_slice(&sc.span_id);
+    b[27] = 2;
+    b[28] = u8::from(sc.sampled);
+    b
 }
 
 fn connect(addr: SocketAddr) -> Option<Channel> {
@@ -389,6 +411,16 @@ mod tests {
             v,
             serde_json::json!({"code": 5, "message": "no such order"})
         );
+    }
+
+    #[test]
+    fn binary_trace_context_reads_back() {
+        let sc = SpanContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        )
+        .unwrap();
+        assert_eq!(SpanContext::from_binary(&trace_bin(&sc)), Some(sc));
     }
 
     #[test]

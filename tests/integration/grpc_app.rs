@@ -52,6 +52,7 @@ impl AppCallback for App {
             "dapr-content-type": md("dapr-content-type"),
             "token": md("dapr-api-token"),
             "traceparent": md("traceparent"),
+            "trace-bin": req.metadata().get_bin("grpc-trace-bin").map(|v| v.to_bytes().map(|b| b.len()).unwrap_or(0)),
             "dapr-app-id": md("dapr-app-id"),
         });
         self.seen.lock().unwrap().push(seen.clone());
@@ -198,6 +199,7 @@ async fn over_http(c: &Client, base: &str, target: &str) {
     let tp = v["traceparent"].as_str().unwrap();
     assert!(tp.starts_with(&format!("00-{TRACE}-")), "{tp}");
     assert!(!tp.contains(PARENT), "{tp}");
+    assert_eq!(v["trace-bin"], 29, "and in gRPC's binary form");
 
     // Any verb; no body.
     let r = c
