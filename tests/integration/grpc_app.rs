@@ -294,7 +294,7 @@ async fn over_grpc(sidecar: &Sidecar, target: &str) {
             .await
         {
             Ok(r) => {
-                answer = Some(r.into_inner());
+                answer = Some(r);
                 break;
             }
             // mDNS may not have seen the callee yet.
@@ -306,6 +306,12 @@ async fn over_grpc(sidecar: &Sidecar, target: &str) {
         }
     }
     let r = answer.expect("InvokeService answered");
+    assert_eq!(
+        r.metadata().get("x-app").unwrap(),
+        "yes",
+        "the app's metadata"
+    );
+    let r = r.into_inner();
     assert_eq!(r.content_type, "application/json");
     let data = r.data.unwrap();
     let v: Value = serde_json::from_slice(&data.value).unwrap();

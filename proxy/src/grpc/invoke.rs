@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use spar_filters::handlers::invoke::Upstream;
 use spar_proto::common::{http_extension::Verb, InvokeRequest, InvokeResponse};
+use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::app_grpc::{GrpcAppChannel, REPLY_FORM, REPLY_GRPC};
@@ -135,11 +136,13 @@ pub async fn call(
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
     caller: &str,
-) -> Result<InvokeResponse, Status> {
+) -> Result<(InvokeResponse, MetadataMap), Status> {
     if let (Upstream::App { .. }, Some(app)) = (&up, &clients.grpc_app) {
-        // The own gRPC app: its answer and status as it gave them.
+        // The own gRPC app: its answer and status as it gave them, its
+        // metadata with daprd's renames.
         let md = crate::app_grpc::metadata_of(&forwarded(md));
-        return app.invoke(msg, md, trace, deadline).await.map(|(_, r)| r);
+        let (md, r) = app.invoke(msg, md, trace, deadline).await?;
+        return Ok((r, crate::app_grpc::metadata_of(&md.into_headers())));
     }
     let fut = send(clients, up, msg, md, app_token, deadline, trace, caller);
     match deadline {
@@ -162,7 +165,7 @@ async fn send(
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
     caller: &str,
-) -> Result<InvokeResponse, Status> {
+) -> Result<(InvokeResponse, MetadataMap), Status> {
     let ext = msg.http_extension.unwrap_or_default();
     let traceparent = trace.map(SpanContext::traceparent);
     let tracestate = trace.and_then(|t| t.tracestate.as_deref());
@@ -210,6 +213,7 @@ async fn send(
             })?;
             let code = resp.status().as_u16();
             let ct = header(resp.headers());
+            let app_md = app_metadata(resp.headers());
             let grpc_form = resp
                 .headers()
                 .get(REPLY_FORM)
@@ -226,9 +230,11 @@ async fn send(
             if grpc_form {
                 return match status {
                     Some(s) if s.code() != tonic::Code::Ok => Err(s),
-                    _ => prost::Message::decode(body).map_err(|e| {
-                        Status::internal(format!("malformed answer from the peer: {e}"))
-                    }),
+                    _ => prost::Message::decode(body)
+                        .map(|r| (r, app_md))
+                        .map_err(|e| {
+                            Status::internal(format!("malformed answer from the peer: {e}"))
+                        }),
                 };
             }
             (code, ct, body)
@@ -277,13 +283,29 @@ async fn send(
     if !(200..300).contains(&code) {
         return Err(status_of(code, &body));
     }
-    Ok(InvokeResponse {
+    let r = InvokeResponse {
         data: Some(prost_types::Any {
             type_url: String::new(),
             value: body.to_vec(),
         }),
         content_type,
-    })
+    };
+    Ok((r, MetadataMap::new()))
+}
+
+/// A peer's gRPC-form answer's headers that are the app's metadata (not
+/// the answer's framing or status), with daprd's renames.
+fn app_metadata(h: &http::HeaderMap) -> MetadataMap {
+    let mut md = http::HeaderMap::new();
+    for (k, v) in h {
+        if !matches!(
+            k.as_str(),
+            "content-type" | "content-length" | "date" | REPLY_FORM
+        ) {
+            md.append(k.clone(), v.clone());
+        }
+    }
+    crate::app_grpc::metadata_of(&md)
 }
 
 /// One pooled HTTP/1.1 call (the app, an external endpoint): status,

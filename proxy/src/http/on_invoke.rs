@@ -108,11 +108,33 @@ async fn write_grpc_form(
         Status,
     >,
 ) -> Result<()> {
-    let (status, body) = match r {
-        Ok((_, resp)) => (Status::ok(""), resp.encode_to_vec()),
-        Err(s) => (s, Vec::new()),
+    let (status, body, md) = match r {
+        Ok((md, resp)) => (Status::ok(""), resp.encode_to_vec(), md),
+        Err(s) => (s, Vec::new(), tonic::metadata::MetadataMap::new()),
     };
+    // The app's metadata travels as headers (its `-bin` values as base64),
+    // but for what would break the answer's framing or status.
     let mut headers = http::HeaderMap::new();
+    for (k, v) in &md.into_headers() {
+        let n = k.as_str();
+        if !(n.starts_with("grpc-")
+            || matches!(
+                n,
+                "content-type"
+                    | "content-length"
+                    | "connection"
+                    | "keep-alive"
+                    | "proxy-connection"
+                    | "transfer-encoding"
+                    | "upgrade"
+                    | "te"
+                    | "trailer"
+                    | REPLY_FORM
+            ))
+        {
+            headers.append(k.clone(), v.clone());
+        }
+    }
     if status.add_header(&mut headers).is_err() {
         headers.clear();
         let _ = Status::internal("the app's status could not be encoded").add_header(&mut headers);
