@@ -426,3 +426,35 @@ async fn http_app_invoked_over_invoke_service_by_a_peer_and_by_itself() {
         assert!(tp.starts_with(&format!("00-{TRACE}-")), "{tp}");
     }
 }
+
+/// A gRPC app that is not there: UNAVAILABLE, which daprd answers as 503
+/// over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_app_not_listening() {
+    let sc = Sidecar::start(Options {
+        extra_args: vec![
+            "--app-port".into(),
+            spar_tests::free_port().to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let r = c
+        .post(format!("{}/v1.0/invoke/{}/method/x", sc.http(), sc.app_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], tonic::Code::Unavailable as i32, "{v}");
+    let mut client = pb::dapr_client::DaprClient::connect(sc.grpc())
+        .await
+        .unwrap();
+    let e = client
+        .invoke_service(invoke_request(&sc.app_id, "x", Verb::Post))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+}
