@@ -52,7 +52,7 @@ pub async fn serve(
         verb,
         req.uri.query().unwrap_or_default(),
         header("content-type").unwrap_or_default(),
-        body.to_vec(),
+        Vec::from(body),
     );
     let md = app_grpc::metadata_of(&req.headers);
     // Not traced here: the caller's context goes on as it came.
