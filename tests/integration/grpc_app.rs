@@ -458,3 +458,59 @@ async fn grpc_app_not_listening() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
 }
+
+/// Under mTLS with access control on the gRPC app's sidecar: OnInvoke
+/// calls are checked on the caller's identity and the HTTP verb, over the
+/// HTTP API and `InvokeService` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_app_under_mtls_and_access_control() {
+    let sentry = spar_tests::Sentry::start(None);
+    let (port, _app) = start_app().await;
+    let (callee_id, caller_id) = (unique("mtls-grpcapp"), unique("mtls-caller"));
+    let acl = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: acl\nspec:\n  accessControl:\n    defaultAction: deny\n    trustDomain: public\n    policies:\n      - appId: {caller_id}\n        defaultAction: deny\n        trustDomain: public\n        namespace: default\n        operations:\n          - name: /orders/*\n            httpVerb: [PUT, PATCH]\n            action: allow\n"
+    );
+    let start = |app_id: &str, app: Option<u16>, config: Option<String>| {
+        let (mut args, env) = sentry.sidecar_args();
+        if let Some(p) = app {
+            args.extend(["--app-port", &p.to_string(), "--app-protocol", "grpc"].map(String::from));
+        }
+        Sidecar::start(Options {
+            app_id: app_id.to_string(),
+            extra_args: args,
+            env,
+            config,
+            ..Default::default()
+        })
+    };
+    let _callee = start(&callee_id, Some(port), Some(acl));
+    let caller = start(&caller_id, None, None);
+    let c = Client::new();
+    let url = |m: &str| format!("{}/v1.0/invoke/{callee_id}/method/{m}", caller.http());
+
+    let r = crate::invoke::call(&c, c.put(url("orders/7")).body("hi")).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["method"].clone(), v["data"].clone()),
+        (json!("orders/7"), json!("hi"))
+    );
+    let r = c.post(url("orders/7")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a verb the policy does not allow");
+
+    let mut client = pb::dapr_client::DaprClient::connect(caller.grpc())
+        .await
+        .unwrap();
+    let r = client
+        .invoke_service(invoke_request(&callee_id, "orders/7", Verb::Patch))
+        .await
+        .unwrap()
+        .into_inner();
+    let v: Value = serde_json::from_slice(&r.data.unwrap().value).unwrap();
+    assert_eq!(v["verb"], Verb::Patch as i32);
+    let e = client
+        .invoke_service(invoke_request(&callee_id, "orders/7", Verb::Post))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+}
