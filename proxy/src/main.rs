@@ -3,6 +3,7 @@
 //! itself lives in `spar-filters`.
 
 mod app_channel;
+mod app_grpc;
 mod boot;
 mod cli;
 mod components;

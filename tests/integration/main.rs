@@ -12,6 +12,7 @@ mod encryption;
 mod endpoints;
 mod errors;
 mod forwarding;
+mod grpc_app;
 mod grpc_proxy;
 mod h1_path;
 mod invoke;

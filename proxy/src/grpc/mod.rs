@@ -137,7 +137,7 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
         stop,
     } = api;
     let mut tasks = Vec::new();
-    let clients = Arc::new(invoke::Clients::new(peers.clone()));
+    let clients = Arc::new(invoke::Clients::new(peers.clone(), &rt));
     let app = match PeerClient::new(None) {
         Ok(c) => Arc::new(c),
         Err(e) => {

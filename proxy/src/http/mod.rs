@@ -11,6 +11,7 @@ mod forward;
 pub mod h1;
 pub mod internal;
 pub mod invoke;
+mod on_invoke;
 mod resilient;
 pub mod server;
 mod up_conn;
@@ -44,6 +45,8 @@ pub struct HttpApi {
     /// This sidecar's certificate for sidecar-to-sidecar calls (mTLS).
     mtls: Option<Arc<Identity>>,
     app_h2: bool,
+    /// A gRPC app: self-invocations go to its `AppCallback/OnInvoke`.
+    grpc_app: Option<Arc<crate::app_grpc::GrpcAppChannel>>,
     /// For calls to apps with a resiliency policy (buffered, retried).
     peers: Arc<crate::peer_client::PeerClient>,
     /// `--allowed-origins`, when set.
@@ -217,6 +220,7 @@ impl HttpApi {
                 crate::peer_client::PeerClient::new(None).expect("plain peer client")
             }),
         );
+        let grpc_app = crate::app_grpc::GrpcAppChannel::for_runtime(&rt);
         HttpApi {
             peers,
             chain,
@@ -228,6 +232,7 @@ impl HttpApi {
             cors: None,
             public: false,
             max_head: h1::head::MAX_HEAD,
+            grpc_app,
         }
     }
 
@@ -315,6 +320,24 @@ impl HttpApi {
         }
     }
 
+    /// A self-invocation of a gRPC app, answered here (`on_invoke.rs`);
+    /// `false` for every other call.
+    async fn call_grpc_app(&self, session: &mut ServerSession, call: &Call) -> Result<bool> {
+        let (Some(app), Some(Upstream::App { path, .. })) = (&self.grpc_app, &call.up) else {
+            return Ok(false);
+        };
+        let c = on_invoke::Call {
+            method: path.trim_start_matches('/'),
+            timeout: None,
+            trace: call.span.as_ref().map(|s| s.context()),
+            max_body: self.max_body,
+        };
+        // Boxed: this path's state (a gRPC call) would otherwise size
+        // every call's future.
+        Box::pin(on_invoke::serve(session, app, c)).await?;
+        Ok(true)
+    }
+
     fn target(call: &Call) -> Target {
         match call.target.split_once('.') {
             Some((a, n)) => Target {
@@ -398,7 +421,7 @@ impl server::Front for HttpApi {
                             return Ok(true);
                         }
                     }
-                    Ok(false)
+                    self.call_grpc_app(session, call).await
                 }
             };
         }
@@ -588,7 +611,7 @@ impl ProxyHttp for HttpApi {
     async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
         if call.up.is_some() {
             // Decided already (handed off by `serve`).
-            return Ok(false);
+            return self.call_grpc_app(session, call).await;
         }
         server::Front::serve(self, session, call).await
     }
