@@ -17,7 +17,11 @@
 //! `$share/{group}/{topic}`, so replicas of one app id share a topic's
 //! messages and different app ids each get all of them; several
 //! subscriptions of one group in one process share its connection and take
-//! turns. MQTT 3.1.1 carries no headers: `Message::metadata` is not kept.
+//! turns. Subscription topics may be filters with wildcards (`+`, `#`),
+//! passed to the broker inside the shared subscription; a message is handed
+//! over with its concrete topic, to the subscription of that exact topic
+//! if there is one, else to a matching filter's. MQTT 3.1.1 carries no
+//! headers: `Message::metadata` is not kept.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -195,6 +199,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "local".into())
 }
 
+/// A topic name to publish to: no wildcards.
 fn valid_topic(t: &str) -> Result<(), PubSubError> {
     if t.is_empty() || t.contains(['+', '#', '\0']) || t.starts_with('$') {
         return Err(PubSubError::Invalid(format!(
@@ -202,6 +207,40 @@ fn valid_topic(t: &str) -> Result<(), PubSubError> {
         )));
     }
     Ok(())
+}
+
+/// A topic filter to subscribe to: wildcards allowed where MQTT allows
+/// them (`+` a whole level, `#` the whole last level), as daprd passes
+/// them to the broker.
+fn valid_filter(f: &str) -> Result<(), PubSubError> {
+    let levels: Vec<&str> = f.split('/').collect();
+    let bad = f.is_empty()
+        || f.contains('\0')
+        || f.starts_with('$')
+        || levels.iter().enumerate().any(|(i, l)| {
+            (l.contains('+') && *l != "+")
+                || (l.contains('#') && (*l != "#" || i + 1 != levels.len()))
+        });
+    if bad {
+        return Err(PubSubError::Invalid(format!(
+            "{f:?} is not an MQTT topic filter (empty, $-prefixed, or a wildcard that is not a whole level, '#' not last)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the concrete `topic` matches the (valid) `filter`.
+fn matches(filter: &str, topic: &str) -> bool {
+    let mut t = topic.split('/');
+    for f in filter.split('/') {
+        match (f, t.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (f, Some(l)) if f == l => {}
+            _ => return false,
+        }
+    }
+    t.next().is_none()
 }
 
 // ------------------------------------------------------------ publishing
@@ -378,9 +417,20 @@ impl Group {
         .await;
     }
 
+    /// The member to hand a message on `topic` to: a subscription to that
+    /// exact topic, else one whose wildcard filter matches (the first in
+    /// name order, so one filter takes a topic consistently), members of
+    /// one filter taking turns.
     fn pick(&self, topic: &str) -> Option<Picked> {
         let t = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        let members = t.get(topic).filter(|m| !m.is_empty())?;
+        let members = match t.get(topic).filter(|m| !m.is_empty()) {
+            Some(m) => m,
+            None => t
+                .iter()
+                .filter(|(f, m)| !m.is_empty() && f.contains(['+', '#']) && matches(f, topic))
+                .min_by(|a, b| a.0.cmp(b.0))?
+                .1,
+        };
         let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
         Some((m.handler.clone(), m.inflight.clone(), m.closed.clone()))
     }
@@ -519,7 +569,7 @@ impl PubSub for Mqtt {
         req: SubscribeRequest,
         handler: Arc<dyn Handler>,
     ) -> Result<Subscription, PubSubError> {
-        valid_topic(&req.topic)?;
+        valid_filter(&req.topic)?;
         let id = MEMBER_IDS.fetch_add(1, Ordering::Relaxed);
         let inflight = Arc::new(InFlight::new(req.max_in_flight));
         let closed = Arc::new(AtomicBool::new(false));
@@ -633,6 +683,43 @@ mod tests {
         assert!(valid_topic("orders/eu").is_ok());
         for t in ["", "a/+", "a/#", "$SYS/x"] {
             assert!(valid_topic(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn topic_filters() {
+        for f in ["orders", "home/+/temperature", "home/#", "#", "+", "+/+/x"] {
+            assert!(valid_filter(f).is_ok(), "{f}");
+        }
+        for f in ["", "home/#/x", "home/a+", "home/#x", "$share/g/x", "a\0b"] {
+            assert!(valid_filter(f).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn filter_matching() {
+        let yes = [
+            ("home/+/temperature", "home/kitchen/temperature"),
+            ("home/#", "home/kitchen/temperature"),
+            ("home/#", "home"),
+            ("home/#", "home/x"),
+            ("#", "a/b"),
+            ("+/b", "a/b"),
+            ("a", "a"),
+        ];
+        for (f, t) in yes {
+            assert!(matches(f, t), "{f} {t}");
+        }
+        let no = [
+            ("home/+/temperature", "home/kitchen/humidity"),
+            ("home/+/temperature", "home/temperature"),
+            ("home/+/temperature", "home/a/b/temperature"),
+            ("home/#", "office/x"),
+            ("+", "a/b"),
+            ("a", "a/b"),
+        ];
+        for (f, t) in no {
+            assert!(!matches(f, t), "{f} {t}");
         }
     }
 }
