@@ -200,12 +200,90 @@ spec:
     assert_eq!(dead.1["data"]["n"], 7);
 }
 
+/// Bulk subscribe with `rawPayload` to an HTTP app: each entry is the
+/// broker's bytes in base64 as `application/octet-stream`, as daprd sends
+/// it, not a CloudEvent wrapper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_subscribe_http_raw_payload() {
+    use base64::Engine;
+    let (port, posts) = bulk_app().await;
+    let topic = unique("bulk-raw");
+    let subs = format!(
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: raw-bulk\nspec:\n  pubsubname: ps\n  topic: {topic}\n  routes:\n    default: /bulk\n  metadata:\n    rawPayload: \"true\"\n  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 10\n    maxAwaitDurationMs: 200\n"
+    );
+    let sc = Sidecar::start(Options {
+        resources: vec![in_memory(), subs],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    subscribed(&c, &sc, 1).await;
+    for n in 0..5 {
+        let r = c
+            .post(format!(
+                "{}/v1.0/publish/ps/{topic}?metadata.rawPayload=true",
+                sc.http()
+            ))
+            .header("content-type", "text/plain")
+            .body(format!("raw-{n}\u{0}\u{ff}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let bulks = wait_until(Duration::from_secs(10), || {
+        let p = posts.lock().unwrap();
+        let n: usize = p
+            .iter()
+            .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+            .sum();
+        (n >= 5).then(|| p.clone())
+    })
+    .await
+    .expect("five raw entries");
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    for (_, b) in bulks.iter().filter(|(path, _)| path == "/bulk") {
+        assert_eq!(b["type"], "com.dapr.event.sent.bulk");
+        assert_eq!(b["pubsubname"], "ps");
+        assert_eq!(b["topic"], topic.as_str());
+        assert_eq!(b["metadata"]["pubsubName"], "ps", "{b}");
+        for e in b["entries"].as_array().unwrap() {
+            assert_eq!(e["contentType"], "application/octet-stream", "{e}");
+            let text = e["event"].as_str().expect("event is a base64 string");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap();
+            got.push(String::from_utf8_lossy(&bytes).into_owned());
+            assert!(e["metadata"].is_object(), "{e}");
+            ids.push(e["entryId"].as_str().unwrap().to_string());
+        }
+    }
+    got.sort();
+    let want: Vec<String> = (0..5).map(|n| format!("raw-{n}\u{0}\u{ff}")).collect();
+    assert_eq!(got, want);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "entry ids are unique");
+    // Answered SUCCESS by entry id: nothing comes again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let n: usize = posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(n, 5);
+}
+
 /// A gRPC app on the SDK's generated `AppCallback` service.
 #[derive(Default, Clone)]
 struct GrpcApp {
     topic: String,
     bulk_topic: String,
     events: Arc<Mutex<Vec<pb::TopicEventRequest>>>,
+    /// The gRPC metadata of each `OnTopicEvent` call: (pubsubname, tenant).
+    metadata: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
     bulks: Arc<Mutex<Vec<pb::TopicEventBulkRequest>>>,
 }
 
@@ -254,6 +332,14 @@ impl AppCallback for GrpcApp {
         &self,
         req: Request<pb::TopicEventRequest>,
     ) -> Result<Response<pb::TopicEventResponse>, tonic::Status> {
+        let md = |k: &str| {
+            req.metadata()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let got = (md("pubsubname"), md("tenant"));
+        self.metadata.lock().unwrap().push(got);
         let ev = req.into_inner();
         let seen = {
             let mut e = self.events.lock().unwrap();
@@ -342,7 +428,9 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
             .unwrap();
     for (i, kind) in ["urgent", "normal", "flaky"].iter().enumerate() {
         let data = json!({"kind": kind, "n": i}).to_string().into_bytes();
-        sdk.publish_event("ps", app.topic.as_str(), "application/json", data, None)
+        // The publish metadata reaches the app as gRPC metadata, as daprd.
+        let md = HashMap::from([("tenant".to_string(), "acme".to_string())]);
+        sdk.publish_event("ps", app.topic.as_str(), "application/json", data, Some(md))
             .await
             .unwrap();
     }
@@ -378,6 +466,14 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
         .collect();
     assert_eq!(flaky.len(), 2, "RETRY → delivered again");
     assert_eq!(flaky[0].id, flaky[1].id);
+    // daprd's gRPC metadata on every OnTopicEvent: `pubsubname` and the
+    // message's metadata.
+    let md = app.metadata.lock().unwrap().clone();
+    assert!(md.len() >= 4);
+    for (pubsub, tenant) in &md {
+        assert_eq!(pubsub.as_deref(), Some("ps"), "{md:?}");
+        assert_eq!(tenant.as_deref(), Some("acme"), "{md:?}");
+    }
 
     // Bulk: 12 events arrive in batches of at most 5.
     for n in 0..12 {

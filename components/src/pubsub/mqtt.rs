@@ -19,8 +19,8 @@
 //! subscriptions of one group in one process share its connection and take
 //! turns. Subscription topics may be filters with wildcards (`+`, `#`),
 //! passed to the broker inside the shared subscription; a message is handed
-//! over with its concrete topic, to the subscription of that exact topic
-//! if there is one, else to a matching filter's. MQTT 3.1.1 carries no
+//! over with its concrete topic to every subscription whose filter matches
+//! it (the broker sends a client one copy). MQTT 3.1.1 carries no
 //! headers: `Message::metadata` is not kept.
 
 use std::collections::{HashMap, VecDeque};
@@ -343,6 +343,26 @@ struct Member {
 
 type Picked = (Arc<dyn Handler>, Arc<InFlight>, Arc<AtomicBool>);
 
+/// Calls the handler until it answers SUCCESS or DROP (true), retrying
+/// RETRY with backoff — MQTT has no negative acknowledgement — unless the
+/// subscription closes meanwhile (false: the message stays unacknowledged
+/// in the session).
+async fn handle_until_done(handler: &dyn Handler, msg: Message, closed: &AtomicBool) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match handler.handle(msg.clone()).await {
+            Ack::Retry => {
+                if closed.load(Ordering::Relaxed) {
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            _ => return true,
+        }
+    }
+}
+
 /// A consumer group's connection and the handlers of each of its topics.
 struct Group {
     client: AsyncClient,
@@ -417,22 +437,20 @@ impl Group {
         .await;
     }
 
-    /// The member to hand a message on `topic` to: a subscription to that
-    /// exact topic, else one whose wildcard filter matches (the first in
-    /// name order, so one filter takes a topic consistently), members of
-    /// one filter taking turns.
-    fn pick(&self, topic: &str) -> Option<Picked> {
+    /// The members to hand a message on `topic` to: one of each
+    /// subscription whose filter matches it (the exact topic, or
+    /// wildcards), members of one subscription taking turns. Overlapping
+    /// filters of one client get one copy from the broker (Mosquitto sends
+    /// no duplicates), so each subscription is given it here.
+    fn pick(&self, topic: &str) -> Vec<Picked> {
         let t = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        let members = match t.get(topic).filter(|m| !m.is_empty()) {
-            Some(m) => m,
-            None => t
-                .iter()
-                .filter(|(f, m)| !m.is_empty() && f.contains(['+', '#']) && matches(f, topic))
-                .min_by(|a, b| a.0.cmp(b.0))?
-                .1,
-        };
-        let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
-        Some((m.handler.clone(), m.inflight.clone(), m.closed.clone()))
+        t.iter()
+            .filter(|(f, m)| !m.is_empty() && (*f == topic || matches(f, topic)))
+            .map(|(_, members)| {
+                let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
+                (m.handler.clone(), m.inflight.clone(), m.closed.clone())
+            })
+            .collect()
     }
 
     async fn events(g: std::sync::Weak<Group>, mut ev: EventLoop, mut stop: watch::Receiver<bool>) {
@@ -473,39 +491,39 @@ impl Group {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Some((handler, inflight, closed)) = group.pick(&p.topic) else {
+                    let picked = group.pick(&p.topic);
+                    if picked.is_empty() {
                         // Nobody here takes it (any more): leave it unacked
                         // for the session to deliver again.
                         continue;
-                    };
-                    let client = group.client.clone();
-                    inflight
-                        .spawn(async move {
-                            let mut backoff = Duration::from_millis(100);
-                            loop {
+                    }
+                    // One PUBACK once every subscription it went to is done.
+                    let p = Arc::new(p);
+                    let left = Arc::new(AtomicUsize::new(picked.len()));
+                    let abandoned = Arc::new(AtomicBool::new(false));
+                    for (handler, inflight, closed) in picked {
+                        let client = group.client.clone();
+                        let (p, left, abandoned) = (p.clone(), left.clone(), abandoned.clone());
+                        inflight
+                            .spawn(async move {
                                 let msg = Message {
                                     topic: p.topic.clone(),
                                     data: p.payload.clone(),
                                     metadata: HashMap::new(),
                                 };
-                                match handler.handle(msg).await {
-                                    Ack::Retry => {
-                                        if closed.load(Ordering::Relaxed) {
-                                            return;
-                                        }
-                                        tokio::time::sleep(backoff).await;
-                                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                                    }
-                                    _ => {
-                                        if let Err(e) = client.ack(&p).await {
-                                            tracing::warn!("mqtt ack failed: {e}");
-                                        }
-                                        return;
+                                if !handle_until_done(&*handler, msg, &closed).await {
+                                    abandoned.store(true, Ordering::Relaxed);
+                                }
+                                if left.fetch_sub(1, Ordering::AcqRel) == 1
+                                    && !abandoned.load(Ordering::Relaxed)
+                                {
+                                    if let Err(e) = client.ack(&p).await {
+                                        tracing::warn!("mqtt ack failed: {e}");
                                     }
                                 }
-                            }
-                        })
-                        .await;
+                            })
+                            .await;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
