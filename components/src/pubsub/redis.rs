@@ -120,6 +120,7 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
 
 /// An entry as the reader and the reclaimer hand it over: its id, and the
 /// message when the entry is one (else it is acknowledged away).
+#[derive(Debug)]
 struct Entry {
     id: String,
     msg: Option<Message>,
@@ -520,6 +521,61 @@ async fn reclaim_loop(
                 }
                 Err(_) => break,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn xreadgroup_replies() {
+        assert!(read_entries("t", Reply::Nil).unwrap().is_empty());
+        let reply = Reply::Array(vec![Reply::Array(vec![
+            bulk("t"),
+            Reply::Array(vec![
+                Reply::Array(vec![
+                    bulk("1-0"),
+                    Reply::Array(vec![
+                        bulk("data"),
+                        bulk("hello"),
+                        bulk("metadata"),
+                        bulk(r#"{"k":"v"}"#),
+                    ]),
+                ]),
+                // Not a message (no data field): acknowledged away.
+                Reply::Array(vec![bulk("2-0"), Reply::Array(vec![bulk("x"), bulk("y")])]),
+                // Deleted meanwhile: fields are nil.
+                Reply::Array(vec![bulk("3-0"), Reply::Nil]),
+            ]),
+        ])]);
+        let e = read_entries("t", reply).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].id, "1-0");
+        let m = e[0].msg.as_ref().unwrap();
+        assert_eq!((m.topic.as_str(), m.data.as_ref()), ("t", &b"hello"[..]));
+        assert_eq!(m.metadata.get("k").map(String::as_str), Some("v"));
+        assert!(e[1].msg.is_none() && e[2].msg.is_none());
+        assert_eq!(e[2].id, "3-0");
+        assert!(
+            read_entries("t", Reply::Error("NOGROUP no such key".into()))
+                .unwrap_err()
+                .starts_with("NOGROUP")
+        );
+        for bad in [
+            Reply::Int(1),
+            Reply::Array(vec![Reply::Int(1)]),
+            Reply::Array(vec![Reply::Array(vec![
+                bulk("t"),
+                Reply::Array(vec![Reply::Int(3)]),
+            ])]),
+        ] {
+            assert!(read_entries("t", bad).is_err());
         }
     }
 }
