@@ -543,7 +543,7 @@ async fn mqtt3_wildcard_subscriptions() {
         "publishing to a wildcard is refused"
     );
 
-    let got = wait_for(&seen, Duration::from_secs(10), |s| s.len() >= 6).await;
+    wait_for(&seen, Duration::from_secs(10), |s| s.len() >= 6).await;
     // A moment more for any extra copy.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let got = seen.lock().unwrap().clone();

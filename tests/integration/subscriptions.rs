@@ -276,14 +276,17 @@ async fn bulk_subscribe_http_raw_payload() {
     assert_eq!(n, 5);
 }
 
+/// `pubsubname` and `tenant` from an `OnTopicEvent` call's gRPC metadata.
+type EventMetadata = (Option<String>, Option<String>);
+
 /// A gRPC app on the SDK's generated `AppCallback` service.
 #[derive(Default, Clone)]
 struct GrpcApp {
     topic: String,
     bulk_topic: String,
     events: Arc<Mutex<Vec<pb::TopicEventRequest>>>,
-    /// The gRPC metadata of each `OnTopicEvent` call: (pubsubname, tenant).
-    metadata: Arc<Mutex<Vec<(Option<String>, Option<String>)>>>,
+    /// The gRPC metadata of each `OnTopicEvent` call.
+    metadata: Arc<Mutex<Vec<EventMetadata>>>,
     bulks: Arc<Mutex<Vec<pb::TopicEventBulkRequest>>>,
 }
 

@@ -165,7 +165,9 @@ impl Sink for HttpApp {
             .map(|(e, id)| {
                 let (event, content_type) = if sub.raw_payload {
                     (
-                        Value::String(base64::engine::general_purpose::STANDARD.encode(&e.msg.data)),
+                        Value::String(
+                            base64::engine::general_purpose::STANDARD.encode(&e.msg.data),
+                        ),
                         "application/octet-stream",
                     )
                 } else {
