@@ -287,6 +287,8 @@ struct GrpcApp {
     events: Arc<Mutex<Vec<pb::TopicEventRequest>>>,
     /// The gRPC metadata of each `OnTopicEvent` call.
     metadata: Arc<Mutex<Vec<EventMetadata>>>,
+    /// `pubsubname` from each `OnBulkTopicEvent` call's gRPC metadata.
+    bulk_pubsub: Arc<Mutex<Vec<Option<String>>>>,
     bulks: Arc<Mutex<Vec<pb::TopicEventBulkRequest>>>,
 }
 
@@ -378,6 +380,9 @@ impl AppCallback for GrpcApp {
         &self,
         req: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, tonic::Status> {
+        let pubsub = req.metadata().get("pubsubname").cloned();
+        let pubsub = pubsub.and_then(|v| v.to_str().ok().map(str::to_owned));
+        self.bulk_pubsub.lock().unwrap().push(pubsub);
         let b = req.into_inner();
         let statuses = b
             .entries
@@ -492,6 +497,9 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
     let b = &bulks[0];
     assert_eq!(b.topic, app.bulk_topic);
     assert_eq!(b.r#type, "com.dapr.event.sent.bulk");
+    assert_eq!(b.metadata.get("pubsubName").map(String::as_str), Some("ps"));
+    let md = app.bulk_pubsub.lock().unwrap().clone();
+    assert!(md.iter().all(|p| p.as_deref() == Some("ps")), "{md:?}");
     let Some(pb::topic_event_bulk_request_entry::Event::CloudEvent(ce)) = &b.entries[0].event
     else {
         panic!("a CloudEvent entry")

@@ -140,6 +140,20 @@ impl GrpcApp {
         req
     }
 
+    /// A bulk call, with `pubsubname` as gRPC metadata as daprd sends it.
+    fn bulk_request(
+        &self,
+        msg: pb::TopicEventBulkRequest,
+        trace: Option<&str>,
+    ) -> tonic::Request<pb::TopicEventBulkRequest> {
+        let pubsub = msg.pubsub_name.parse().ok();
+        let mut req = self.request(msg, trace);
+        if let Some(v) = pubsub {
+            req.metadata_mut().insert("pubsubname", v);
+        }
+        req
+    }
+
     /// The app's `ListTopicSubscriptions`.
     pub async fn subscriptions(&self) -> Vec<Sub> {
         let mut c = AppCallbackClient::new(self.channel.clone());
@@ -180,7 +194,7 @@ impl GrpcApp {
             let mut c = AppCallbackClient::new(self.channel.clone());
             let started = Instant::now();
             let r = c
-                .on_bulk_topic_event(self.request(req.clone(), trace))
+                .on_bulk_topic_event(self.bulk_request(req.clone(), trace))
                 .await;
             self.record(
                 "/dapr.proto.runtime.v1.AppCallback/OnBulkTopicEvent",
@@ -196,7 +210,9 @@ impl GrpcApp {
         }
         let mut c = AppCallbackAlphaClient::new(self.channel.clone());
         let started = Instant::now();
-        let r = c.on_bulk_topic_event_alpha1(self.request(req, trace)).await;
+        let r = c
+            .on_bulk_topic_event_alpha1(self.bulk_request(req, trace))
+            .await;
         self.record(
             "/dapr.proto.runtime.v1.AppCallbackAlpha/OnBulkTopicEventAlpha1",
             &r,
