@@ -122,7 +122,7 @@ async fn low_rate_redis_streams() {
     spar_tests::delete_redis_keys(&format!("*{topic}*")).await;
     // An idle subscription's blocking reads end quietly.
     let log = sc.stderr();
-    assert!(!log.contains("redis pubsub read"), "{log}");
+    assert!(!log.contains("redis pubsub"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,12 +403,7 @@ async fn read_loop(wire: Arc<Wire>, c: Arc<Consumer>, r: Reads, mut stop: watch:
         let mut rd = match reader.take() {
             Some(rd) => rd,
             None => match open_reader(&wire).await {
-                Ok(rd) => {
-                    if std::mem::take(&mut failing) {
-                        tracing::info!(topic = %c.topic, "redis pubsub reading again");
-                    }
-                    rd
-                }
+                Ok(rd) => rd,
                 Err(e) => {
                     if !std::mem::replace(&mut failing, true) {
                         tracing::warn!(topic = %c.topic, "redis pubsub cannot read: {e}; retrying every second");
@@ -446,6 +441,7 @@ async fn read_loop(wire: Arc<Wire>, c: Arc<Consumer>, r: Reads, mut stop: watch:
             }
             Err(_) => {
                 // No reply long after the block ended: the connection is dead.
+                failing = true;
                 tracing::warn!(topic = %c.topic, "redis pubsub: no reply within {:?}; reconnecting", r.block + r.grace);
                 continue;
             }
@@ -453,6 +449,9 @@ async fn read_loop(wire: Arc<Wire>, c: Arc<Consumer>, r: Reads, mut stop: watch:
         match read_entries(&c.topic, reply) {
             Ok(entries) => {
                 reader = Some(rd);
+                if std::mem::take(&mut failing) {
+                    tracing::info!(topic = %c.topic, "redis pubsub reading again");
+                }
                 for e in entries {
                     c.dispatch(e).await;
                 }
@@ -468,7 +467,9 @@ async fn read_loop(wire: Arc<Wire>, c: Arc<Consumer>, r: Reads, mut stop: watch:
                 }
             }
             Err(e) => {
-                tracing::warn!(topic = %c.topic, "redis pubsub: {e}");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(topic = %c.topic, "redis pubsub read refused: {e}; retrying every second");
+                }
                 reader = Some(rd);
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
