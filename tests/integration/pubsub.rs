@@ -19,6 +19,8 @@ use spar_tests::{get_json, unique, Options, Sidecar};
 struct Got {
     path: String,
     content_type: String,
+    /// The `retained` header (MQTT deliveries).
+    retained: Option<String>,
     body: Bytes,
 }
 
@@ -49,6 +51,10 @@ async fn subscriber_app(programmatic: Value) -> (u16, Seen) {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_string(),
+                    retained: headers
+                        .get("retained")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
                     body,
                 };
                 let id = got.json()["id"].as_str().unwrap_or_default().to_string();
@@ -574,6 +580,11 @@ async fn mqtt3_wildcard_subscriptions() {
             (2, format!("{u}/home/garage/door")),
             (3, format!("{u}/home/hall/temperature"))
         ],
+        "{got:?}"
+    );
+    // The message's metadata as headers, as daprd: MQTT's retain flag.
+    assert!(
+        got.iter().all(|g| g.retained.as_deref() == Some("false")),
         "{got:?}"
     );
     // rawPayload: the wrapper names the concrete topic.

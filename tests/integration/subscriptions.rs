@@ -1,5 +1,6 @@
 //! Subscription kinds beyond plain HTTP delivery, against the real `spar`
-//! binary and the in-memory broker: bulk subscribe to an HTTP app (batches,
+//! binary and the in-memory broker (Mosquitto for an MQTT wildcard filter):
+//! bulk subscribe to an HTTP app (batches, rawPayload entries,
 //! per-entry RETRY / DROP, dead letters), a gRPC app built on the official
 //! Rust SDK's generated `AppCallback` service (`ListTopicSubscriptions`
 //! with routes, `OnTopicEvent`, `OnBulkTopicEvent`), and streaming
@@ -529,6 +530,51 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
         "/dapr.proto.runtime.v1.AppCallback/ListTopicSubscriptions",
         "OK"
     ));
+}
+
+/// A gRPC app subscribed to an MQTT wildcard filter gets each event with
+/// its concrete topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_app_mqtt_wildcard_topic() {
+    let u = unique("gwild");
+    let app = GrpcApp {
+        topic: format!("{u}/home/+/temperature"),
+        bulk_topic: format!("{u}/bulk"),
+        ..Default::default()
+    };
+    let port = free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AppCallbackServer::new(app.clone()))
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    let app_id = unique("gwild-app");
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: vec!["apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n  - name: url\n    value: tcp://127.0.0.1:1883\n".into()],
+        extra_args: vec![
+            "--app-port".into(),
+            port.to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        ..Default::default()
+    });
+    let c = Client::new();
+    subscribed(&c, &sc, 2).await;
+    let concrete = format!("{u}/home/kitchen/temperature");
+    publish(&c, &sc, &concrete, json!({"kind": "urgent"})).await;
+    let events = wait_until(Duration::from_secs(10), || {
+        let e = app.events.lock().unwrap();
+        (!e.is_empty()).then(|| e.clone())
+    })
+    .await
+    .expect("the event");
+    assert_eq!(events[0].topic, concrete);
+    assert_eq!(events[0].path, "urgent");
+    assert_eq!(events[0].pubsub_name, "ps");
+    drop(sc);
+    spar_tests::clear_mqtt_sessions(&[&app_id]).await;
 }
 
 type Events = tonic::Streaming<pb::SubscribeTopicEventsResponseAlpha1>;

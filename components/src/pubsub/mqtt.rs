@@ -21,7 +21,8 @@
 //! passed to the broker inside the shared subscription; a message is handed
 //! over with its concrete topic to every subscription whose filter matches
 //! it (the broker sends a client one copy). MQTT 3.1.1 carries no
-//! headers: `Message::metadata` is not kept.
+//! headers: `Message::metadata` is not kept; deliveries carry `retained`,
+//! as daprd's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -506,10 +507,14 @@ impl Group {
                         let (p, left, abandoned) = (p.clone(), left.clone(), abandoned.clone());
                         inflight
                             .spawn(async move {
+                                // daprd's component reports the retain flag.
                                 let msg = Message {
                                     topic: p.topic.clone(),
                                     data: p.payload.clone(),
-                                    metadata: HashMap::new(),
+                                    metadata: HashMap::from([(
+                                        "retained".to_string(),
+                                        p.retain.to_string(),
+                                    )]),
                                 };
                                 if !handle_until_done(&*handler, msg, &closed).await {
                                     abandoned.store(true, Ordering::Relaxed);
