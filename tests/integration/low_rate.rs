@@ -119,9 +119,11 @@ async fn low_rate_redis_streams() {
     let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n";
     let topic = unique("slow-rds");
     let (sc, _) = low_rate(component, &topic).await;
+    let log = sc.stderr();
+    // Stopped first: a running reader would recreate a deleted stream.
+    drop(sc);
     spar_tests::delete_redis_keys(&format!("*{topic}*")).await;
     // An idle subscription's blocking reads end quietly.
-    let log = sc.stderr();
     assert!(!log.contains("redis pubsub"), "{log}");
 }
 
