@@ -292,3 +292,35 @@ impl Handler for Deliverer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_for_the_app() {
+        let msg = Message {
+            topic: "t".into(),
+            data: Bytes::new(),
+            metadata: [
+                ("Tenant", "acme"),
+                ("rawPayload", "true"),
+                ("contentType", "text/plain"),
+                ("Content-Type", "x"),
+                ("traceparent", "00-x"),
+                ("dapr-api-token", "secret"),
+                ("grpc-timeout", "1S"),
+                ("pubsubName", "other"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let mut got: Vec<(String, &str)> = forwarded_metadata(&msg).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("rawpayload".into(), "true"), ("tenant".into(), "acme")]
+        );
+    }
+}
