@@ -596,3 +596,48 @@ async fn mqtt3_wildcard_subscriptions() {
     drop(sc);
     spar_tests::clear_mqtt_sessions(&[&app_id]).await;
 }
+
+/// A Redis user whose ACL forbids `CLIENT` (as some managed services do):
+/// the subscription still reads (closing then waits for the block to end
+/// instead of unblocking it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_user_without_client_command() {
+    let redis = spar_tests::PrivateRedis::start(&[
+        "--user", "alice", "on", ">pw", "~*", "&*", "+@all", "-client",
+    ]);
+    let (port, seen) = subscriber_app(json!([])).await;
+    let component = format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{}\n  - name: redisUsername\n    value: alice\n  - name: redisPassword\n    value: pw\n", redis.port);
+    let sub = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: ps\n  topic: orders\n  routes:\n    default: /orders\n".to_string();
+    let mut sc = Sidecar::start(Options {
+        resources: vec![component, sub],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get_json(&c, format!("{}/v1.0/metadata", sc.http())).await["subscriptions"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(Instant::now() < deadline, "not subscribed: {}", sc.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in 0..3 {
+        let r = c
+            .post(format!("{}/v1.0/publish/ps/orders", sc.http()))
+            .json(&json!({ "n": n }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", sc.stderr());
+    }
+    let got = wait_for(&seen, Duration::from_secs(10), |s| s.len() >= 3).await;
+    let mut ns: Vec<i64> = got
+        .iter()
+        .filter_map(|g| g.json()["data"]["n"].as_i64())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, vec![0, 1, 2], "{}", sc.stderr());
+    assert!(!sc.stderr().contains("redis pubsub"), "{}", sc.stderr());
+    assert_eq!(sc.terminate(), Some(0), "{}", sc.stderr());
+}

@@ -340,10 +340,12 @@ struct Reads {
     grace: Duration,
 }
 
-/// The read connection and its `CLIENT ID` (to unblock it on close).
+/// The read connection and its `CLIENT ID` (to unblock it on close;
+/// `None` where the server refuses `CLIENT`, e.g. by ACL: a close then
+/// waits for the block to end).
 struct Reader {
     conn: Dedicated,
-    id: i64,
+    id: Option<i64>,
 }
 
 async fn open_reader(wire: &Wire) -> Result<Reader, String> {
@@ -355,7 +357,11 @@ async fn open_reader(wire: &Wire) -> Result<Reader, String> {
         .map_err(|_| "no answer to CLIENT ID".to_string())?
         .map_err(|e| e.to_string())?;
     match id.into_iter().next() {
-        Some(Reply::Int(id)) => Ok(Reader { conn, id }),
+        Some(Reply::Int(id)) => Ok(Reader { conn, id: Some(id) }),
+        Some(Reply::Error(e)) => {
+            tracing::debug!("CLIENT ID refused ({e}): closing waits for the block to end");
+            Ok(Reader { conn, id: None })
+        }
         other => Err(format!("unexpected CLIENT ID reply {other:?}")),
     }
 }
@@ -366,8 +372,11 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Sends `CLIENT UNBLOCK` for the reader until its read returns (the
-/// caller stops polling this then).
-async fn unblock(acks: &ConnectionManager, id: i64) -> std::convert::Infallible {
+/// caller stops polling this then); without an id, just waits.
+async fn unblock(acks: &ConnectionManager, id: Option<i64>) -> std::convert::Infallible {
+    let Some(id) = id else {
+        return std::future::pending().await;
+    };
     loop {
         let mut c = acks.clone();
         let mut cmd = redis::cmd("CLIENT");
