@@ -17,6 +17,7 @@ mod grpc_proxy;
 mod h1_path;
 mod invoke;
 mod logging;
+mod low_rate;
 mod metadata;
 mod metrics;
 mod mtls;

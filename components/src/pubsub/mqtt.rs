@@ -17,7 +17,12 @@
 //! `$share/{group}/{topic}`, so replicas of one app id share a topic's
 //! messages and different app ids each get all of them; several
 //! subscriptions of one group in one process share its connection and take
-//! turns. MQTT 3.1.1 carries no headers: `Message::metadata` is not kept.
+//! turns. Subscription topics may be filters with wildcards (`+`, `#`),
+//! passed to the broker inside the shared subscription; a message is handed
+//! over with its concrete topic to every subscription whose filter matches
+//! it (the broker sends a client one copy). MQTT 3.1.1 carries no
+//! headers: `Message::metadata` is not kept; deliveries carry `retained`,
+//! as daprd's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -195,6 +200,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "local".into())
 }
 
+/// A topic name to publish to: no wildcards.
 fn valid_topic(t: &str) -> Result<(), PubSubError> {
     if t.is_empty() || t.contains(['+', '#', '\0']) || t.starts_with('$') {
         return Err(PubSubError::Invalid(format!(
@@ -202,6 +208,40 @@ fn valid_topic(t: &str) -> Result<(), PubSubError> {
         )));
     }
     Ok(())
+}
+
+/// A topic filter to subscribe to: wildcards allowed where MQTT allows
+/// them (`+` a whole level, `#` the whole last level), as daprd passes
+/// them to the broker.
+fn valid_filter(f: &str) -> Result<(), PubSubError> {
+    let levels: Vec<&str> = f.split('/').collect();
+    let bad = f.is_empty()
+        || f.contains('\0')
+        || f.starts_with('$')
+        || levels.iter().enumerate().any(|(i, l)| {
+            (l.contains('+') && *l != "+")
+                || (l.contains('#') && (*l != "#" || i + 1 != levels.len()))
+        });
+    if bad {
+        return Err(PubSubError::Invalid(format!(
+            "{f:?} is not an MQTT topic filter (empty, $-prefixed, or a wildcard that is not a whole level, '#' not last)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the concrete `topic` matches the (valid) `filter`.
+fn matches(filter: &str, topic: &str) -> bool {
+    let mut t = topic.split('/');
+    for f in filter.split('/') {
+        match (f, t.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (f, Some(l)) if f == l => {}
+            _ => return false,
+        }
+    }
+    t.next().is_none()
 }
 
 // ------------------------------------------------------------ publishing
@@ -304,6 +344,26 @@ struct Member {
 
 type Picked = (Arc<dyn Handler>, Arc<InFlight>, Arc<AtomicBool>);
 
+/// Calls the handler until it answers SUCCESS or DROP (true), retrying
+/// RETRY with backoff — MQTT has no negative acknowledgement — unless the
+/// subscription closes meanwhile (false: the message stays unacknowledged
+/// in the session).
+async fn handle_until_done(handler: &dyn Handler, msg: Message, closed: &AtomicBool) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match handler.handle(msg.clone()).await {
+            Ack::Retry => {
+                if closed.load(Ordering::Relaxed) {
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            _ => return true,
+        }
+    }
+}
+
 /// A consumer group's connection and the handlers of each of its topics.
 struct Group {
     client: AsyncClient,
@@ -378,11 +438,20 @@ impl Group {
         .await;
     }
 
-    fn pick(&self, topic: &str) -> Option<Picked> {
+    /// The members to hand a message on `topic` to: one of each
+    /// subscription whose filter matches it (the exact topic, or
+    /// wildcards), members of one subscription taking turns. Overlapping
+    /// filters of one client get one copy from the broker (Mosquitto sends
+    /// no duplicates), so each subscription is given it here.
+    fn pick(&self, topic: &str) -> Vec<Picked> {
         let t = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        let members = t.get(topic).filter(|m| !m.is_empty())?;
-        let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
-        Some((m.handler.clone(), m.inflight.clone(), m.closed.clone()))
+        t.iter()
+            .filter(|(f, m)| !m.is_empty() && (*f == topic || matches(f, topic)))
+            .map(|(_, members)| {
+                let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
+                (m.handler.clone(), m.inflight.clone(), m.closed.clone())
+            })
+            .collect()
     }
 
     async fn events(g: std::sync::Weak<Group>, mut ev: EventLoop, mut stop: watch::Receiver<bool>) {
@@ -423,39 +492,43 @@ impl Group {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Some((handler, inflight, closed)) = group.pick(&p.topic) else {
+                    let picked = group.pick(&p.topic);
+                    if picked.is_empty() {
                         // Nobody here takes it (any more): leave it unacked
                         // for the session to deliver again.
                         continue;
-                    };
-                    let client = group.client.clone();
-                    inflight
-                        .spawn(async move {
-                            let mut backoff = Duration::from_millis(100);
-                            loop {
+                    }
+                    // One PUBACK once every subscription it went to is done.
+                    let p = Arc::new(p);
+                    let left = Arc::new(AtomicUsize::new(picked.len()));
+                    let abandoned = Arc::new(AtomicBool::new(false));
+                    for (handler, inflight, closed) in picked {
+                        let client = group.client.clone();
+                        let (p, left, abandoned) = (p.clone(), left.clone(), abandoned.clone());
+                        inflight
+                            .spawn(async move {
+                                // daprd's component reports the retain flag.
                                 let msg = Message {
                                     topic: p.topic.clone(),
                                     data: p.payload.clone(),
-                                    metadata: HashMap::new(),
+                                    metadata: HashMap::from([(
+                                        "retained".to_string(),
+                                        p.retain.to_string(),
+                                    )]),
                                 };
-                                match handler.handle(msg).await {
-                                    Ack::Retry => {
-                                        if closed.load(Ordering::Relaxed) {
-                                            return;
-                                        }
-                                        tokio::time::sleep(backoff).await;
-                                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                                    }
-                                    _ => {
-                                        if let Err(e) = client.ack(&p).await {
-                                            tracing::warn!("mqtt ack failed: {e}");
-                                        }
-                                        return;
+                                if !handle_until_done(&*handler, msg, &closed).await {
+                                    abandoned.store(true, Ordering::Relaxed);
+                                }
+                                if left.fetch_sub(1, Ordering::AcqRel) == 1
+                                    && !abandoned.load(Ordering::Relaxed)
+                                {
+                                    if let Err(e) = client.ack(&p).await {
+                                        tracing::warn!("mqtt ack failed: {e}");
                                     }
                                 }
-                            }
-                        })
-                        .await;
+                            })
+                            .await;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -519,7 +592,7 @@ impl PubSub for Mqtt {
         req: SubscribeRequest,
         handler: Arc<dyn Handler>,
     ) -> Result<Subscription, PubSubError> {
-        valid_topic(&req.topic)?;
+        valid_filter(&req.topic)?;
         let id = MEMBER_IDS.fetch_add(1, Ordering::Relaxed);
         let inflight = Arc::new(InFlight::new(req.max_in_flight));
         let closed = Arc::new(AtomicBool::new(false));
@@ -633,6 +706,43 @@ mod tests {
         assert!(valid_topic("orders/eu").is_ok());
         for t in ["", "a/+", "a/#", "$SYS/x"] {
             assert!(valid_topic(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn topic_filters() {
+        for f in ["orders", "home/+/temperature", "home/#", "#", "+", "+/+/x"] {
+            assert!(valid_filter(f).is_ok(), "{f}");
+        }
+        for f in ["", "home/#/x", "home/a+", "home/#x", "$share/g/x", "a\0b"] {
+            assert!(valid_filter(f).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn filter_matching() {
+        let yes = [
+            ("home/+/temperature", "home/kitchen/temperature"),
+            ("home/#", "home/kitchen/temperature"),
+            ("home/#", "home"),
+            ("home/#", "home/x"),
+            ("#", "a/b"),
+            ("+/b", "a/b"),
+            ("a", "a"),
+        ];
+        for (f, t) in yes {
+            assert!(matches(f, t), "{f} {t}");
+        }
+        let no = [
+            ("home/+/temperature", "home/kitchen/humidity"),
+            ("home/+/temperature", "home/temperature"),
+            ("home/+/temperature", "home/a/b/temperature"),
+            ("home/#", "office/x"),
+            ("+", "a/b"),
+            ("a", "a/b"),
+        ];
+        for (f, t) in no {
+            assert!(!matches(f, t), "{f} {t}");
         }
     }
 }
