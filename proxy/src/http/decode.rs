@@ -13,6 +13,7 @@ use spar_filters::handlers::metadata::MetadataRequest;
 use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
 use spar_filters::handlers::secrets::SecretsRequest;
 use spar_filters::handlers::state::{self as hs, DeleteItem, SaveItem, StateRequest, TxOp};
+use spar_filters::error::EventsSer;
 use spar_filters::{ApiError, Request};
 
 /// The decoded call plus its route template (a bounded metric label).
@@ -178,6 +179,8 @@ fn delete_item(j: SaveItemJson) -> Result<DeleteItem, ApiError> {
 }
 
 pub struct Head<'a> {
+    /// This sidecar's app id, for the details of a few errors.
+    pub app_id: &'a str,
     pub method: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -223,7 +226,17 @@ fn bulk_publish(
     body: &[u8],
 ) -> Result<Request, ApiError> {
     let entries: Vec<BulkEntryJson> =
-        serde_json::from_slice(body).map_err(|e| ApiError::PubSubEventsSer(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| ApiError::PubSubEventsSer {
+            kind: EventsSer::Unmarshal,
+            pubsub: percent_decode(pubsub),
+            topic: topic
+                .iter()
+                .map(|s| percent_decode(s))
+                .collect::<Vec<_>>()
+                .join("/"),
+            app_id: h.app_id.to_string(),
+            reason: e.to_string(),
+        })?;
     let entries = entries
         .into_iter()
         .map(|e| {
@@ -495,6 +508,7 @@ mod tests {
         };
         decode(
             &Head {
+                app_id: "app",
                 method,
                 path,
                 query,
