@@ -547,13 +547,14 @@ mod tests {
 
     #[test]
     fn json_body_has_dapr_fields() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&ApiError::StateStoreNotFound {
+        let v: serde_json::Value = serde_json::from_slice(
+            &ApiError::StateStoreNotFound {
                 store: "x".into(),
                 app_id: "app".into(),
             }
-            .to_json())
-            .unwrap();
+            .to_json(),
+        )
+        .unwrap();
         assert_eq!(v["errorCode"], "ERR_STATE_STORE_NOT_FOUND");
         assert_eq!(v["message"], "state store x is not found");
         assert_eq!(v["details"][0]["reason"], "DAPR_STATE_NOT_FOUND");
@@ -568,8 +569,16 @@ mod tests {
         };
         let d = e.details(Protocol::Grpc);
         assert!(matches!(&d[0], Detail::BadRequest { field, .. } if field == "a||b"));
-        assert!(matches!(&d[1], Detail::ResourceInfo { resource_type: "state", resource_name, .. } if resource_name == "s"));
-        assert!(matches!(&d[2], Detail::ErrorInfo { reason: "DAPR_STATE_ILLEGAL_KEY", .. }));
+        assert!(
+            matches!(&d[1], Detail::ResourceInfo { resource_type: "state", resource_name, .. } if resource_name == "s")
+        );
+        assert!(matches!(
+            &d[2],
+            Detail::ErrorInfo {
+                reason: "DAPR_STATE_ILLEGAL_KEY",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod pubsub;
 mod redis_store;
 mod reload;
 mod resiliency;
+mod rich_errors;
 mod secrets;
 mod state_grpc;
 mod state_http;

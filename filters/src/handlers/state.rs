@@ -397,7 +397,11 @@ fn to_set(store: &str, prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetReques
     })
 }
 
-fn to_delete(store: &str, prefix: &KeyPrefix, it: DeleteItem) -> Result<st::DeleteRequest, ApiError> {
+fn to_delete(
+    store: &str,
+    prefix: &KeyPrefix,
+    it: DeleteItem,
+) -> Result<st::DeleteRequest, ApiError> {
     if it.key.is_empty() {
         return Err(ApiError::MalformedRequest(
             r#""key" is a required field"#.into(),

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use spar_filters::error::EventsSer;
 use spar_filters::handlers::health::HealthRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
 use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
 use spar_filters::handlers::secrets::SecretsRequest;
 use spar_filters::handlers::state::{self as hs, DeleteItem, SaveItem, StateRequest, TxOp};
-use spar_filters::error::EventsSer;
 use spar_filters::{ApiError, Request};
 
 /// The decoded call plus its route template (a bounded metric label).

@@ -166,15 +166,15 @@ pub async fn open(
         max_in_flight,
         metadata: sub.metadata.clone(),
     };
-    let running = c
-        .broker
-        .subscribe(req, deliverer)
-        .await
-        .map_err(|e| ApiError::PubSubRequestMetadata {
-            pubsub: sub.pubsub.clone(),
-            metadata: Default::default(),
-            reason: format!("subscribe failed: {e}"),
-        })?;
+    let running =
+        c.broker
+            .subscribe(req, deliverer)
+            .await
+            .map_err(|e| ApiError::PubSubRequestMetadata {
+                pubsub: sub.pubsub.clone(),
+                metadata: Default::default(),
+                reason: format!("subscribe failed: {e}"),
+            })?;
     let info = super::info(&sub);
     rt.add_subscriptions([info]);
     let initial = pb::SubscribeTopicEventsResponseAlpha1 {
