@@ -5,6 +5,7 @@
 //! conformance suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
 
+pub mod go_json;
 pub mod per_thread;
 pub mod pubsub;
 pub mod redis_wire;

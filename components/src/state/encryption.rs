@@ -219,6 +219,10 @@ impl StateStore for EncryptedStore {
         }
     }
 
+    fn missing_key_etag_conflicts(&self) -> bool {
+        self.inner.missing_key_etag_conflicts()
+    }
+
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
         self.inner
             .get(req)
