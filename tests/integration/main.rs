@@ -25,6 +25,7 @@ mod redis_store;
 mod reload;
 mod resiliency;
 mod rich_errors;
+mod sdk_decoding;
 mod secrets;
 mod state_grpc;
 mod state_http;
