@@ -141,33 +141,42 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, StateError> {
     })
 }
 
+/// A field of a JSON object as Go's decoder finds a struct field: the exact
+/// name first, else the name ignoring case; `null` is as good as absent.
+/// (Other names are ignored, as daprd ignores them.)
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let o = v.as_object()?;
+    o.get(name)
+        .or_else(|| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_null())
+}
+
 impl Query {
     pub fn parse(json: &[u8]) -> Result<Query, StateError> {
         let v: Value = serde_json::from_slice(json)
             .map_err(|e| bad(format!("query is not valid JSON: {e}")))?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| bad("query must be a JSON object"))?;
-        for k in o.keys() {
-            if !matches!(k.as_str(), "filter" | "sort" | "page") {
-                return Err(bad(format!(
-                    "unknown query field {k:?} (expected filter, sort, page)"
-                )));
-            }
+        if !v.is_object() {
+            return Err(bad("query must be a JSON object"));
         }
-        let filter = match o.get("filter") {
+        let filter = match field(&v, "filter") {
             None => None,
             Some(f) if f.as_object().is_some_and(Map::is_empty) => None,
             Some(f) => Some(parse_filter(f, 0)?),
         };
         let mut sort = Vec::new();
-        if let Some(s) = o.get("sort") {
+        if let Some(s) = field(&v, "sort") {
             for item in s.as_array().ok_or_else(|| bad("sort must be an array"))? {
-                let key = item
-                    .get("key")
+                let key = field(item, "key")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("each sort entry needs a key"))?;
-                let order = match item.get("order").and_then(Value::as_str).unwrap_or("ASC") {
+                let order = match field(item, "order")
+                    .and_then(Value::as_str)
+                    .unwrap_or("ASC")
+                {
                     o if o.eq_ignore_ascii_case("ASC") => SortOrder::Asc,
                     o if o.eq_ignore_ascii_case("DESC") => SortOrder::Desc,
                     o => return Err(bad(format!("sort order {o:?} must be ASC or DESC"))),
@@ -179,15 +188,15 @@ impl Query {
             }
         }
         let mut page = Page::default();
-        if let Some(p) = o.get("page") {
-            if let Some(l) = p.get("limit") {
+        if let Some(p) = field(&v, "page") {
+            if let Some(l) = field(p, "limit") {
                 let l = l
                     .as_u64()
                     .filter(|l| *l > 0)
                     .ok_or_else(|| bad("page.limit must be a positive integer"))?;
                 page.limit = Some(usize::try_from(l).unwrap_or(usize::MAX));
             }
-            if let Some(t) = p.get("token") {
+            if let Some(t) = field(p, "token") {
                 let t = t
                     .as_str()
                     .ok_or_else(|| bad("page.token must be a string"))?;
@@ -300,7 +309,6 @@ mod tests {
             br#"{"sort":[{"key":"a","order":"UP"}]}"#,
             br#"{"page":{"limit":0}}"#,
             br#"{"page":{"token":"abc"}}"#,
-            br#"{"extra":1}"#,
             br#"[1]"#,
             br#"{"#,
         ] {
@@ -311,6 +319,19 @@ mod tests {
             );
         }
         assert!(Query::parse(br#"{}"#).unwrap().filter.is_none());
+    }
+
+    #[test]
+    fn field_names_as_gos_decoder_reads_them() {
+        // Any case, null as absent, unknown names ignored (as daprd).
+        let q = Query::parse(
+            br#"{"Filter":{"EQ":{"a":1}},"SORT":[{"Key":"a","ORDER":"DESC"}],"Page":{"Limit":2,"token":null},"extra":1}"#,
+        )
+        .unwrap();
+        assert!(q.filter.is_some());
+        assert_eq!(q.sort[0].order, SortOrder::Desc);
+        assert_eq!(q.page.limit, Some(2));
+        assert!(Query::parse(br#"{"filter":null,"sort":null,"page":null}"#).is_ok());
     }
 
     #[test]
