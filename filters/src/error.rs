@@ -497,7 +497,7 @@ fn resource(resource_type: &'static str, name: &str, description: String) -> Det
     }
 }
 
-fn meta<'a, const N: usize>(pairs: [(&str, &'a String); N]) -> ErrorMetadata {
+fn meta<const N: usize>(pairs: [(&str, &String); N]) -> ErrorMetadata {
     pairs
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
