@@ -2,9 +2,10 @@
 
 daprd attaches ``google.rpc`` details to state and pub/sub errors; the SDK's
 ``DaprGrpcError`` parses them from ``grpc-status-details-bin``: the
-``ErrorInfo`` reason (``error_code()``) and ``ResourceInfo``
-(``status_details().resource_info``). dapr 1.19.0 names them so; later SDKs
-add ``get_reason()`` / ``get_resource_info()`` over the same fields.
+``ErrorInfo`` reason (``error_code()``), ``ResourceInfo``
+(``status_details().resource_info``) and ``BadRequest``
+(``status_details().bad_request``) — the names the SDK (1.19.0, and its
+main branch) gives them.
 """
 
 from __future__ import annotations
