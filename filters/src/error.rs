@@ -582,6 +582,49 @@ mod tests {
     }
 
     #[test]
+    fn transactions_not_supported_points_at_the_docs() {
+        let e = ApiError::State {
+            op: StateOp::Transaction,
+            store: "s".into(),
+            key: None,
+            source: StateError::NotSupported("transactions"),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(v["errorCode"], "ERR_STATE_STORE_NOT_SUPPORTED");
+        assert_eq!(
+            v["details"][0]["@type"],
+            "type.googleapis.com/google.rpc.Help"
+        );
+        assert!(v["details"][0]["links"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://docs.dapr.io/"));
+        assert_eq!(v["details"][1]["resource_name"], "s");
+        assert_eq!(
+            v["details"][2]["reason"],
+            "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"
+        );
+    }
+
+    #[test]
+    fn grpc_wraps_store_failures_http_does_not() {
+        let e = ApiError::State {
+            op: StateOp::Get,
+            store: "s".into(),
+            key: Some("k".into()),
+            source: StateError::Backend("down".into()),
+        };
+        assert!(e.details(Protocol::Http).is_empty());
+        assert!(matches!(
+            e.details(Protocol::Grpc).as_slice(),
+            [Detail::ErrorInfo {
+                reason: "ERR_STATE_GET",
+                metadata: None
+            }]
+        ));
+    }
+
+    #[test]
     fn plain_errors_have_no_details() {
         let e = ApiError::SecretStoreNotFound("x".into());
         assert!(e.details(Protocol::Http).is_empty());

@@ -176,6 +176,22 @@ async fn query_metadata_applies_to_every_saved_item() {
             let left = expires_in(&c, format!("{base}/v1.0/state/{store}/{k}")).await;
             assert!((1..=300).contains(&left), "{store} {k}: expires in {left}s");
         }
+
+        // The same for every operation of a transaction.
+        let k = unique("ttltx");
+        let tx = json!({"operations": [
+            {"operation": "upsert", "request": {"key": k, "value": 1, "metadata": {"ttlInSeconds": "100000"}}},
+        ]});
+        let (s, body) = status(
+            c.post(format!(
+                "{base}/v1.0/state/{store}/transaction?metadata.ttlInSeconds=300"
+            ))
+            .json(&tx),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{store}: {body}");
+        let left = expires_in(&c, format!("{base}/v1.0/state/{store}/{k}")).await;
+        assert!((1..=300).contains(&left), "{store} {k}: expires in {left}s");
     }
 }
 
