@@ -187,6 +187,9 @@ fn events_ser_message(kind: EventsSer, pubsub: &str, topic: &str, reason: &str) 
 fn state_message(op: StateOp, store: &str, key: Option<&str>, e: &StateError) -> String {
     let key = key.unwrap_or_default();
     match (op, e) {
+        (StateOp::Query, StateError::NotSupported(_)) => {
+            "state store does not support querying".to_string()
+        }
         (_, StateError::NotSupported(what)) => {
             format!("state store {store} doesn't support {what}")
         }
@@ -298,9 +301,11 @@ impl ApiError {
             HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => INTERNAL,
             StateStoresNotConfigured { .. } => FAILED_PRECONDITION,
             StateStoreNotFound { .. } => INVALID_ARGUMENT,
-            State { source, .. } => match source {
+            State { op, source, .. } => match source {
                 StateError::EtagMismatch(_) => ABORTED,
                 StateError::EtagInvalid(_) | StateError::InvalidRequest(_) => INVALID_ARGUMENT,
+                // daprd's QueryUnsupported is Internal; TransactionsNotSupported Unimplemented.
+                StateError::NotSupported(_) if *op == StateOp::Query => INTERNAL,
                 StateError::NotSupported(_) => UNIMPLEMENTED,
                 StateError::Backend(_) => INTERNAL,
             },

@@ -424,3 +424,44 @@ async fn secrets_and_invocation_errors_stay_plain() {
         .unwrap_err();
     assert!(e.details().is_empty());
 }
+
+#[tokio::test]
+async fn query_on_a_store_without_it() {
+    let redis = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: r\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n";
+    let sc = Sidecar::start(Options {
+        resources: vec![redis.into()],
+        ..Default::default()
+    });
+    let v = body(
+        Client::new()
+            .post(format!("{}/v1.0-alpha1/state/r/query", sc.http()))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+    .await;
+    assert_eq!(v["errorCode"], "ERR_STATE_STORE_NOT_SUPPORTED");
+    assert_eq!(v["message"], "state store does not support querying");
+    assert_eq!(v["details"][0]["resource_name"], "r");
+    assert_eq!(
+        v["details"][1]["reason"],
+        "DAPR_STATE_QUERYING_NOT_SUPPORTED"
+    );
+
+    let e = raw(&sc)
+        .await
+        .query_state_alpha1(pb::QueryStateRequest {
+            store_name: "r".into(),
+            query: "{}".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal);
+    assert_eq!(
+        rich(&e).info.unwrap().reason,
+        "DAPR_STATE_QUERYING_NOT_SUPPORTED"
+    );
+}
