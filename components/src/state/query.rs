@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::StateError;
@@ -141,71 +142,73 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, StateError> {
     })
 }
 
-/// A field of a JSON object as Go's decoder finds a struct field: the exact
-/// name first, else the name ignoring case; `null` is as good as absent.
-/// (Other names are ignored, as daprd ignores them.)
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let o = v.as_object()?;
-    o.get(name)
-        .or_else(|| {
-            o.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
-        .filter(|v| !v.is_null())
+/// The query document's shape, read by [`crate::go_json`] as daprd's Go
+/// decoder reads it: names in any case, `null` as absent, other names
+/// ignored. The filter stays a JSON value: its operators are data.
+#[derive(Deserialize)]
+struct QueryJson {
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    sort: Vec<SortJson>,
+    #[serde(default)]
+    page: PageJson,
+}
+
+#[derive(Deserialize)]
+struct SortJson {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    order: String,
+}
+
+#[derive(Deserialize, Default)]
+struct PageJson {
+    #[serde(default)]
+    limit: Option<Value>,
+    #[serde(default)]
+    token: String,
 }
 
 impl Query {
     pub fn parse(json: &[u8]) -> Result<Query, StateError> {
-        let v: Value = serde_json::from_slice(json)
-            .map_err(|e| bad(format!("query is not valid JSON: {e}")))?;
-        if !v.is_object() {
-            return Err(bad("query must be a JSON object"));
-        }
-        let filter = match field(&v, "filter") {
+        let q: QueryJson = crate::go_json::from_slice(json)
+            .map_err(|e| bad(format!("query is not a valid query document: {e}")))?;
+        let filter = match q.filter {
             None => None,
             Some(f) if f.as_object().is_some_and(Map::is_empty) => None,
-            Some(f) => Some(parse_filter(f, 0)?),
+            Some(f) => Some(parse_filter(&f, 0)?),
         };
-        let mut sort = Vec::new();
-        if let Some(s) = field(&v, "sort") {
-            for item in s.as_array().ok_or_else(|| bad("sort must be an array"))? {
-                let key = field(item, "key")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("each sort entry needs a key"))?;
-                let order = match field(item, "order")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ASC")
-                {
-                    o if o.eq_ignore_ascii_case("ASC") => SortOrder::Asc,
-                    o if o.eq_ignore_ascii_case("DESC") => SortOrder::Desc,
-                    o => return Err(bad(format!("sort order {o:?} must be ASC or DESC"))),
-                };
-                sort.push(Sort {
-                    key: parse_key(key)?,
-                    order,
-                });
+        let mut sort = Vec::with_capacity(q.sort.len());
+        for item in q.sort {
+            if item.key.is_empty() {
+                return Err(bad("each sort entry needs a key"));
             }
+            let order = match item.order.as_str() {
+                "" => SortOrder::Asc,
+                o if o.eq_ignore_ascii_case("ASC") => SortOrder::Asc,
+                o if o.eq_ignore_ascii_case("DESC") => SortOrder::Desc,
+                o => return Err(bad(format!("sort order {o:?} must be ASC or DESC"))),
+            };
+            sort.push(Sort {
+                key: parse_key(&item.key)?,
+                order,
+            });
         }
         let mut page = Page::default();
-        if let Some(p) = field(&v, "page") {
-            if let Some(l) = field(p, "limit") {
-                let l = l
-                    .as_u64()
-                    .filter(|l| *l > 0)
-                    .ok_or_else(|| bad("page.limit must be a positive integer"))?;
-                page.limit = Some(usize::try_from(l).unwrap_or(usize::MAX));
-            }
-            if let Some(t) = field(p, "token") {
-                let t = t
-                    .as_str()
-                    .ok_or_else(|| bad("page.token must be a string"))?;
-                if !t.is_empty() {
-                    t.parse::<usize>()
-                        .map_err(|_| bad(format!("invalid page token {t:?}")))?;
-                    page.token = Some(t.to_string());
-                }
-            }
+        if let Some(l) = q.page.limit.filter(|l| !l.is_null()) {
+            let l = l
+                .as_u64()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| bad("page.limit must be a positive integer"))?;
+            page.limit = Some(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        let t = q.page.token;
+        if !t.is_empty() {
+            t.parse::<usize>()
+                .map_err(|_| bad(format!("invalid page token {t:?}")))?;
+            page.token = Some(t);
         }
         Ok(Query { filter, sort, page })
     }
