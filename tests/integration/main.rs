@@ -28,6 +28,8 @@ mod pubsub;
 mod redis_store;
 mod reload;
 mod resiliency;
+mod rich_errors;
+mod sdk_decoding;
 mod secrets;
 mod state_grpc;
 mod state_http;

@@ -435,6 +435,7 @@ impl server::Front for HttpApi {
                 .map(str::to_owned)
         };
         let head = decode::Head {
+            app_id: &self.rt.app_id,
             method,
             path: req.uri.path(),
             query: req.uri.query(),
