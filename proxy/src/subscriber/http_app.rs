@@ -15,6 +15,7 @@ use spar_components::pubsub::{Ack, Message};
 use spar_filters::Runtime;
 
 use super::delivery::{forwarded_metadata, Event, Sink};
+use super::sub::field;
 use super::Sub;
 
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -144,7 +145,7 @@ impl Sink for HttpApp {
             Err(ack) => return ack,
         };
         match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => status_of(v.get("status").unwrap_or(&Value::Null)),
+            Ok(v) => status_of(field(&v, "status").unwrap_or(&Value::Null)),
             Err(_) => Ack::Success,
         }
     }
@@ -210,17 +211,16 @@ impl Sink for HttpApp {
         let statuses = serde_json::from_slice::<Value>(&resp).ok();
         for s in statuses
             .as_ref()
-            .and_then(|v| v.get("statuses"))
+            .and_then(|v| field(v, "statuses"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let i = s
-                .get("entryId")
+            let i = field(s, "entryId")
                 .and_then(Value::as_str)
                 .and_then(|id| ids.iter().position(|x| x == id));
             if let Some(a) = i.and_then(|i| acks.get_mut(i)) {
-                *a = status_of(s.get("status").unwrap_or(&Value::Null));
+                *a = status_of(field(s, "status").unwrap_or(&Value::Null));
             }
         }
         acks
