@@ -21,7 +21,7 @@ const os = require("node:os");
 const path = require("node:path");
 const { test } = require("node:test");
 
-const { CommunicationProtocolEnum, DaprClient, LogLevel } = require("@dapr/dapr");
+const { CommunicationProtocolEnum, DaprClient, DaprServer, LogLevel } = require("@dapr/dapr");
 
 const REPO_ROOT = path.resolve(__dirname, "..", "..");
 const STARTUP_TIMEOUT_MS = 15_000;
@@ -128,6 +128,16 @@ function httpStatus(url) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** promise, or a rejection after ms (the timer does not hold the process). */
+function withTimeout(promise, ms) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 class Sidecar {
   constructor(fields) {
@@ -271,6 +281,57 @@ async function startSidecar(options = {}) {
 }
 
 /**
+ * An app served by the SDK's DaprServer (HTTP or gRPC) behind its own
+ * sidecar. setup(server) registers subscriptions and methods before the
+ * server starts, so the sidecar's first look at the app sees them. The
+ * sidecar starts first (with --app-port), then the server, whose client
+ * waits for the sidecar as an app's would. stop() ends both.
+ */
+async function startApp({ protocol = CommunicationProtocolEnum.HTTP, setup, args = [] } = {}) {
+  const grpc = protocol === CommunicationProtocolEnum.GRPC;
+  const [appPort] = await freePorts(1);
+  const sc = await startSidecar({
+    args: ["--app-port", String(appPort), ...(grpc ? ["--app-protocol", "grpc"] : []), ...args],
+  });
+  let server;
+  try {
+    server = new DaprServer({
+      serverHost: "127.0.0.1",
+      serverPort: String(appPort),
+      communicationProtocol: protocol,
+      logger: SDK_LOGGER,
+      clientOptions: {
+        daprHost: "127.0.0.1",
+        daprPort: String(grpc ? sc.grpcPort : sc.httpPort),
+        communicationProtocol: protocol,
+        logger: SDK_LOGGER,
+      },
+    });
+    if (setup) {
+      await setup(server);
+    }
+    await server.start();
+  }
+  catch (e) {
+    const log = sc.output();
+    await sc.stop();
+    e.message += `\n${log}`;
+    throw e;
+  }
+  return {
+    server,
+    sc,
+    // The sidecar first: an HTTP/2 server's close() waits for the
+    // sidecar's open connections to it.
+    async stop() {
+      await sc.stop();
+      await withTimeout(server.stop(), 5000).catch(() => {});
+      await withTimeout(server.client.stop(), 5000).catch(() => {});
+    },
+  };
+}
+
+/**
  * test() whose body prints the sidecars' output on failure. `sidecars` is
  * a function returning the sidecars to show (they are made in before()).
  * A test gets a 30 s timeout unless it sets its own.
@@ -333,6 +394,7 @@ module.exports = {
   sleep,
   sparBin,
   sparTest,
+  startApp,
   startSidecar,
   unique,
   waitFor,

@@ -1,0 +1,157 @@
+// Publish and subscribe through the JavaScript SDK: apps served by the SDK's
+// DaprServer (HTTP and gRPC app protocols) subscribe with
+// server.pubsub.subscribe / subscribeBulk; the SDK's HTTP and gRPC clients
+// publish JSON, text, CloudEvents and bulk batches through the app's
+// sidecar (pub/sub `pubsub` is in memory, so publisher and subscriber share
+// the sidecar).
+
+"use strict";
+
+const assert = require("node:assert/strict");
+const { after, before, describe } = require("node:test");
+
+const { PROTOCOLS, sparTest, startApp, unique, waitFor } = require("./harness");
+
+const PUBSUB = "pubsub";
+
+for (const [appProto, appProtocol] of PROTOCOLS) {
+  describe(`pub/sub to a ${appProto} app`, () => {
+    // Unique per run, so a broker shared with other runs cannot interfere.
+    const topics = {
+      json: unique("orders"),
+      text: unique("notes"),
+      ce: unique("cloudevents"),
+      bulkPub: unique("bulk-published"),
+      bulkSub: unique("bulk-subscribed"),
+    };
+    // topic → messages the app's callback got ({ data, headers }).
+    const received = new Map(Object.values(topics).map((t) => [t, []]));
+    const clients = {};
+    let app;
+
+    before(async () => {
+      app = await startApp({
+        protocol: appProtocol,
+        setup: async (server) => {
+          for (const topic of [topics.json, topics.text, topics.ce, topics.bulkPub]) {
+            await server.pubsub.subscribe(PUBSUB, topic, async (data, headers) => {
+              received.get(topic).push({ data, headers });
+            });
+          }
+          await server.pubsub.subscribeBulk(
+            PUBSUB,
+            topics.bulkSub,
+            async (data, headers) => {
+              received.get(topics.bulkSub).push({ data, headers });
+            },
+            { maxMessagesCount: 5, maxAwaitDurationMs: 200 },
+          );
+        },
+      });
+      // The sidecar has read the app's subscriptions once the metadata API
+      // lists them.
+      await waitFor("the app's subscriptions in the metadata API", async () => {
+        const res = await fetch(`${app.sc.httpUrl}/v1.0/metadata`, { signal: AbortSignal.timeout(5000) });
+        const md = await res.json();
+        const seen = new Set((md.subscriptions ?? []).map((s) => s.topic));
+        return Object.values(topics).every((t) => seen.has(t));
+      });
+      for (const [proto, protocol] of PROTOCOLS) {
+        clients[proto] = app.sc.client(protocol);
+      }
+    });
+    after(async () => {
+      for (const c of Object.values(clients)) {
+        await c.stop();
+      }
+      await app?.stop();
+    });
+    const test = sparTest(() => [app?.sc]);
+
+    /** Waits for the message on topic whose data matches pred. */
+    const arrival = (topic, pred) =>
+      waitFor(`a message on ${topic}`, () => received.get(topic).find((m) => pred(m.data)), 15_000);
+
+    for (const [proto] of PROTOCOLS) {
+      test(`${proto} client → ${appProto} app: publish JSON`, async () => {
+        const marker = unique("m");
+        const order = {
+          marker,
+          customer: { name: "Zoë Ångström", address: { city: "Zürich", lines: ["Bahnhofstr. 1", ""] } },
+          items: [{ sku: "☕", qty: 2 }, { sku: "🥐", qty: 0, note: null }],
+          paid: false,
+        };
+        const res = await clients[proto].pubsub.publish(PUBSUB, topics.json, order);
+        assert.deepEqual(res, {});
+        const msg = await arrival(topics.json, (d) => d?.marker === marker);
+        assert.deepEqual(msg.data, order);
+      });
+
+      test(`${proto} client → ${appProto} app: publish text`, async () => {
+        const text = `grüße aus Köln — ${unique("t")} 🚲`;
+        assert.deepEqual(await clients[proto].pubsub.publish(PUBSUB, topics.text, text), {});
+        const msg = await arrival(topics.text, (d) => d === text);
+        assert.equal(msg.data, text);
+      });
+
+      test(`${proto} client → ${appProto} app: publish a CloudEvent (kept, not wrapped again)`, async () => {
+        const marker = unique("ce");
+        // An object with id, source, type and specversion: the SDK sends it
+        // as application/cloudevents+json.
+        const event = {
+          specversion: "1.0",
+          id: marker,
+          source: "js-sdk-test",
+          type: "com.example.order.created",
+          datacontenttype: "application/json",
+          data: { marker, total: 12.5, currency: "€" },
+        };
+        assert.deepEqual(await clients[proto].pubsub.publish(PUBSUB, topics.ce, event), {});
+        const msg = await arrival(topics.ce, (d) => d?.marker === marker);
+        // The subscriber gets the event's own data: had the sidecar wrapped
+        // the event in another envelope, data would be the whole event.
+        assert.deepEqual(msg.data, event.data);
+      });
+
+      // The SDK's HTTP client sends entries as `{entryID, event, contentType,
+      // metadata}` (utils/Client.util.js getBulkPublishEntries). daprd decodes
+      // the body with encoding/json, whose field matching is
+      // case-insensitive, so `entryID` fills `entryId`
+      // (pkg/api/http/http.go onBulkPublish).
+      test(
+        `${proto} client → ${appProto} app: publishBulk`,
+        proto === "http"
+          ? { todo: "spar gap (issue 20 §7): the SDK's `entryID` field gets 400 ERR_PUBSUB_EVENTS_SER; daprd decodes JSON field names case-insensitively" }
+          : {},
+        async () => {
+          const run = unique("b");
+          const messages = [
+            { run, n: 1, text: "één" },
+            `${run} plain text ✓`,
+            { run, n: 3, nested: { deep: [1, { deeper: "ß" }] } },
+          ];
+          const res = await clients[proto].pubsub.publishBulk(PUBSUB, topics.bulkPub, messages);
+          assert.deepEqual(res.failedMessages, []);
+          await waitFor("all three bulk-published messages", () =>
+            received.get(topics.bulkPub).filter((m) => m.data?.run === run || m.data === messages[1]).length === 3,
+          15_000);
+          const got = received.get(topics.bulkPub).filter((m) => m.data?.run === run || m.data === messages[1]);
+          const sortKey = (d) => (typeof d === "string" ? 2 : d.n);
+          assert.deepEqual(got.map((m) => m.data).sort((a, b) => sortKey(a) - sortKey(b)), messages);
+        },
+      );
+
+      test(`${proto} client → ${appProto} app: bulk subscribe gets each message once`, async () => {
+        const run = unique("bs");
+        for (let n = 0; n < 4; n++) {
+          assert.deepEqual(await clients[proto].pubsub.publish(PUBSUB, topics.bulkSub, { run, n, name: `Nº ${n}` }), {});
+        }
+        await waitFor("the four messages through bulk subscribe", () =>
+          received.get(topics.bulkSub).filter((m) => m.data?.run === run).length >= 4,
+        15_000);
+        const ns = received.get(topics.bulkSub).filter((m) => m.data?.run === run).map((m) => m.data.n);
+        assert.deepEqual(ns.sort(), [0, 1, 2, 3]);
+      });
+    }
+  });
+}
