@@ -332,19 +332,21 @@ async function startApp({ protocol = CommunicationProtocolEnum.HTTP, setup, args
 }
 
 /**
- * test() whose body prints the sidecars' output on failure. `sidecars` is
+ * test() whose body prints the sidecars' output on failure (todo tests
+ * excepted). `sidecars` is
  * a function returning the sidecars to show (they are made in before()).
  * A test gets a 30 s timeout unless it sets its own.
  */
 function sparTest(sidecars) {
-  const wrap = (fn) => async (t) => {
+  // Not for todo tests: their failures are expected and reported as such.
+  const wrap = (fn, quiet) => async (t) => {
     const list = sidecars().filter(Boolean);
     const marks = list.map((sc) => sc.logOffsets());
     try {
       await fn(t);
     }
     catch (e) {
-      for (const [i, sc] of list.entries()) {
+      for (const [i, sc] of (quiet ? [] : list).entries()) {
         process.stderr.write(`\n==== spar sidecar output (${t.name}) ====\n${sc.output(marks[i])}\n`);
       }
       throw e;
@@ -355,7 +357,7 @@ function sparTest(sidecars) {
       fn = opts;
       opts = {};
     }
-    return test(name, { timeout: 30_000, ...opts }, wrap(fn));
+    return test(name, { timeout: 30_000, ...opts }, wrap(fn, Boolean(opts.todo)));
   };
   return def;
 }
