@@ -173,13 +173,14 @@ class Sidecar {
   }
 
   /** A DaprClient of the SDK on this sidecar's HTTP or gRPC port. */
-  client(protocol = CommunicationProtocolEnum.HTTP) {
+  client(protocol = CommunicationProtocolEnum.HTTP, options = {}) {
     const grpc = protocol === CommunicationProtocolEnum.GRPC;
     return new DaprClient({
       daprHost: "127.0.0.1",
       daprPort: String(grpc ? this.grpcPort : this.httpPort),
       communicationProtocol: protocol,
       logger: SDK_LOGGER,
+      ...options,
     });
   }
 
@@ -203,7 +204,8 @@ class Sidecar {
 /**
  * Starts spar with the test components; resolves once it is healthy.
  * options.args: extra command-line arguments (e.g. --app-port);
- * options.resources: extra YAML documents, each written to a file of its own.
+ * options.resources: extra YAML documents, each written to a file of its own;
+ * options.env: extra environment variables (e.g. DAPR_API_TOKEN).
  */
 async function startSidecar(options = {}) {
   const binary = sparBin();
@@ -251,7 +253,7 @@ async function startSidecar(options = {}) {
   const err = fs.openSync(stderrPath, "w");
   const proc = spawn(argv[0], argv.slice(1), {
     cwd: workdir,
-    env: { ...process.env, RUST_BACKTRACE: "1" },
+    env: { ...process.env, RUST_BACKTRACE: "1", ...(options.env ?? {}) },
     stdio: ["ignore", out, err],
   });
   fs.closeSync(out);

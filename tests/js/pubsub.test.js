@@ -265,6 +265,24 @@ for (const [appProto, appProtocol] of PROTOCOLS) {
         },
       );
 
+      // daprd: HTTP 404 ERR_PUBSUB_NOT_FOUND, gRPC InvalidArgument
+      // (pkg/api/errors/pubsub.go PubSubMetadataError.NotFound).
+      if (appProto === "http") {
+        test(`${proto} client: publish to a pub/sub that does not exist`, async () => {
+          const missing = unique("nopubsub");
+          if (proto === "http") {
+            // The SDK's HTTP client returns the error rather than throwing.
+            const res = await clients.http.pubsub.publish(missing, topics.json, { a: 1 });
+            const err = JSON.parse(res.error.message);
+            assert.equal(err.status, 404);
+            assert.equal(JSON.parse(err.error_msg).errorCode, "ERR_PUBSUB_NOT_FOUND");
+          }
+          else {
+            await assert.rejects(clients.grpc.pubsub.publish(missing, topics.json, { a: 1 }), (e) => e.error?.code === 3);
+          }
+        });
+      }
+
       test(`${proto} client → ${appProto} app: bulk subscribe gets each message once`, async () => {
         const run = unique("bs");
         for (let n = 0; n < 4; n++) {

@@ -208,6 +208,25 @@ for (const [proto, protocol] of PROTOCOLS) {
       });
     }
 
+    // daprd: HTTP 400 ERR_STATE_STORE_NOT_FOUND, gRPC InvalidArgument
+    // (pkg/api/errors/state.go StateStoreError.NotFound).
+    test(`${proto}: a state store that does not exist`, async () => {
+      const missing = unique("nostore");
+      if (proto === "http") {
+        await assert.rejects(client.state.get(missing, "k"), (e) => {
+          const err = JSON.parse(e.message);
+          return err.status === 400 && JSON.parse(err.error_msg).errorCode === "ERR_STATE_STORE_NOT_FOUND";
+        });
+        // save returns the error instead of throwing it.
+        const res = await client.state.save(missing, [{ key: "k", value: 1 }]);
+        assert.equal(JSON.parse(res.error.message).status, 400);
+      }
+      else {
+        await assert.rejects(client.state.get(missing, "k"), (e) => e.code === 3);
+        await assert.rejects(client.state.save(missing, [{ key: "k", value: 1 }]), (e) => e.code === 3);
+      }
+    });
+
     test(`${proto} statestore (SQLite): query with a filter, sort and paging`, async () => {
       const run = unique("query");
       const cities = ["Zürich", "Köln", "Zürich", "東京", "Zürich"];
