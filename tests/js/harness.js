@@ -222,7 +222,9 @@ async function startSidecar(options = {}) {
       connectionString: path.join(workdir, "state.db"),
     }),
     "memstore.yaml": componentYaml("memstore", "state.in-memory"),
-    "redisstore.yaml": componentYaml("redisstore", "state.redis", { redisHost: "127.0.0.1:6379" }),
+    // The machine's shared Redis: keys carry the unique app id as prefix,
+    // and a default TTL so no run leaves them behind for good.
+    "redisstore.yaml": componentYaml("redisstore", "state.redis", { redisHost: "127.0.0.1:6379", ttlInSeconds: 3600 }),
     "pubsub.yaml": componentYaml("pubsub", "pubsub.in-memory"),
     "secretstore.yaml": componentYaml("secretstore", "secretstores.local.file", { secretsFile }),
   };
