@@ -7,6 +7,9 @@
 // GET /v1.0/healthz answers 204. The binary is $SPAR_BIN, default
 // target/debug/spar under the repository root.
 //
+// startApp() puts an app served by the SDK's DaprServer (HTTP or gRPC)
+// behind a sidecar of its own.
+//
 // sparTest() wraps a test body so that, when it fails, what the sidecars
 // printed while it ran is written to stderr next to the failure.
 
@@ -37,6 +40,22 @@ const SECRETS = {
   db: { user: "spär", password: "p@ss wörd" },
   empty: "",
 };
+
+// Sidecars still running: killed if this process ends without stopping
+// them (a crash, a cancelled run), so none outlives the test file.
+const LIVE = new Set();
+function killLive() {
+  for (const proc of LIVE) {
+    proc.kill("SIGKILL");
+  }
+}
+process.on("exit", killLive);
+for (const [signal, n] of [["SIGINT", 2], ["SIGTERM", 15]]) {
+  process.once(signal, () => {
+    killLive();
+    process.exit(128 + n);
+  });
+}
 
 function sparBin() {
   const p = process.env.SPAR_BIN || path.join(REPO_ROOT, "target", "debug", "spar");
@@ -143,8 +162,10 @@ class Sidecar {
   constructor(fields) {
     Object.assign(this, fields);
     this.exit = null; // { code, signal } once the process has ended
+    LIVE.add(this.proc);
     this.exited = new Promise((resolve) => {
       this.proc.once("exit", (code, signal) => {
+        LIVE.delete(this.proc);
         this.exit = { code, signal };
         resolve(this.exit);
       });
