@@ -9,7 +9,7 @@
 #   3. build     cargo build --workspace --bins
 #   4. nextest   cargo nextest run --workspace --no-fail-fast
 #   5. pytest    the Python SDK tests in tests/python against target/debug/spar
-#   5b. js       the JavaScript SDK tests in tests/js (node --test) against
+#   5b. js       the JavaScript SDK tests tests/js/*.test.js (node --test) against
 #                target/debug/spar; `npm ci` first when tests/js/package-lock.json
 #                changed since the last install
 #   6. bench     bench/run.sh --smoke: the benchmark command still starts and
@@ -158,7 +158,9 @@ end
 # 5b.
 begin js
 setup_node_modules
-SPAR_BIN="$TARGET_DIR/debug/spar" node --test tests/js/
+# Files named by the shell: node 20 searches a directory argument, node 21+
+# takes it as a glob matching only the directory (nodejs/node#50219).
+SPAR_BIN="$TARGET_DIR/debug/spar" node --test tests/js/*.test.js
 end
 
 # 6.
