@@ -6,7 +6,7 @@
 const assert = require("node:assert/strict");
 const { after, before, describe } = require("node:test");
 
-const { StateConcurrencyEnum } = require("@dapr/dapr");
+const { StateConcurrencyEnum, StateConsistencyEnum } = require("@dapr/dapr");
 
 const { PROTOCOLS, sleep, sparTest, startSidecar, unique, waitFor } = require("./harness");
 
@@ -75,6 +75,9 @@ for (const [proto, protocol] of PROTOCOLS) {
         assert.equal(await client.state.get(store, `${k}-num`), 42);
         // A key never written reads as empty.
         assert.equal(await client.state.get(store, `${k}-missing`), "");
+        // Strong consistency (HTTP: ?consistency=strong; gRPC: the enum).
+        const strong = { consistency: StateConsistencyEnum.CONSISTENCY_STRONG };
+        assert.deepEqual(await client.state.get(store, `${k}-obj`, strong), ORDER);
 
         const bulk = await client.state.getBulk(store, [`${k}-obj`, `${k}-text`, `${k}-missing`]);
         const byKey = Object.fromEntries(bulk.map((i) => [i.key, i]));
@@ -207,6 +210,17 @@ for (const [proto, protocol] of PROTOCOLS) {
         assert.equal(await client.state.get(store, `${k}-keep`), "kept");
       });
     }
+
+    test(`${proto} statestore: a 1 MB value and getBulk with parallelism`, async () => {
+      const k = unique("big");
+      // Under the SDK's and the sidecar's 4 MB body limits.
+      const big = { rows: Array.from({ length: 8000 }, (_, i) => ({ i, text: `Zeile ${i}: ${"ä€😀".repeat(20)}` })) };
+      assert.ok(Buffer.byteLength(JSON.stringify(big)) > 1_000_000);
+      await client.state.save("statestore", [{ key: k, value: big }, { key: `${k}-small`, value: "klein" }]);
+      assert.deepEqual(await client.state.get("statestore", k), big);
+      const bulk = await client.state.getBulk("statestore", [k, `${k}-small`], { parallelism: 2 });
+      assert.deepEqual(Object.fromEntries(bulk.map((i) => [i.key, i.data])), { [k]: big, [`${k}-small`]: "klein" });
+    });
 
     // daprd: HTTP 400 ERR_STATE_STORE_NOT_FOUND, gRPC InvalidArgument
     // (pkg/api/errors/state.go StateStoreError.NotFound).
