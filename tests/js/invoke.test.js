@@ -15,11 +15,8 @@ const { PROTOCOLS, sparTest, startApp } = require("./harness");
 
 const VERBS = [HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE];
 
-// The SDK's gRPC server answers OnInvoke; spar does not call OnInvoke yet
-// (it proxies the HTTP request over h2 to the app, which does not know the
-// route). daprd calls AppCallback.OnInvoke with method, data, content type
-// and http_extension (pkg/channel/grpc/grpc_channel.go invokeMethodV1).
-const GRPC_APP_GAP = "spar gap (issue 20 §3): invocation of a gRPC app does not go through AppCallback.OnInvoke";
+// The SDK's gRPC server answers OnInvoke, which spar calls as daprd does
+// (method, data, content type, http_extension).
 
 for (const [appProto, appProtocol] of PROTOCOLS) {
   describe(`invoke a ${appProto} app`, () => {
@@ -56,7 +53,7 @@ for (const [appProto, appProtocol] of PROTOCOLS) {
       await app?.stop();
     });
     const test = sparTest(() => [app?.sc]);
-    const gap = appProto === "grpc" ? { todo: GRPC_APP_GAP } : {};
+    const gap = {};
 
     for (const [proto] of PROTOCOLS) {
       for (const verb of VERBS) {

@@ -166,9 +166,7 @@ for (const [appProto, appProtocol] of PROTOCOLS) {
       // (pkg/api/http/http.go onBulkPublish).
       test(
         `${proto} client → ${appProto} app: publishBulk`,
-        proto === "http"
-          ? { todo: "spar gap (issue 20 §7): the SDK's `entryID` field gets 400 ERR_PUBSUB_EVENTS_SER; daprd decodes JSON field names case-insensitively" }
-          : {},
+        {},
         async () => {
           const run = unique("b");
           const messages = [
@@ -232,9 +230,7 @@ for (const [appProto, appProtocol] of PROTOCOLS) {
       // only when contentType is application/octet-stream.
       test(
         `${proto} client → ${appProto} app: bulk subscribe with rawPayload`,
-        appProto === "http"
-          ? { todo: "spar gap (issue 20 §5): bulk rawPayload entries to an HTTP app come as a CloudEvent wrapper, not base64 bytes with contentType application/octet-stream" }
-          : {},
+        {},
         async () => {
           const marker = unique("bulkraw");
           const payload = { marker, city: "Malmö", empty: "" };
@@ -256,7 +252,7 @@ for (const [appProto, appProtocol] of PROTOCOLS) {
       // both to the callback as headers.
       test(
         `${proto} client → ${appProto} app: the delivery names the pub/sub`,
-        appProto === "grpc" ? { todo: "spar gap (issue 20 §5): gRPC OnTopicEvent lacks the `pubsubname` metadata" } : {},
+        {},
         async () => {
           const marker = unique("name");
           await clients[proto].pubsub.publish(PUBSUB, topics.json, { marker });

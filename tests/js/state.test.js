@@ -132,9 +132,7 @@ for (const [proto, protocol] of PROTOCOLS) {
       const etagOnMissingSaves = store === "redisstore";
       test(
         `${proto} ${store}: a save with an etag for a key that does not exist ${etagOnMissingSaves ? "is saved (as daprd's Redis store does)" : "is an etag mismatch"}`,
-        etagOnMissingSaves
-          ? { todo: "spar gap (issue 20 §7): spar's Redis store answers 409 / ABORTED to an etag on a missing key; daprd's saves it" }
-          : {},
+        {},
         async () => {
           const k = unique("etag-missing");
           const op = () =>
@@ -177,9 +175,7 @@ for (const [proto, protocol] of PROTOCOLS) {
       // and runs the transaction.
       test(
         `${proto} ${store}: transaction without metadata (the SDK sends metadata: null over HTTP)`,
-        proto === "http"
-          ? { todo: "spar gap (issue 20 §7): `\"metadata\": null` in a transaction body gets 400 ERR_MALFORMED_REQUEST (invalid type: null, expected a map); daprd accepts it" }
-          : {},
+        {},
         async () => {
           const k = unique("txn-null");
           await client.state.transaction(store, [
