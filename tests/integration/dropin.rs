@@ -486,6 +486,38 @@ fn failing_components_fail_start_up() {
         "{err}"
     );
 
+    // Brokers nobody answers for: each broker's init fails the start.
+    for (ty, meta) in [
+        (
+            "pubsub.redis",
+            format!("redisHost\n    value: 127.0.0.1:{dead}"),
+        ),
+        (
+            "pubsub.jetstream",
+            format!("natsURL\n    value: nats://127.0.0.1:{dead}"),
+        ),
+        (
+            "pubsub.rabbitmq",
+            format!("connectionString\n    value: amqp://guest:guest@127.0.0.1:{dead}"),
+        ),
+        (
+            "pubsub.mqtt3",
+            format!("url\n    value: tcp://127.0.0.1:{dead}"),
+        ),
+    ] {
+        let res = component_dir(
+            dir.path(),
+            &[(
+                "lock.yaml",
+                &format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: broker\nspec:\n  type: {ty}\n  initTimeout: 2s\n  metadata:\n  - name: {meta}\n"),
+            )],
+        );
+        let out = run_with(dir.path(), &res, &[]).0.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{ty}: {err}");
+        assert!(err.contains("broker") && err.contains(ty), "{ty}: {err}");
+    }
+
     // An unknown version of a known type.
     let res = component_dir(
         dir.path(),

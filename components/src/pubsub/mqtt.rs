@@ -250,8 +250,19 @@ type Waiter = oneshot::Sender<Result<(), PubSubError>>;
 
 /// Publishes at QoS 1 on its own clean-session connection and resolves
 /// each call when the broker's PUBACK for it arrives.
+/// The publisher's connection, as its event loop last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Link {
+    Pending,
+    Up,
+    Down(String),
+}
+
 struct Publisher {
     client: AsyncClient,
+    /// The connection as last seen: whether the broker has answered
+    /// (`init` waits for its first answer, as daprd's Init connects).
+    link: watch::Receiver<Link>,
     /// Calls whose PUBLISH has not gone out yet, in request order.
     queued: Arc<Mutex<VecDeque<Waiter>>>,
     qos: QoS,
@@ -263,9 +274,11 @@ impl Publisher {
     fn start(o: &Options, id: &str) -> Publisher {
         let (client, ev) = AsyncClient::new(o.mqtt(id, true, 100), 1024);
         let queued: Arc<Mutex<VecDeque<Waiter>>> = Arc::default();
-        tokio::spawn(Self::events(ev, queued.clone()));
+        let (link_tx, link) = watch::channel(Link::Pending);
+        tokio::spawn(Self::events(ev, queued.clone(), link_tx));
         Publisher {
             client,
+            link,
             queued,
             qos: o.qos,
             retain: o.retain,
@@ -275,10 +288,17 @@ impl Publisher {
 
     /// Matches outgoing PUBLISHes to their calls (same order) and PUBACKs
     /// to them by packet id; a dropped connection fails every waiting call.
-    async fn events(mut ev: EventLoop, queued: Arc<Mutex<VecDeque<Waiter>>>) {
+    async fn events(
+        mut ev: EventLoop,
+        queued: Arc<Mutex<VecDeque<Waiter>>>,
+        link: watch::Sender<Link>,
+    ) {
         let mut sent: HashMap<u16, Waiter> = HashMap::new();
         loop {
             match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    link.send_replace(Link::Up);
+                }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let w = queued.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                     if let Some(w) = w {
@@ -301,6 +321,7 @@ impl Publisher {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    link.send_replace(Link::Down(e.to_string()));
                     for (_, w) in sent.drain() {
                         let _ = w.send(Err(backend(&e)));
                     }
@@ -309,6 +330,23 @@ impl Publisher {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
+        }
+    }
+
+    /// Waits for the broker's first answer to the connection (within the
+    /// timeout).
+    async fn connected(&self) -> Result<(), PubSubError> {
+        let mut link = self.link.clone();
+        let seen = tokio::time::timeout(self.timeout, async {
+            link.wait_for(|l| *l != Link::Pending)
+                .await
+                .map(|l| l.clone())
+        })
+        .await;
+        match seen {
+            Ok(Ok(Link::Up)) => Ok(()),
+            Ok(Ok(Link::Down(e))) => Err(backend(format!("cannot connect: {e}"))),
+            _ => Err(backend("no answer from the broker within the timeout")),
         }
     }
 
@@ -580,6 +618,10 @@ impl PubSub for Mqtt {
             ordered: true,
             durable: !self.o.clean_session && self.o.qos != QoS::AtMostOnce,
         }
+    }
+
+    async fn init(&self) -> Result<(), PubSubError> {
+        self.publisher.connected().await
     }
 
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {

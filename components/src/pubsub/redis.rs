@@ -246,6 +246,19 @@ impl PubSub for RedisPubSub {
         }
     }
 
+    /// `PING`, as daprd's Init does.
+    async fn init(&self) -> Result<(), PubSubError> {
+        let mut c = self.conn.get();
+        tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut c),
+        )
+        .await
+        .map_err(|_| backend("PING timed out"))?
+        .map(|_| ())
+        .map_err(backend)
+    }
+
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&msg.topic);

@@ -235,6 +235,17 @@ impl Sub {
     }
 }
 
+/// A field of an app's JSON answer, named as Go's decoder matches it:
+/// exactly, else ignoring case (an app may answer `pubSubName`).
+pub fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let o = v.as_object()?;
+    o.get(name).or_else(|| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,15 +309,4 @@ mod tests {
         };
         assert!(Sub::from_grpc(&bad).is_err());
     }
-}
-
-/// A field of an app's JSON answer, named as Go's decoder matches it:
-/// exactly, else ignoring case (an app may answer `pubSubName`).
-pub fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let o = v.as_object()?;
-    o.get(name).or_else(|| {
-        o.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
 }
