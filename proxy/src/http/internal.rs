@@ -289,6 +289,11 @@ impl ProxyHttp for InternalApi {
             // Checked already (handed off by `serve`).
             return Ok(false);
         }
+        if let Err(r) = super::h1::refuse::check_session(session) {
+            let e = r.api_error(session.req_header().uri.path());
+            super::h1::refuse::write_closing(session, &e).await?;
+            return Ok(true);
+        }
         super::server::Front::serve(self, session, ctx).await
     }
 

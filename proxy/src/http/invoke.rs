@@ -265,6 +265,20 @@ pub async fn write_error(session: &mut ServerSession, e: &ApiError) -> Result<()
 /// A target that can't be reached answers with Dapr's error, not a bare 502;
 /// a timed-out one with 504.
 pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailToProxy {
+    let closing = FailToProxy {
+        error_code: 0,
+        can_reuse_downstream: false,
+    };
+    if session.response_written().is_none() && super::h1::refuse::is_request_framing(e) {
+        // The caller's chunks (or head) were malformed: its fault, and the
+        // connection is out of step.
+        let err = super::h1::refuse::of_framing(e).api_error("");
+        let _ = super::h1::refuse::write_closing(session, &err).await;
+        return FailToProxy {
+            error_code: err.http_status(),
+            ..closing
+        };
+    }
     if matches!(e.esource(), ErrorSource::Downstream) {
         return FailToProxy {
             error_code: 0,
@@ -280,6 +294,8 @@ pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailT
         };
     }
     let err = invoke_error(e, app_id);
+    // The connection closes after this answer: it says so.
+    session.set_keepalive(None);
     let _ = write_error(session, &err).await;
     FailToProxy {
         error_code: err.http_status(),

@@ -492,6 +492,11 @@ impl ProxyHttp for HttpApi {
             // Decided already (handed off by `serve`).
             return Ok(false);
         }
+        if let Err(r) = h1::refuse::check_session(session) {
+            let e = r.api_error(session.req_header().uri.path());
+            h1::refuse::write_closing(session, &e).await?;
+            return Ok(true);
+        }
         server::Front::serve(self, session, call).await
     }
 

@@ -26,6 +26,7 @@ use pingora::protocols::tls::SslDigest;
 use spar_filters::ApiError;
 
 use super::forward::Dest;
+use super::h1::refuse;
 use super::h1::{HeadIn, Outgoing, ReqHead};
 use pingora::proxy::{FailToProxy, HttpProxy, ProxyHttp};
 use pingora::server::configuration::ServerConf;
@@ -182,8 +183,12 @@ where
         let mut head: RequestHeader = s.req_header().clone();
         let (body, too_large) = match read_body(&mut s, self.front.max_body()).await {
             Ok(b) => b,
-            Err(_) => {
-                // The caller went away mid-body.
+            Err(e) => {
+                // Broken chunks: refused. Else the caller went away
+                // mid-body.
+                if refuse::is_request_framing(&e) {
+                    let _ = refuse::write_closing(&mut s, &refuse::of_framing(&e).api_error("")).await;
+                }
                 self.front.log(&s, &mut ctx);
                 return None;
             }
@@ -244,11 +249,18 @@ where
             Ok(false) => return Next::Done(None),
             Err(e) => {
                 if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = s.respond_error(400).await;
+                    let e = refuse::of_framing(&e).api_error("");
+                    let _ = refuse::write_closing(&mut s, &e).await;
                 }
                 s.shutdown().await;
                 return Next::Done(None);
             }
+        }
+        if let Err(r) = refuse::check_session(&mut s) {
+            let e = r.api_error(s.req_header().uri.path());
+            let _ = refuse::write_closing(&mut s, &e).await;
+            s.shutdown().await;
+            return Next::Done(None);
         }
         if *shutdown.borrow() {
             s.set_keepalive(None);

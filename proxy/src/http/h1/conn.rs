@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::head::{Framing, Parsed, ReqHead};
 use super::outgoing::Outgoing;
+use super::refuse::{self, Refusal};
 use super::relay::{self, Outcome};
 use crate::http::invoke::HeadView;
 use crate::http::server::{ApiServer, Decision, End, Front, HandedOff, Next};
@@ -76,6 +77,11 @@ where
             };
             let head = match parsed {
                 Parsed::Head(h) if self.front.takes(&h.view(&buf)) => h,
+                Parsed::Refused(r, target) => {
+                    let path = String::from_utf8_lossy(&buf[target]);
+                    let _ = write_error(&mut stream, &r.api_error(&path), true).await;
+                    return None;
+                }
                 _ => match self.session(stream, buf, shutdown).await {
                     Next::Reuse(r, _) => {
                         let (s, rest) = r.into_parts();
@@ -144,6 +150,14 @@ where
                     Err(f) => {
                         let status = match f.answered {
                             Some(s) => s,
+                            // The caller's chunks were malformed: 400, and
+                            // the connection closes (out of step).
+                            None if refuse::is_request_framing(&f.error) => {
+                                let why = f.error.context.as_ref().map(|c| c.to_string());
+                                let e = Refusal::Chunked(why.unwrap_or_default()).api_error("");
+                                let _ = write_error(stream, &e, true).await;
+                                e.http_status()
+                            }
                             None if matches!(
                                 f.error.esource(),
                                 pingora::ErrorSource::Downstream
