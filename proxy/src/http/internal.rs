@@ -55,6 +55,11 @@ impl InternalApi {
         if let Some(s) = &ctx.span {
             invoke::set_trace(req, s.context())?;
         }
+        if let Some(id) = &ctx.caller {
+            // Under mTLS the caller is known for certain: its certificate
+            // names it, whatever its headers say.
+            req.insert(CALLER_APP_ID, id.as_bytes())?;
+        }
         Ok(())
     }
 }
@@ -71,7 +76,11 @@ pub struct Inbound {
     src: String,
     method: &'static str,
     started: Option<Instant>,
+    /// The caller's app id from its client certificate (mTLS).
+    caller: Option<String>,
 }
+
+const CALLER_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-caller-app-id");
 
 /// Puts the caller's SPIFFE ID (from its client certificate) on the
 /// connection, where each request reads it.
@@ -131,6 +140,7 @@ impl InternalApi {
                 });
             }
         }
+        ctx.caller = caller.as_ref().map(|id| id.app_id.clone());
         if let Some(m) = &self.rt.metrics {
             ctx.src = caller
                 .map(|id| id.app_id)

@@ -285,11 +285,13 @@ pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailT
             can_reuse_downstream: false,
         };
     }
-    if let Some(sent) = session.response_written() {
+    if session.response_written().is_some() {
         // The answer broke off mid-body: nothing may be appended to it, and
-        // the connection closes unfinished so the caller sees it cut short.
+        // the connection closes unfinished so the caller sees it cut short
+        // (counted as a bad gateway).
+        tracing::warn!(app_id, "invocation's answer cut short: {e}");
         return FailToProxy {
-            error_code: sent.status.as_u16(),
+            error_code: 502,
             can_reuse_downstream: false,
         };
     }

@@ -223,8 +223,10 @@ impl HttpApi {
     fn prepare_upstream(&self, req: &mut impl invoke::UpHead, call: &Call) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
-            if let Upstream::Sidecar { .. } = u {
-                // daprd's caller/callee headers, for the callee and its app.
+            if let Upstream::Sidecar { .. } | Upstream::App { .. } = u {
+                // daprd's caller/callee headers, for the callee and its app;
+                // set over whatever the caller sent, on a self-invocation
+                // too (daprd's invokeLocal), so no app can pose as another.
                 req.insert(CALLER_APP_ID, self.rt.app_id.as_bytes())?;
                 req.insert(CALLEE_APP_ID, app_name(&call.target).as_bytes())?;
             }

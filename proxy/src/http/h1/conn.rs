@@ -148,7 +148,20 @@ where
                     Ok(Outcome::Done(r)) => (r.status, r.body, r.reusable),
                     Ok(Outcome::NotConnected) => return Step::Proxy(rejoin(&head, buf), ctx),
                     Err(f) => {
+                        if matches!(f.error.esource(), pingora::ErrorSource::Upstream) {
+                            tracing::warn!(
+                                path = head.path(),
+                                "invocation failed upstream: {}",
+                                f.error
+                            );
+                        }
                         let status = match f.answered {
+                            // Cut short after its head went out: the
+                            // caller saw the upstream's status, the
+                            // metrics count a bad gateway.
+                            Some(_) if matches!(f.error.esource(), pingora::ErrorSource::Upstream) => {
+                                502
+                            }
                             Some(s) => s,
                             // The caller's chunks were malformed: 400, and
                             // the connection closes (out of step).
