@@ -215,12 +215,17 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         o.h2c = true;
         o
     });
+    // Peers' connections must finish their preface in time; at most so
+    // many at once (listen_guard.rs).
     let mut internal = Service::new(
         "dapr-internal-api".into(),
-        ApiServer::new(
-            &server.configuration,
-            InternalApi::new(rt.clone(), acl, max_body),
-            h2c,
+        crate::listen_guard::GuardedApp::new(
+            ApiServer::new(
+                &server.configuration,
+                InternalApi::new(rt.clone(), acl, max_body),
+                h2c,
+            ),
+            crate::listen_guard::Limits::from_env(),
         ),
     );
     match &mtls {

@@ -101,6 +101,7 @@ async fn serve(listeners: Vec<TcpListener>, api: Api) {
         stop,
     } = api;
     let mut tasks = Vec::new();
+    let limits = crate::listen_guard::Limits::from_env();
     let clients = Arc::new(invoke::Clients::new(peers.clone()));
     let app = match PeerClient::new(None) {
         Ok(c) => Arc::new(c),
@@ -124,7 +125,7 @@ async fn serve(listeners: Vec<TcpListener>, api: Api) {
             let res = tonic::transport::Server::builder()
                 .layer(proxy)
                 .add_service(svc)
-                .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(l)), async move {
+                .serve_with_incoming_shutdown(guarded(TcpListenerStream::new(l), limits), async move {
                     crate::signals::stopped(&mut stop).await
                 })
                 .await;
@@ -153,19 +154,29 @@ pub(crate) fn trace_context(
     SpanContext::parse(text("traceparent")?, text("tracestate"))
 }
 
-/// Accepted connections with Nagle off. tonic sets TCP_NODELAY only on
-/// listeners it binds itself; without it, a response written in several
-/// frames (a proxied stream, headers then data then trailers) waits for the
-/// client's delayed ACK: 40 ms per call.
-fn nodelay(
+/// Accepted connections with Nagle off, within the listener's bounds
+/// (`listen_guard.rs`: preface deadline, connection limit; one over the
+/// limit is closed at once). tonic sets TCP_NODELAY only on listeners it
+/// binds itself; without it, a response written in several frames (a
+/// proxied stream, headers then data then trailers) waits for the client's
+/// delayed ACK: 40 ms per call.
+fn guarded(
     l: TcpListenerStream,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    limits: crate::listen_guard::Limits,
+) -> impl futures::Stream<
+    Item = std::io::Result<crate::listen_guard::Guarded<tokio::net::TcpStream>>,
+> {
     use futures::StreamExt;
-    l.map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
+    let slots = crate::listen_guard::Slots::new(limits);
+    l.filter_map(move |s| {
+        let admitted = match s {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                slots.admit(s).map(Ok)
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(admitted)
     })
 }
 
