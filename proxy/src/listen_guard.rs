@@ -161,7 +161,10 @@ pub struct Guarded<S> {
 }
 
 fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "HTTP/2 preface not received in time")
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "HTTP/2 preface not received in time",
+    )
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
@@ -243,10 +246,10 @@ mod pingora_io {
     use super::*;
     use async_trait::async_trait;
     use pingora::protocols::raw_connect::ProxyDigest;
+    use pingora::protocols::tls::SslDigest;
     use pingora::protocols::{
         GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest,
     };
-    use pingora::protocols::tls::SslDigest;
     use pingora::protocols::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDType, ALPN};
 
     #[async_trait]

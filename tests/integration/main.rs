@@ -12,6 +12,7 @@ mod endpoints;
 mod errors;
 mod forwarding;
 mod grpc_proxy;
+mod h1_framing;
 mod h1_path;
 mod invoke;
 mod logging;

@@ -125,9 +125,10 @@ async fn serve(listeners: Vec<TcpListener>, api: Api) {
             let res = tonic::transport::Server::builder()
                 .layer(proxy)
                 .add_service(svc)
-                .serve_with_incoming_shutdown(guarded(TcpListenerStream::new(l), limits), async move {
-                    crate::signals::stopped(&mut stop).await
-                })
+                .serve_with_incoming_shutdown(
+                    guarded(TcpListenerStream::new(l), limits),
+                    async move { crate::signals::stopped(&mut stop).await },
+                )
                 .await;
             if let Err(e) = res {
                 tracing::error!("gRPC server stopped: {e}");
@@ -163,9 +164,8 @@ pub(crate) fn trace_context(
 fn guarded(
     l: TcpListenerStream,
     limits: crate::listen_guard::Limits,
-) -> impl futures::Stream<
-    Item = std::io::Result<crate::listen_guard::Guarded<tokio::net::TcpStream>>,
-> {
+) -> impl futures::Stream<Item = std::io::Result<crate::listen_guard::Guarded<tokio::net::TcpStream>>>
+{
     use futures::StreamExt;
     let slots = crate::listen_guard::Slots::new(limits);
     l.filter_map(move |s| {

@@ -295,14 +295,16 @@ impl ProxyHttp for InternalApi {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        if ctx.up.is_some() {
-            // Checked already (handed off by `serve`).
-            return Ok(false);
-        }
+        // Handed-off calls too: pingora read the head again (a repeated
+        // length is made one here).
         if let Err(r) = super::h1::refuse::check_session(session) {
             let e = r.api_error(session.req_header().uri.path());
             super::h1::refuse::write_closing(session, &e).await?;
             return Ok(true);
+        }
+        if ctx.up.is_some() {
+            // Checked already (handed off by `serve`).
+            return Ok(false);
         }
         super::server::Front::serve(self, session, ctx).await
     }

@@ -490,14 +490,16 @@ impl ProxyHttp for HttpApi {
     }
 
     async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
-        if call.up.is_some() {
-            // Decided already (handed off by `serve`).
-            return Ok(false);
-        }
+        // Handed-off calls too: pingora read the head again (a repeated
+        // length is made one here).
         if let Err(r) = h1::refuse::check_session(session) {
             let e = r.api_error(session.req_header().uri.path());
             h1::refuse::write_closing(session, &e).await?;
             return Ok(true);
+        }
+        if call.up.is_some() {
+            // Decided already (handed off by `serve`).
+            return Ok(false);
         }
         server::Front::serve(self, session, call).await
     }

@@ -181,13 +181,19 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let mut head: RequestHeader = s.req_header().clone();
+        // The connection ends after this call (the caller asked, or its
+        // framing was ambiguous): read again, the request says so.
+        if s.get_keepalive().is_none() {
+            head.insert_header(http::header::CONNECTION, "close").ok()?;
+        }
         let (body, too_large) = match read_body(&mut s, self.front.max_body()).await {
             Ok(b) => b,
             Err(e) => {
                 // Broken chunks: refused. Else the caller went away
                 // mid-body.
                 if refuse::is_request_framing(&e) {
-                    let _ = refuse::write_closing(&mut s, &refuse::of_framing(&e).api_error("")).await;
+                    let _ =
+                        refuse::write_closing(&mut s, &refuse::of_framing(&e).api_error("")).await;
                 }
                 self.front.log(&s, &mut ctx);
                 return None;

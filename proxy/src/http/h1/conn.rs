@@ -159,7 +159,9 @@ where
                             // Cut short after its head went out: the
                             // caller saw the upstream's status, the
                             // metrics count a bad gateway.
-                            Some(_) if matches!(f.error.esource(), pingora::ErrorSource::Upstream) => {
+                            Some(_)
+                                if matches!(f.error.esource(), pingora::ErrorSource::Upstream) =>
+                            {
                                 502
                             }
                             Some(s) => s,

@@ -353,8 +353,10 @@ pub(super) mod tests {
         assert_eq!(h.path(), "/v1.0/invoke/b/method/x");
         assert_eq!(h.header("x-a"), Some("1"));
         assert!(!h.close);
-        let h = parse("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        let h = parse(
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.close);
     }
@@ -396,11 +398,26 @@ pub(super) mod tests {
         };
         for (s, r) in [
             ("GET / HTTP/1.1\r\n\r\n", Refusal::MissingHost),
-            ("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", Refusal::DuplicateHost),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", Refusal::ConflictingLength),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Refusal::ConflictingLength),
-            ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", Refusal::BadLength),
-            ("CONNECT a:80 HTTP/1.1\r\nHost: a:80\r\n\r\n", Refusal::Connect),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+                Refusal::DuplicateHost,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+                Refusal::ConflictingLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Refusal::ConflictingLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+                Refusal::BadLength,
+            ),
+            (
+                "CONNECT a:80 HTTP/1.1\r\nHost: a:80\r\n\r\n",
+                Refusal::Connect,
+            ),
         ] {
             assert_eq!(refused(s), Some(r), "{s:?}");
         }

@@ -84,7 +84,8 @@ pub fn check_session(s: &mut ServerSession) -> Result<(), Refusal> {
         _ => {}
     }
     let lengths = req.headers.get_all(http::header::CONTENT_LENGTH);
-    let repeated = lengths.iter().count() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b','));
+    let repeated =
+        lengths.iter().count() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b','));
     if repeated && !req.headers.contains_key(http::header::TRANSFER_ENCODING) {
         let n = content_length(lengths.iter().map(|v| v.as_bytes()))?;
         if let Some(n) = n {
@@ -114,12 +115,18 @@ pub fn is_request_framing(e: &Error) -> bool {
 
 /// The refusal for broken request framing `e` (see `is_request_framing`).
 pub fn of_framing(e: &Error) -> Refusal {
-    let why = e.context.as_ref().map(|c| c.to_string()).unwrap_or_default();
+    let why = e
+        .context
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     match e.etype() {
         ErrorType::Custom(_) => Refusal::Chunked(why),
         // pingora's parser puts the bytes it read in its context: not
         // echoed back.
-        _ if why.is_empty() || why.starts_with("buf:") => Refusal::Head("invalid request head".into()),
+        _ if why.is_empty() || why.starts_with("buf:") => {
+            Refusal::Head("invalid request head".into())
+        }
         _ => Refusal::Head(why),
     }
 }
@@ -147,7 +154,15 @@ mod tests {
         assert_eq!(cl(&["5", "5"]), Ok(Some(5)));
         assert_eq!(cl(&["5", "6"]), Err(Refusal::ConflictingLength));
         assert_eq!(cl(&["5, 6"]), Err(Refusal::ConflictingLength));
-        for bad in ["", "+1", "-1", "0x5", "5,", "1 2", "99999999999999999999999"] {
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "0x5",
+            "5,",
+            "1 2",
+            "99999999999999999999999",
+        ] {
             assert_eq!(cl(&[bad]), Err(Refusal::BadLength), "{bad:?}");
         }
     }
