@@ -419,8 +419,10 @@ async fn chunked_with_a_length_is_framed_by_chunks_and_closed() {
         let seen = p.seen.take();
         assert_eq!(seen.len(), 1, "{name}: {seen:?}");
         assert_eq!(seen[0].1, b"hello world", "{name}");
+        // The caller's length is not passed on (a hop that buffers the body
+        // may give its real length).
         assert!(
-            !seen[0].0.contains("content-length"),
+            !seen[0].0.contains("content-length: 3"),
             "{name}: {}",
             seen[0].0
         );
