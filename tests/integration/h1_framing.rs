@@ -600,13 +600,9 @@ async fn bad_answers_app() -> u16 {
     .await
 }
 
-/// An app's malformed answer (trailers, bare-LF head) fails the call with
-/// Dapr's error and `Connection: close`; an app that hangs up gets the
-/// same, on spar's own path and pingora's session (each 500 after which
-/// spar closes says `close`). An invalid chunk after the head went out
-/// cuts the answer short, closes, and is logged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broken_answers_fail_cleanly() {
+/// A sidecar in front of `bad_answers_app`: (app id, the id
+/// percent-encoded (pingora's session), sidecar).
+async fn bad_answers() -> (String, String, Sidecar) {
     let app = bad_answers_app().await;
     let id = unique("badans");
     let sc = Sidecar::start(Options {
@@ -615,26 +611,53 @@ async fn broken_answers_fail_cleanly() {
         ..Default::default()
     });
     let encoded = format!("%{:02X}{}", id.as_bytes()[0], &id[1..]);
-    for path in ["trailer", "bare-lf", "hang-up"] {
-        for target in [&id, &encoded] {
-            if path != "hang-up" && target == &encoded {
-                // pingora's client reads the answer into a header map and
-                // drops trailers: what it passes on is well formed.
-                continue;
-            }
-            let head =
-                format!("GET /v1.0/invoke/{target}/method/{path} HTTP/1.1\r\nhost: x\r\n\r\n");
-            let mut s = send_parts(sc.http_port, &[head.as_bytes()]).await;
-            let mut buf = Vec::new();
-            let (head, body) = read_answer(&mut s, &mut buf).await;
-            let what = format!("{path} via {target}");
-            assert!(head.starts_with("http/1.1 500"), "{what}: {head}");
-            assert!(head.contains("connection: close"), "{what}: {head}");
-            let v: Value = serde_json::from_slice(&body).unwrap();
-            assert_eq!(v["errorCode"], "ERR_DIRECT_INVOKE", "{what}");
-            closes(&mut s).await;
-        }
+    (id, encoded, sc)
+}
+
+/// Calls `method` of `target` through the public listener and expects a
+/// 500 `ERR_DIRECT_INVOKE` that says `Connection: close`, then the close.
+async fn fails_and_closes(sc: &Sidecar, target: &str, method: &str) {
+    let head = format!("GET /v1.0/invoke/{target}/method/{method} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let mut s = send_parts(sc.http_port, &[head.as_bytes()]).await;
+    let mut buf = Vec::new();
+    let (head, body) = read_answer(&mut s, &mut buf).await;
+    let what = format!("{method} via {target}");
+    assert!(head.starts_with("http/1.1 500"), "{what}: {head}");
+    assert!(head.contains("connection: close"), "{what}: {head}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["errorCode"], "ERR_DIRECT_INVOKE", "{what}");
+    closes(&mut s).await;
+}
+
+/// An app's answer with malformed trailers, or a head with bare LF line
+/// ends, is refused as the same bytes in a request are: the call fails
+/// with Dapr's error (nothing of it was sent yet) and the connection
+/// closes. (pingora's session reads answers into a header map and drops
+/// trailers: what it passes on is well formed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_app_answers_fail_the_call() {
+    let (id, _, sc) = bad_answers().await;
+    for method in ["trailer", "bare-lf"] {
+        fails_and_closes(&sc, &id, method).await;
     }
+}
+
+/// A 500 after which spar closes the connection says `Connection:
+/// close`: an app that hangs up without answering, on spar's own path and
+/// on pingora's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_answers_before_a_close_say_close() {
+    let (id, encoded, sc) = bad_answers().await;
+    for target in [&id, &encoded] {
+        fails_and_closes(&sc, target, "hang-up").await;
+    }
+}
+
+/// An app's invalid chunk after its head went out: the caller's answer is
+/// cut short and its connection closed, and the failure is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_invalid_chunk_cuts_the_answer_short() {
+    let (id, _, sc) = bad_answers().await;
     let head = format!("GET /v1.0/invoke/{id}/method/bad-chunk HTTP/1.1\r\nhost: x\r\n\r\n");
     let mut s = send_parts(sc.http_port, &[head.as_bytes()]).await;
     let mut got = Vec::new();
