@@ -14,12 +14,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::forwarding::{find, read_answer, read_head};
 
-/// The requests an app received: each head (lower-cased) and its body.
+/// A request as the app read it: its head (lower-cased) and its body.
+type Request = (String, Vec<u8>);
+
+/// The requests an app received.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 impl Seen {
-    fn take(&self) -> Vec<(String, Vec<u8>)> {
+    fn take(&self) -> Vec<Request> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
@@ -138,7 +141,6 @@ struct Paths {
     internal: u16,
 }
 
-/// Which path a request takes: (name, port, `/v1.0/invoke/…` prefix).
 impl Paths {
     async fn start(extra_env: Vec<(String, String)>) -> Paths {
         let (port, seen) = recording_app().await;
