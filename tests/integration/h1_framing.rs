@@ -255,12 +255,9 @@ async fn refused(port: u16, parts: &[&[u8]], status: u16, code: &str, what: &str
 
 const CHUNKED: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
 
-/// A chunked body split at every byte boundary (and in the issue's writes,
-/// and a byte per write) reaches the app whole, once, on every path: no
-/// empty read becomes a last-chunk, no junk request follows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunked_bodies_split_anywhere_reach_the_app_whole() {
-    let p = Paths::start(vec![]).await;
+/// The chunked body's writes: the issue's, a byte per write, and split in
+/// two at every byte boundary.
+fn splits() -> Vec<Vec<&'static [u8]>> {
     let issue: Vec<&[u8]> = vec![
         b"5\r\n",
         b"hello\r\n",
@@ -268,38 +265,74 @@ async fn chunked_bodies_split_anywhere_reach_the_app_whole() {
         b" world\r\n",
         b"0\r\n\r\n",
     ];
-    let bytes: Vec<&[u8]> = CHUNKED.chunks(1).collect();
-    let mut splits = vec![issue, bytes];
+    let mut all = vec![issue, CHUNKED.chunks(1).collect()];
     for cut in 1..CHUNKED.len() {
-        splits.push(vec![&CHUNKED[..cut], &CHUNKED[cut..]]);
+        all.push(vec![&CHUNKED[..cut], &CHUNKED[cut..]]);
     }
+    all
+}
+
+/// Sends the chunked body in each way of `splits` to `prefix/split`; the
+/// caller gets the app's answer and the app exactly the body, once.
+async fn body_arrives_whole(seen: &Seen, name: &str, port: u16, prefix: &str) {
+    for parts in splits() {
+        let head = format!(
+            "POST {prefix}/split HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        let mut all = vec![head.as_bytes()];
+        all.extend(parts.iter().copied());
+        let mut s = send_parts(port, &all).await;
+        let mut buf = Vec::new();
+        let (head, body) = read_answer(&mut s, &mut buf).await;
+        let what = format!(
+            "{name}, {:?}",
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>()
+        );
+        assert!(head.starts_with("http/1.1 200"), "{what}: {head}");
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(body.contains("hello world"), "{what}: {body:?}");
+        let seen = seen.take();
+        assert_eq!(seen.len(), 1, "{what}: the app got {seen:?}");
+        assert!(
+            seen[0].0.starts_with("post /split "),
+            "{what}: {}",
+            seen[0].0
+        );
+        assert_eq!(seen[0].1, b"hello world", "{what}");
+    }
+}
+
+/// A chunked body split at every byte boundary (and in the issue's writes,
+/// and a byte per write) reaches the app whole, once, on every path: no
+/// empty read becomes a last-chunk, no junk request follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_split_anywhere_reach_the_app_whole() {
+    let p = Paths::start(vec![]).await;
     for (name, port, prefix) in p.all() {
-        for parts in &splits {
-            let head = format!(
-                "POST {prefix}/split HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
-            );
-            let mut all = vec![head.as_bytes()];
-            all.extend(parts.iter().copied());
-            let mut s = send_parts(port, &all).await;
-            let mut buf = Vec::new();
-            let (head, body) = read_answer(&mut s, &mut buf).await;
-            let what = format!(
-                "{name}, {:?}",
-                parts.iter().map(|p| p.len()).collect::<Vec<_>>()
-            );
-            assert!(head.starts_with("http/1.1 200"), "{what}: {head}");
-            let body = String::from_utf8_lossy(&body).into_owned();
-            assert!(body.contains("hello world"), "{what}: {body:?}");
-            let seen = p.seen.take();
-            assert_eq!(seen.len(), 1, "{what}: the app got {seen:?}");
-            assert!(
-                seen[0].0.starts_with("post /split "),
-                "{what}: {}",
-                seen[0].0
-            );
-            assert_eq!(seen[0].1, b"hello world", "{what}");
-        }
+        body_arrives_whole(&p.seen, name, port, &prefix).await;
     }
+}
+
+/// The issue's second reproduction: a namespaced, encoded id
+/// (`{app}%2Edefault`) is read by pingora's session and sent to the peer
+/// sidecar found by name resolution (here this one's internal listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_to_a_peer_from_pingoras_session_arrive_whole() {
+    let p = Paths::start(vec![]).await;
+    let prefix = format!("/v1.0/invoke/{}%2Edefault/method", p.app_id);
+    // Name resolution finds this sidecar after a moment.
+    let url = format!("{}{prefix}/warm", p.sc.http());
+    let c = reqwest::Client::new();
+    let r = crate::invoke::call(&c, c.get(&url)).await;
+    assert_eq!(r.status(), 200);
+    p.seen.take();
+    body_arrives_whole(
+        &p.seen,
+        "pingora session to a peer",
+        p.sc.http_port,
+        &prefix,
+    )
+    .await;
 }
 
 /// `Content-Length: 5, 5` or the field twice: the app gets one
