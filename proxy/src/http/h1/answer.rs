@@ -45,10 +45,12 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
     // refused, so an answer's is too. No early exit: checked a word at a
     // time.
     let head = &buf[..len];
-    let bare_lf = head
-        .windows(2)
-        .fold(head.first() == Some(&b'\n'), |bare, w| {
-            bare | ((w[1] == b'\n') & (w[0] != b'\r'))
+    let after = head.get(1..).unwrap_or_default();
+    let bare_lf = after
+        .iter()
+        .zip(head)
+        .fold(head.first() == Some(&b'\n'), |bare, (b, prev)| {
+            bare | ((*b == b'\n') & (*prev != b'\r'))
         });
     if bare_lf {
         return Err(bad("upstream answer's head has a bare LF line end"));

@@ -146,12 +146,16 @@ impl ReqHead {
             buf: bytes::Bytes::new(),
         };
         let (mut lengths, mut chunked, mut hosts) = (0, false, 0);
+        let mut first_length: &[u8] = &[];
         let mut conn = ConnectionTokens::default();
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
                 lengths += 1;
                 head.length_once |= lengths > 1 || h.value.contains(&b',');
+                if lengths == 1 {
+                    first_length = h.value;
+                }
             } else if name.eq_ignore_ascii_case(b"host") {
                 hosts += 1;
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
@@ -190,12 +194,19 @@ impl ReqHead {
             (_, true) => Framing::Chunked,
             (0, false) => Framing::Length(0),
             (_, false) => {
-                let values = req.headers.iter().filter_map(|h| {
+                // The common single field is read as it was found; a
+                // repeated one needs every field.
+                let all = req.headers.iter().filter_map(|h| {
                     h.name
                         .eq_ignore_ascii_case("content-length")
                         .then_some(h.value)
                 });
-                match content_length(values) {
+                let n = if lengths == 1 {
+                    content_length(std::iter::once(first_length))
+                } else {
+                    content_length(all)
+                };
+                match n {
                     Ok(n) => Framing::Length(n.unwrap_or(0)),
                     Err(r) => return refused(r),
                 }
