@@ -705,7 +705,7 @@ async fn an_apps_invalid_chunk_cuts_the_answer_short() {
     assert!(!got.ends_with("0\r\n\r\n"), "cut short: {got:?}");
     let mut logged = false;
     for _ in 0..50 {
-        logged = sc.stderr().contains("invocation failed upstream");
+        logged = sc.stderr().contains("invocation's answer cut short");
         if logged {
             break;
         }

@@ -265,10 +265,6 @@ pub async fn write_error(session: &mut ServerSession, e: &ApiError) -> Result<()
 /// A target that can't be reached answers with Dapr's error, not a bare 502;
 /// a timed-out one with 504.
 pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailToProxy {
-    let closing = FailToProxy {
-        error_code: 0,
-        can_reuse_downstream: false,
-    };
     if session.response_written().is_none() && super::h1::refuse::is_request_framing(e) {
         // The caller's chunks (or head) were malformed: its fault, and the
         // connection is out of step.
@@ -276,7 +272,7 @@ pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailT
         let _ = super::h1::refuse::write_closing(session, &err).await;
         return FailToProxy {
             error_code: err.http_status(),
-            ..closing
+            can_reuse_downstream: false,
         };
     }
     if matches!(e.esource(), ErrorSource::Downstream) {

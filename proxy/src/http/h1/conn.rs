@@ -154,11 +154,20 @@ where
                     Ok(Outcome::NotConnected) => return Step::Proxy(rejoin(&head, buf), ctx),
                     Err(f) => {
                         if matches!(f.error.esource(), pingora::ErrorSource::Upstream) {
-                            tracing::warn!(
-                                path = head.path(),
-                                "invocation failed upstream: {}",
-                                f.error
-                            );
+                            // The caller cannot be told any more: said here.
+                            if f.answered.is_some() {
+                                tracing::warn!(
+                                    path = head.path(),
+                                    "invocation's answer cut short: {}",
+                                    f.error
+                                );
+                            } else {
+                                tracing::debug!(
+                                    path = head.path(),
+                                    "invocation failed: {}",
+                                    f.error
+                                );
+                            }
                         }
                         let status = match f.answered {
                             // Cut short after its head went out: the
