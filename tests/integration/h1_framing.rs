@@ -234,6 +234,11 @@ async fn closes(s: &mut TcpStream) {
 /// Sends `parts`, expects Dapr's `code` with `status` and `Connection:
 /// close`, and the connection closed after it.
 async fn refused(port: u16, parts: &[&[u8]], status: u16, code: &str, what: &str) {
+    refused_as(port, parts, status, Some(code), what).await
+}
+
+/// `refused`, with Dapr's error body when `code` is given.
+async fn refused_as(port: u16, parts: &[&[u8]], status: u16, code: Option<&str>, what: &str) {
     let mut s = send_parts(port, parts).await;
     let mut buf = Vec::new();
     let (head, body) = read_answer(&mut s, &mut buf).await;
@@ -242,13 +247,15 @@ async fn refused(port: u16, parts: &[&[u8]], status: u16, code: &str, what: &str
         "{what}: {head}"
     );
     assert!(head.contains("connection: close"), "{what}: {head}");
-    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-    assert_eq!(
-        v["errorCode"],
-        code,
-        "{what}: {}",
-        String::from_utf8_lossy(&body)
-    );
+    if let Some(code) = code {
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!(
+            v["errorCode"],
+            code,
+            "{what}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
     assert!(buf.is_empty(), "{what}: nothing after the answer");
     closes(&mut s).await;
 }
@@ -333,6 +340,51 @@ async fn chunked_bodies_to_a_peer_from_pingoras_session_arrive_whole() {
         &prefix,
     )
     .await;
+}
+
+/// With `SPAR_HTTP_FAST_PATH=off` every request goes through pingora-proxy
+/// as it streams: the same bodies arrive whole and the same heads are
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pingora_proxy_alone_applies_the_same_rules() {
+    let p = Paths::start(vec![("SPAR_HTTP_FAST_PATH".into(), "off".into())]).await;
+    let prefix = format!("/v1.0/invoke/{}/method", p.app_id);
+    let port = p.sc.http_port;
+    body_arrives_whole(&p.seen, "fast path off", port, &prefix).await;
+    // The heads pingora-proxy's own reader refuses get its bare 400 (and
+    // the close); the rest Dapr's error.
+    for (bad, code) in [
+        ("host: x\r\ncontent-length: 5, 6\r\n", None),
+        ("host: x\r\nhost: y\r\ncontent-length: 5\r\n", None),
+        ("content-length: 5\r\n", Some("ERR_MALFORMED_REQUEST")),
+    ] {
+        let head = format!("POST {prefix}/x HTTP/1.1\r\n{bad}\r\n");
+        let what = format!("fast path off: {bad:?}");
+        refused_as(port, &[head.as_bytes(), b"hello"], 400, code, &what).await;
+    }
+    let head = format!("POST {prefix}/x HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n");
+    refused(
+        port,
+        &[head.as_bytes(), b"zz\r\nhello\r\n0\r\n\r\n"],
+        400,
+        "ERR_MALFORMED_REQUEST",
+        "fast path off: bad chunk",
+    )
+    .await;
+    let connect = format!(
+        "CONNECT 127.0.0.1:80 HTTP/1.1\r\nhost: 127.0.0.1:80\r\ndapr-app-id: {}\r\n\r\n",
+        p.app_id
+    );
+    // pingora-proxy refuses CONNECT itself (its bare 405).
+    refused_as(
+        port,
+        &[connect.as_bytes()],
+        405,
+        None,
+        "fast path off: CONNECT",
+    )
+    .await;
+    assert!(p.seen.take().is_empty());
 }
 
 /// `Content-Length: 5, 5` or the field twice: the app gets one
