@@ -77,15 +77,16 @@ pub fn check_session(s: &mut ServerSession) -> Result<(), Refusal> {
     if req.method == http::Method::CONNECT {
         return Err(Refusal::Connect);
     }
-    let mut hosts = req.headers.get_all(http::header::HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        (_, Some(_)) => return Err(Refusal::DuplicateHost),
-        (None, _) if req.version == http::Version::HTTP_11 => return Err(Refusal::MissingHost),
-        _ => {}
+    // A second Host pingora's reader refused already.
+    if req.version == http::Version::HTTP_11 && !req.headers.contains_key(http::header::HOST) {
+        return Err(Refusal::MissingHost);
     }
+    // Runs for every API call (state reads too): one lookup when the
+    // length is given once.
     let lengths = req.headers.get_all(http::header::CONTENT_LENGTH);
-    let repeated =
-        lengths.iter().count() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b','));
+    let mut each = lengths.iter();
+    let first = each.next();
+    let repeated = each.next().is_some() || first.is_some_and(|v| v.as_bytes().contains(&b','));
     if repeated && !req.headers.contains_key(http::header::TRANSFER_ENCODING) {
         let n = content_length(lengths.iter().map(|v| v.as_bytes()))?;
         if let Some(n) = n {
