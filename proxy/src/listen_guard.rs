@@ -322,6 +322,33 @@ mod pingora_io {
     }
 }
 
+/// Before a TLS handshake (the internal listener under mTLS): the
+/// connection must send its first bytes within the handshake timeout, not
+/// pingora's 60 s for the whole handshake. (They are read ahead and given
+/// back to the handshake.)
+pub struct TlsStart(pub Duration);
+
+#[async_trait::async_trait]
+impl pingora::listeners::PreTlsProcess for TlsStart {
+    async fn process(&self, stream: &mut pingora::protocols::l4::stream::Stream) -> pingora::Result<()> {
+        use pingora::protocols::Peek;
+        // A ClientHello is longer than this, whatever it carries.
+        let mut start = [0u8; 24];
+        match tokio::time::timeout(self.0, stream.try_peek(&mut start)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(pingora::Error::because(
+                pingora::ErrorType::ReadError,
+                "before the TLS handshake",
+                e,
+            )),
+            Err(_) => pingora::Error::e_explain(
+                pingora::ErrorType::ReadTimedout,
+                "TLS handshake not started in time",
+            ),
+        }
+    }
+}
+
 /// A pingora application behind the bounds: connections over the limit are
 /// closed at once, the rest watched through their handshake.
 pub struct GuardedApp<A> {

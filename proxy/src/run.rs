@@ -217,6 +217,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
     });
     // Peers' connections must finish their preface in time; at most so
     // many at once (listen_guard.rs).
+    let limits = crate::listen_guard::Limits::from_env();
     let mut internal = Service::new(
         "dapr-internal-api".into(),
         crate::listen_guard::GuardedApp::new(
@@ -225,7 +226,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
                 InternalApi::new(rt.clone(), acl, max_body),
                 h2c,
             ),
-            crate::listen_guard::Limits::from_env(),
+            limits,
         ),
     );
     match &mtls {
@@ -244,6 +245,9 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
                 tls.enable_h2();
                 internal.add_tls_with_settings(&a.to_string(), None, tls);
             }
+            internal.endpoints().set_pre_tls_callback(std::sync::Arc::new(
+                crate::listen_guard::TlsStart(limits.handshake),
+            ));
         }
         None => {
             for a in &internal_addrs {

@@ -858,6 +858,46 @@ async fn stalled_handshakes_are_closed() {
         .unwrap();
 }
 
+/// Under mTLS the internal listener's connections must start their TLS
+/// handshake within the handshake timeout too (pingora alone gives the
+/// whole handshake 60 s): silent ones and ones that sent a few bytes are
+/// closed well before that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_are_closed() {
+    let sentry = spar_tests::Sentry::start(None);
+    let (args, mut env) = sentry.sidecar_args();
+    env.push(("SPAR_HANDSHAKE_TIMEOUT".into(), "2".into()));
+    let sc = Sidecar::start(Options {
+        app_id: unique("tls-stall"),
+        extra_args: args,
+        env,
+        ..Default::default()
+    });
+    let internal: u16 = sc.ready_field("internal").unwrap().parse().unwrap();
+    let mut stalled = Vec::new();
+    for sent in [&b""[..], b"\x16\x03\x01"] {
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(("127.0.0.1", internal)).await.unwrap();
+            s.write_all(sent).await.unwrap();
+            stalled.push(s);
+        }
+    }
+    let closed = futures::future::join_all(stalled.iter_mut().map(|s| async move {
+        let mut b = [0u8; 64];
+        // Well before pingora's 60 s, however busy the machine.
+        matches!(
+            tokio::time::timeout(Duration::from_secs(30), s.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }))
+    .await;
+    assert!(
+        closed.iter().all(|c| *c),
+        "{} still open",
+        closed.iter().filter(|c| !**c).count()
+    );
+}
+
 /// Past `SPAR_MAX_CONNECTIONS` a listener closes new connections at once;
 /// once some close, it accepts again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
