@@ -3,7 +3,8 @@
 //! SETTINGS frame) within the handshake timeout, and each listener keeps
 //! at most so many connections open at once; one past it is closed at
 //! accept. Neither tonic nor pingora bounds a connection that stalls in
-//! the preface (pingora's own limit covers only the TLS handshake, 60 s).
+//! the preface (pingora's own limit covers only the TLS handshake, 60 s;
+//! `TlsStart` makes a TLS connection start it within the timeout too).
 //!
 //! A connection whose first bytes are not HTTP/2's preface (HTTP/1 on the
 //! internal listener) stops being watched at the first byte that differs:
