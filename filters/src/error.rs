@@ -48,6 +48,10 @@ pub enum ApiError {
     ApiTokenMissing,
     #[error("failed deserializing HTTP body: {0}")]
     MalformedRequest(String),
+    /// An HTTP/1 message whose head or framing RFC 9112 says to refuse;
+    /// the connection closes after the answer.
+    #[error("malformed HTTP request: {0}")]
+    BadHttpFraming(String),
     #[error("request body exceeds the limit of {limit} bytes (--max-body-size)")]
     BodyTooLarge { limit: usize },
     #[error("method {0:?} is not found")]
@@ -212,7 +216,9 @@ impl ApiError {
         use ApiError::*;
         match self {
             ApiTokenInvalid | ApiTokenMissing => "ERR_API_TOKEN_INVALID",
-            MalformedRequest(_) | StateInvalidKey { .. } => "ERR_MALFORMED_REQUEST",
+            MalformedRequest(_) | StateInvalidKey { .. } | BadHttpFraming(_) => {
+                "ERR_MALFORMED_REQUEST"
+            }
             BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
             RouteNotFound(_) => "ERR_NOT_FOUND",
             MethodNotAllowed { .. } => "ERR_METHOD_NOT_ALLOWED",
@@ -264,6 +270,7 @@ impl ApiError {
         match self {
             ApiTokenInvalid | ApiTokenMissing => 401,
             MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => 400,
+            BadHttpFraming(_) => 400,
             BodyTooLarge { .. } => 413,
             RouteNotFound(_) => 404,
             MethodNotAllowed { .. } => 405,
@@ -299,6 +306,7 @@ impl ApiError {
         match self {
             ApiTokenInvalid | ApiTokenMissing => UNAUTHENTICATED,
             MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => INVALID_ARGUMENT,
+            BadHttpFraming(_) => INVALID_ARGUMENT,
             BodyTooLarge { .. } => RESOURCE_EXHAUSTED,
             RouteNotFound(_) => NOT_FOUND,
             MethodNotAllowed { .. } => UNIMPLEMENTED,

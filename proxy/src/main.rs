@@ -10,6 +10,7 @@ mod components;
 mod grpc;
 mod http;
 mod launcher;
+mod listen_guard;
 mod logging;
 mod metrics_server;
 mod peer_client;

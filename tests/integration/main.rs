@@ -14,6 +14,7 @@ mod errors;
 mod forwarding;
 mod grpc_app;
 mod grpc_proxy;
+mod h1_framing;
 mod h1_path;
 mod invoke;
 mod logging;

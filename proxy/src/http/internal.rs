@@ -61,6 +61,11 @@ impl InternalApi {
         if let Some(s) = &ctx.span {
             invoke::set_trace(req, s.context())?;
         }
+        if let Some(id) = &ctx.caller {
+            // Under mTLS the caller is known for certain: its certificate
+            // names it, whatever its headers say.
+            req.insert(CALLER_APP_ID, id.as_bytes())?;
+        }
         Ok(())
     }
 }
@@ -79,7 +84,11 @@ pub struct Inbound {
     started: Option<Instant>,
     /// To the gRPC app's `OnInvoke` (not proxied to it as it came).
     on_invoke: bool,
+    /// The caller's app id from its client certificate (mTLS).
+    caller: Option<String>,
 }
+
+const CALLER_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-caller-app-id");
 
 /// Puts the caller's SPIFFE ID (from its client certificate) on the
 /// connection, where each request reads it.
@@ -139,6 +148,7 @@ impl InternalApi {
                 });
             }
         }
+        ctx.caller = caller.as_ref().map(|id| id.app_id.clone());
         if let Some(m) = &self.rt.metrics {
             ctx.src = caller
                 .map(|id| id.app_id)
@@ -318,6 +328,13 @@ impl ProxyHttp for InternalApi {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        // Handed-off calls too: pingora read the head again (a repeated
+        // length is made one here).
+        if let Err(r) = super::h1::refuse::check_session(session) {
+            let e = r.api_error(session.req_header().uri.path());
+            super::h1::refuse::write_closing(session, &e).await?;
+            return Ok(true);
+        }
         if ctx.up.is_some() {
             // Checked already (handed off by `serve`).
             if ctx.on_invoke {

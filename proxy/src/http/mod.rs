@@ -294,8 +294,10 @@ impl HttpApi {
     fn prepare_upstream(&self, req: &mut impl invoke::UpHead, call: &Call) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
-            if let Upstream::Sidecar { .. } = u {
-                // daprd's caller/callee headers, for the callee and its app.
+            if let Upstream::Sidecar { .. } | Upstream::App { .. } = u {
+                // daprd's caller/callee headers, for the callee and its app;
+                // set over whatever the caller sent, on a self-invocation
+                // too (daprd's invokeLocal), so no app can pose as another.
                 req.insert(CALLER_APP_ID, self.rt.app_id.as_bytes())?;
                 req.insert(CALLEE_APP_ID, app_name(&call.target).as_bytes())?;
             }
@@ -610,6 +612,13 @@ impl ProxyHttp for HttpApi {
     }
 
     async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
+        // Handed-off calls too: pingora read the head again (a repeated
+        // length is made one here).
+        if let Err(r) = h1::refuse::check_session(session) {
+            let e = r.api_error(session.req_header().uri.path());
+            h1::refuse::write_closing(session, &e).await?;
+            return Ok(true);
+        }
         if call.up.is_some() {
             // Decided already (handed off by `serve`).
             return self.call_grpc_app(session, call).await;
