@@ -331,7 +331,10 @@ pub struct TlsStart(pub Duration);
 
 #[async_trait::async_trait]
 impl pingora::listeners::PreTlsProcess for TlsStart {
-    async fn process(&self, stream: &mut pingora::protocols::l4::stream::Stream) -> pingora::Result<()> {
+    async fn process(
+        &self,
+        stream: &mut pingora::protocols::l4::stream::Stream,
+    ) -> pingora::Result<()> {
         use pingora::protocols::Peek;
         // A ClientHello is longer than this, whatever it carries.
         let mut start = [0u8; 24];

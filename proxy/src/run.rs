@@ -369,9 +369,11 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
                 tls.enable_h2();
                 internal.add_tls_with_settings(&a.to_string(), None, tls);
             }
-            internal.endpoints().set_pre_tls_callback(std::sync::Arc::new(
-                crate::listen_guard::TlsStart(limits.handshake),
-            ));
+            internal
+                .endpoints()
+                .set_pre_tls_callback(std::sync::Arc::new(crate::listen_guard::TlsStart(
+                    limits.handshake,
+                )));
         }
         None => {
             for a in &internal_addrs {
