@@ -54,6 +54,8 @@ pub enum ApiError {
     BadHttpFraming(String),
     #[error("request body exceeds the limit of {limit} bytes (--max-body-size)")]
     BodyTooLarge { limit: usize },
+    #[error("request headers exceed the limit of {limit} bytes (--read-buffer-size)")]
+    HeadersTooLarge { limit: usize },
     #[error("method {0:?} is not found")]
     RouteNotFound(String),
     #[error("method {method} is not allowed for {path}")]
@@ -220,6 +222,7 @@ impl ApiError {
                 "ERR_MALFORMED_REQUEST"
             }
             BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
+            HeadersTooLarge { .. } => "ERR_HEADERS_TOO_LARGE",
             RouteNotFound(_) => "ERR_NOT_FOUND",
             MethodNotAllowed { .. } => "ERR_METHOD_NOT_ALLOWED",
             HealthNotReady(_) => "ERR_HEALTH_NOT_READY",
@@ -272,6 +275,7 @@ impl ApiError {
             MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => 400,
             BadHttpFraming(_) => 400,
             BodyTooLarge { .. } => 413,
+            HeadersTooLarge { .. } => 431,
             RouteNotFound(_) => 404,
             MethodNotAllowed { .. } => 405,
             HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => 500,
@@ -307,7 +311,7 @@ impl ApiError {
             ApiTokenInvalid | ApiTokenMissing => UNAUTHENTICATED,
             MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => INVALID_ARGUMENT,
             BadHttpFraming(_) => INVALID_ARGUMENT,
-            BodyTooLarge { .. } => RESOURCE_EXHAUSTED,
+            BodyTooLarge { .. } | HeadersTooLarge { .. } => RESOURCE_EXHAUSTED,
             RouteNotFound(_) => NOT_FOUND,
             MethodNotAllowed { .. } => UNIMPLEMENTED,
             HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => INTERNAL,

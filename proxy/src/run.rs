@@ -206,6 +206,8 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         chain: chain.clone(),
         rt: rt.clone(),
         max_body,
+        max_header_list: u32::try_from(args.read_buffer_bytes()?.saturating_mul(1024))
+            .unwrap_or(u32::MAX),
         peers,
         stop: stop_rx.clone(),
     };

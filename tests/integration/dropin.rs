@@ -1049,3 +1049,37 @@ async fn http_api_speaks_h2c() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "hi there");
 }
+
+/// `--read-buffer-size`: a request head longer than it (plus the 4 KiB Go's
+/// server tolerates, as daprd) is answered 431 and the connection closed;
+/// one within it is served.
+#[test]
+fn read_buffer_size_bounds_request_heads() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
+    let (cmd, http) = run_with(dir.path(), &res, &["--read-buffer-size", "2Ki"]);
+    let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
+    sc.healthy(http);
+    let ask = |header_bytes: usize| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req = format!(
+            "GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(header_bytes)
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let small = ask(5000);
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    let big = ask(7000);
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    assert!(
+        big.contains("ERR_HEADERS_TOO_LARGE")
+            && big.to_ascii_lowercase().contains("connection: close"),
+        "{big}"
+    );
+}

@@ -44,6 +44,8 @@ pub struct Api {
     pub chain: Chain,
     pub rt: Arc<Runtime>,
     pub max_body: usize,
+    /// HTTP/2's header list limit: daprd sets its read buffer × 1024.
+    pub max_header_list: u32,
     pub peers: Arc<PeerClient>,
     pub stop: watch::Receiver<bool>,
 }
@@ -133,6 +135,7 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
         chain,
         rt,
         max_body,
+        max_header_list,
         peers,
         stop,
     } = api;
@@ -158,6 +161,7 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
         };
         let mut stop = stop.clone();
         let server = tonic::transport::Server::builder()
+            .http2_max_header_list_size(max_header_list)
             .layer(proxy)
             .add_service(svc);
         let stopped = async move { crate::signals::stopped(&mut stop).await };

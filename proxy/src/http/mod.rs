@@ -582,6 +582,10 @@ impl server::Front for HttpApi {
     fn max_body(&self) -> usize {
         self.max_body
     }
+
+    fn max_head(&self) -> usize {
+        self.max_head
+    }
 }
 
 /// pingora-proxy's face: every request when `SPAR_HTTP_FAST_PATH=off`,

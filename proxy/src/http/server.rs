@@ -80,6 +80,11 @@ where
 
     /// The body limit a handed-off request is read within.
     fn max_body(&self) -> usize;
+
+    /// The largest request head read (a longer one is answered 431).
+    fn max_head(&self) -> usize {
+        super::h1::head::MAX_HEAD
+    }
 }
 
 /// How a call on spar's own HTTP/1 path goes on.

@@ -45,8 +45,11 @@ where
         tokio::pin!(idle_timer);
         let mut last_read = tokio::time::Instant::now();
         loop {
+            let max_head = self.front.max_head();
             let parsed = loop {
                 match ReqHead::parse(&buf) {
+                    Parsed::Partial if buf.len() > max_head => break Parsed::TooLarge,
+                    Parsed::Head(h) if h.len > max_head => break Parsed::TooLarge,
                     Parsed::Partial => {}
                     p => break p,
                 }
@@ -77,6 +80,14 @@ where
             };
             let head = match parsed {
                 Parsed::Head(h) if self.front.takes(&h.view(&buf)) => h,
+                // `--read-buffer-size`: daprd's server answers 431 too.
+                Parsed::TooLarge => {
+                    let e = ApiError::HeadersTooLarge { limit: max_head };
+                    if write_error(&mut stream, &e, true).await.is_ok() {
+                        Box::pin(linger_close(&mut stream)).await;
+                    }
+                    return None;
+                }
                 Parsed::Refused(r, target) => {
                     let path = String::from_utf8_lossy(&buf[target]);
                     if write_error(&mut stream, &r.api_error(&path), true)

@@ -109,6 +109,8 @@ pub enum Parsed {
     /// `refuse.rs`): answered and the connection closed. The range is the
     /// request target's.
     Refused(Refusal, Range<usize>),
+    /// Longer than the listener reads (`--read-buffer-size`): 431.
+    TooLarge,
 }
 
 impl ReqHead {
