@@ -31,6 +31,9 @@ pub enum Response {
     Proxy(invoke::Upstream),
     /// Bulk publish: the entries that failed (none: all published).
     BulkPublished(pubsub::BulkFailures),
+    /// An answer with this HTTP status and no body, made by a filter (a
+    /// CORS preflight).
+    Bare(u16),
 }
 
 impl Response {
@@ -46,6 +49,7 @@ impl Response {
             Response::Proxy(_) => 200,
             Response::BulkPublished(f) if f.0.is_empty() => 204,
             Response::BulkPublished(_) => 500,
+            Response::Bare(s) => *s,
         }
     }
 }

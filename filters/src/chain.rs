@@ -42,6 +42,18 @@ pub trait Filter: Send + Sync + 'static {
 
     /// The outcome of the filters after this one, for an observer.
     fn observe(&self, _ctx: &Ctx, _res: &ApiResult) {}
+
+    /// Request headers (lower case) this filter reads: the front ends copy
+    /// them into [`Ctx::headers`] when a call carries them, and no others.
+    fn reads_headers(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether this filter may add answer headers ([`Ctx::answer_headers`]):
+    /// the gRPC front end collects them only when some filter does.
+    fn adds_headers(&self) -> bool {
+        false
+    }
 }
 
 /// Observers a chain keeps aside without a heap allocation; past this
@@ -89,19 +101,38 @@ impl Next<'_> {
 /// finishes on the list it started with.
 #[derive(Clone)]
 pub struct Chain {
-    filters: Arc<ArcSwap<Vec<Arc<dyn Filter>>>>,
+    filters: Arc<ArcSwap<Filters>>,
+}
+
+/// One version of the chain: its filters and the request headers they read.
+struct Filters {
+    list: Vec<Arc<dyn Filter>>,
+    reads: Vec<&'static str>,
+    adds: bool,
 }
 
 impl Chain {
-    pub fn new(filters: Vec<Arc<dyn Filter>>) -> Self {
+    pub fn new(list: Vec<Arc<dyn Filter>>) -> Self {
+        let mut reads: Vec<&'static str> = list
+            .iter()
+            .flat_map(|f| f.reads_headers())
+            .copied()
+            .collect();
+        reads.sort_unstable();
+        reads.dedup();
+        let adds = list.iter().any(|f| f.adds_headers());
         Chain {
-            filters: Arc::new(ArcSwap::from_pointee(filters)),
+            filters: Arc::new(ArcSwap::from_pointee(Filters { list, reads, adds })),
         }
     }
 
     pub async fn handle(&self, ctx: &mut Ctx, req: Request) -> ApiResult {
         let filters = self.filters.load_full();
-        Next { rest: &filters }.run(ctx, req).await
+        Next {
+            rest: &filters.list,
+        }
+        .run(ctx, req)
+        .await
     }
 
     /// Puts `other`'s filters in service for every clone of this chain.
@@ -111,7 +142,29 @@ impl Chain {
 
     /// Filter names in order, for logs and metadata.
     pub fn names(&self) -> Vec<&'static str> {
-        self.filters.load().iter().map(|f| f.name()).collect()
+        self.filters.load().list.iter().map(|f| f.name()).collect()
+    }
+
+    /// The request headers some filter reads (`get` looks one up): what a
+    /// front end puts in [`Ctx::headers`]. Nothing when no filter reads any.
+    pub fn read_headers(
+        &self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Vec<(&'static str, String)> {
+        let f = self.filters.load();
+        f.reads.iter().filter_map(|n| Some((*n, get(n)?))).collect()
+    }
+
+    /// Whether some filter may add answer headers.
+    pub fn adds_headers(&self) -> bool {
+        self.filters.load().adds
+    }
+
+    /// Whether a call carries a header some filter reads (`has` looks one
+    /// up); such calls are served where filters' answer headers are added.
+    pub fn reads_any(&self, has: impl Fn(&str) -> bool) -> bool {
+        let f = self.filters.load();
+        f.reads.iter().any(|n| has(n))
     }
 }
 

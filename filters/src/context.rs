@@ -26,6 +26,12 @@ pub struct Ctx {
     /// The call came in on the public port (`--dapr-public-port`): health
     /// and metadata, served without the API token as daprd does.
     pub public: bool,
+    /// The request headers some filter reads ([`crate::Filter::reads_headers`]),
+    /// as the caller sent them.
+    pub headers: Vec<(&'static str, String)>,
+    /// Headers (HTTP) or metadata (gRPC) filters add to the answer, whatever
+    /// it is — the handler's or an error (CORS grants, a middleware's own).
+    pub answer_headers: Vec<(std::borrow::Cow<'static, str>, String)>,
     /// Request body size in bytes, as read by the front end.
     pub body_len: usize,
     /// Set by the front end when the body was larger than the limit (it stops
@@ -48,6 +54,8 @@ impl Ctx {
             path: String::new(),
             api_token: None,
             public: false,
+            headers: Vec::new(),
+            answer_headers: Vec::new(),
             body_len: 0,
             body_too_large: false,
             started: Instant::now(),
@@ -58,6 +66,14 @@ impl Ctx {
 }
 
 impl Ctx {
+    /// A request header a filter asked for (see [`Ctx::headers`]).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The context to send on to the next hop: this call's span when there
     /// is one, else the caller's own context passed through unchanged.
     pub fn outgoing_trace(&self) -> Option<&SpanContext> {

@@ -49,6 +49,8 @@ pub struct Builder {
     pub enable_api_logging: Option<bool>,
     pub api_token: Option<String>,
     pub max_body: usize,
+    /// `--allowed-origins`, when set: the chain's CORS filter.
+    pub cors: Option<Arc<spar_filters::builtin::cors::Cors>>,
 }
 
 impl Builder {
@@ -172,6 +174,7 @@ impl Builder {
                 metrics_options,
                 pipeline: pipeline(config, resources)?,
                 api_log: live.api_log,
+                cors: self.cors.clone(),
                 tracer: live.tracer.clone(),
             },
             rt.clone(),
@@ -252,6 +255,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         enable_api_logging: args.enable_api_logging(),
         api_token: std::env::var("DAPR_API_TOKEN").ok(),
         max_body,
+        cors: spar_filters::builtin::cors::Cors::parse(&args.allowed_origins),
     };
     let live = builder
         .live(&resources, config.as_ref(), None, None)

@@ -303,7 +303,6 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         metrics.clone().map(|m| (m, rt.app_id.clone())),
         mtls.clone(),
     )
-    .with_cors(crate::http::cors::Cors::parse(&args.allowed_origins))
     .with_max_head(args.max_head_bytes()?);
     if !public_addrs.is_empty() {
         // daprd's public port: health and metadata only, no API token.

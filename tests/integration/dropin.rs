@@ -647,8 +647,9 @@ async fn docs_component_files_load() {
     }
 }
 
-/// `--allowed-origins`: preflights answered by the sidecar before the token
-/// check, answers carrying the grant, for API routes and invocations alike.
+/// `--allowed-origins`: the chain's CORS filter answers preflights before
+/// the token check, and every answer to an allowed origin carries the grant
+/// — API routes, errors, invocations (the app's answer), gRPC metadata.
 #[tokio::test]
 async fn cors_from_allowed_origins() {
     let dir = tempfile::tempdir().unwrap();
@@ -659,6 +660,7 @@ async fn cors_from_allowed_origins() {
         let router = axum::Router::new().route("/hello", axum::routing::get(|| async { "hi" }));
         axum::serve(app, router).await.unwrap();
     });
+    let grpc = free_port();
     let (mut cmd, http) = run_with(
         dir.path(),
         &res,
@@ -667,6 +669,8 @@ async fn cors_from_allowed_origins() {
             "https://app.test,https://*.example.com",
             "--app-port",
             &app_port.to_string(),
+            "--dapr-grpc-port",
+            &grpc.to_string(),
         ],
     );
     cmd.env("DAPR_API_TOKEN", "sekret");
@@ -738,6 +742,79 @@ async fn cors_from_allowed_origins() {
         .await
         .unwrap();
     assert!(h(&r, "access-control-allow-origin").is_none());
+    // A preflight for an invocation is the sidecar's: the app never sees it.
+    let pre = c
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{base}/v1.0/invoke/comp/method/hello"),
+        )
+        .header("origin", "https://app.test")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), StatusCode::OK);
+    assert_eq!(
+        h(&pre, "access-control-allow-origin").as_deref(),
+        Some("https://app.test")
+    );
+    assert_eq!(pre.content_length(), Some(0));
+    // Errors carry the grant too (the browser can read them): a missing
+    // token, an unknown app.
+    for (url, status) in [
+        (format!("{base}/v1.0/metadata"), StatusCode::UNAUTHORIZED),
+        (
+            format!("{base}/v1.0/invoke/nobody/method/x"),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let r = c
+            .get(&url)
+            .header("origin", "https://app.test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{url}");
+        assert_eq!(
+            h(&r, "access-control-allow-origin").as_deref(),
+            Some("https://app.test"),
+            "{url}"
+        );
+    }
+    let r = c
+        .get(format!("{base}/v1.0/invoke/nobody/method/x"))
+        .header("origin", "https://app.test")
+        .header("dapr-api-token", "sekret")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.test")
+    );
+    // The gRPC face: the same filter, its headers as response metadata.
+    let mut g =
+        spar_proto::runtime::dapr_client::DaprClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .unwrap();
+    let mut req = tonic::Request::new(spar_proto::runtime::GetMetadataRequest {});
+    req.metadata_mut()
+        .insert("origin", "https://app.test".parse().unwrap());
+    req.metadata_mut()
+        .insert("dapr-api-token", "sekret".parse().unwrap());
+    let r = g.get_metadata(req).await.unwrap();
+    assert_eq!(
+        r.metadata()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://app.test")
+    );
+    let r = g
+        .get_metadata(spar_proto::runtime::GetMetadataRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(r.code(), tonic::Code::Unauthenticated);
     // Without the flag, no CORS headers at all.
     let res2 = dir.path().join("res");
     let (cmd, http2) = run_with(dir.path(), &res2, &[]);

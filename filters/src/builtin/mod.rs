@@ -5,6 +5,7 @@
 
 pub mod api_log;
 pub mod auth;
+pub mod cors;
 pub mod metrics;
 pub mod middleware;
 pub mod size_limit;
@@ -28,13 +29,16 @@ pub struct ChainConfig {
     pub pipeline: Vec<spar_config::Component>,
     /// API logging, when on.
     pub api_log: Option<api_log::ApiLog>,
+    /// `--allowed-origins`, when set.
+    pub cors: Option<Arc<cors::Cors>>,
     /// `spec.tracing`, compiled (the tracing filter runs when it samples).
     pub tracer: Arc<crate::trace::Tracer>,
 }
 
 /// Builds the chain: metrics (outermost, so it times and counts everything,
-/// rejections included) → tracing (when `spec.tracing` samples) → API log → auth → size limit → httpPipeline
-/// middleware → handler router.
+/// rejections included) → tracing (when `spec.tracing` samples) → API log →
+/// CORS (`--allowed-origins`, before auth as daprd's) → auth → size limit →
+/// httpPipeline middleware → handler router.
 pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> {
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
     if let Some(m) = cfg.metrics {
@@ -51,6 +55,9 @@ pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> 
     }
     if let Some(l) = cfg.api_log {
         filters.push(Arc::new(l));
+    }
+    if let Some(c) = cfg.cors {
+        filters.push(c);
     }
     if let Some(token) = cfg.api_token.filter(|t| !t.is_empty()) {
         filters.push(Arc::new(auth::ApiTokenAuth::new(token)));

@@ -63,6 +63,12 @@ impl DaprApi {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         ctx.trace_parent = super::trace_context(metadata);
+        ctx.headers = self.chain.read_headers(|n| {
+            metadata
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
         ctx.body_len = body_len;
         let typed = typed.unwrap_or_else(Request::Rejected);
         let r = self
@@ -70,6 +76,7 @@ impl DaprApi {
             .handle(&mut ctx, typed)
             .await
             .map_err(|e| convert::status(&e));
+        super::answer_headers::keep(&mut ctx);
         (r, ctx)
     }
 }

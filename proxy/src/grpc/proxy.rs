@@ -79,18 +79,27 @@ where
             .filter(|_| !req.uri().path().starts_with(DAPR_SERVICE))
             .map(str::to_owned);
         match target {
+            None if self.proxy.chain.adds_headers() => {
+                Box::pin(super::answer_headers::collect(self.inner.call(req)))
+            }
             None => {
                 let fut = self.inner.call(req);
                 Box::pin(fut)
             }
             Some(app_id) => {
                 let proxy = self.proxy.clone();
-                Box::pin(async move {
+                let adds = proxy.chain.adds_headers();
+                let fut = async move {
                     Ok(proxy
                         .forward(app_id, req)
                         .await
                         .unwrap_or_else(|s| s.into_http()))
-                })
+                };
+                if adds {
+                    Box::pin(super::answer_headers::collect(fut))
+                } else {
+                    Box::pin(fut)
+                }
             }
         }
     }
@@ -112,7 +121,13 @@ impl Proxy {
         ctx.trace_parent = super::trace_context(&tonic::metadata::MetadataMap::from_headers(
             req.headers().clone(),
         ));
-        let up = match self
+        ctx.headers = self.chain.read_headers(|n| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+        let routed = self
             .chain
             .handle(
                 &mut ctx,
@@ -121,8 +136,9 @@ impl Proxy {
                     method: method.clone(),
                 }),
             )
-            .await
-        {
+            .await;
+        super::answer_headers::keep(&mut ctx);
+        let up = match routed {
             Ok(Response::Proxy(up)) => up,
             Ok(_) => return Err(Status::internal("invocation answered without a target")),
             Err(e) => return Err(super::convert::status(&e)),

@@ -49,7 +49,7 @@ pub fn error(e: &ApiError) -> Encoded {
 pub fn response(r: Response) -> Encoded {
     let status = r.http_status();
     match r {
-        Response::Empty => Encoded {
+        Response::Empty | Response::Bare(_) => Encoded {
             status,
             headers: vec![],
             body: Bytes::new(),

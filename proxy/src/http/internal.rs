@@ -282,7 +282,7 @@ impl super::server::Front for InternalApi {
     }
 
     async fn fail(&self, session: &mut ServerSession, e: &Error, _: &mut Inbound) -> FailToProxy {
-        invoke::fail(session, e, &self.rt.app_id).await
+        invoke::fail(session, e, &self.rt.app_id, &[]).await
     }
 
     fn end(&self, end: &End<'_>, ctx: &mut Inbound) {

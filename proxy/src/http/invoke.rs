@@ -257,26 +257,45 @@ pub async fn write_error(session: &mut ServerSession, e: &ApiError) -> Result<()
     write_error_with(session, e, &[]).await
 }
 
-/// [`write_error`] with more headers (CORS).
+/// [`write_error`] with the headers filters added (CORS grants).
 pub async fn write_error_with(
     session: &mut ServerSession,
     e: &ApiError,
-    extra: &[(&'static str, String)],
+    extra: &[(std::borrow::Cow<'static, str>, String)],
 ) -> Result<()> {
     let body = Bytes::from(e.to_json());
     let mut resp = ResponseHeader::build(e.http_status(), Some(2 + extra.len()))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     for (k, v) in extra {
-        resp.append_header(*k, v)?;
+        append_header(&mut resp, k.clone(), v)?;
     }
     session.write_response_header(Box::new(resp)).await?;
     session.write_response_body(body, true).await
 }
 
+/// Appends a header a filter set (a static name is not copied).
+pub fn append_header(
+    resp: &mut ResponseHeader,
+    name: std::borrow::Cow<'static, str>,
+    value: &str,
+) -> Result<()> {
+    match name {
+        std::borrow::Cow::Borrowed(n) => resp.append_header(n, value),
+        std::borrow::Cow::Owned(n) => resp.append_header(n, value),
+    }
+    .map(|_| ())
+}
+
 /// A target that can't be reached answers with Dapr's error, not a bare 502;
 /// a timed-out one with 504.
-pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailToProxy {
+/// `extra`: the headers filters added to this call's answer.
+pub async fn fail(
+    session: &mut ServerSession,
+    e: &Error,
+    app_id: &str,
+    extra: &[(std::borrow::Cow<'static, str>, String)],
+) -> FailToProxy {
     if session.response_written().is_none() && super::h1::refuse::is_request_framing(e) {
         // The caller's chunks (or head) were malformed: its fault, and the
         // connection is out of step.
@@ -306,7 +325,7 @@ pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailT
     let err = invoke_error(e, app_id);
     // The connection closes after this answer: it says so.
     session.set_keepalive(None);
-    let _ = write_error(session, &err).await;
+    let _ = write_error_with(session, &err, extra).await;
     FailToProxy {
         error_code: err.http_status(),
         can_reuse_downstream: false,

@@ -4,7 +4,6 @@
 //! itself; service invocation is the one call sent upstream (the chain
 //! picks the peer; the fast path or pingora-proxy streams the body).
 
-pub mod cors;
 pub mod decode;
 pub mod encode;
 mod forward;
@@ -49,8 +48,6 @@ pub struct HttpApi {
     grpc_app: Option<Arc<crate::app_grpc::GrpcAppChannel>>,
     /// For calls to apps with a resiliency policy (buffered, retried).
     peers: Arc<crate::peer_client::PeerClient>,
-    /// `--allowed-origins`, when set.
-    cors: Option<Arc<cors::Cors>>,
     /// The public port's face: health and metadata only, no API token.
     public: bool,
     /// The largest request head read (`--read-buffer-size` + 4 KiB).
@@ -67,9 +64,13 @@ pub struct Call {
     retries: u32,
     /// The caller-side invocation span, ended in `logging`.
     span: Option<spar_filters::trace::Span>,
-    /// CORS headers for the answer (pingora-proxy adds them).
-    cors: Option<cors::Headers>,
+    /// Headers the chain's filters add to the answer (pingora-proxy's
+    /// response filter adds them).
+    answer_headers: AnswerHeaders,
 }
+
+/// What filters add to an answer ([`Ctx::answer_headers`]).
+type AnswerHeaders = Vec<(std::borrow::Cow<'static, str>, String)>;
 
 /// Connection failures (nothing sent yet, so safe for every verb) are
 /// retried this many times, with exponential backoff from `RETRY_BASE`, on
@@ -88,6 +89,8 @@ enum Routed {
     Resilient(std::net::SocketAddr, String),
     /// To `call.up`.
     Upstream,
+    /// Answered by a filter with this status and no body (a CORS preflight).
+    Answer(u16),
 }
 
 /// `app` of `app.namespace`.
@@ -175,8 +178,13 @@ impl HttpApi {
         ctx.api_token = req.header("dapr-api-token").map(str::to_owned);
         ctx.path = req.path().to_owned();
         ctx.set_trace_headers(req.header("traceparent"), req.header("tracestate"));
+        ctx.headers = self
+            .chain
+            .read_headers(|n| req.header(n).map(str::to_owned));
         call.target = target.app_id.clone();
-        match self.chain.handle(&mut ctx, Request::Invoke(target)).await {
+        let r = self.chain.handle(&mut ctx, Request::Invoke(target)).await;
+        call.answer_headers = std::mem::take(&mut ctx.answer_headers);
+        match r {
             Ok(Response::Proxy(Upstream::Sidecar { addr, path })) if self.policy(&call.target) => {
                 call.span = ctx.span.take();
                 Routed::Resilient(addr, path)
@@ -192,6 +200,7 @@ impl HttpApi {
                 call.span = ctx.span.take();
                 Routed::Upstream
             }
+            Ok(Response::Bare(status)) => Routed::Answer(status),
             Ok(_) => Routed::Error(spar_filters::ApiError::Internal(
                 "invocation answered without a target".into(),
             )),
@@ -229,16 +238,10 @@ impl HttpApi {
             metrics,
             mtls,
             app_h2,
-            cors: None,
             public: false,
             max_head: h1::head::MAX_HEAD,
             grpc_app,
         }
-    }
-
-    pub fn with_cors(mut self, cors: Option<Arc<cors::Cors>>) -> Self {
-        self.cors = cors;
-        self
     }
 
     pub fn with_max_head(mut self, bytes: usize) -> Self {
@@ -253,41 +256,6 @@ impl HttpApi {
             public: true,
             ..self.clone()
         }
-    }
-
-    /// The CORS headers for this request's answer (none without
-    /// `--allowed-origins`).
-    fn cors_headers(&self, req: &RequestHeader) -> Option<cors::Headers> {
-        let c = self.cors.as_ref()?;
-        let origin = req.headers.get("origin").and_then(|v| v.to_str().ok());
-        Some(c.actual(origin, req.method.as_str()))
-    }
-
-    /// Answers a CORS preflight; `false` when this is not one.
-    async fn preflight(&self, session: &mut ServerSession) -> Result<bool> {
-        let Some(c) = &self.cors else {
-            return Ok(false);
-        };
-        let req = session.req_header();
-        let h = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-        if !cors::Cors::is_preflight(req.method.as_str(), h("access-control-request-method")) {
-            return Ok(false);
-        }
-        let headers = c.preflight(
-            h("origin"),
-            h("access-control-request-method").unwrap_or_default(),
-            h("access-control-request-headers"),
-        );
-        let mut resp = ResponseHeader::build(200, Some(headers.len() + 1))?;
-        for (k, v) in headers {
-            resp.append_header(k, v)?;
-        }
-        resp.insert_header("content-length", "0")?;
-        session.write_response_header(Box::new(resp)).await?;
-        session
-            .write_response_body(bytes::Bytes::new(), true)
-            .await?;
-        Ok(true)
     }
 
     /// The request as the upstream gets it (both paths).
@@ -360,6 +328,21 @@ impl HttpApi {
     }
 }
 
+/// A filter's answer: a status, its headers, no body.
+async fn write_bare(
+    session: &mut ServerSession,
+    status: u16,
+    headers: &AnswerHeaders,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
+    for (k, v) in headers {
+        invoke::append_header(&mut resp, k.clone(), v)?;
+    }
+    resp.insert_header("content-length", "0")?;
+    session.write_response_header(Box::new(resp)).await?;
+    session.write_response_body(bytes::Bytes::new(), true).await
+}
+
 /// The routes daprd's public port serves: health and metadata.
 fn public_route(path: &str) -> bool {
     ["/v1.0/healthz", "/v1.0/metadata"]
@@ -384,22 +367,21 @@ pub(crate) fn static_method(m: &str) -> &'static str {
 impl server::Front for HttpApi {
     /// Every API route; invocation through the chain to its upstream.
     async fn serve(&self, session: &mut ServerSession, call: &mut Call) -> Result<bool> {
-        if self.preflight(session).await? {
-            return Ok(true);
-        }
         if self.public && !public_route(session.req_header().uri.path()) {
             let e = spar_filters::ApiError::RouteNotFound(session.req_header().uri.path().into());
             invoke::write_error(session, &e).await?;
             return Ok(true);
         }
-        let cors = self.cors_headers(session.req_header());
         if let Some(target) = invoke::target(session.req_header()).filter(|_| !self.public) {
             // Invocation: the chain decides where; the body is never read
             // here, it streams to the upstream.
             return match self.route(session.req_header(), target, call).await {
                 Routed::Error(e) => {
-                    invoke::write_error_with(session, &e, cors.as_deref().unwrap_or_default())
-                        .await?;
+                    invoke::write_error_with(session, &e, &call.answer_headers).await?;
+                    Ok(true)
+                }
+                Routed::Answer(status) => {
+                    write_bare(session, status, &call.answer_headers).await?;
                     Ok(true)
                 }
                 Routed::Resilient(addr, path) => {
@@ -409,12 +391,11 @@ impl server::Front for HttpApi {
                     Ok(true)
                 }
                 Routed::Upstream => {
-                    // With CORS headers to add, pingora-proxy sends the
-                    // call (its response filter adds them).
-                    call.cors = cors;
+                    // With headers to add, pingora-proxy sends the call
+                    // (its response filter adds them).
                     if let Some(dest) = self
                         .fast_path(call)
-                        .filter(|_| call.cors.is_none() && forward::eligible(session))
+                        .filter(|_| call.answer_headers.is_empty() && forward::eligible(session))
                     {
                         let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, call);
                         if let forward::Forwarded::Done =
@@ -454,6 +435,7 @@ impl server::Front for HttpApi {
         ctx.set_trace_headers(head.traceparent.as_deref(), head.tracestate.as_deref());
         ctx.body_len = body.len();
         ctx.body_too_large = too_large;
+        ctx.headers = self.chain.read_headers(header);
         let out = match self.chain.handle(&mut ctx, decoded.req).await {
             Ok(r) => encode::response(r),
             Err(e) => encode::error(&e),
@@ -466,8 +448,8 @@ impl server::Front for HttpApi {
         for (k, v) in out.headers {
             resp.insert_header(k, v)?;
         }
-        for (k, v) in cors.into_iter().flatten() {
-            resp.append_header(k, v)?;
+        for (k, v) in &ctx.answer_headers {
+            invoke::append_header(&mut resp, k.clone(), v)?;
         }
         if out.status != 204 {
             resp.insert_header("content-length", out.body.len().to_string())?;
@@ -482,11 +464,11 @@ impl server::Front for HttpApi {
         Ok(true)
     }
 
-    async fn fail(&self, session: &mut ServerSession, e: &Error, _: &mut Call) -> FailToProxy {
+    async fn fail(&self, session: &mut ServerSession, e: &Error, call: &mut Call) -> FailToProxy {
         let app = invoke::target(session.req_header())
             .map(|t| t.app_id)
             .unwrap_or_default();
-        invoke::fail(session, e, &app).await
+        invoke::fail(session, e, &app, &call.answer_headers).await
     }
 
     fn end(&self, end: &server::End<'_>, call: &mut Call) {
@@ -527,9 +509,9 @@ impl server::Front for HttpApi {
     /// (those are buffered and retried on pingora's session).
     fn takes(&self, head: &h1::HeadIn<'_>) -> bool {
         use invoke::HeadView;
-        // Answers needing CORS headers, and the public port's calls, are
-        // served on pingora's session.
-        if self.public || (self.cors.is_some() && head.header("origin").is_some()) {
+        // The public port's calls, and calls carrying a header some filter
+        // reads (it may add answer headers), are served on pingora's session.
+        if self.public || self.chain.reads_any(|n| head.header(n).is_some()) {
             return false;
         }
         let path = head.path();
@@ -560,6 +542,10 @@ impl server::Front for HttpApi {
             // the two could get here.
             Routed::Resilient(..) => server::Decision::Error(spar_filters::ApiError::Internal(
                 "resiliency policy changed during the call".into(),
+            )),
+            // `takes` leaves out calls carrying headers filters read.
+            Routed::Answer(_) => server::Decision::Error(spar_filters::ApiError::Internal(
+                "a filter answered a relayed call".into(),
             )),
             Routed::Upstream => match self.fast_path(call) {
                 Some(dest) => server::Decision::Relay {
@@ -602,7 +588,7 @@ impl ProxyHttp for HttpApi {
             started: Instant::now(),
             retries: 0,
             span: None,
-            cors: None,
+            answer_headers: Vec::new(),
         }
     }
 
@@ -682,10 +668,8 @@ impl ProxyHttp for HttpApi {
         resp: &mut ResponseHeader,
         call: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(h) = call.cors.take() {
-            for (k, v) in h {
-                resp.append_header(k, v)?;
-            }
+        for (k, v) in std::mem::take(&mut call.answer_headers) {
+            invoke::append_header(resp, k, &v)?;
         }
         Ok(())
     }

@@ -1,18 +1,30 @@
-//! `--allowed-origins`: CORS on the HTTP API, with daprd's rules (go-chi's
-//! cors handler as daprd configures it). Empty (the default): no CORS
-//! headers at all. `*`: any origin. Otherwise a comma-separated list of
-//! origins, each may hold one `*` wildcard (`https://*.example.com`).
-//! Methods HEAD, GET, POST, PUT, PATCH, DELETE; any request header.
+//! `--allowed-origins`: CORS on the HTTP API as a chain filter, with
+//! daprd's rules (go-chi's cors handler as daprd configures it). Empty (the
+//! default): the filter is not in the chain. `*`: any origin. Otherwise a
+//! comma-separated list of origins, each may hold one `*` wildcard
+//! (`https://*.example.com`). Methods HEAD, GET, POST, PUT, PATCH, DELETE;
+//! any request header.
 //!
-//! A preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered
-//! by the sidecar, before the API token is checked, and never reaches an
-//! app. Every other answer gets `Vary: Origin` and, for an allowed origin,
-//! `Access-Control-Allow-Origin`.
+//! It sits before the API token check, as daprd's does: a preflight
+//! (`OPTIONS` with `Access-Control-Request-Method`) is answered here and
+//! never reaches auth, a handler or an app. A call from a browser (it
+//! carries `Origin`) gets `Vary: Origin` and, for an allowed origin,
+//! `Access-Control-Allow-Origin` on whatever answers it — the handler, an
+//! error, the app it invoked — through the answer headers filters set.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{ApiResult, Ctx, Filter, Next, Request, Response};
 
 /// Header name and value pairs added to an answer.
 pub type Headers = Vec<(&'static str, String)>;
+
+const ORIGIN: &str = "origin";
+const REQUEST_METHOD: &str = "access-control-request-method";
+const REQUEST_HEADERS: &str = "access-control-request-headers";
 
 const METHODS: [&str; 6] = ["HEAD", "GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -117,6 +129,45 @@ impl Cors {
             }
         }
         h
+    }
+}
+
+#[async_trait]
+impl Filter for Cors {
+    fn name(&self) -> &'static str {
+        "cors"
+    }
+
+    fn reads_headers(&self) -> &'static [&'static str] {
+        &[ORIGIN, REQUEST_METHOD, REQUEST_HEADERS]
+    }
+
+    fn adds_headers(&self) -> bool {
+        true
+    }
+
+    /// Calls without `Origin` are not a browser's: nothing to add.
+    fn skips(&self, ctx: &Ctx, _req: &Request) -> bool {
+        ctx.header(ORIGIN).is_none()
+    }
+
+    async fn call(&self, ctx: &mut Ctx, req: Request, next: Next<'_>) -> ApiResult {
+        let origin = ctx.header(ORIGIN).map(str::to_owned);
+        if Self::is_preflight(ctx.method, ctx.header(REQUEST_METHOD)) {
+            let h = self.preflight(
+                origin.as_deref(),
+                ctx.header(REQUEST_METHOD).unwrap_or_default(),
+                ctx.header(REQUEST_HEADERS),
+            );
+            ctx.answer_headers
+                .extend(h.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)));
+            return Ok(Response::Bare(200));
+        }
+        let h = self.actual(origin.as_deref(), ctx.method);
+        let res = next.run(ctx, req).await;
+        ctx.answer_headers
+            .extend(h.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)));
+        res
     }
 }
 
