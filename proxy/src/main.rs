@@ -6,6 +6,7 @@ mod app_channel;
 mod boot;
 mod cli;
 mod components;
+mod configuration_app;
 mod grpc;
 mod http;
 mod launcher;
