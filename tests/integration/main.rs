@@ -4,6 +4,7 @@
 mod app_channel;
 mod cli;
 mod conformance;
+mod configuration;
 mod consul;
 mod discovery;
 mod dropin;
