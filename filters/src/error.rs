@@ -121,13 +121,19 @@ pub enum ApiError {
     ConfigurationStoresNotConfigured,
     #[error("configuration store {0} not found")]
     ConfigurationStoreNotFound(String),
-    #[error("failed to get {} from Configuration store {store}: {reason}", go_list(keys))]
+    #[error(
+        "failed to get {} from Configuration store {store}: {reason}",
+        go_list(keys)
+    )]
     ConfigurationGet {
         keys: Vec<String>,
         store: String,
         reason: String,
     },
-    #[error("failed to subscribe {} from Configuration store {store}: {reason}", go_list(keys))]
+    #[error(
+        "failed to subscribe {} from Configuration store {store}: {reason}",
+        go_list(keys)
+    )]
     ConfigurationSubscribe {
         keys: Vec<String>,
         store: String,
@@ -371,7 +377,10 @@ mod tests {
             "failed to get [a b] from Configuration store s: down"
         );
         let e = ApiError::ConfigurationStoreNotFound("x".into());
-        assert_eq!((e.http_status(), e.grpc_code()), (400, grpc_code::INVALID_ARGUMENT));
+        assert_eq!(
+            (e.http_status(), e.grpc_code()),
+            (400, grpc_code::INVALID_ARGUMENT)
+        );
         assert_eq!(e.to_string(), "configuration store x not found");
         let e = ApiError::ConfigurationStoresNotConfigured;
         assert_eq!(

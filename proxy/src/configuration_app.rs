@@ -56,7 +56,9 @@ pub fn spawn(rt: Arc<Runtime>, s: &Subscribed) {
                         .await
                         .map_err(|e| match e {
                             Refused::Failed(e) => e,
-                            Refused::Timeout(d) => format!("timeout after {d:?} (resiliency policy)"),
+                            Refused::Timeout(d) => {
+                                format!("timeout after {d:?} (resiliency policy)")
+                            }
                             Refused::BreakerOpen => "circuit breaker is open".into(),
                         }),
                 };

@@ -171,7 +171,10 @@ async fn http_get_several_keys_then_subscription_reaches_the_app() {
     }
     // Nothing found: 204, as daprd.
     let r = c
-        .get(format!("{}/v1.0/configuration/{store}?key={p}-none", sc.http()))
+        .get(format!(
+            "{}/v1.0/configuration/{store}?key={p}-none",
+            sc.http()
+        ))
         .send()
         .await
         .unwrap();
@@ -458,7 +461,11 @@ async fn embedded_configstore_sees_sqlite3_edits() {
         let v = format!("hello{n}");
         w.set("greeting", &v, &n.to_string()).await;
         let written = Instant::now();
-        lat.push(wait_stream(&mut s, "greeting", &v).await.duration_since(written));
+        lat.push(
+            wait_stream(&mut s, "greeting", &v)
+                .await
+                .duration_since(written),
+        );
     }
     report("sqlite → gRPC stream", &lat);
 }
@@ -479,7 +486,10 @@ async fn redis_outage_then_recovery_resumes_the_subscription() {
     let mut c = sdk(&sc).await;
     let (_, mut s) = open_stream(&mut c, store, vec!["k"]).await;
     let r: Value = Client::new()
-        .get(format!("{}/v1.0/configuration/{store}/subscribe?key=k", sc.http()))
+        .get(format!(
+            "{}/v1.0/configuration/{store}/subscribe?key=k",
+            sc.http()
+        ))
         .send()
         .await
         .unwrap()
@@ -517,7 +527,10 @@ async fn redis_outage_then_recovery_resumes_the_subscription() {
         w.set("k", &v, &n.to_string()).await;
         let got = tokio::time::timeout(Duration::from_millis(700), s.message()).await;
         if let Ok(Ok(Some(m))) = got {
-            if m.items.get("k").is_some_and(|i| i.value.starts_with("back")) {
+            if m.items
+                .get("k")
+                .is_some_and(|i| i.value.starts_with("back"))
+            {
                 break;
             }
         }
@@ -552,14 +565,38 @@ async fn bad_input_gets_daprd_codes() {
     };
     let h = sc.http();
     for (path, status, code) in [
-        (format!("{h}/v1.0/configuration/nope?key=a"), 400, "ERR_CONFIGURATION_STORE_NOT_FOUND"),
-        (format!("{h}/v1.0-alpha1/configuration/nope/subscribe?key=a"), 400, "ERR_CONFIGURATION_STORE_NOT_FOUND"),
-        (format!("{h}/v1.0/configuration/nope/x/unsubscribe"), 400, "ERR_CONFIGURATION_STORE_NOT_FOUND"),
+        (
+            format!("{h}/v1.0/configuration/nope?key=a"),
+            400,
+            "ERR_CONFIGURATION_STORE_NOT_FOUND",
+        ),
+        (
+            format!("{h}/v1.0-alpha1/configuration/nope/subscribe?key=a"),
+            400,
+            "ERR_CONFIGURATION_STORE_NOT_FOUND",
+        ),
+        (
+            format!("{h}/v1.0/configuration/nope/x/unsubscribe"),
+            400,
+            "ERR_CONFIGURATION_STORE_NOT_FOUND",
+        ),
         // No --app-port: nowhere to deliver.
-        (format!("{h}/v1.0/configuration/cfg/subscribe?key=a"), 500, "ERR_APP_CHANNEL_NIL"),
-        (format!("{h}/v1.0/configuration/cfg/no-such-id/unsubscribe"), 500, "ERR_CONFIGURATION_UNSUBSCRIBE"),
+        (
+            format!("{h}/v1.0/configuration/cfg/subscribe?key=a"),
+            500,
+            "ERR_APP_CHANNEL_NIL",
+        ),
+        (
+            format!("{h}/v1.0/configuration/cfg/no-such-id/unsubscribe"),
+            500,
+            "ERR_CONFIGURATION_UNSUBSCRIBE",
+        ),
     ] {
-        assert_eq!(get(path.clone()).await, (status, code.to_string()), "{path}");
+        assert_eq!(
+            get(path.clone()).await,
+            (status, code.to_string()),
+            "{path}"
+        );
     }
     let r = c
         .post(format!("{h}/v1.0/configuration/cfg?key=a"))
@@ -682,7 +719,11 @@ async fn secrets_scopes_metadata_metrics_and_hot_reload() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400, "a component scoped to another app is not loaded");
+    assert_eq!(
+        r.status(),
+        400,
+        "a component scoped to another app is not loaded"
+    );
 
     let meta = spar_tests::get_json(&c, format!("{}/v1.0/metadata", sc.http())).await;
     let comps = meta["components"].as_array().unwrap();
@@ -694,12 +735,21 @@ async fn secrets_scopes_metadata_metrics_and_hot_reload() {
     );
     assert!(!comps.iter().any(|x| x["name"] == "elsewhere"), "{meta}");
 
-    let metrics = c.get(sc.metrics_url()).send().await.unwrap().text().await.unwrap();
+    let metrics = c
+        .get(sc.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("dapr_component_configuration_count{")
-            && l.contains("component=\"cfg\"")
-            && l.contains("operation=\"get\"")
-            && l.contains("success=\"true\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dapr_component_configuration_count{")
+                && l.contains("component=\"cfg\"")
+                && l.contains("operation=\"get\"")
+                && l.contains("success=\"true\"")),
         "{metrics}"
     );
     assert!(metrics.contains("dapr_component_configuration_latencies_bucket{"));

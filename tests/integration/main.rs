@@ -3,8 +3,8 @@
 
 mod app_channel;
 mod cli;
-mod conformance;
 mod configuration;
+mod conformance;
 mod consul;
 mod discovery;
 mod dropin;

@@ -156,6 +156,9 @@ impl Writer for SqliteWriter {
     }
 
     async fn delete(&self, key: &str) {
-        self.run(&format!("DELETE FROM {} WHERE key = ?1", self.table), &[key]);
+        self.run(
+            &format!("DELETE FROM {} WHERE key = ?1", self.table),
+            &[key],
+        );
     }
 }

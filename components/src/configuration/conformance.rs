@@ -51,7 +51,12 @@ async fn wait_for(feed: &Feed, key: &str, value: &str) -> Vec<Items> {
 
 /// Runs every case. `isolated`: the store holds only this test's keys, so
 /// a get of all keys can be checked exactly.
-pub async fn run_all(store: Arc<dyn ConfigurationStore>, w: &dyn Writer, prefix: &str, isolated: bool) {
+pub async fn run_all(
+    store: Arc<dyn ConfigurationStore>,
+    w: &dyn Writer,
+    prefix: &str,
+    isolated: bool,
+) {
     store.init().await.expect("init");
     get_keys(&*store, w, prefix).await;
     if isolated {

@@ -238,7 +238,10 @@ mod tests {
     async fn feed_keeps_the_latest_per_key() {
         let f = Feed::new();
         f.push(Items::from([("a".into(), item("1"))]));
-        f.push(Items::from([("a".into(), item("2")), ("b".into(), item("x"))]));
+        f.push(Items::from([
+            ("a".into(), item("2")),
+            ("b".into(), item("x")),
+        ]));
         let got = f.next().await.unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got["a"].value, "2");

@@ -145,9 +145,7 @@ impl Inner {
             bounded(
                 "postgresql",
                 self.timeout,
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(keys)
-                    .fetch_all(&pool),
+                sqlx::query(AssertSqlSafe(sql)).bind(keys).fetch_all(&pool),
             )
             .await
         }
@@ -360,7 +358,9 @@ async fn watch_channel(
         tracing::info!(component = %inner.name, "configuration subscription reconnected to PostgreSQL");
         match inner.get(&keys).await {
             Ok(now) => feed.push(diff(&mut seen, now, &keys)),
-            Err(e) => tracing::warn!(component = %inner.name, "cannot re-read keys after reconnecting: {e}"),
+            Err(e) => {
+                tracing::warn!(component = %inner.name, "cannot re-read keys after reconnecting: {e}")
+            }
         }
     }
 }
@@ -389,8 +389,12 @@ mod tests {
         assert_eq!(item.version, "2");
         assert_eq!(item.metadata["a"], "b");
         assert!(parse_notification(p, &["other".into()]).is_none());
-        let d = r#"{"action":"DELETE","data":{"KEY":"k","VALUE":"v","VERSION":"2","METADATA":null}}"#;
-        assert_eq!(parse_notification(d, &["k".into()]).unwrap().1, Item::default());
+        let d =
+            r#"{"action":"DELETE","data":{"KEY":"k","VALUE":"v","VERSION":"2","METADATA":null}}"#;
+        assert_eq!(
+            parse_notification(d, &["k".into()]).unwrap().1,
+            Item::default()
+        );
         assert!(parse_notification("not json", &[]).is_none());
     }
 }

@@ -47,7 +47,8 @@ pub fn build(
     let m = Meta::new(c);
     let endpoint = crate::state::redis::endpoint(c)?;
     let url = crate::state::redis::connection_url(c)?;
-    let client = redis::Client::open(url.as_str()).map_err(|e| m.error("redisHost", e.to_string()))?;
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| m.error("redisHost", e.to_string()))?;
     let limits = Limits {
         dial: m.duration("dialTimeout", Duration::from_secs(5))?,
         read: m.duration("readTimeout", Duration::from_secs(3))?,
@@ -291,7 +292,9 @@ async fn watch_keys(
         tracing::info!(component = %inner.name, "configuration subscription reconnected to Redis");
         match inner.get(&keys).await {
             Ok(now) => feed.push(diff(&mut seen, now, &keys)),
-            Err(e) => tracing::warn!(component = %inner.name, "cannot re-read keys after reconnecting: {e}"),
+            Err(e) => {
+                tracing::warn!(component = %inner.name, "cannot re-read keys after reconnecting: {e}")
+            }
         }
     }
 }

@@ -57,7 +57,10 @@ pub fn build(
     };
     let table = m.str_or("tableName", "configuration");
     if !crate::sql::valid_ident(&table) {
-        return Err(m.error("tableName", format!("{table:?} must be letters, digits and '_'")));
+        return Err(m.error(
+            "tableName",
+            format!("{table:?} must be letters, digits and '_'"),
+        ));
     }
     let poll = m.duration("pollInterval", Duration::from_millis(50))?;
     if poll < Duration::from_millis(5) {
@@ -148,7 +151,8 @@ impl Inner {
                 },
             ))
         };
-        let cols = "CAST(key AS TEXT), CAST(value AS TEXT), CAST(version AS TEXT), CAST(metadata AS TEXT)";
+        let cols =
+            "CAST(key AS TEXT), CAST(value AS TEXT), CAST(version AS TEXT), CAST(metadata AS TEXT)";
         if keys.is_empty() {
             let mut s = c
                 .prepare_cached(&format!("SELECT {cols} FROM {}", self.table))

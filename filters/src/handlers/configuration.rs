@@ -244,9 +244,7 @@ pub async fn handle(rt: &Runtime, req: ConfigurationRequest) -> ApiResult {
                 live.configuration.lookup(s)?;
             }
             let started = Instant::now();
-            let ok = rt
-                .configuration_subscriptions
-                .remove(&id, store.as_deref());
+            let ok = rt.configuration_subscriptions.remove(&id, store.as_deref());
             if let Some(s) = &store {
                 record(s, "unsubscribe", ok, started);
             }

@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use spar_components::configuration::Items;
-use spar_filters::handlers::configuration::{
-    ConfigurationRequest, ConfigurationResponse, Deliver,
-};
+use spar_filters::handlers::configuration::{ConfigurationRequest, ConfigurationResponse, Deliver};
 use spar_filters::{Request, Response, Runtime};
 use spar_proto::common::ConfigurationItem;
 use spar_proto::runtime as pb;
@@ -144,4 +142,3 @@ async fn pump(
     }
     rt.configuration_subscriptions.remove(&id, None);
 }
-

@@ -436,11 +436,8 @@ impl Dapr for DaprApi {
         &self,
         req: GrpcRequest<pb::GetConfigurationRequest>,
     ) -> R<pb::GetConfigurationResponse> {
-        self.get_configuration_rpc(
-            req,
-            "/dapr.proto.runtime.v1.Dapr/GetConfigurationAlpha1",
-        )
-        .await
+        self.get_configuration_rpc(req, "/dapr.proto.runtime.v1.Dapr/GetConfigurationAlpha1")
+            .await
     }
 
     async fn get_configuration(
@@ -470,11 +467,8 @@ impl Dapr for DaprApi {
         &self,
         req: GrpcRequest<pb::SubscribeConfigurationRequest>,
     ) -> R<Self::SubscribeConfigurationStream> {
-        self.subscribe_configuration_rpc(
-            req,
-            "/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration",
-        )
-        .await
+        self.subscribe_configuration_rpc(req, "/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration")
+            .await
     }
 
     async fn unsubscribe_configuration_alpha1(
