@@ -199,6 +199,10 @@ pub(crate) async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration)
     }
 }
 
+/// How often an idle watch checks its connection is alive (a server gone
+/// without closing it would otherwise leave the watch waiting forever).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(30);
+
 /// Reconnection backoff: 100 ms doubling to 2 s.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64 << attempt.min(5)).min(Duration::from_secs(2))

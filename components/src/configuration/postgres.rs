@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 use tokio::sync::watch;
 
 use super::{
-    backoff, diff, sleep_or_stop, ConfigError, ConfigurationStore, Feed, Item, Items,
+    backoff, diff, sleep_or_stop, KEEPALIVE, ConfigError, ConfigurationStore, Feed, Item, Items,
     SubscribeRequest, Watch,
 };
 use crate::build::{BuildContext, BuildError};
@@ -320,6 +320,19 @@ async fn watch_channel(
             let next = tokio::select! {
                 _ = stop.changed() => return,
                 n = listener.try_recv() => n,
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    // try_recv is cancel-safe: nothing is lost by probing.
+                    let probe = bounded(
+                        "postgresql",
+                        inner.timeout,
+                        sqlx::query("SELECT 1").execute(&mut listener),
+                    )
+                    .await;
+                    match probe {
+                        Ok(_) => continue,
+                        Err(e) => Err(sqlx::Error::Protocol(e)),
+                    }
+                }
             };
             match next {
                 Ok(Some(n)) => {

@@ -17,7 +17,7 @@ use spar_config::Component;
 use tokio::sync::watch;
 
 use super::{
-    backoff, diff, sleep_or_stop, ConfigError, ConfigurationStore, Feed, Item, Items,
+    backoff, diff, sleep_or_stop, KEEPALIVE, ConfigError, ConfigurationStore, Feed, Item, Items,
     SubscribeRequest, Watch,
 };
 use crate::build::{BuildContext, BuildError};
@@ -246,11 +246,18 @@ async fn watch_keys(
     let prefix = inner.channel_prefix();
     loop {
         {
-            let mut messages = ps.on_message();
+            let (mut sink, mut messages) = ps.split();
             loop {
                 let msg = tokio::select! {
                     _ = stop.changed() => return,
                     m = messages.next() => m,
+                    _ = tokio::time::sleep(KEEPALIVE) => {
+                        let ping = tokio::time::timeout(inner.dial, sink.ping::<String>()).await;
+                        if matches!(ping, Ok(Ok(_))) {
+                            continue;
+                        }
+                        None
+                    }
                 };
                 let Some(msg) = msg else { break };
                 let Some(key) = msg.get_channel_name().strip_prefix(&prefix) else {
