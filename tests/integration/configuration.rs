@@ -867,3 +867,46 @@ async fn slow_app_gets_the_latest_not_a_backlog() {
     assert!(n < 10, "{n} POSTs for 50 changes: the changes were queued");
     spar_tests::delete_redis_keys(&format!("{key}*")).await;
 }
+
+/// A PostgreSQL outage: the LISTEN connection is re-made when the server is
+/// back, and a change made while it was down (here: the first write after
+/// the restart may land before the watch has reconnected) is reported by
+/// the re-read that follows the reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_outage_then_recovery_resumes_the_subscription() {
+    let mut pg = spar_tests::PrivatePostgres::start();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    spar_tests::create_pg_config_table(&pool, "cfg", "cfgch").await;
+    let sc = Sidecar::start(Options {
+        resources: vec![format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pg\nspec:\n  type: configuration.postgresql\n  version: v1\n  metadata:\n  - name: connectionString\n    value: {}\n  - name: table\n    value: cfg\n  - name: notifyChannel\n    value: cfgch\n  - name: timeout\n    value: 2s\n",
+            pg.connection_string()
+        )],
+        ..Default::default()
+    });
+    let w = spar_tests::PgWriter {
+        pool,
+        table: "cfg".into(),
+    };
+    w.set("k", "before", "1").await;
+    let mut c = sdk(&sc).await;
+    let (_, mut s) = open_stream(&mut c, "pg", vec!["k"]).await;
+    w.set("k", "up", "2").await;
+    wait_stream(&mut s, "k", "up").await;
+
+    w.pool.close().await;
+    pg.stop();
+    pg.restart();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let w = spar_tests::PgWriter {
+        pool,
+        table: "cfg".into(),
+    };
+    w.set("k", "while-away", "3").await;
+    wait_stream(&mut s, "k", "while-away").await;
+    w.set("k", "steady", "4").await;
+    let written = Instant::now();
+    let at = wait_stream(&mut s, "k", "steady").await;
+    report("postgresql after recovery → gRPC", &[at.duration_since(written)]);
+}
