@@ -774,11 +774,18 @@ async fn secrets_scopes_metadata_metrics_and_hot_reload() {
         assert!(Instant::now() < deadline, "the added store never served");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A stream on the added store ends when a reload removes the store.
+    let mut client = sdk(&sc).await;
+    let (_, mut on_added) = open_stream(&mut client, "added", vec!["a"]).await;
     std::fs::remove_file(&added).unwrap();
     while status("added").await != 400 {
         assert!(Instant::now() < deadline, "the removed store kept serving");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let end = tokio::time::timeout(Duration::from_secs(5), on_added.message())
+        .await
+        .expect("the stream on a removed store did not end");
+    assert!(matches!(end, Ok(None)), "{end:?}");
     // The unchanged store was carried over and still serves.
     assert_eq!(status("cfg").await, 204);
     spar_tests::delete_redis_keys(&format!("{key}*")).await;
@@ -909,4 +916,28 @@ async fn postgresql_outage_then_recovery_resumes_the_subscription() {
     let written = Instant::now();
     let at = wait_stream(&mut s, "k", "steady").await;
     report("postgresql after recovery → gRPC", &[at.duration_since(written)]);
+}
+
+/// Shutdown ends every subscription: open streams complete and the sidecar
+/// exits cleanly without waiting for their clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams() {
+    let mut sc = Sidecar::start(Options {
+        resources: vec![redis_component("cfg", 6379)],
+        extra_args: vec!["--dapr-graceful-shutdown-seconds".into(), "30".into()],
+        ..Default::default()
+    });
+    let key = unique("cfg");
+    let mut c = sdk(&sc).await;
+    let (_, mut s) = open_stream(&mut c, "cfg", vec![key.as_str()]).await;
+    let started = Instant::now();
+    let code = tokio::task::block_in_place(|| sc.terminate());
+    assert_eq!(code, Some(0), "{}", sc.stderr());
+    // Well within the 30 s grace period: nothing waited for the stream.
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    let end = tokio::time::timeout(Duration::from_secs(5), s.message())
+        .await
+        .expect("the stream did not end");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+    wait_listeners(&key, 0).await;
 }

@@ -141,6 +141,18 @@ impl ConfigSubscriptions {
         }
     }
 
+    /// Stops the subscriptions whose store `keep` refuses (a hot reload
+    /// removed it).
+    pub fn retain_stores(&self, keep: impl Fn(&str) -> bool) {
+        self.lock().retain(|_, r| {
+            let k = keep(&r.store);
+            if !k {
+                r.feed.close();
+            }
+            k
+        });
+    }
+
     /// Stops them all (shutdown).
     pub fn close_all(&self) {
         for (_, r) in self.lock().drain() {
@@ -240,27 +252,32 @@ pub async fn handle(rt: &Runtime, req: ConfigurationRequest) -> ApiResult {
             ConfigurationResponse::Subscribed(Subscribed { id, store, feed })
         }
         ConfigurationRequest::Unsubscribe { store, id } => {
+            let started = Instant::now();
+            // A subscription is found even when a reload has removed its
+            // store meanwhile, so it can always be ended.
+            if rt
+                .configuration_subscriptions
+                .remove(&id, store.as_deref())
+            {
+                if let Some(s) = &store {
+                    record(s, "unsubscribe", true, started);
+                }
+                return Ok(Response::Configuration(ConfigurationResponse::Unsubscribed));
+            }
             if let Some(s) = &store {
                 live.configuration.lookup(s)?;
+                record(s, "unsubscribe", false, started);
             }
-            let started = Instant::now();
-            let ok = rt.configuration_subscriptions.remove(&id, store.as_deref());
-            if let Some(s) = &store {
-                record(s, "unsubscribe", ok, started);
+            let e = ApiError::ConfigurationUnsubscribe {
+                reason: format!("subscription with id {id} does not exist"),
+                id,
+            };
+            if store.is_none() {
+                return Ok(Response::Configuration(
+                    ConfigurationResponse::NotSubscribed(e.to_string()),
+                ));
             }
-            if !ok {
-                let e = ApiError::ConfigurationUnsubscribe {
-                    reason: format!("subscription with id {id} does not exist"),
-                    id,
-                };
-                if store.is_none() {
-                    return Ok(Response::Configuration(
-                        ConfigurationResponse::NotSubscribed(e.to_string()),
-                    ));
-                }
-                return Err(e);
-            }
-            ConfigurationResponse::Unsubscribed
+            return Err(e);
         }
     };
     Ok(Response::Configuration(out))
