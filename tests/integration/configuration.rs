@@ -312,6 +312,19 @@ async fn grpc_streams_each_get_every_change_until_unsubscribed() {
     spar_tests::delete_redis_keys(&format!("{key}*")).await;
 }
 
+/// A Redis server's `notify-keyspace-events`.
+async fn notify_flags(url: &str) -> String {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, v): (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    v
+}
+
 /// How many connections listen to `key`'s keyspace notifications.
 async fn listeners(key: &str) -> i64 {
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
@@ -499,6 +512,13 @@ async fn redis_outage_then_recovery_resumes_the_subscription() {
     assert!(r["id"].is_string(), "{r}");
     w.set("k", "up", "2").await;
     wait_stream(&mut s, "k", "up").await;
+    // A fresh server has keyspace notifications off: the store turned on
+    // the ones it needs.
+    let flags = notify_flags(&url).await;
+    assert!(
+        "Kg$xe".chars().all(|f| flags.contains(f)),
+        "notify-keyspace-events {flags:?}"
+    );
 
     redis.stop();
     // While Redis is down, a get fails with daprd's code, promptly.
@@ -915,7 +935,10 @@ async fn postgresql_outage_then_recovery_resumes_the_subscription() {
     w.set("k", "steady", "4").await;
     let written = Instant::now();
     let at = wait_stream(&mut s, "k", "steady").await;
-    report("postgresql after recovery → gRPC", &[at.duration_since(written)]);
+    report(
+        "postgresql after recovery → gRPC",
+        &[at.duration_since(written)],
+    );
 }
 
 /// Shutdown ends every subscription: open streams complete and the sidecar
@@ -934,10 +957,35 @@ async fn shutdown_ends_open_streams() {
     let code = tokio::task::block_in_place(|| sc.terminate());
     assert_eq!(code, Some(0), "{}", sc.stderr());
     // Well within the 30 s grace period: nothing waited for the stream.
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     let end = tokio::time::timeout(Duration::from_secs(5), s.message())
         .await
         .expect("the stream did not end");
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     wait_listeners(&key, 0).await;
+}
+
+/// The store adds the keyspace-notification flags it needs to the ones the
+/// server already has, never replacing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_notification_flags_are_kept() {
+    let redis = PrivateRedis::start(&["--notify-keyspace-events", "El"]);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let sc = Sidecar::start(Options {
+        resources: vec![redis_component("cfg", redis.port)],
+        ..Default::default()
+    });
+    let mut c = sdk(&sc).await;
+    let (_, mut s) = open_stream(&mut c, "cfg", vec!["k"]).await;
+    let flags = notify_flags(&url).await;
+    assert!(
+        "ElKg$xe".chars().all(|f| flags.contains(f)),
+        "notify-keyspace-events {flags:?}"
+    );
+    RedisWriter::connect(&url).await.set("k", "v", "1").await;
+    wait_stream(&mut s, "k", "v").await;
 }

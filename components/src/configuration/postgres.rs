@@ -19,8 +19,8 @@ use sqlx::{AssertSqlSafe, Row as _};
 use tokio::sync::watch;
 
 use super::{
-    backoff, diff, sleep_or_stop, KEEPALIVE, ConfigError, ConfigurationStore, Feed, Item, Items,
-    SubscribeRequest, Watch,
+    backoff, diff, sleep_or_stop, ConfigError, ConfigurationStore, Feed, Item, Items,
+    SubscribeRequest, Watch, KEEPALIVE,
 };
 use crate::build::{BuildContext, BuildError};
 use crate::meta::Meta;

@@ -17,8 +17,8 @@ use spar_config::Component;
 use tokio::sync::watch;
 
 use super::{
-    backoff, diff, sleep_or_stop, KEEPALIVE, ConfigError, ConfigurationStore, Feed, Item, Items,
-    SubscribeRequest, Watch,
+    backoff, diff, sleep_or_stop, ConfigError, ConfigurationStore, Feed, Item, Items,
+    SubscribeRequest, Watch, KEEPALIVE,
 };
 use crate::build::{BuildContext, BuildError};
 use crate::meta::Meta;
@@ -79,6 +79,23 @@ pub fn parse_value(raw: &str) -> (String, String) {
     let value = parts.next().unwrap_or_default().to_string();
     let version = parts.next().unwrap_or_default().to_string();
     (value, version)
+}
+
+/// The server's `notify-keyspace-events` with the store's flags added, or
+/// `None` when it already has them (`A` stands for `g$xe` and more).
+fn merged_flags(current: &str) -> Option<String> {
+    let mut flags = current.to_string();
+    if !flags.contains('K') {
+        flags.push('K');
+    }
+    if !flags.contains('A') {
+        for f in NOTIFY_FLAGS.chars().skip(1) {
+            if !flags.contains(f) {
+                flags.push(f);
+            }
+        }
+    }
+    (flags != current).then_some(flags)
 }
 
 fn text(r: &Reply) -> Option<String> {
@@ -153,20 +170,9 @@ impl Inner {
             }
             _ => return,
         };
-        let mut flags = current.clone();
-        if !flags.contains('K') {
-            flags.push('K');
-        }
-        if !flags.contains('A') {
-            for f in NOTIFY_FLAGS.chars().skip(1) {
-                if !flags.contains(f) {
-                    flags.push(f);
-                }
-            }
-        }
-        if flags == current {
+        let Some(flags) = merged_flags(&current) else {
             return;
-        }
+        };
         let mut c = Commands::default();
         c.push(&["CONFIG", "SET", "notify-keyspace-events", &flags]);
         if let Ok(Some(Reply::Error(e))) = self.query(&c).await.map(|mut r| r.pop()) {
@@ -316,5 +322,14 @@ mod tests {
         assert_eq!(parse_value("v"), ("v".into(), String::new()));
         assert_eq!(parse_value("a||b||c"), ("a".into(), "b".into()));
         assert_eq!(parse_value(""), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn notification_flags_are_added_not_replaced() {
+        assert_eq!(merged_flags("").as_deref(), Some("Kg$xe"));
+        assert_eq!(merged_flags("El").as_deref(), Some("ElKg$xe"));
+        assert_eq!(merged_flags("KA"), None);
+        assert_eq!(merged_flags("EA").as_deref(), Some("EAK"));
+        assert_eq!(merged_flags("g$xeK"), None);
     }
 }

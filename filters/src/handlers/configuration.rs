@@ -171,7 +171,35 @@ impl ConfigSubscriptions {
 
 /// A store call under the store's outbound resiliency policy; only
 /// backend failures count against it.
-async fn guarded<T, F, Fut>(live: &Live, store: &str, op: F) -> Result<T, ConfigError>
+async fn guarded<T, F, Fut>(
+    live: &Live,
+    store: &str,
+    name: &'static str,
+    op: F,
+) -> Result<T, ConfigError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConfigError>>,
+{
+    // A child span per store call, as for state (`state/{store}/{op}`).
+    let mut span = crate::trace::filter::child_span(
+        &live.tracer,
+        || format!("configuration/{store}/{name}"),
+        crate::trace::SpanKind::Client,
+    );
+    if let Some(s) = span.as_mut() {
+        s.attr("db.system", "configuration");
+        s.attr("db.name", store.to_owned());
+        s.attr("db.operation", name);
+    }
+    let r = guarded_inner(live, store, op).await;
+    if let (Some(s), Err(e)) = (span.as_mut(), &r) {
+        s.error(e.to_string());
+    }
+    r
+}
+
+async fn guarded_inner<T, F, Fut>(live: &Live, store: &str, op: F) -> Result<T, ConfigError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ConfigError>>,
@@ -209,7 +237,7 @@ pub async fn handle(rt: &Runtime, req: ConfigurationRequest) -> ApiResult {
         } => {
             let s = live.configuration.lookup(&store)?;
             let started = Instant::now();
-            let r = guarded(&live, &store, || s.get(&keys, &metadata)).await;
+            let r = guarded(&live, &store, "get", || s.get(&keys, &metadata)).await;
             record(&store, "get", r.is_ok(), started);
             let items = r.map_err(|e| ApiError::ConfigurationGet {
                 keys,
@@ -233,7 +261,10 @@ pub async fn handle(rt: &Runtime, req: ConfigurationRequest) -> ApiResult {
             let req = SubscribeRequest { keys, metadata };
             let feed = Feed::new();
             let started = Instant::now();
-            let r = guarded(&live, &store, || s.subscribe(&req, feed.clone())).await;
+            let r = guarded(&live, &store, "subscribe", || {
+                s.subscribe(&req, feed.clone())
+            })
+            .await;
             record(&store, "subscribe", r.is_ok(), started);
             let watch = r.map_err(|e| ApiError::ConfigurationSubscribe {
                 keys: req.keys.clone(),
@@ -255,10 +286,7 @@ pub async fn handle(rt: &Runtime, req: ConfigurationRequest) -> ApiResult {
             let started = Instant::now();
             // A subscription is found even when a reload has removed its
             // store meanwhile, so it can always be ended.
-            if rt
-                .configuration_subscriptions
-                .remove(&id, store.as_deref())
-            {
+            if rt.configuration_subscriptions.remove(&id, store.as_deref()) {
                 if let Some(s) = &store {
                     record(s, "unsubscribe", true, started);
                 }

@@ -137,7 +137,9 @@ fn parse() -> Result<(spar_loadgen::Load, String, Op, usize), String> {
     let (load, rest) = parse_load(std::env::args().skip(1).collect())?;
     let mut a = rest.into_iter();
     let addr = a.next().ok_or("missing ADDR")?;
-    let mode = a.next().ok_or("missing mode: raw | invoke | get | save | config-get")?;
+    let mode = a
+        .next()
+        .ok_or("missing mode: raw | invoke | get | save | config-get")?;
     let (mut path, mut app_id, mut method, mut store, mut key, mut body) =
         (None, None, None, None, None, 0usize);
     while let Some(x) = a.next() {
