@@ -567,6 +567,32 @@ async fn redis_outage_then_recovery_resumes_the_subscription() {
     );
 }
 
+/// `GetConfigurationRequest` with field 1 (`store_name`, a string) sent as
+/// a number.
+#[derive(Clone, PartialEq, prost::Message)]
+struct WrongGetConfiguration {
+    #[prost(int64, tag = "1")]
+    store_name: i64,
+}
+
+async fn wrong_type_get(sc: &Sidecar) -> tonic::Status {
+    let ch = tonic::transport::Endpoint::from_shared(sc.grpc())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut g = tonic::client::Grpc::new(ch);
+    g.ready().await.unwrap();
+    let r: Result<tonic::Response<pb::GetConfigurationResponse>, _> = g
+        .unary(
+            tonic::Request::new(WrongGetConfiguration { store_name: 7 }),
+            http::uri::PathAndQuery::from_static("/dapr.proto.runtime.v1.Dapr/GetConfiguration"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    r.unwrap_err()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_daprd_codes() {
     let sc = Sidecar::start(Options {
@@ -645,6 +671,20 @@ async fn bad_input_gets_daprd_codes() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+
+    // No store in the path: no such route.
+    assert_eq!(
+        get(format!("{h}/v1.0/configuration")).await,
+        (404, "ERR_NOT_FOUND".to_string())
+    );
+    // A field of the wrong protobuf type: refused as undecodable (INTERNAL,
+    // as gRPC-Go answers an unmarshal failure), and the sidecar serves on.
+    let e = wrong_type_get(&sc).await;
+    assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
+    assert_eq!(
+        get(format!("{h}/v1.0/configuration/nope?key=a")).await.0,
+        400
+    );
 
     // No configuration store at all.
     let bare = Sidecar::start(Options {
