@@ -6,14 +6,18 @@
 #                 GetConfiguration
 #   direct:       redis-benchmark -c1 MGET K (what spar sends) and pgbench
 #                 with spar's SELECT; SQLite has no client to compare with
+# and change → delivery on Redis (spar-configbench): a change every 5 ms
+# written with a Redis client, received through spar's gRPC stream vs the
+# backend's own client (keyspace SUBSCRIBE + GET).
 # Usage: bench/configuration.sh [path/to/spar] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
 GRPCLOAD="${GRPCLOAD:-$(dirname "$BIN")/spar-grpcload}"
+CONFIGBENCH="${CONFIGBENCH:-$(dirname "$BIN")/spar-configbench}"
 for t in wrk redis-benchmark pgbench psql redis-cli; do command -v $t >/dev/null || { echo "needs $t (bench/run.sh installs it)"; exit 1; }; done
-[ -x "$GRPCLOAD" ] || { echo "needs $GRPCLOAD (cargo build --release -p spar-loadgen)"; exit 1; }
+for b in "$GRPCLOAD" "$CONFIGBENCH"; do [ -x "$b" ] || { echo "needs $b (cargo build --release -p spar-loadgen)"; exit 1; }; done
 PORT=$((26000 + RANDOM % 5000))
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -107,5 +111,17 @@ for store in $stores; do
       echo "| $store | GET | $h50 / $h99 | $g50 / $g99 | – | – |" ;;
   esac
 done
+
+# Change → delivery: 200 changes per path (fewer with a short run).
+count=$((SECS * 200))
+echo
+echo "| Redis change → delivery | changes | delivered | p50 ms | p90 ms | p99 ms | max ms |"
+echo "|---|---|---|---|---|---|---|"
+read -r n d p50 p90 p99 mx < <("$CONFIGBENCH" direct redis://127.0.0.1:6379 --count "$count")
+echo "| direct (keyspace SUBSCRIBE + GET) | $n | $d | $p50 | $p90 | $p99 | $mx |"
+read -r n d p50 p90 p99 mx < <("$CONFIGBENCH" spar "127.0.0.1:$((PORT + 1))" redis redis://127.0.0.1:6379 --count "$count")
+echo "| through spar (gRPC SubscribeConfiguration) | $n | $d | $p50 | $p90 | $p99 | $mx |"
+[ "$d" -gt 0 ] || { echo "no change reached the spar stream" >&2; exit 1; }
+
 redis-cli DEL "$KEY" >/dev/null
 psql -h 127.0.0.1 -U postgres -q -c 'DROP TABLE IF EXISTS configbench' postgres
