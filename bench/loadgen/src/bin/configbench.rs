@@ -62,12 +62,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn write_all(
-    redis_url: &str,
-    key: &str,
-    o: &Opts,
-    written: &Times,
-) -> Result<(), String> {
+async fn write_all(redis_url: &str, key: &str, o: &Opts, written: &Times) -> Result<(), String> {
     let client = redis::Client::open(redis_url).map_err(|e| e.to_string())?;
     let mut c = client
         .get_multiplexed_async_connection()
@@ -141,10 +136,7 @@ async fn run() -> Result<String, String> {
                 .get_multiplexed_async_connection()
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut ps = client
-                .get_async_pubsub()
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut ps = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
             // Keyspace events for strings, added to the server's flags.
             let (_, mut flags): (String, String) = redis::cmd("CONFIG")
                 .arg("GET")
@@ -152,10 +144,11 @@ async fn run() -> Result<String, String> {
                 .query_async(&mut get)
                 .await
                 .map_err(|e| e.to_string())?;
-            for f in ['K', '$'] {
-                if !flags.contains(f) && !(f == '$' && flags.contains('A')) {
-                    flags.push(f);
-                }
+            if !flags.contains('K') {
+                flags.push('K');
+            }
+            if !flags.contains('$') && !flags.contains('A') {
+                flags.push('$');
             }
             let _: () = redis::cmd("CONFIG")
                 .arg("SET")
