@@ -733,6 +733,20 @@ async fn postgresql_subscribe_needs_a_channel() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("notifyChannel must be set"), "{e:?}");
+    // The request may name the channel instead (daprd's fallback).
+    let mut ok = raw(&sc)
+        .await
+        .subscribe_configuration(pb::SubscribeConfigurationRequest {
+            store_name: "pg".into(),
+            keys: vec!["a".into()],
+            metadata: [("pgNotifyChannel".to_string(), "unused".to_string())].into(),
+        })
+        .await
+        .expect("subscribe with pgNotifyChannel")
+        .into_inner();
+    let first = ok.message().await.unwrap().expect("first message");
+    assert!(!first.id.is_empty());
+    drop(ok);
     // Keys daprd's store refuses.
     let e = raw(&sc)
         .await
