@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use spar_config::Component;
 use tokio::sync::watch;
 
@@ -27,6 +27,9 @@ use crate::redis_wire::{Commands, Limits, Reply, Wire};
 /// The flags daprd's Redis configuration store sets: keyspace events for
 /// generic commands, strings, expiry and eviction.
 const NOTIFY_FLAGS: &str = "Kg$xe";
+
+/// Most keys read in one `MGET` after a burst of notifications.
+const MAX_BATCH: usize = 512;
 
 pub struct RedisConfig {
     inner: Arc<Inner>,
@@ -266,23 +269,48 @@ async fn watch_keys(
                     }
                 };
                 let Some(msg) = msg else { break };
-                let Some(key) = msg.get_channel_name().strip_prefix(&prefix) else {
-                    continue;
-                };
-                let key = key.to_string();
-                match inner.get(std::slice::from_ref(&key)).await {
-                    Ok(mut now) => {
-                        let item = now.remove(&key).unwrap_or_default();
-                        if item == Item::default() {
-                            seen.remove(&key);
-                        } else {
-                            seen.insert(key.clone(), item.clone());
+                // Notifications already waiting are read with this one:
+                // one MGET for the batch keeps up with bursts of writes.
+                let mut changed: Vec<String> = Vec::new();
+                let mut lost = false;
+                let mut next = Some(msg);
+                while let Some(m) = next.take() {
+                    if let Some(key) = m.get_channel_name().strip_prefix(&prefix) {
+                        if !changed.iter().any(|k| k == key) {
+                            changed.push(key.to_string());
                         }
-                        feed.push(Items::from([(key, item)]));
                     }
-                    Err(e) => {
-                        tracing::warn!(component = %inner.name, key = %key, "cannot read a changed configuration key: {e}")
+                    if changed.len() >= MAX_BATCH {
+                        break;
                     }
+                    match messages.next().now_or_never() {
+                        Some(Some(m)) => next = Some(m),
+                        Some(None) => lost = true,
+                        None => {}
+                    }
+                }
+                if !changed.is_empty() {
+                    match inner.get(&changed).await {
+                        Ok(mut now) => {
+                            let mut items = Items::with_capacity(changed.len());
+                            for key in changed {
+                                let item = now.remove(&key).unwrap_or_default();
+                                if item == Item::default() {
+                                    seen.remove(&key);
+                                } else {
+                                    seen.insert(key.clone(), item.clone());
+                                }
+                                items.insert(key, item);
+                            }
+                            feed.push(items);
+                        }
+                        Err(e) => {
+                            tracing::warn!(component = %inner.name, "cannot read changed configuration keys: {e}")
+                        }
+                    }
+                }
+                if lost {
+                    break;
                 }
                 if feed.is_closed() {
                     return;
