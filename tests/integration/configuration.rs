@@ -1043,3 +1043,40 @@ async fn redis_notification_flags_are_kept() {
     RedisWriter::connect(&url).await.set("k", "v", "1").await;
     wait_stream(&mut s, "k", "v").await;
 }
+
+/// daprd's start-up check: the table must exist (the store never creates
+/// it); `schema.table` is looked up in that schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_table_must_exist() {
+    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    let table = unique("cfg").replace('-', "_");
+    spar_tests::create_pg_config_table(&pool, &table, "unused").await;
+    let build = |t: &str| {
+        spar_components::registry::Registry::default()
+            .build_configuration(
+                &spar_config::Component::new(
+                    "pg",
+                    "configuration.postgresql",
+                    &[
+                        (
+                            "connectionString",
+                            "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+                        ),
+                        ("table", t),
+                    ],
+                ),
+                &Default::default(),
+            )
+            .expect("build")
+    };
+    let e = build("no_such_table_here").init().await.unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    build(&format!("public.{table}"))
+        .init()
+        .await
+        .expect("public.table");
+    assert!(build(&format!("other.{table}")).init().await.is_err());
+    spar_tests::drop_pg_config_table(&pool, &table).await;
+}

@@ -238,12 +238,21 @@ fn parse_notification(payload: &str, keys: &[String]) -> Option<(String, Item)> 
 impl ConfigurationStore for PgConfig {
     async fn init(&self) -> Result<(), ConfigError> {
         let pool = self.inner.pools.get();
+        // `schema.table` is looked up in that schema (daprd looks for a
+        // table named with the dot, which never exists).
+        let (schema, table) = match self.inner.table.split_once('.') {
+            Some((s, t)) => (Some(s), t),
+            None => (None, self.inner.table.as_str()),
+        };
         let exists: bool = bounded(
             "postgresql",
             self.inner.timeout,
-            sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_tables WHERE tablename = $1)")
-                .bind(&self.inner.table)
-                .fetch_one(&pool),
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT FROM pg_tables WHERE tablename = $1 AND ($2::text IS NULL OR schemaname = $2))",
+            )
+            .bind(table)
+            .bind(schema)
+            .fetch_one(&pool),
         )
         .await
         .map_err(failed)?;
