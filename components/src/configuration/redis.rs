@@ -261,7 +261,7 @@ async fn watch_keys(
                     _ = stop.changed() => return,
                     m = messages.next() => m,
                     _ = tokio::time::sleep(KEEPALIVE) => {
-                        let ping = tokio::time::timeout(inner.dial, sink.ping::<String>()).await;
+                        let ping = tokio::time::timeout(inner.dial, sink.ping::<redis::Value>()).await;
                         if matches!(ping, Ok(Ok(_))) {
                             continue;
                         }
