@@ -1080,3 +1080,118 @@ async fn postgresql_table_must_exist() {
     assert!(build(&format!("other.{table}")).init().await.is_err());
     spar_tests::drop_pg_config_table(&pool, &table).await;
 }
+
+/// A gRPC app (the Rust SDK's generated `AppCallback`) recording the
+/// configuration updates it is invoked with.
+#[derive(Default, Clone)]
+struct GrpcApp {
+    invoked: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+#[tonic::async_trait]
+impl pb::app_callback_server::AppCallback for GrpcApp {
+    async fn on_invoke(
+        &self,
+        req: tonic::Request<dapr::dapr::proto::common::v1::InvokeRequest>,
+    ) -> Result<tonic::Response<dapr::dapr::proto::common::v1::InvokeResponse>, tonic::Status> {
+        let r = req.into_inner();
+        let body = r.data.map(|d| d.value).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        self.invoked.lock().unwrap().push((r.method, v));
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn list_topic_subscriptions(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<tonic::Response<pb::ListTopicSubscriptionsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn on_topic_event(
+        &self,
+        _: tonic::Request<pb::TopicEventRequest>,
+    ) -> Result<tonic::Response<pb::TopicEventResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no"))
+    }
+
+    async fn list_input_bindings(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<tonic::Response<pb::ListInputBindingsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn on_binding_event(
+        &self,
+        _: tonic::Request<pb::BindingEventRequest>,
+    ) -> Result<tonic::Response<pb::BindingEventResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no"))
+    }
+
+    async fn on_bulk_topic_event(
+        &self,
+        _: tonic::Request<pb::TopicEventBulkRequest>,
+    ) -> Result<tonic::Response<pb::TopicEventBulkResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no"))
+    }
+
+    async fn on_job_event(
+        &self,
+        _: tonic::Request<pb::JobEventRequest>,
+    ) -> Result<tonic::Response<pb::JobEventResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no"))
+    }
+}
+
+/// With `--app-protocol grpc`, an HTTP subscription's updates reach the
+/// app as `OnInvoke` of `/configuration/{store}/{key}` (daprd's gRPC app
+/// channel), the update as its JSON data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_subscription_reaches_a_grpc_app() {
+    let app = GrpcApp::default();
+    let port = spar_tests::free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::app_callback_server::AppCallbackServer::new(app.clone()))
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    let sc = Sidecar::start(Options {
+        resources: vec![redis_component("cfg", 6379)],
+        extra_args: vec![
+            "--app-port".into(),
+            port.to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        ..Default::default()
+    });
+    let key = unique("cfg");
+    let r: Value = Client::new()
+        .get(format!(
+            "{}/v1.0/configuration/cfg/subscribe?key={key}",
+            sc.http()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["id"].as_str().expect("id").to_string();
+    let w = RedisWriter::connect("redis://127.0.0.1:6379").await;
+    w.set(&key, "grpc", "1").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = app.invoked.lock().unwrap().clone();
+        if let Some((method, v)) = got.first() {
+            assert_eq!(method, &format!("/configuration/cfg/{key}"));
+            assert_eq!(v["id"], id);
+            assert_eq!(v["items"][&key]["value"], "grpc");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gRPC app was not invoked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    spar_tests::delete_redis_keys(&format!("{key}*")).await;
+}
