@@ -34,10 +34,6 @@ impl ConfigurationStores {
         self.map.get(name)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// daprd's checks, in its order: none configured, then unknown name.
     fn lookup(&self, name: &str) -> Result<&Arc<dyn ConfigurationStore>, ApiError> {
         if self.map.is_empty() {
@@ -158,14 +154,6 @@ impl ConfigSubscriptions {
         for (_, r) in self.lock().drain() {
             r.feed.close();
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
