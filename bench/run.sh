@@ -14,6 +14,8 @@
 #                 nginx ×2 (grpc_pass)
 #   state.sh      state GET/SAVE over HTTP and gRPC for in-memory, SQLite,
 #                 Redis, PostgreSQL vs the backend's own client
+#   configuration.sh  configuration GET over HTTP and gRPC for SQLite,
+#                 Redis, PostgreSQL vs the backend's own client
 #   pubsub.sh     publish → delivery for in-memory, Redis Streams, NATS
 #                 JetStream (and RabbitMQ, MQTT) vs the broker's own client
 #   sched.sh      per request and process: CPU, time waiting for a core,
@@ -49,11 +51,16 @@ if [ "${1:-}" = "--smoke" ]; then
   # CI: the debug binaries `cargo build --workspace --bins` made; two paths,
   # one second, one round. Fails if the scenario errors or spar's row is
   # missing or counted errors.
-  command -v nginx >/dev/null || need_tools
+  need_tools
   out=$(PATHS="direct spar" bench/invoke.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 1 1 200)
   echo "$out"
   echo "$out" | grep -E '^\| 200/s \| spar \|' | awk -F'|' '{gsub(/ /,"",$10); exit ($10 == "0") ? 0 : 1}' ||
     { echo "bench smoke: spar row missing or with errors" >&2; exit 1; }
+  # The configuration scenario: every store answers through both faces.
+  cfg=$(bench/configuration.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 1)
+  echo "$cfg"
+  echo "$cfg" | grep -q '^| redis | GET |' ||
+    { echo "bench smoke: configuration rows missing" >&2; exit 1; }
   echo "bench smoke: ok"
   exit 0
 fi
@@ -99,6 +106,7 @@ section() { # title command...
 section "HTTP service invocation" bench/invoke.sh $BIN 3 3 "1000 5000"
 section "gRPC service invocation" bench/grpc.sh $BIN 3 3 "1000 5000"
 section "State" bench/state.sh $BIN 3
+section "Configuration" bench/configuration.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3

@@ -6,6 +6,7 @@
 //! [`registry`] builds components from their YAML `spec.type`.
 
 pub mod build;
+pub mod configuration;
 pub mod go_json;
 pub mod meta;
 pub mod per_thread;

@@ -10,6 +10,7 @@ use spar_config::Component;
 
 pub use crate::build::{BuildContext, BuildError};
 
+use crate::configuration::{self, ConfigurationStore};
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
@@ -19,12 +20,14 @@ type Builder<T> = fn(&Component, &BuildContext) -> Result<Arc<T>, BuildError>;
 type StateBuilder = Builder<dyn StateStore>;
 type SecretBuilder = Builder<dyn SecretStore>;
 type PubSubBuilder = Builder<dyn PubSub>;
+type ConfigurationBuilder = Builder<dyn ConfigurationStore>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
     state: HashMap<&'static str, StateBuilder>,
     secrets: HashMap<&'static str, SecretBuilder>,
     pubsub: HashMap<&'static str, PubSubBuilder>,
+    configuration: HashMap<&'static str, ConfigurationBuilder>,
 }
 
 impl Default for Registry {
@@ -44,10 +47,16 @@ impl Default for Registry {
         pubsub.insert("pubsub.jetstream", pubsub::jetstream::build);
         pubsub.insert("pubsub.rabbitmq", pubsub::rabbitmq::build);
         pubsub.insert("pubsub.mqtt3", pubsub::mqtt::build);
+        let mut configuration: HashMap<&'static str, ConfigurationBuilder> = HashMap::new();
+        configuration.insert("configuration.redis", configuration::redis::build);
+        configuration.insert("configuration.postgresql", configuration::postgres::build);
+        configuration.insert("configuration.postgres", configuration::postgres::build);
+        configuration.insert("configuration.sqlite", configuration::sqlite::build);
         Registry {
             state,
             secrets,
             pubsub,
+            configuration,
         }
     }
 }
@@ -62,7 +71,8 @@ impl Registry {
     pub fn check(&self, ty: &str, version: &str) -> Result<(), BuildError> {
         let known = self.state.contains_key(ty)
             || self.secrets.contains_key(ty)
-            || self.pubsub.contains_key(ty);
+            || self.pubsub.contains_key(ty)
+            || self.configuration.contains_key(ty);
         if !known {
             return Err(BuildError::UnknownType(
                 ty.to_string(),
@@ -85,6 +95,7 @@ impl Registry {
             .keys()
             .chain(self.secrets.keys())
             .chain(self.pubsub.keys())
+            .chain(self.configuration.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -105,6 +116,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn PubSub>, BuildError> {
         build(&self.pubsub, c, ctx)
+    }
+
+    pub fn build_configuration(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn ConfigurationStore>, BuildError> {
+        build(&self.configuration, c, ctx)
     }
 
     pub fn build_state(

@@ -3,7 +3,9 @@
 //! Front ends decode into these; handler filters consume them. Each building
 //! block defines its own operation types in `handlers::<block>`.
 
-use crate::handlers::{health::HealthRequest, invoke, metadata, pubsub, secrets, state};
+use crate::handlers::{
+    configuration, health::HealthRequest, invoke, metadata, pubsub, secrets, state,
+};
 
 #[derive(Debug)]
 pub enum Request {
@@ -14,6 +16,7 @@ pub enum Request {
     Secrets(secrets::SecretsRequest),
     Invoke(invoke::InvokeRequest),
     PubSub(pubsub::PubSubRequest),
+    Configuration(configuration::ConfigurationRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -34,6 +37,7 @@ pub enum Response {
     /// An answer with this HTTP status and no body, made by a filter (a
     /// CORS preflight).
     Bare(u16),
+    Configuration(configuration::ConfigurationResponse),
 }
 
 impl Response {
@@ -50,6 +54,13 @@ impl Response {
             Response::BulkPublished(f) if f.0.is_empty() => 204,
             Response::BulkPublished(_) => 500,
             Response::Bare(s) => *s,
+            // daprd answers a get that found nothing with 204.
+            Response::Configuration(configuration::ConfigurationResponse::Items(i))
+                if i.is_empty() =>
+            {
+                204
+            }
+            Response::Configuration(_) => 200,
         }
     }
 }

@@ -159,6 +159,33 @@ pub enum ApiError {
     /// The transactional outbox could not publish its internal event.
     #[error("error while publishing outbox message: {reason}")]
     PubSubOutbox { app_id: String, reason: String },
+    #[error("configuration stores not configured")]
+    ConfigurationStoresNotConfigured,
+    #[error("configuration store {0} not found")]
+    ConfigurationStoreNotFound(String),
+    #[error(
+        "failed to get {} from Configuration store {store}: {reason}",
+        go_list(keys)
+    )]
+    ConfigurationGet {
+        keys: Vec<String>,
+        store: String,
+        reason: String,
+    },
+    #[error(
+        "failed to subscribe {} from Configuration store {store}: {reason}",
+        go_list(keys)
+    )]
+    ConfigurationSubscribe {
+        keys: Vec<String>,
+        store: String,
+        reason: String,
+    },
+    #[error("failed to unsubscribe to configuration request {id}: {reason}")]
+    ConfigurationUnsubscribe { id: String, reason: String },
+    /// An HTTP subscription needs an app to deliver to.
+    #[error("app channel is not initialized. cannot subscribe to configuration updates")]
+    ConfigurationNoApp,
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -191,6 +218,11 @@ fn events_ser_message(kind: EventsSer, pubsub: &str, topic: &str, reason: &str) 
             "error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {reason}"
         ),
     }
+}
+
+/// A list as Go's `%s` prints a `[]string`: `[a b]`.
+fn go_list(keys: &[String]) -> String {
+    format!("[{}]", keys.join(" "))
 }
 
 fn state_message(op: StateOp, store: &str, key: Option<&str>, e: &StateError) -> String {
@@ -262,6 +294,12 @@ impl ApiError {
             PubSubCloudEvent { .. } => "ERR_PUBSUB_CLOUD_EVENTS_SER",
             PubSubEventsSer { .. } => "ERR_PUBSUB_EVENTS_SER",
             PubSubOutbox { .. } => "ERR_PUBLISH_OUTBOX",
+            ConfigurationStoresNotConfigured => "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+            ConfigurationStoreNotFound(_) => "ERR_CONFIGURATION_STORE_NOT_FOUND",
+            ConfigurationGet { .. } => "ERR_CONFIGURATION_GET",
+            ConfigurationSubscribe { .. } => "ERR_CONFIGURATION_SUBSCRIBE",
+            ConfigurationUnsubscribe { .. } => "ERR_CONFIGURATION_UNSUBSCRIBE",
+            ConfigurationNoApp => "ERR_APP_CHANNEL_NIL",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -299,6 +337,13 @@ impl ApiError {
             PubSubForbidden { .. } => 403,
             PubSubPublish { .. } | PubSubOutbox { .. } => 500,
             PubSubRequestMetadata { .. } | PubSubCloudEvent { .. } | PubSubEventsSer { .. } => 400,
+            // daprd: 500 for all but an unknown store (400).
+            ConfigurationStoreNotFound(_) => 400,
+            ConfigurationStoresNotConfigured
+            | ConfigurationGet { .. }
+            | ConfigurationSubscribe { .. }
+            | ConfigurationUnsubscribe { .. }
+            | ConfigurationNoApp => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -340,6 +385,12 @@ impl ApiError {
             PubSubPublish { .. } | PubSubOutbox { .. } => INTERNAL,
             PubSubRequestMetadata { .. } | PubSubCloudEvent { .. } | PubSubEventsSer { .. } => {
                 INVALID_ARGUMENT
+            }
+            ConfigurationStoresNotConfigured => FAILED_PRECONDITION,
+            // daprd answers a failed subscribe with InvalidArgument too.
+            ConfigurationStoreNotFound(_) | ConfigurationSubscribe { .. } => INVALID_ARGUMENT,
+            ConfigurationGet { .. } | ConfigurationUnsubscribe { .. } | ConfigurationNoApp => {
+                INTERNAL
             }
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
@@ -568,6 +619,34 @@ mod tests {
         };
         assert_eq!(e.code(), "ERR_STATE_STORE_NOT_SUPPORTED");
         assert_eq!(e.http_status(), 500);
+    }
+
+    #[test]
+    fn configuration_errors_map_like_daprd() {
+        let e = ApiError::ConfigurationGet {
+            keys: vec!["a".into(), "b".into()],
+            store: "s".into(),
+            reason: "down".into(),
+        };
+        assert_eq!(
+            (e.code(), e.http_status(), e.grpc_code()),
+            ("ERR_CONFIGURATION_GET", 500, grpc_code::INTERNAL)
+        );
+        assert_eq!(
+            e.to_string(),
+            "failed to get [a b] from Configuration store s: down"
+        );
+        let e = ApiError::ConfigurationStoreNotFound("x".into());
+        assert_eq!(
+            (e.http_status(), e.grpc_code()),
+            (400, grpc_code::INVALID_ARGUMENT)
+        );
+        assert_eq!(e.to_string(), "configuration store x not found");
+        let e = ApiError::ConfigurationStoresNotConfigured;
+        assert_eq!(
+            (e.http_status(), e.grpc_code()),
+            (500, grpc_code::FAILED_PRECONDITION)
+        );
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub pubsub_egress_bulk_latency: HistogramVec,
     pub secret_count: CounterVec,
     pub secret_latency: HistogramVec,
+    pub configuration_count: CounterVec,
+    pub configuration_latency: HistogramVec,
     pub resiliency_loaded: CounterVec,
     pub resiliency_count: CounterVec,
     pub resiliency_activations: CounterVec,
@@ -266,6 +268,19 @@ impl Metrics {
                 &OPERATION,
                 LATENCY_MS,
             ),
+            configuration_count: counter(
+                &r,
+                "dapr_component_configuration_count",
+                "The number of operations performed on the configuration component.",
+                &OPERATION,
+            ),
+            configuration_latency: histogram(
+                &r,
+                "dapr_component_configuration_latencies",
+                "The latency of the response from the configuration component (ms).",
+                &OPERATION,
+                LATENCY_MS,
+            ),
             resiliency_loaded: counter(
                 &r,
                 "dapr_resiliency_loaded",
@@ -440,6 +455,21 @@ impl ComponentMetrics {
         self.metrics.secret_count.with_label_values(&l).inc();
         self.metrics
             .secret_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    pub fn configuration(&self, component: &str, operation: &str, ok: bool, started: Instant) {
+        let l = [
+            &self.app_id,
+            component,
+            &self.namespace,
+            operation,
+            success(ok),
+        ];
+        self.metrics.configuration_count.with_label_values(&l).inc();
+        self.metrics
+            .configuration_latency
             .with_label_values(&l)
             .observe(ms(started));
     }

@@ -87,6 +87,7 @@ pub struct Live {
     pub state: StateStores,
     pub secrets: SecretStores,
     pub pubsubs: crate::handlers::pubsub::PubSubs,
+    pub configuration: crate::handlers::configuration::ConfigurationStores,
     /// State stores with a transactional outbox (`outbox.rs`).
     pub outbox: crate::outbox::Outboxes,
     /// `HTTPEndpoint` resources (and full-URL targets).
@@ -115,6 +116,8 @@ pub struct Runtime {
     pub enabled_features: Vec<String>,
     /// Component metrics (`dapr_component_*`), when metrics are on.
     pub metrics: Option<crate::metrics::ComponentMetrics>,
+    /// Running configuration subscriptions (they outlive a reload).
+    pub configuration_subscriptions: crate::handlers::configuration::ConfigSubscriptions,
     /// What hot reload replaces: read once per request with [`Runtime::live`].
     live: ArcSwap<Live>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
@@ -138,6 +141,7 @@ impl Runtime {
             app: None,
             enabled_features: Vec::new(),
             metrics: None,
+            configuration_subscriptions: Default::default(),
             live: ArcSwap::from_pointee(live),
             attributes: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::default(),

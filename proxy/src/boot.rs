@@ -113,6 +113,8 @@ impl Builder {
                     "pubsub"
                 } else if t.starts_with("secretstores.") {
                     "secretstore"
+                } else if t.starts_with("configuration.") {
+                    "configuration"
                 } else {
                     "component"
                 };
@@ -139,6 +141,7 @@ impl Builder {
             state: loaded.state,
             secrets: loaded.secrets,
             pubsubs: loaded.pubsubs,
+            configuration: loaded.configuration,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,
@@ -194,13 +197,21 @@ pub fn data_dir(args: &RunArgs) -> PathBuf {
 }
 
 /// With no `--resources-path` at all, a first user still gets a working
-/// state store (`statestore`, SQLite under the data directory) and pub/sub
-/// (`pubsub`, in memory) — daprd's default names.
+/// state store (`statestore`, SQLite under the data directory), pub/sub
+/// (`pubsub`, in memory) and configuration store (`configstore`, SQLite
+/// under the data directory, edited with `sqlite3`) — daprd's default
+/// names.
 fn default_components(dir: &std::path::Path) -> Vec<Component> {
     let db = dir.join("spar-state.db").display().to_string();
+    let config_db = dir.join("spar-configuration.db").display().to_string();
     vec![
         Component::new("statestore", "state.sqlite", &[("connectionString", &db)]),
         Component::new("pubsub", "pubsub.in-memory", &[]),
+        Component::new(
+            "configstore",
+            "configuration.sqlite",
+            &[("connectionString", &config_db)],
+        ),
     ]
 }
 

@@ -7,6 +7,7 @@ mod app_grpc;
 mod boot;
 mod cli;
 mod components;
+mod configuration_app;
 mod grpc;
 mod http;
 mod launcher;

@@ -278,6 +278,12 @@ impl Reloader {
         self.rt.replace_live(live);
         self.chain.replace(&chain);
         let live = self.rt.live();
+        // Subscriptions to a configuration store that is gone end (their
+        // streams complete); those of a changed one go on with the
+        // instance they started on.
+        self.rt
+            .configuration_subscriptions
+            .retain_stores(|s| live.configuration.get(s).is_some());
         let names: Vec<&str> = live.components.iter().map(|c| c.name.as_str()).collect();
         tracing::info!(components = ?names, "hot reload applied");
         self.resources = resources;

@@ -228,6 +228,17 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         });
     }
 
+    // Configuration subscriptions end when the sidecar stops: their gRPC
+    // streams complete and their deliveries to the app stop.
+    {
+        let rt = rt.clone();
+        let mut stop = stop_rx.clone();
+        bg.spawn(async move {
+            signals::stopped(&mut stop).await;
+            rt.configuration_subscriptions.close_all();
+        });
+    }
+
     let app_task = if args.command.is_empty() {
         None
     } else {

@@ -198,3 +198,82 @@ async fn pubsub_mqtt3() {
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
     spar_tests::clear_mqtt_sessions(&groups).await;
 }
+
+/// The configuration conformance suite against the real Redis, on keys of
+/// its own that are deleted afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configuration_redis() {
+    use spar_components::configuration::conformance;
+    let store = spar_components::registry::Registry::default()
+        .build_configuration(
+            &component("configuration.redis", &[("redisHost", "127.0.0.1:6379")]),
+            &Default::default(),
+        )
+        .expect("redis configuration store");
+    let w = spar_tests::RedisWriter::connect("redis://127.0.0.1:6379").await;
+    let prefix = unique("conf");
+    conformance::run_all(store, &w, &prefix, false).await;
+    spar_tests::delete_redis_keys(&format!("{prefix}*")).await;
+}
+
+/// Against the real PostgreSQL, in a table (daprd's layout, with its
+/// trigger) of its own that is dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configuration_postgresql() {
+    use spar_components::configuration::conformance;
+    let table = unique("conf").replace('-', "_");
+    let channel = format!("{table}_ch");
+    let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .expect("postgres");
+    spar_tests::create_pg_config_table(&pool, &table, &channel).await;
+    let store = spar_components::registry::Registry::default()
+        .build_configuration(
+            &component(
+                "configuration.postgresql",
+                &[
+                    (
+                        "connectionString",
+                        "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+                    ),
+                    ("table", &table),
+                    ("notifyChannel", &channel),
+                ],
+            ),
+            &Default::default(),
+        )
+        .expect("postgres configuration store");
+    let w = spar_tests::PgWriter {
+        pool: pool.clone(),
+        table: table.clone(),
+    };
+    // daprd's PostgreSQL store takes keys of letters, digits, `.`, `/`, `_`.
+    let prefix = unique("conf").replace('-', "_");
+    let result =
+        tokio::spawn(async move { conformance::run_all(store, &w, &prefix, true).await }).await;
+    spar_tests::drop_pg_config_table(&pool, &table).await;
+    result.unwrap();
+}
+
+/// Against a SQLite file, written by another connection as `sqlite3` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn configuration_sqlite() {
+    use spar_components::configuration::conformance;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.db");
+    let store = spar_components::registry::Registry::default()
+        .build_configuration(
+            &component(
+                "configuration.sqlite",
+                &[("connectionString", &path.display().to_string())],
+            ),
+            &Default::default(),
+        )
+        .expect("sqlite configuration store");
+    store.init().await.expect("init");
+    let w = spar_tests::SqliteWriter {
+        path,
+        table: "configuration".into(),
+    };
+    conformance::run_all(store, &w, &unique("conf"), true).await;
+}

@@ -3,6 +3,7 @@
 
 mod app_channel;
 mod cli;
+mod configuration;
 mod conformance;
 mod consul;
 mod discovery;

@@ -5,11 +5,13 @@
 //! private Redis/PostgreSQL servers, `cleanup` clears the shared brokers.
 
 mod cleanup;
+mod configuration;
 mod sentry;
 mod services;
 mod sidecar;
 
 pub use cleanup::*;
+pub use configuration::*;
 pub use sentry::*;
 pub use services::*;
 pub use sidecar::*;

@@ -444,6 +444,67 @@ impl Dapr for DaprApi {
         }
     }
 
+    async fn get_configuration_alpha1(
+        &self,
+        req: GrpcRequest<pb::GetConfigurationRequest>,
+    ) -> R<pb::GetConfigurationResponse> {
+        self.get_configuration_rpc(req, "/dapr.proto.runtime.v1.Dapr/GetConfigurationAlpha1")
+            .await
+    }
+
+    async fn get_configuration(
+        &self,
+        req: GrpcRequest<pb::GetConfigurationRequest>,
+    ) -> R<pb::GetConfigurationResponse> {
+        self.get_configuration_rpc(req, "/dapr.proto.runtime.v1.Dapr/GetConfiguration")
+            .await
+    }
+
+    type SubscribeConfigurationAlpha1Stream = super::configuration::ConfigurationStream;
+
+    async fn subscribe_configuration_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubscribeConfigurationRequest>,
+    ) -> R<Self::SubscribeConfigurationAlpha1Stream> {
+        self.subscribe_configuration_rpc(
+            req,
+            "/dapr.proto.runtime.v1.Dapr/SubscribeConfigurationAlpha1",
+        )
+        .await
+    }
+
+    type SubscribeConfigurationStream = super::configuration::ConfigurationStream;
+
+    async fn subscribe_configuration(
+        &self,
+        req: GrpcRequest<pb::SubscribeConfigurationRequest>,
+    ) -> R<Self::SubscribeConfigurationStream> {
+        self.subscribe_configuration_rpc(req, "/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration")
+            .await
+    }
+
+    async fn unsubscribe_configuration_alpha1(
+        &self,
+        req: GrpcRequest<pb::UnsubscribeConfigurationRequest>,
+    ) -> R<pb::UnsubscribeConfigurationResponse> {
+        self.unsubscribe_configuration_rpc(
+            req,
+            "/dapr.proto.runtime.v1.Dapr/UnsubscribeConfigurationAlpha1",
+        )
+        .await
+    }
+
+    async fn unsubscribe_configuration(
+        &self,
+        req: GrpcRequest<pb::UnsubscribeConfigurationRequest>,
+    ) -> R<pb::UnsubscribeConfigurationResponse> {
+        self.unsubscribe_configuration_rpc(
+            req,
+            "/dapr.proto.runtime.v1.Dapr/UnsubscribeConfiguration",
+        )
+        .await
+    }
+
     async fn get_metadata(
         &self,
         req: GrpcRequest<pb::GetMetadataRequest>,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use spar_components::go_json;
 use spar_filters::error::EventsSer;
+use spar_filters::handlers::configuration::{ConfigurationRequest, Deliver};
 use spar_filters::handlers::health::HealthRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
 use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
@@ -80,6 +81,15 @@ impl Query {
             }
         }
         out
+    }
+
+    /// Every value of a repeated parameter (`?key=a&key=b`).
+    fn all(&self, name: &str) -> Vec<String> {
+        self.params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     fn get(&self, name: &str) -> &str {
@@ -453,6 +463,50 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
             h.path,
             || publish(h, pubsub, topic, body),
         ),
+        [v @ ("v1.0" | "v1.0-alpha1"), "configuration", store] => {
+            let route = if *v == "v1.0" {
+                "/v1.0/configuration/{storeName}"
+            } else {
+                "/v1.0-alpha1/configuration/{storeName}"
+            };
+            only(m, &["GET"], route, h.path, || {
+                let q = Query::parse(h.query);
+                Ok(Request::Configuration(ConfigurationRequest::Get {
+                    store: percent_decode(store),
+                    keys: q.all("key"),
+                    metadata: q.metadata,
+                }))
+            })
+        }
+        [v @ ("v1.0" | "v1.0-alpha1"), "configuration", store, "subscribe"] => {
+            let route = if *v == "v1.0" {
+                "/v1.0/configuration/{storeName}/subscribe"
+            } else {
+                "/v1.0-alpha1/configuration/{storeName}/subscribe"
+            };
+            only(m, &["GET"], route, h.path, || {
+                let q = Query::parse(h.query);
+                Ok(Request::Configuration(ConfigurationRequest::Subscribe {
+                    store: percent_decode(store),
+                    keys: q.all("key"),
+                    metadata: q.metadata,
+                    deliver: Deliver::App,
+                }))
+            })
+        }
+        [v @ ("v1.0" | "v1.0-alpha1"), "configuration", store, id, "unsubscribe"] => {
+            let route = if *v == "v1.0" {
+                "/v1.0/configuration/{storeName}/{configurationSubscribeID}/unsubscribe"
+            } else {
+                "/v1.0-alpha1/configuration/{storeName}/{configurationSubscribeID}/unsubscribe"
+            };
+            only(m, &["GET"], route, h.path, || {
+                Ok(Request::Configuration(ConfigurationRequest::Unsubscribe {
+                    store: Some(percent_decode(store)),
+                    id: percent_decode(id),
+                }))
+            })
+        }
         ["v1.0-alpha1", "state", store, "query"] => {
             only(
                 m,

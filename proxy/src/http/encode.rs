@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use spar_components::configuration::{Item, Items};
+use spar_filters::handlers::configuration::ConfigurationResponse;
 use spar_filters::handlers::metadata::MetadataSnapshot;
 use spar_filters::handlers::secrets::SecretsResponse;
 use spar_filters::handlers::state::StateResponse;
@@ -65,6 +67,26 @@ pub fn response(r: Response) -> Encoded {
             headers: vec![],
             body: Bytes::new(),
         },
+        Response::Configuration(ConfigurationResponse::Items(items)) if items.is_empty() => {
+            Encoded {
+                status,
+                headers: vec![],
+                body: Bytes::new(),
+            }
+        }
+        Response::Configuration(ConfigurationResponse::Items(items)) => {
+            json_body(status, &configuration_items(&items))
+        }
+        Response::Configuration(ConfigurationResponse::Subscribed(s)) => {
+            json_body(status, &json!({"id": s.id}))
+        }
+        Response::Configuration(ConfigurationResponse::Unsubscribed) => {
+            json_body(status, &json!({"ok": true}))
+        }
+        // Only gRPC asks for this answer.
+        Response::Configuration(ConfigurationResponse::NotSubscribed(message)) => {
+            json_body(500, &json!({"message": message}))
+        }
         // Some entries failed: daprd's body, listing them.
         Response::BulkPublished(f) => json_body(
             status,
@@ -74,6 +96,25 @@ pub fn response(r: Response) -> Encoded {
             }),
         ),
     }
+}
+
+/// Configuration items as daprd writes them: `{key: {value, version,
+/// metadata}}`, empty fields left out (a deleted key is `{}`).
+pub fn configuration_items(items: &Items) -> Value {
+    let item = |i: &Item| {
+        let mut o = Map::new();
+        if !i.value.is_empty() {
+            o.insert("value".into(), i.value.clone().into());
+        }
+        if !i.version.is_empty() {
+            o.insert("version".into(), i.version.clone().into());
+        }
+        if !i.metadata.is_empty() {
+            o.insert("metadata".into(), json!(i.metadata));
+        }
+        Value::Object(o)
+    };
+    Value::Object(items.iter().map(|(k, i)| (k.clone(), item(i))).collect())
 }
 
 fn state(status: u16, s: StateResponse) -> Encoded {

@@ -437,7 +437,16 @@ impl server::Front for HttpApi {
         ctx.body_too_large = too_large;
         ctx.headers = self.chain.read_headers(header);
         let out = match self.chain.handle(&mut ctx, decoded.req).await {
-            Ok(r) => encode::response(r),
+            Ok(r) => {
+                // An HTTP configuration subscription delivers to the app.
+                if let spar_filters::Response::Configuration(
+                    spar_filters::handlers::configuration::ConfigurationResponse::Subscribed(s),
+                ) = &r
+                {
+                    crate::configuration_app::spawn(self.rt.clone(), s);
+                }
+                encode::response(r)
+            }
             Err(e) => encode::error(&e),
         };
         if too_large {

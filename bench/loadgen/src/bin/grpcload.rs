@@ -10,6 +10,8 @@
 //!   spar-grpcload ADDR get --store S --key K
 //!   spar-grpcload ADDR save --store S --key K [--body N]
 //!       Dapr `GetState` / `SaveState`
+//!   spar-grpcload ADDR config-get --store S --key K
+//!       Dapr `GetConfiguration`
 //!
 //! Prints `p50_ms p90_ms p99_ms p999_ms max_ms rps errors`.
 
@@ -18,7 +20,9 @@ use spar_loadgen::grpc::Raw;
 use spar_loadgen::{parse_load, run, Conn};
 use spar_proto::common::{http_extension, HttpExtension, InvokeRequest, StateItem};
 use spar_proto::runtime::dapr_client::DaprClient;
-use spar_proto::runtime::{GetStateRequest, InvokeServiceRequest, SaveStateRequest};
+use spar_proto::runtime::{
+    GetConfigurationRequest, GetStateRequest, InvokeServiceRequest, SaveStateRequest,
+};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Clone)]
@@ -36,6 +40,10 @@ enum Op {
         key: String,
     },
     Save {
+        store: String,
+        key: String,
+    },
+    ConfigGet {
         store: String,
         key: String,
     },
@@ -110,6 +118,16 @@ impl Conn for Grpc {
                     .await
                     .map_err(e)?;
             }
+            Op::ConfigGet { store, key } => {
+                DaprClient::new(self.ch.clone())
+                    .get_configuration(GetConfigurationRequest {
+                        store_name: store.clone(),
+                        keys: vec![key.clone()],
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(e)?;
+            }
         }
         Ok(())
     }
@@ -119,7 +137,9 @@ fn parse() -> Result<(spar_loadgen::Load, String, Op, usize), String> {
     let (load, rest) = parse_load(std::env::args().skip(1).collect())?;
     let mut a = rest.into_iter();
     let addr = a.next().ok_or("missing ADDR")?;
-    let mode = a.next().ok_or("missing mode: raw | invoke | get | save")?;
+    let mode = a
+        .next()
+        .ok_or("missing mode: raw | invoke | get | save | config-get")?;
     let (mut path, mut app_id, mut method, mut store, mut key, mut body) =
         (None, None, None, None, None, 0usize);
     while let Some(x) = a.next() {
@@ -151,6 +171,10 @@ fn parse() -> Result<(spar_loadgen::Load, String, Op, usize), String> {
             key: need(key, "--key")?,
         },
         "save" => Op::Save {
+            store: need(store, "--store")?,
+            key: need(key, "--key")?,
+        },
+        "config-get" => Op::ConfigGet {
             store: need(store, "--store")?,
             key: need(key, "--key")?,
         },
