@@ -10,6 +10,7 @@ use spar_config::Component;
 
 pub use crate::build::{BuildContext, BuildError};
 
+use crate::lock::{self, LockStore};
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
@@ -19,12 +20,14 @@ type Builder<T> = fn(&Component, &BuildContext) -> Result<Arc<T>, BuildError>;
 type StateBuilder = Builder<dyn StateStore>;
 type SecretBuilder = Builder<dyn SecretStore>;
 type PubSubBuilder = Builder<dyn PubSub>;
+type LockBuilder = Builder<dyn LockStore>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
     state: HashMap<&'static str, StateBuilder>,
     secrets: HashMap<&'static str, SecretBuilder>,
     pubsub: HashMap<&'static str, PubSubBuilder>,
+    lock: HashMap<&'static str, LockBuilder>,
 }
 
 impl Default for Registry {
@@ -44,10 +47,15 @@ impl Default for Registry {
         pubsub.insert("pubsub.jetstream", pubsub::jetstream::build);
         pubsub.insert("pubsub.rabbitmq", pubsub::rabbitmq::build);
         pubsub.insert("pubsub.mqtt3", pubsub::mqtt::build);
+        let mut lock: HashMap<&'static str, LockBuilder> = HashMap::new();
+        lock.insert("lock.redis", lock::redis::build);
+        lock.insert("lock.sqlite", lock::sqlite::build);
+        lock.insert("lock.in-memory", lock::memory::build);
         Registry {
             state,
             secrets,
             pubsub,
+            lock,
         }
     }
 }
@@ -62,7 +70,8 @@ impl Registry {
     pub fn check(&self, ty: &str, version: &str) -> Result<(), BuildError> {
         let known = self.state.contains_key(ty)
             || self.secrets.contains_key(ty)
-            || self.pubsub.contains_key(ty);
+            || self.pubsub.contains_key(ty)
+            || self.lock.contains_key(ty);
         if !known {
             return Err(BuildError::UnknownType(
                 ty.to_string(),
@@ -85,6 +94,7 @@ impl Registry {
             .keys()
             .chain(self.secrets.keys())
             .chain(self.pubsub.keys())
+            .chain(self.lock.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -105,6 +115,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn PubSub>, BuildError> {
         build(&self.pubsub, c, ctx)
+    }
+
+    pub fn build_lock(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn LockStore>, BuildError> {
+        build(&self.lock, c, ctx)
     }
 
     pub fn build_state(

@@ -117,6 +117,20 @@ pub enum ApiError {
     /// The transactional outbox could not publish its internal event.
     #[error("error while publishing outbox message: {reason}")]
     PubSubOutbox { app_id: String, reason: String },
+    #[error("lock store is not configured")]
+    LockStoresNotConfigured,
+    #[error("lock store {0} not found")]
+    LockStoreNotFound(String),
+    #[error("ResourceId is empty in lock store {0}")]
+    LockResourceIdEmpty(String),
+    #[error("LockOwner is empty in lock store {0}")]
+    LockOwnerEmpty(String),
+    #[error("ExpiryInSeconds is not positive in lock store {0}")]
+    LockExpiryNotPositive(String),
+    #[error("failed to try acquiring lock: {0}")]
+    TryLock(String),
+    #[error("failed to release lock: {0}")]
+    Unlock(String),
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -188,6 +202,13 @@ impl ApiError {
             PubSubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
             PubSubEventsSer(_) => "ERR_PUBSUB_EVENTS_SER",
             PubSubOutbox { .. } => "ERR_PUBLISH_OUTBOX",
+            LockStoresNotConfigured => "ERR_LOCK_STORE_NOT_CONFIGURED",
+            LockStoreNotFound(_) => "ERR_LOCK_STORE_NOT_FOUND",
+            LockResourceIdEmpty(_) | LockOwnerEmpty(_) | LockExpiryNotPositive(_) => {
+                "ERR_MALFORMED_REQUEST"
+            }
+            TryLock(_) => "ERR_TRY_LOCK",
+            Unlock(_) => "ERR_UNLOCK",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -223,6 +244,11 @@ impl ApiError {
             PubSubForbidden { .. } => 403,
             PubSubPublish { .. } | PubSubOutbox { .. } => 500,
             PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => 400,
+            LockStoresNotConfigured | TryLock(_) | Unlock(_) => 500,
+            LockStoreNotFound(_)
+            | LockResourceIdEmpty(_)
+            | LockOwnerEmpty(_)
+            | LockExpiryNotPositive(_) => 400,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -260,6 +286,12 @@ impl ApiError {
             PubSubForbidden { .. } => PERMISSION_DENIED,
             PubSubPublish { .. } | PubSubOutbox { .. } => INTERNAL,
             PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => INVALID_ARGUMENT,
+            LockStoresNotConfigured => FAILED_PRECONDITION,
+            LockStoreNotFound(_)
+            | LockResourceIdEmpty(_)
+            | LockOwnerEmpty(_)
+            | LockExpiryNotPositive(_) => INVALID_ARGUMENT,
+            TryLock(_) | Unlock(_) => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

@@ -87,6 +87,7 @@ pub struct Live {
     pub state: StateStores,
     pub secrets: SecretStores,
     pub pubsubs: crate::handlers::pubsub::PubSubs,
+    pub locks: crate::handlers::lock::LockStores,
     /// State stores with a transactional outbox (`outbox.rs`).
     pub outbox: crate::outbox::Outboxes,
     /// `HTTPEndpoint` resources (and full-URL targets).

@@ -111,6 +111,8 @@ impl Builder {
                     "pubsub"
                 } else if t.starts_with("secretstores.") {
                     "secretstore"
+                } else if t.starts_with("lock.") {
+                    "lock"
                 } else {
                     "component"
                 };
@@ -137,6 +139,7 @@ impl Builder {
             state: loaded.state,
             secrets: loaded.secrets,
             pubsubs: loaded.pubsubs,
+            locks: loaded.locks,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,
@@ -192,12 +195,15 @@ pub fn data_dir(args: &RunArgs) -> PathBuf {
 
 /// With no `--resources-path` at all, a first user still gets a working
 /// state store (`statestore`, SQLite under the data directory) and pub/sub
-/// (`pubsub`, in memory) — daprd's default names.
+/// (`pubsub`, in memory) — daprd's default names — and a lock store
+/// (`lockstore`, SQLite, so every sidecar on the machine shares its locks).
 fn default_components(dir: &std::path::Path) -> Vec<Component> {
     let db = dir.join("spar-state.db").display().to_string();
+    let locks = dir.join("spar-lock.db").display().to_string();
     vec![
         Component::new("statestore", "state.sqlite", &[("connectionString", &db)]),
         Component::new("pubsub", "pubsub.in-memory", &[]),
+        Component::new("lockstore", "lock.sqlite", &[("connectionString", &locks)]),
     ]
 }
 

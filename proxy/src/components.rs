@@ -32,6 +32,7 @@ pub struct Loaded {
     /// component, its type and file: fatal at start-up, as in daprd.
     pub fatal: Vec<String>,
     pub pubsubs: spar_filters::handlers::pubsub::PubSubs,
+    pub locks: spar_filters::handlers::lock::LockStores,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
@@ -313,7 +314,7 @@ pub async fn load(
     // like any other component (daprd: "incorrect type").
     for c in components {
         let kind = c.kind_prefix();
-        if matches!(kind, "secretstores" | "state" | "pubsub") {
+        if matches!(kind, "secretstores" | "state" | "pubsub" | "lock") {
             continue;
         }
         if kind == "middleware" {
@@ -452,6 +453,45 @@ pub async fn load(
                             .unwrap_or_else(|| app_id.to_string()),
                     },
                 );
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, &c, e),
+        }
+    }
+
+    for c in components.iter().filter(|c| c.kind_prefix() == "lock") {
+        use spar_filters::handlers::lock::LockPrefix;
+        if let Some((live, i)) = kept(c) {
+            if let Some((store, prefix)) = live.locks.entry(c.name()) {
+                out.locks.insert(c.name().to_string(), store, prefix);
+                out.infos.push(i);
+                continue;
+            }
+        }
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut out, c, e);
+                continue;
+            }
+        };
+        let prefix = match LockPrefix::from_strategy(c.meta("keyPrefix").as_deref(), app_id, c.name())
+        {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&mut out, &c, format!("failed to save lock keyprefix: {e}"));
+                continue;
+            }
+        };
+        let built = match registry.build_lock(&c, ctx) {
+            Ok(store) => init_within(&c, store.init()).await.map(|()| store),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
+            Ok(store) => {
+                // daprd reports no capabilities for lock stores.
+                out.infos.push(info(&c, vec![]));
+                out.locks.insert(c.name().to_string(), store, prefix);
                 tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
             }
             Err(e) => fail(&mut out, &c, e),

@@ -5,6 +5,7 @@
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
+pub mod lock;
 pub mod metadata;
 pub mod pubsub;
 pub mod secrets;
@@ -48,6 +49,7 @@ impl Filter for Router {
             Request::Secrets(r) => Box::pin(secrets::handle(&self.rt, r)).await,
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,
+            Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

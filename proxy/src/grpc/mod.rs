@@ -4,6 +4,7 @@
 mod convert;
 mod dapr;
 pub mod invoke;
+mod lock;
 mod proxy;
 mod pubsub;
 

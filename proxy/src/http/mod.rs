@@ -11,6 +11,8 @@ mod forward;
 pub mod h1;
 pub mod internal;
 pub mod invoke;
+pub mod lock;
+pub mod protojson;
 mod resilient;
 pub mod server;
 mod up_conn;
