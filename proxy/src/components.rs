@@ -475,14 +475,14 @@ pub async fn load(
                 continue;
             }
         };
-        let prefix = match LockPrefix::from_strategy(c.meta("keyPrefix").as_deref(), app_id, c.name())
-        {
-            Ok(p) => p,
-            Err(e) => {
-                fail(&mut out, &c, format!("failed to save lock keyprefix: {e}"));
-                continue;
-            }
-        };
+        let prefix =
+            match LockPrefix::from_strategy(c.meta("keyPrefix").as_deref(), app_id, c.name()) {
+                Ok(p) => p,
+                Err(e) => {
+                    fail(&mut out, &c, format!("failed to save lock keyprefix: {e}"));
+                    continue;
+                }
+            };
         let built = match registry.build_lock(&c, ctx) {
             Ok(store) => init_within(&c, store.init()).await.map(|()| store),
             Err(e) => Err(e.to_string()),

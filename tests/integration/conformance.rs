@@ -198,3 +198,23 @@ async fn pubsub_mqtt3() {
     spar_components::pubsub::conformance::run_all(b, &prefix).await;
     spar_tests::clear_mqtt_sessions(&groups).await;
 }
+
+/// The lock conformance suite against each lock store; Redis is the real
+/// one on 127.0.0.1:6379 (resource ids under a unique prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_stores() {
+    use spar_components::lock::conformance as lock_conformance;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locks.db").display().to_string();
+    let registry = spar_components::registry::Registry::default();
+    for (ty, meta) in [
+        ("lock.redis", vec![("redisHost", "127.0.0.1:6379")]),
+        ("lock.sqlite", vec![("connectionString", db.as_str())]),
+        ("lock.in-memory", vec![]),
+    ] {
+        let store = registry
+            .build_lock(&component(ty, &meta), &Default::default())
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        lock_conformance::run_all(store, &unique(ty)).await;
+    }
+}

@@ -15,6 +15,7 @@ mod forwarding;
 mod grpc_proxy;
 mod h1_path;
 mod invoke;
+mod lock;
 mod logging;
 mod metadata;
 mod metrics;

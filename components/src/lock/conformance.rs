@@ -17,13 +17,19 @@ pub async fn run_all(store: Arc<dyn LockStore>, prefix: &str) {
 pub async fn owner_holds_until_unlock(s: &dyn LockStore, r: &str) {
     let long = Duration::from_secs(60);
     assert!(s.try_lock(r, "a", long).await.unwrap(), "free lock taken");
-    assert!(!s.try_lock(r, "b", long).await.unwrap(), "held lock refused");
+    assert!(
+        !s.try_lock(r, "b", long).await.unwrap(),
+        "held lock refused"
+    );
     assert!(
         !s.try_lock(r, "a", long).await.unwrap(),
         "not re-entrant, as in Dapr"
     );
     assert_eq!(s.unlock(r, "a").await.unwrap(), UnlockStatus::Success);
-    assert!(s.try_lock(r, "b", long).await.unwrap(), "released lock taken");
+    assert!(
+        s.try_lock(r, "b", long).await.unwrap(),
+        "released lock taken"
+    );
     assert_eq!(s.unlock(r, "b").await.unwrap(), UnlockStatus::Success);
 }
 
@@ -94,7 +100,8 @@ mod tests {
     async fn sqlite_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("l.db").display().to_string();
-        let s = super::super::sqlite::SqliteLock::open(&db, "locks", Duration::from_secs(5)).unwrap();
+        let s =
+            super::super::sqlite::SqliteLock::open(&db, "locks", Duration::from_secs(5)).unwrap();
         run_all(Arc::new(s), "s").await;
     }
 

@@ -43,7 +43,11 @@ pub struct LockPrefix(String);
 impl LockPrefix {
     /// daprd's strategies, any case: `appid` (default), `name`, `none`, or
     /// any other value (lower-cased, as daprd does) as the prefix itself.
-    pub fn from_strategy(strategy: Option<&str>, app_id: &str, store: &str) -> Result<Self, String> {
+    pub fn from_strategy(
+        strategy: Option<&str>,
+        app_id: &str,
+        store: &str,
+    ) -> Result<Self, String> {
         let s = strategy.unwrap_or("appid").to_lowercase();
         if s.contains("||") {
             return Err(format!("input key/keyPrefix '{s}' can't contain '||'"));
@@ -137,7 +141,9 @@ where
     .await
     .map_err(|r| match r {
         Refused::Failed(e) => e,
-        Refused::Timeout(d) => LockError::Backend(format!("timeout after {d:?} (resiliency policy)")),
+        Refused::Timeout(d) => {
+            LockError::Backend(format!("timeout after {d:?} (resiliency policy)"))
+        }
         Refused::BreakerOpen => LockError::Backend("circuit breaker is open".into()),
     })
 }

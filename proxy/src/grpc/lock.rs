@@ -31,7 +31,10 @@ impl DaprApi {
         }
     }
 
-    pub(super) async fn unlock(&self, req: GrpcRequest<pb::UnlockRequest>) -> R<pb::UnlockResponse> {
+    pub(super) async fn unlock(
+        &self,
+        req: GrpcRequest<pb::UnlockRequest>,
+    ) -> R<pb::UnlockResponse> {
         let m = req.get_ref();
         let typed = Request::Lock(LockRequest::Unlock {
             store: m.store_name.clone(),

@@ -12,9 +12,17 @@ use super::protojson;
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct LockJson {
-    #[serde(rename = "resourceId", alias = "resource_id", deserialize_with = "protojson::string")]
+    #[serde(
+        rename = "resourceId",
+        alias = "resource_id",
+        deserialize_with = "protojson::string"
+    )]
     resource_id: String,
-    #[serde(rename = "lockOwner", alias = "lock_owner", deserialize_with = "protojson::string")]
+    #[serde(
+        rename = "lockOwner",
+        alias = "lock_owner",
+        deserialize_with = "protojson::string"
+    )]
     lock_owner: String,
     #[serde(
         rename = "expiryInSeconds",
