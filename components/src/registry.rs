@@ -10,6 +10,7 @@ use spar_config::Component;
 
 pub use crate::build::{BuildContext, BuildError};
 
+use crate::conversation::{self, Conversation};
 use crate::lock::{self, LockStore};
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
@@ -21,6 +22,7 @@ type StateBuilder = Builder<dyn StateStore>;
 type SecretBuilder = Builder<dyn SecretStore>;
 type PubSubBuilder = Builder<dyn PubSub>;
 type LockBuilder = Builder<dyn LockStore>;
+type ConversationBuilder = Builder<dyn Conversation>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
@@ -28,6 +30,7 @@ pub struct Registry {
     secrets: HashMap<&'static str, SecretBuilder>,
     pubsub: HashMap<&'static str, PubSubBuilder>,
     lock: HashMap<&'static str, LockBuilder>,
+    conversation: HashMap<&'static str, ConversationBuilder>,
 }
 
 impl Default for Registry {
@@ -51,11 +54,15 @@ impl Default for Registry {
         lock.insert("lock.redis", lock::redis::build);
         lock.insert("lock.sqlite", lock::sqlite::build);
         lock.insert("lock.in-memory", lock::memory::build);
+        let mut conversation: HashMap<&'static str, ConversationBuilder> = HashMap::new();
+        conversation.insert("conversation.echo", conversation::echo::build);
+        conversation.insert("conversation.openai", conversation::openai::build);
         Registry {
             state,
             secrets,
             pubsub,
             lock,
+            conversation,
         }
     }
 }
@@ -71,7 +78,8 @@ impl Registry {
         let known = self.state.contains_key(ty)
             || self.secrets.contains_key(ty)
             || self.pubsub.contains_key(ty)
-            || self.lock.contains_key(ty);
+            || self.lock.contains_key(ty)
+            || self.conversation.contains_key(ty);
         if !known {
             return Err(BuildError::UnknownType(
                 ty.to_string(),
@@ -95,6 +103,7 @@ impl Registry {
             .chain(self.secrets.keys())
             .chain(self.pubsub.keys())
             .chain(self.lock.keys())
+            .chain(self.conversation.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -123,6 +132,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn LockStore>, BuildError> {
         build(&self.lock, c, ctx)
+    }
+
+    pub fn build_conversation(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn Conversation>, BuildError> {
+        build(&self.conversation, c, ctx)
     }
 
     pub fn build_state(

@@ -3,7 +3,9 @@
 //! Front ends decode into these; handler filters consume them. Each building
 //! block defines its own operation types in `handlers::<block>`.
 
-use crate::handlers::{health::HealthRequest, invoke, lock, metadata, pubsub, secrets, state};
+use crate::handlers::{
+    conversation, health::HealthRequest, invoke, lock, metadata, pubsub, secrets, state,
+};
 
 #[derive(Debug)]
 pub enum Request {
@@ -15,6 +17,7 @@ pub enum Request {
     Invoke(invoke::InvokeRequest),
     PubSub(pubsub::PubSubRequest),
     Lock(lock::LockRequest),
+    Conversation(conversation::ConversationRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -33,6 +36,7 @@ pub enum Response {
     /// Bulk publish: the entries that failed (none: all published).
     BulkPublished(pubsub::BulkFailures),
     Lock(lock::LockResponse),
+    Conversation(conversation::ConversationResponse),
 }
 
 impl Response {
@@ -48,7 +52,7 @@ impl Response {
             Response::Proxy(_) => 200,
             Response::BulkPublished(f) if f.0.is_empty() => 204,
             Response::BulkPublished(_) => 500,
-            Response::Lock(_) => 200,
+            Response::Lock(_) | Response::Conversation(_) => 200,
         }
     }
 }

@@ -131,6 +131,14 @@ pub enum ApiError {
     TryLock(String),
     #[error("failed to release lock: {0}")]
     Unlock(String),
+    #[error("failed finding conversation component {0}")]
+    ConversationNotFound(String),
+    #[error("failed conversing with component {name}: invalid params: {reason}")]
+    ConversationInvalidParams { name: String, reason: String },
+    #[error("failed conversing with component {name}: {reason}")]
+    ConversationInvoke { name: String, reason: String },
+    #[error("failed conversing with component {0}: missing inputs in request")]
+    ConversationMissingInputs(String),
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -209,6 +217,10 @@ impl ApiError {
             }
             TryLock(_) => "ERR_TRY_LOCK",
             Unlock(_) => "ERR_UNLOCK",
+            ConversationNotFound(_) => "ERR_CONVERSATION_NOT_FOUND",
+            ConversationInvalidParams { .. } => "ERR_CONVERSATION_INVALID_PARMS",
+            ConversationInvoke { .. } => "ERR_CONVERSATION_INVOKE",
+            ConversationMissingInputs(_) => "ERR_CONVERSATION_MISSING_INPUTS",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -249,6 +261,10 @@ impl ApiError {
             | LockResourceIdEmpty(_)
             | LockOwnerEmpty(_)
             | LockExpiryNotPositive(_) => 400,
+            ConversationNotFound(_)
+            | ConversationInvalidParams { .. }
+            | ConversationMissingInputs(_) => 400,
+            ConversationInvoke { .. } => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -292,6 +308,10 @@ impl ApiError {
             | LockOwnerEmpty(_)
             | LockExpiryNotPositive(_) => INVALID_ARGUMENT,
             TryLock(_) | Unlock(_) => INTERNAL,
+            ConversationNotFound(_)
+            | ConversationInvalidParams { .. }
+            | ConversationMissingInputs(_) => INVALID_ARGUMENT,
+            ConversationInvoke { .. } => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

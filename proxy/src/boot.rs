@@ -113,6 +113,8 @@ impl Builder {
                     "secretstore"
                 } else if t.starts_with("lock.") {
                     "lock"
+                } else if t.starts_with("conversation.") {
+                    "conversation"
                 } else {
                     "component"
                 };
@@ -140,6 +142,7 @@ impl Builder {
             secrets: loaded.secrets,
             pubsubs: loaded.pubsubs,
             locks: loaded.locks,
+            conversations: loaded.conversations,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,
@@ -176,6 +179,7 @@ impl Builder {
                 pipeline: pipeline(config, resources)?,
                 api_log: live.api_log,
                 tracer: live.tracer.clone(),
+                pii: !live.conversations.is_empty(),
             },
             rt.clone(),
         )

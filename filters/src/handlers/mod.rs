@@ -2,6 +2,7 @@
 //! chain by handing each request to its block's handler. Adding a building
 //! block is one module here, one `Request` variant and one arm below.
 
+pub mod conversation;
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
@@ -50,6 +51,7 @@ impl Filter for Router {
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,
             Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
+            Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

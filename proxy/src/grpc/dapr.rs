@@ -385,16 +385,16 @@ impl Dapr for DaprApi {
 
     async fn converse_alpha1(
         &self,
-        _req: GrpcRequest<pb::ConversationRequest>,
+        req: GrpcRequest<pb::ConversationRequest>,
     ) -> R<pb::ConversationResponse> {
-        Err(Status::unimplemented("conversation comes next"))
+        self.converse1(req).await
     }
 
     async fn converse_alpha2(
         &self,
-        _req: GrpcRequest<pb::ConversationRequestAlpha2>,
+        req: GrpcRequest<pb::ConversationRequestAlpha2>,
     ) -> R<pb::ConversationResponseAlpha2> {
-        Err(Status::unimplemented("conversation comes next"))
+        self.converse2(req).await
     }
 
     async fn get_secret(&self, req: GrpcRequest<pb::GetSecretRequest>) -> R<pb::GetSecretResponse> {

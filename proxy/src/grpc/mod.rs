@@ -1,6 +1,7 @@
 //! The gRPC API on `--dapr-grpc-port`: tonic services that decode protobuf
 //! into the same typed requests as the HTTP face and run the same chain.
 
+mod conversation;
 mod convert;
 mod dapr;
 pub mod invoke;

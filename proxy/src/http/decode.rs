@@ -460,6 +460,20 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
             h.path,
             || super::lock::unlock(percent_decode(store), body),
         ),
+        ["v1.0-alpha1", "conversation", name, "converse"] => only(
+            m,
+            &["POST"],
+            "/v1.0-alpha1/conversation/{name}/converse",
+            h.path,
+            || super::conversation::alpha1(percent_decode(name), body),
+        ),
+        ["v1.0-alpha2", "conversation", name, "converse"] => only(
+            m,
+            &["POST"],
+            "/v1.0-alpha2/conversation/{name}/converse",
+            h.path,
+            || super::conversation::alpha2(percent_decode(name), body),
+        ),
         _ => rejected(
             "unmatched",
             ApiError::RouteNotFound(format!("{} {}", h.method, h.path)),

@@ -66,6 +66,7 @@ pub fn response(r: Response) -> Encoded {
             body: Bytes::new(),
         },
         Response::Lock(l) => json_body(status, &super::lock::encode(&l)),
+        Response::Conversation(c) => json_body(status, &super::conversation::encode(&c)),
         // Some entries failed: daprd's body, listing them.
         Response::BulkPublished(f) => json_body(
             status,
