@@ -218,3 +218,25 @@ async fn lock_stores() {
         lock_conformance::run_all(store, &unique(ty)).await;
     }
 }
+
+/// The conversation conformance suite against the echo and against
+/// `conversation.openai` talking to the chat-completions double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_components() {
+    use spar_components::conversation::conformance as conv_conformance;
+    let (port, _double) = crate::conversation::openai_double().await;
+    let endpoint = format!("http://127.0.0.1:{port}/v1");
+    let registry = spar_components::registry::Registry::default();
+    for (ty, meta) in [
+        ("conversation.echo", vec![]),
+        (
+            "conversation.openai",
+            vec![("endpoint", endpoint.as_str()), ("key", "test-key")],
+        ),
+    ] {
+        let c = registry
+            .build_conversation(&component(ty, &meta), &Default::default())
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        conv_conformance::run_all(c).await;
+    }
+}
