@@ -111,11 +111,14 @@ async fn redis_store_over_http() {
 }
 
 /// daprd's key layout, so daprd and spar sidecars share locks on one
-/// Redis: `lock||{appId}||{resourceId}`, the owner as the value.
+/// Redis: `lock||{appId}||{resourceId}`, the owner as the value. The
+/// Redis address comes from a `secretKeyRef` (the environment's).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keys_are_daprds() {
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redislock\nspec:\n  type: lock.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    secretKeyRef:\n      name: SPARTEST_LOCK_REDIS\n      key: SPARTEST_LOCK_REDIS\n";
     let sc = Sidecar::start(Options {
-        resources: vec![redis_lock("redislock", "127.0.0.1:6379", "")],
+        resources: vec![component.into()],
+        env: vec![("SPARTEST_LOCK_REDIS".into(), "127.0.0.1:6379".into())],
         ..Default::default()
     });
     let c = Client::new();
@@ -450,6 +453,34 @@ async fn bad_input_gets_daprds_errors() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert!(sc.stderr().find("panicked").is_none());
+}
+
+/// A lock store added to the resources is served without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_by_hot_reload() {
+    let sc = Sidecar::start(Options {
+        resources: vec![spar_tests::memory_component("state")],
+        ..Default::default()
+    });
+    std::fs::write(
+        sc.dir.path().join("resources").join("components.yaml"),
+        format!(
+            "{}\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: later\nspec:\n  type: lock.in-memory\n  version: v1\n",
+            spar_tests::memory_component("state")
+        ),
+    )
+    .unwrap();
+    let c = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, b) = lock(&c, &sc, "later", req(&unique("r"), "o", 5)).await;
+        if s == 200 {
+            assert_eq!(b, json!({"success": true}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lock store never came: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
