@@ -7,13 +7,14 @@
 #                 unlocks find it gone — one store round trip each, the same
 #                 work as a winning call)
 #   direct:       redis-benchmark -c1 with the commands spar sends (SET NX PX;
-#                 EVAL of the compare-and-delete script)
+#                 EVAL of the compare-and-delete script); pgbench -c1 with
+#                 the statements spar sends to PostgreSQL
 # Usage: bench/lock.sh [path/to/spar] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${1:-target/release/spar}"
 SECS="${2:-5}"
-for t in wrk redis-benchmark; do command -v $t >/dev/null || { echo "needs $t (bench/run.sh installs it)"; exit 1; }; done
+for t in wrk redis-benchmark pgbench; do command -v $t >/dev/null || { echo "needs $t (bench/run.sh installs it)"; exit 1; }; done
 PORT=$((26000 + RANDOM % 5000))
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
@@ -45,6 +46,19 @@ spec:
 apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
+  name: postgres
+spec:
+  type: lock.postgresql
+  version: v1
+  metadata:
+  - name: connectionString
+    value: "host=127.0.0.1 user=postgres port=5432 dbname=postgres"
+  - name: tableName
+    value: lockbench
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
   name: memory
 spec:
   type: lock.in-memory
@@ -70,11 +84,24 @@ wrk_lat() {
 rb_lat() {
   redis-benchmark -c 1 -n 20000 --csv "$@" | awk -F, 'NR==2 {gsub(/"/,""); printf "%.3f %.3f\n", $(NF-3), $(NF-1)}'
 }
+# pgbench with the statements spar runs for a lock and an unlock.
+cat >"$work/pg_lock.sql" <<'SQL'
+INSERT INTO lockbench (resource, owner, expires_at) VALUES ('pgbench', 'bench', now() + make_interval(secs => 600))
+ON CONFLICT (resource) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at WHERE lockbench.expires_at <= now();
+SQL
+cat >"$work/pg_unlock.sql" <<'SQL'
+DELETE FROM lockbench WHERE resource = 'pgbench-gone' AND owner = 'bench' AND expires_at > now();
+SELECT owner FROM lockbench WHERE resource = 'pgbench-gone' AND expires_at > now();
+SQL
+pg_lat() {
+  pgbench -h 127.0.0.1 -U postgres -n -c 1 -T "$SECS" -r -f "$1" postgres 2>/dev/null |
+    awk '/latency average/ {printf "%.3f\n", $4}'
+}
 UNLOCK='local v = redis.call("GET", KEYS[1]) if v == false then return -1 end if v ~= ARGV[1] then return -2 end return redis.call("DEL", KEYS[1])'
 
 echo "| store | op | through spar HTTP p50 / p99 (ms) | direct p50 / p99 (ms) | ratio p50 |"
 echo "|---|---|---|---|---|"
-for store in memory sqlite redis; do
+for store in memory sqlite redis postgres; do
   read -r l50 l99 < <(wrk_lat -s "$work/lock.lua" "http://127.0.0.1:$PORT/v1.0-alpha1/lock/$store")
   read -r u50 u99 < <(wrk_lat -s "$work/unlock.lua" "http://127.0.0.1:$PORT/v1.0-alpha1/unlock/$store")
   if [ "$store" = redis ]; then
@@ -82,9 +109,15 @@ for store in memory sqlite redis; do
     read -r e50 e99 < <(rb_lat EVAL "$UNLOCK" 1 "lock||lockbench||rbbench-gone" bench)
     echo "| redis | lock | $l50 / $l99 | $d50 / $d99 (redis-benchmark SET NX PX) | $(awk -v a="$l50" -v b="$d50" 'BEGIN{printf "%.1f×", a/b}') |"
     echo "| redis | unlock | $u50 / $u99 | $e50 / $e99 (redis-benchmark EVAL compare-and-delete) | $(awk -v a="$u50" -v b="$e50" 'BEGIN{printf "%.1f×", a/b}') |"
+  elif [ "$store" = postgres ]; then
+    d=$(pg_lat "$work/pg_lock.sql")
+    e=$(pg_lat "$work/pg_unlock.sql")
+    echo "| postgres | lock | $l50 / $l99 | $d average (pgbench, same upsert) | $(awk -v a="$l50" -v b="$d" 'BEGIN{printf "%.1f×", a/b}') |"
+    echo "| postgres | unlock | $u50 / $u99 | $e average (pgbench, same DELETE + SELECT) | $(awk -v a="$u50" -v b="$e" 'BEGIN{printf "%.1f×", a/b}') |"
   else
     echo "| $store | lock | $l50 / $l99 | – | – |"
     echo "| $store | unlock | $u50 / $u99 | – | – |"
   fi
 done
 redis-cli DEL "lock||lockbench||bench" "lock||lockbench||rbbench" >/dev/null
+psql -h 127.0.0.1 -U postgres -q -c 'DROP TABLE IF EXISTS lockbench' postgres

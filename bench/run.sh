@@ -17,7 +17,8 @@
 #   pubsub.sh     publish → delivery for in-memory, Redis Streams, NATS
 #                 JetStream (and RabbitMQ, MQTT) vs the broker's own client
 #   lock.sh       distributed lock/unlock over HTTP for in-memory, SQLite,
-#                 Redis vs redis-benchmark with the same commands
+#                 Redis, PostgreSQL vs redis-benchmark / pgbench with the
+#                 same commands
 #   sched.sh      per request and process: CPU, time waiting for a core,
 #                 wake-ups and preemptions (schedstat), spar ×2 vs nginx ×2,
 #                 at 1,000 req/s and flat out

@@ -54,6 +54,7 @@ impl Default for Registry {
         lock.insert("lock.redis", lock::redis::build);
         lock.insert("lock.sqlite", lock::sqlite::build);
         lock.insert("lock.in-memory", lock::memory::build);
+        lock.insert("lock.postgresql", lock::postgres::build);
         let mut conversation: HashMap<&'static str, ConversationBuilder> = HashMap::new();
         conversation.insert("conversation.echo", conversation::echo::build);
         conversation.insert("conversation.openai", conversation::openai::build);

@@ -219,6 +219,39 @@ async fn lock_stores() {
     }
 }
 
+/// The lock conformance suite against the real PostgreSQL on
+/// 127.0.0.1:5432, in a table of its own that is dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_postgresql() {
+    let table = unique("lockconf").replace('-', "_");
+    let store = spar_components::registry::Registry::default()
+        .build_lock(
+            &component(
+                "lock.postgresql",
+                &[
+                    (
+                        "connectionString",
+                        "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+                    ),
+                    ("tableName", &table),
+                    ("timeout", "10s"),
+                ],
+            ),
+            &Default::default(),
+        )
+        .expect("postgresql lock store");
+    let prefix = unique("pg");
+    let result =
+        tokio::spawn(
+            async move { spar_components::lock::conformance::run_all(store, &prefix).await },
+        )
+        .await;
+    if let Ok(pool) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+        drop_tables(&pool, &[format!("\"{table}\"")]).await;
+    }
+    result.unwrap();
+}
+
 /// The conversation conformance suite against the echo and against
 /// `conversation.openai` talking to the chat-completions double.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 
