@@ -483,10 +483,12 @@ async fn added_by_hot_reload() {
     }
 }
 
+/// No lock store for this app — the only one is scoped to another app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_lock_store_configured() {
+    let scoped = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: theirs\nspec:\n  type: lock.in-memory\n  version: v1\nscopes:\n- some-other-app\n";
     let sc = Sidecar::start(Options {
-        resources: vec![spar_tests::memory_component("state")],
+        resources: vec![spar_tests::memory_component("state"), scoped.into()],
         ..Default::default()
     });
     let c = Client::new();

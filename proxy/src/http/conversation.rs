@@ -207,8 +207,7 @@ fn message(m: MessageJson) -> Result<InMessage, ApiError> {
 fn duration(s: &str) -> Result<std::time::Duration, ApiError> {
     s.strip_suffix('s')
         .and_then(|n| n.parse::<f64>().ok())
-        .filter(|n| n.is_finite() && *n >= 0.0)
-        .map(std::time::Duration::from_secs_f64)
+        .and_then(|n| std::time::Duration::try_from_secs_f64(n).ok())
         .ok_or_else(|| malformed(&format!("invalid google.protobuf.Duration value {s:?}")))
 }
 
@@ -457,6 +456,8 @@ mod tests {
         assert!(alpha2("llm".into(), two).is_err());
         assert!(alpha2("llm".into(), br#"{"inputs":"x"}"#).is_err());
         assert!(alpha2("llm".into(), br#"{"promptCacheRetention":"1h"}"#).is_err());
+        assert!(alpha2("llm".into(), br#"{"promptCacheRetention":"1e300s"}"#).is_err());
+        assert!(alpha2("llm".into(), br#"{"promptCacheRetention":"-1s"}"#).is_err());
     }
 
     #[test]
