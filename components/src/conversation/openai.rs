@@ -27,6 +27,8 @@ const DEFAULT_MODEL: &str = "gpt-5-nano";
 const DEFAULT_AZURE_MODEL: &str = "gpt-4.1-nano";
 /// Cached answers kept at most; the oldest go first.
 const CACHE_MAX: usize = 1024;
+/// The largest answer read from the service.
+const MAX_ANSWER: usize = 32 << 20;
 
 pub struct OpenAi {
     url: String,
@@ -262,9 +264,17 @@ impl OpenAi {
             rb = rb.header(*h, v);
         }
         let send = async {
-            let r = rb.send().await.map_err(failed)?;
+            let mut r = rb.send().await.map_err(failed)?;
             let status = r.status();
-            let bytes = r.bytes().await.map_err(failed)?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = r.chunk().await.map_err(failed)? {
+                if bytes.len() + chunk.len() > MAX_ANSWER {
+                    return Err(failed(format!(
+                        "the answer is larger than {MAX_ANSWER} bytes"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             Ok::<_, ConversationError>((status, bytes))
         };
         // reqwest's own timeout covers the exchange; this bounds the whole
