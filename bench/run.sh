@@ -57,7 +57,7 @@ if [ "${1:-}" = "--smoke" ]; then
   echo "$out"
   echo "$out" | grep -E '^\| 200/s \| spar \|' | awk -F'|' '{gsub(/ /,"",$10); exit ($10 == "0") ? 0 : 1}' ||
     { echo "bench smoke: spar row missing or with errors" >&2; exit 1; }
-  command -v wrk >/dev/null && command -v redis-benchmark >/dev/null || need_tools
+  command -v wrk >/dev/null && command -v redis-benchmark >/dev/null && command -v pgbench >/dev/null || need_tools
   out=$(bench/lock.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 1)
   echo "$out"
   echo "$out" | grep -qE '^\| redis \| unlock \| [0-9.]+ / ' ||
