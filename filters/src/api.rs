@@ -17,7 +17,9 @@ pub enum Request {
     Invoke(invoke::InvokeRequest),
     PubSub(pubsub::PubSubRequest),
     Lock(lock::LockRequest),
-    Conversation(conversation::ConversationRequest),
+    /// Boxed: the largest request, and rare; the enum stays as small as
+    /// the invocation path had it.
+    Conversation(Box<conversation::ConversationRequest>),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.

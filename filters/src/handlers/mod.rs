@@ -51,7 +51,7 @@ impl Filter for Router {
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,
             Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
-            Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, r)).await,
+            Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, *r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

@@ -136,7 +136,7 @@ impl DaprApi {
         req: GrpcRequest<pb::ConversationRequest>,
     ) -> R<pb::ConversationResponse> {
         let m = req.get_ref();
-        let typed = Request::Conversation(ConversationRequest::Alpha1(Alpha1Request {
+        let typed = Request::Conversation(Box::new(ConversationRequest::Alpha1(Alpha1Request {
             name: m.name.clone(),
             context_id: m.context_id.clone(),
             inputs: m
@@ -152,7 +152,7 @@ impl DaprApi {
             metadata: m.metadata.clone(),
             scrub_pii: m.scrub_pii.unwrap_or(false),
             temperature: m.temperature,
-        }));
+        })));
         match self
             .call(
                 "/dapr.proto.runtime.v1.Dapr/ConverseAlpha1",
@@ -191,7 +191,7 @@ impl DaprApi {
         req: GrpcRequest<pb::ConversationRequestAlpha2>,
     ) -> R<pb::ConversationResponseAlpha2> {
         let m = req.get_ref();
-        let typed = Request::Conversation(ConversationRequest::Alpha2(Alpha2Request {
+        let typed = Request::Conversation(Box::new(ConversationRequest::Alpha2(Alpha2Request {
             name: m.name.clone(),
             context_id: m.context_id.clone(),
             inputs: m
@@ -231,7 +231,7 @@ impl DaprApi {
                     std::time::Duration::new(d.seconds as u64, d.nanos.min(999_999_999) as u32)
                 })
             }),
-        }));
+        })));
         match self
             .call(
                 "/dapr.proto.runtime.v1.Dapr/ConverseAlpha2",

@@ -220,8 +220,8 @@ pub fn alpha1(name: String, body: &[u8]) -> Result<Request, ApiError> {
         .map(|(k, v)| (k, Param::Json(v)))
         .collect();
     parameters.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Request::Conversation(ConversationRequest::Alpha1(
-        Alpha1Request {
+    Ok(Request::Conversation(Box::new(
+        ConversationRequest::Alpha1(Alpha1Request {
             name,
             context_id: j.context_id,
             inputs: j
@@ -238,7 +238,7 @@ pub fn alpha1(name: String, body: &[u8]) -> Result<Request, ApiError> {
             metadata: j.metadata.unwrap_or_default(),
             scrub_pii: j.scrub_pii.unwrap_or(false),
             temperature: j.temperature,
-        },
+        }),
     )))
 }
 
@@ -267,8 +267,8 @@ pub fn alpha2(name: String, body: &[u8]) -> Result<Request, ApiError> {
             })
             .collect()
     });
-    Ok(Request::Conversation(ConversationRequest::Alpha2(
-        Alpha2Request {
+    Ok(Request::Conversation(Box::new(
+        ConversationRequest::Alpha2(Alpha2Request {
             name,
             context_id: j.context_id,
             inputs,
@@ -283,7 +283,7 @@ pub fn alpha2(name: String, body: &[u8]) -> Result<Request, ApiError> {
                 .as_deref()
                 .map(duration)
                 .transpose()?,
-        },
+        }),
     )))
 }
 
@@ -438,9 +438,10 @@ mod tests {
             {}
           ],"scrubPii":true}],"tools":[{"function":{"name":"f","parameters":{"type":"object"}}}],
           "toolChoice":"auto","promptCacheRetention":"3600s","temperature":"0.5"}"#;
-        let Request::Conversation(ConversationRequest::Alpha2(r)) =
-            alpha2("llm".into(), body).unwrap()
-        else {
+        let Request::Conversation(b) = alpha2("llm".into(), body).unwrap() else {
+            panic!()
+        };
+        let ConversationRequest::Alpha2(r) = *b else {
             panic!()
         };
         assert_eq!(r.context_id.as_deref(), Some("c"));
