@@ -52,7 +52,9 @@ async fn completions(
         .lock()
         .unwrap()
         .push((headers.clone(), body.clone()));
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer test-key") {
+    let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    // OpenAI's Bearer key, or Azure OpenAI's `api-key`.
+    if header("authorization") != Some("Bearer test-key") && header("api-key") != Some("test-key") {
         return (
             StatusCode::UNAUTHORIZED,
             Json(
@@ -71,6 +73,9 @@ async fn completions(
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let last = messages.last().cloned().unwrap_or(Value::Null);
+    if last["content"] == "take your time" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
     let tools = body["tools"].as_array().cloned().unwrap_or_default();
     let choice = if !tools.is_empty() && body["tool_choice"] != "none" && last["role"] != "tool" {
         json!({
@@ -109,8 +114,22 @@ async fn completions(
 
 pub(crate) async fn openai_double() -> (u16, Arc<Double>) {
     let d = Arc::new(Double::default());
+    // Azure OpenAI's path: a deployment per model, the API version in the query.
+    let azure = |State(d): State<Arc<Double>>,
+                 axum::extract::Path(model): axum::extract::Path<String>,
+                 axum::extract::RawQuery(q): axum::extract::RawQuery,
+                 headers: HeaderMap,
+                 Json(mut body): Json<Value>| async move {
+        body["azure_deployment"] = json!(model);
+        body["azure_query"] = json!(q);
+        completions(State(d), headers, Json(body)).await
+    };
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(completions))
+        .route(
+            "/openai/deployments/{model}/chat/completions",
+            axum::routing::post(azure),
+        )
         .with_state(d.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -428,6 +447,8 @@ async fn openai_errors_cache_and_resiliency() {
         resources: vec![
             openai("llm", port, "  - name: cacheTTL\n    value: 10m\n"),
             openai("retried", port, ""),
+            openai("slow", port, "  - name: timeout\n    value: 500ms\n"),
+            component("azure", "conversation.openai", &format!("  - name: apiType\n    value: azure\n  - name: endpoint\n    value: \"http://127.0.0.1:{port}\"\n  - name: apiVersion\n    value: 2025-01-01-preview\n  - name: model\n    value: gpt-4o-dep\n  - name: key\n    value: test-key\n")),
             component("badkey", "conversation.openai", &format!("  - name: endpoint\n    value: \"http://127.0.0.1:{port}/v1\"\n  - name: key\n    value: wrong\n")),
             policy.into(),
         ],
@@ -471,12 +492,40 @@ async fn openai_errors_cache_and_resiliency() {
     let (s, b) = post(&c, url("retried"), req.clone()).await;
     assert_eq!(s, 200, "retried past the 503: {b}");
     double.fail_first.store(5, Ordering::SeqCst);
-    let (s, b) = post(&c, url("retried"), req).await;
+    let (s, b) = post(&c, url("retried"), req.clone()).await;
     assert_eq!(
         (s, b["errorCode"].as_str()),
         (500, Some("ERR_CONVERSATION_INVOKE"))
     );
     double.fail_first.store(0, Ordering::SeqCst);
+
+    // A service that does not answer fails the call at the component's
+    // `timeout` (500 ms here; the bound checked is generous).
+    let t = Instant::now();
+    let (s, b) = post(
+        &c,
+        url("slow"),
+        json!({"inputs": [{"messages": [user("take your time")]}]}),
+    )
+    .await;
+    assert_eq!(
+        (s, b["errorCode"].as_str()),
+        (500, Some("ERR_CONVERSATION_INVOKE")),
+        "{b}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // Azure OpenAI: the deployment path, the API version, the `api-key` header.
+    let (s, b) = post(&c, url("azure"), req.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    {
+        let seen = double.requests.lock().unwrap();
+        let (headers, body) = seen.last().unwrap();
+        assert_eq!(headers["api-key"], "test-key");
+        assert!(headers.get("authorization").is_none());
+        assert_eq!(body["azure_deployment"], "gpt-4o-dep");
+        assert_eq!(body["azure_query"], "api-version=2025-01-01-preview");
+    }
 
     // daprd's metric, per component and outcome.
     let metrics = c
