@@ -9,6 +9,9 @@
 #   3. build     cargo build --workspace --bins
 #   4. nextest   cargo nextest run --workspace --no-fail-fast
 #   5. pytest    the Python SDK tests in tests/python against target/debug/spar
+#   5b. js       the JavaScript SDK tests tests/js/*.test.js (node --test) against
+#                target/debug/spar; `npm ci` first when tests/js/package-lock.json
+#                changed since the last install
 #   6. bench     bench/run.sh --smoke: the benchmark command still starts and
 #                completes one short scenario (debug binaries; no timing is
 #                asserted)
@@ -28,6 +31,8 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 VENV="$ROOT/.venv"
 REQUIREMENTS="$ROOT/tests/python/requirements.txt"
 STAMP="$VENV/.spar-requirements.sha256"
+JS_DIR="$ROOT/tests/js"
+JS_STAMP="$JS_DIR/node_modules/.spar-package-lock.sha256"
 
 # ---------------------------------------------------------- step plumbing
 
@@ -93,6 +98,29 @@ setup_venv() {
   echo
 }
 
+setup_node_modules() {
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "js: node and npm are needed (node 20 or later)" >&2
+    return 1
+  fi
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  if [ "$major" -lt 20 ]; then
+    echo "js: node $(node --version) is too old, 20 or later is needed" >&2
+    return 1
+  fi
+  local want
+  want="$(sha256sum "$JS_DIR/package-lock.json" | cut -d' ' -f1)"
+  if [ -f "$JS_STAMP" ] && [ "$(cat "$JS_STAMP")" = "$want" ]; then
+    echo "js: tests/js/node_modules is up to date with package-lock.json (node $(node --version))"
+    return 0
+  fi
+  # npm ci removes node_modules and installs exactly the lock file.
+  echo "js: npm ci in tests/js (node $(node --version), npm $(npm --version))"
+  (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  printf '%s\n' "$want" >"$JS_STAMP"
+}
+
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     echo "rust: cargo-nextest missing, installing it from crates.io"
@@ -125,6 +153,14 @@ end
 # 5.
 begin pytest
 SPAR_BIN="$TARGET_DIR/debug/spar" "$VENV/bin/python" -m pytest -q tests/python
+end
+
+# 5b.
+begin js
+setup_node_modules
+# Files named by the shell: node 20 searches a directory argument, node 21+
+# takes it as a glob matching only the directory (nodejs/node#50219).
+SPAR_BIN="$TARGET_DIR/debug/spar" node --test tests/js/*.test.js
 end
 
 # 6.

@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod conversation;
+pub mod go_json;
 pub mod lock;
 pub mod meta;
 pub mod per_thread;

@@ -1,8 +1,17 @@
 //! Dapr's error model in one place: every failure the API can return, with
-//! its `errorCode`, message, HTTP status and gRPC status code.
+//! its `errorCode`, message, HTTP status, gRPC status code and the rich
+//! details (`google.rpc.ErrorInfo`, `ResourceInfo`, …) daprd attaches.
+
+use std::collections::BTreeMap;
 
 use spar_components::state::StateError;
 use thiserror::Error;
+
+use crate::context::Protocol;
+pub use crate::error_details::Detail;
+
+/// Request metadata carried by an error for its `ErrorInfo`.
+pub type ErrorMetadata = BTreeMap<String, String>;
 
 /// gRPC status codes (fixed by the gRPC spec) so this crate needs no gRPC dependency.
 pub mod grpc_code {
@@ -39,8 +48,14 @@ pub enum ApiError {
     ApiTokenMissing,
     #[error("failed deserializing HTTP body: {0}")]
     MalformedRequest(String),
+    /// An HTTP/1 message whose head or framing RFC 9112 says to refuse;
+    /// the connection closes after the answer.
+    #[error("malformed HTTP request: {0}")]
+    BadHttpFraming(String),
     #[error("request body exceeds the limit of {limit} bytes (--max-body-size)")]
     BodyTooLarge { limit: usize },
+    #[error("request headers exceed the limit of {limit} bytes (--read-buffer-size)")]
+    HeadersTooLarge { limit: usize },
     #[error("method {0:?} is not found")]
     RouteNotFound(String),
     #[error("method {method} is not allowed for {path}")]
@@ -51,12 +66,12 @@ pub enum ApiError {
     OutboundNotReady,
     #[error("dapr app-id does not match")]
     HealthAppIdNotMatch,
-    #[error("state store is not configured")]
-    StateStoresNotConfigured,
-    #[error("state store {0} is not found")]
-    StateStoreNotFound(String),
+    #[error("state store {store} is not configured")]
+    StateStoresNotConfigured { store: String, app_id: String },
+    #[error("state store {store} is not found")]
+    StateStoreNotFound { store: String, app_id: String },
     #[error("input key/keyPrefix '{key}' can't contain '||'")]
-    StateInvalidKey { key: String },
+    StateInvalidKey { store: String, key: String },
     #[error("{}", state_message(*op, store, key.as_deref(), source))]
     State {
         op: StateOp,
@@ -92,28 +107,55 @@ pub enum ApiError {
     DirectInvokeTimeout { app_id: String, reason: String },
     #[error("app channel is not initialized")]
     AppChannelNotInitialized,
-    #[error("pubsub is not configured")]
-    PubSubNotConfigured,
+    #[error("pubsub {pubsub} is not configured")]
+    PubSubNotConfigured {
+        pubsub: String,
+        metadata: ErrorMetadata,
+    },
     #[error("pubsub name is empty")]
-    PubSubEmpty,
-    #[error("pubsub {0} is not found")]
-    PubSubNotFound(String),
-    #[error("topic is empty in pubsub {0}")]
-    TopicEmpty(String),
+    PubSubEmpty { metadata: ErrorMetadata },
+    #[error("pubsub {pubsub} is not found")]
+    PubSubNotFound {
+        pubsub: String,
+        metadata: ErrorMetadata,
+    },
+    #[error("topic is empty in pubsub {pubsub}")]
+    TopicEmpty {
+        pubsub: String,
+        metadata: ErrorMetadata,
+    },
     #[error("topic {topic} is not allowed for app id {app_id}")]
-    PubSubForbidden { topic: String, app_id: String },
+    PubSubForbidden {
+        pubsub: String,
+        topic: String,
+        app_id: String,
+    },
     #[error("error when publishing to topic {topic} in pubsub {pubsub}: {reason}")]
     PubSubPublish {
         topic: String,
         pubsub: String,
         reason: String,
     },
-    #[error("error when unmarshalling the request metadata: {0}")]
-    PubSubRequestMetadata(String),
-    #[error("error when wrapping the payload in a CloudEvent: {0}")]
-    PubSubCloudEvent(String),
-    #[error("error when reading the bulk publish request: {0}")]
-    PubSubEventsSer(String),
+    #[error("error when unmarshalling the request metadata: {reason}")]
+    PubSubRequestMetadata {
+        pubsub: String,
+        metadata: ErrorMetadata,
+        reason: String,
+    },
+    #[error("error when wrapping the payload in a CloudEvent: {reason}")]
+    PubSubCloudEvent {
+        pubsub: String,
+        app_id: String,
+        reason: String,
+    },
+    #[error("{}", events_ser_message(*kind, pubsub, topic, reason))]
+    PubSubEventsSer {
+        kind: EventsSer,
+        pubsub: String,
+        topic: String,
+        app_id: String,
+        reason: String,
+    },
     /// The transactional outbox could not publish its internal event.
     #[error("error while publishing outbox message: {reason}")]
     PubSubOutbox { app_id: String, reason: String },
@@ -147,9 +189,38 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Which step of a bulk publish failed on its entries (daprd's three
+/// `ERR_PUBSUB_EVENTS_SER` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsSer {
+    /// The body is not a JSON array of entries.
+    Unmarshal,
+    /// An entry's id is missing or repeated.
+    MarshalEvents,
+    /// An entry's event could not be made into bytes or an envelope.
+    MarshalEnvelope,
+}
+
+fn events_ser_message(kind: EventsSer, pubsub: &str, topic: &str, reason: &str) -> String {
+    match kind {
+        EventsSer::Unmarshal => {
+            format!("error when unmarshaling the request for topic {topic} pubsub {pubsub}: {reason}")
+        }
+        EventsSer::MarshalEvents => format!(
+            "error marshaling events to bytes for topic {topic} pubsub {pubsub}. error: {reason}"
+        ),
+        EventsSer::MarshalEnvelope => format!(
+            "error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {reason}"
+        ),
+    }
+}
+
 fn state_message(op: StateOp, store: &str, key: Option<&str>, e: &StateError) -> String {
     let key = key.unwrap_or_default();
     match (op, e) {
+        (StateOp::Query, StateError::NotSupported(_)) => {
+            "state store does not support querying".to_string()
+        }
         (_, StateError::NotSupported(what)) => {
             format!("state store {store} doesn't support {what}")
         }
@@ -169,15 +240,18 @@ impl ApiError {
         use ApiError::*;
         match self {
             ApiTokenInvalid | ApiTokenMissing => "ERR_API_TOKEN_INVALID",
-            MalformedRequest(_) | StateInvalidKey { .. } => "ERR_MALFORMED_REQUEST",
+            MalformedRequest(_) | StateInvalidKey { .. } | BadHttpFraming(_) => {
+                "ERR_MALFORMED_REQUEST"
+            }
             BodyTooLarge { .. } => "ERR_BODY_TOO_LARGE",
+            HeadersTooLarge { .. } => "ERR_HEADERS_TOO_LARGE",
             RouteNotFound(_) => "ERR_NOT_FOUND",
             MethodNotAllowed { .. } => "ERR_METHOD_NOT_ALLOWED",
             HealthNotReady(_) => "ERR_HEALTH_NOT_READY",
             OutboundNotReady => "ERR_OUTBOUND_HEALTH_NOT_READY",
             HealthAppIdNotMatch => "ERR_HEALTH_APPID_NOT_MATCH",
-            StateStoresNotConfigured => "ERR_STATE_STORE_NOT_CONFIGURED",
-            StateStoreNotFound(_) => "ERR_STATE_STORE_NOT_FOUND",
+            StateStoresNotConfigured { .. } => "ERR_STATE_STORE_NOT_CONFIGURED",
+            StateStoreNotFound { .. } => "ERR_STATE_STORE_NOT_FOUND",
             State {
                 source: StateError::NotSupported(_),
                 ..
@@ -200,15 +274,15 @@ impl ApiError {
             | DirectInvokeDenied { .. }
             | DirectInvokeTimeout { .. } => "ERR_DIRECT_INVOKE",
             AppChannelNotInitialized => "ERR_APP_CHANNEL_NIL",
-            PubSubNotConfigured => "ERR_PUBSUB_NOT_CONFIGURED",
-            PubSubEmpty => "ERR_PUBSUB_EMPTY",
-            PubSubNotFound(_) => "ERR_PUBSUB_NOT_FOUND",
-            TopicEmpty(_) => "ERR_TOPIC_NAME_EMPTY",
+            PubSubNotConfigured { .. } => "ERR_PUBSUB_NOT_CONFIGURED",
+            PubSubEmpty { .. } => "ERR_PUBSUB_EMPTY",
+            PubSubNotFound { .. } => "ERR_PUBSUB_NOT_FOUND",
+            TopicEmpty { .. } => "ERR_TOPIC_NAME_EMPTY",
             PubSubForbidden { .. } => "ERR_PUBSUB_FORBIDDEN",
             PubSubPublish { .. } => "ERR_PUBSUB_PUBLISH_MESSAGE",
-            PubSubRequestMetadata(_) => "ERR_PUBSUB_REQUEST_METADATA",
-            PubSubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
-            PubSubEventsSer(_) => "ERR_PUBSUB_EVENTS_SER",
+            PubSubRequestMetadata { .. } => "ERR_PUBSUB_REQUEST_METADATA",
+            PubSubCloudEvent { .. } => "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            PubSubEventsSer { .. } => "ERR_PUBSUB_EVENTS_SER",
             PubSubOutbox { .. } => "ERR_PUBLISH_OUTBOX",
             LockStoresNotConfigured => "ERR_LOCK_STORE_NOT_CONFIGURED",
             LockStoreNotFound(_) => "ERR_LOCK_STORE_NOT_FOUND",
@@ -232,12 +306,14 @@ impl ApiError {
         match self {
             ApiTokenInvalid | ApiTokenMissing => 401,
             MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => 400,
+            BadHttpFraming(_) => 400,
             BodyTooLarge { .. } => 413,
+            HeadersTooLarge { .. } => 431,
             RouteNotFound(_) => 404,
             MethodNotAllowed { .. } => 405,
             HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => 500,
-            StateStoresNotConfigured => 500,
-            StateStoreNotFound(_) => 400,
+            StateStoresNotConfigured { .. } => 500,
+            StateStoreNotFound { .. } => 400,
             State { source, .. } => match source {
                 StateError::EtagMismatch(_) => 409,
                 StateError::EtagInvalid(_) | StateError::InvalidRequest(_) => 400,
@@ -251,11 +327,11 @@ impl ApiError {
             DirectInvoke { .. } | AppChannelNotInitialized => 500,
             DirectInvokeDenied { .. } => 403,
             DirectInvokeTimeout { .. } => 504,
-            PubSubNotConfigured => 400,
-            PubSubEmpty | PubSubNotFound(_) | TopicEmpty(_) => 404,
+            PubSubNotConfigured { .. } => 400,
+            PubSubEmpty { .. } | PubSubNotFound { .. } | TopicEmpty { .. } => 404,
             PubSubForbidden { .. } => 403,
             PubSubPublish { .. } | PubSubOutbox { .. } => 500,
-            PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => 400,
+            PubSubRequestMetadata { .. } | PubSubCloudEvent { .. } | PubSubEventsSer { .. } => 400,
             LockStoresNotConfigured | TryLock(_) | Unlock(_) => 500,
             LockStoreNotFound(_)
             | LockResourceIdEmpty(_)
@@ -276,15 +352,18 @@ impl ApiError {
         match self {
             ApiTokenInvalid | ApiTokenMissing => UNAUTHENTICATED,
             MalformedRequest(_) | StateInvalidKey { .. } | MetadataSet(_) => INVALID_ARGUMENT,
-            BodyTooLarge { .. } => RESOURCE_EXHAUSTED,
+            BadHttpFraming(_) => INVALID_ARGUMENT,
+            BodyTooLarge { .. } | HeadersTooLarge { .. } => RESOURCE_EXHAUSTED,
             RouteNotFound(_) => NOT_FOUND,
             MethodNotAllowed { .. } => UNIMPLEMENTED,
             HealthNotReady(_) | OutboundNotReady | HealthAppIdNotMatch => INTERNAL,
-            StateStoresNotConfigured => FAILED_PRECONDITION,
-            StateStoreNotFound(_) => INVALID_ARGUMENT,
-            State { source, .. } => match source {
+            StateStoresNotConfigured { .. } => FAILED_PRECONDITION,
+            StateStoreNotFound { .. } => INVALID_ARGUMENT,
+            State { op, source, .. } => match source {
                 StateError::EtagMismatch(_) => ABORTED,
                 StateError::EtagInvalid(_) | StateError::InvalidRequest(_) => INVALID_ARGUMENT,
+                // daprd's QueryUnsupported is Internal; TransactionsNotSupported Unimplemented.
+                StateError::NotSupported(_) if *op == StateOp::Query => INTERNAL,
                 StateError::NotSupported(_) => UNIMPLEMENTED,
                 StateError::Backend(_) => INTERNAL,
             },
@@ -297,11 +376,13 @@ impl ApiError {
             DirectInvokeDenied { .. } => PERMISSION_DENIED,
             DirectInvokeTimeout { .. } => DEADLINE_EXCEEDED,
             AppChannelNotInitialized => INTERNAL,
-            PubSubNotConfigured => FAILED_PRECONDITION,
-            PubSubEmpty | PubSubNotFound(_) | TopicEmpty(_) => INVALID_ARGUMENT,
+            PubSubNotConfigured { .. } => FAILED_PRECONDITION,
+            PubSubEmpty { .. } | PubSubNotFound { .. } | TopicEmpty { .. } => INVALID_ARGUMENT,
             PubSubForbidden { .. } => PERMISSION_DENIED,
             PubSubPublish { .. } | PubSubOutbox { .. } => INTERNAL,
-            PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => INVALID_ARGUMENT,
+            PubSubRequestMetadata { .. } | PubSubCloudEvent { .. } | PubSubEventsSer { .. } => {
+                INVALID_ARGUMENT
+            }
             LockStoresNotConfigured => FAILED_PRECONDITION,
             LockStoreNotFound(_)
             | LockResourceIdEmpty(_)
@@ -317,14 +398,193 @@ impl ApiError {
         }
     }
 
-    /// Dapr's HTTP error body: `{"errorCode": "...", "message": "..."}`.
+    /// The rich details daprd attaches to this error, in daprd's order, for
+    /// the errors daprd builds with dapr/kit's builder (`pkg/api/errors`);
+    /// empty for the plain ones (secrets, invocation, health…). A few differ
+    /// by front end as daprd's do: the HTTP state-store lookup adds the app
+    /// id, the gRPC state calls wrap store failures in an `ErrorInfo`.
+    pub fn details(&self, proto: Protocol) -> Vec<Detail> {
+        use ApiError::*;
+        let http = proto == Protocol::Http;
+        match self {
+            StateStoresNotConfigured { app_id, .. } => {
+                vec![info("DAPR_STATE_NOT_CONFIGURED", app_meta(http, app_id))]
+            }
+            StateStoreNotFound { app_id, .. } => {
+                vec![info("DAPR_STATE_NOT_FOUND", app_meta(http, app_id))]
+            }
+            StateInvalidKey { store, key } => vec![
+                Detail::BadRequest {
+                    field: key.clone(),
+                    description: self.to_string(),
+                },
+                resource("state", store, String::new()),
+                info("DAPR_STATE_ILLEGAL_KEY", None),
+            ],
+            State {
+                op,
+                store,
+                source: StateError::NotSupported(_),
+                ..
+            } => match op {
+                StateOp::Transaction => vec![
+                    Detail::Help {
+                        url: "https://docs.dapr.io/reference/components-reference/supported-state-stores/",
+                        description: "Check the list of state stores and the features they support",
+                    },
+                    resource("state", store, String::new()),
+                    info("DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED", None),
+                ],
+                StateOp::Query => vec![
+                    resource("state", store, String::new()),
+                    info("DAPR_STATE_QUERYING_NOT_SUPPORTED", None),
+                ],
+                _ => Vec::new(),
+            },
+            State {
+                op: StateOp::Query,
+                store,
+                ..
+            } => vec![
+                resource("state", store, String::new()),
+                info("DAPR_STATE_QUERY_FAILED", None),
+            ],
+            // daprd's gRPC state calls (not bulk get) wrap a store failure
+            // with its error code as the reason; its HTTP ones add nothing.
+            State { op, .. } if !http && *op != StateOp::BulkGet => vec![info(self.code(), None)],
+            PubSubNotConfigured { metadata, .. } => vec![info(
+                "DAPR_PUBSUB_NOT_CONFIGURED",
+                http.then(|| metadata.clone()),
+            )],
+            PubSubNotFound { metadata, .. } => vec![info(
+                "DAPR_PUBSUB_NOT_FOUND",
+                http.then(|| metadata.clone()),
+            )],
+            PubSubEmpty { metadata } => vec![
+                resource("pubsub", "", self.to_string()),
+                info("DAPR_PUBSUB_NAME_EMPTY", Some(metadata.clone())),
+            ],
+            TopicEmpty { pubsub, metadata } => vec![
+                resource("pubsub", pubsub, self.to_string()),
+                info("DAPR_PUBSUB_TOPIC_NAME_EMPTY", Some(metadata.clone())),
+            ],
+            PubSubForbidden { pubsub, topic, .. } => vec![
+                resource("pubsub", pubsub, self.to_string()),
+                info(
+                    "DAPR_PUBSUB_FORBIDDEN",
+                    Some(meta([("topic", topic), ("error", &self.to_string())])),
+                ),
+            ],
+            PubSubPublish {
+                topic,
+                pubsub,
+                reason,
+            } => vec![
+                resource("pubsub", pubsub, self.to_string()),
+                info(
+                    "DAPR_PUBSUB_PUBLISH_MESSAGE",
+                    Some(meta([("topic", topic), ("error", reason)])),
+                ),
+            ],
+            PubSubRequestMetadata {
+                pubsub, metadata, ..
+            } => vec![
+                resource("pubsub", pubsub, self.to_string()),
+                info(
+                    "DAPR_PUBSUB_METADATA_DESERIALIZATION",
+                    Some(metadata.clone()),
+                ),
+            ],
+            PubSubCloudEvent {
+                pubsub,
+                app_id,
+                reason,
+            } => vec![
+                resource("pubsub", pubsub, self.to_string()),
+                info(
+                    "DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+                    Some(meta([("appID", app_id), ("error", reason)])),
+                ),
+            ],
+            PubSubEventsSer {
+                kind,
+                pubsub,
+                app_id,
+                reason,
+                ..
+            } => {
+                let (why, md) = match kind {
+                    // daprd passes no error into this one's metadata.
+                    EventsSer::Unmarshal => ("DAPR_PUBSUB_UNMARSHAL_EVENTS", meta([("appID", app_id)])),
+                    EventsSer::MarshalEvents => (
+                        "DAPR_PUBSUB_MARSHAL_EVENTS",
+                        meta([("appID", app_id), ("error", reason)]),
+                    ),
+                    EventsSer::MarshalEnvelope => (
+                        "DAPR_PUBSUB_MARSHAL_ENVELOPE",
+                        meta([("appID", app_id), ("error", reason)]),
+                    ),
+                };
+                vec![
+                    resource("pubsub", pubsub, self.to_string()),
+                    info(why, Some(md)),
+                ]
+            }
+            PubSubOutbox { app_id, reason } => vec![info(
+                "DAPR_PUBSUB_OUTBOX",
+                Some(meta([("appID", app_id), ("error", reason)])),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Dapr's HTTP error body: `{"errorCode": "...", "message": "..."}`,
+    /// plus `details` for the errors daprd enriches.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
-            "errorCode": self.code(),
-            "message": self.to_string(),
-        }))
+        #[derive(serde::Serialize)]
+        struct Body {
+            #[serde(rename = "errorCode")]
+            error_code: &'static str,
+            message: String,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            details: Vec<serde_json::Value>,
+        }
+        serde_json::to_vec(&Body {
+            error_code: self.code(),
+            message: self.to_string(),
+            details: self
+                .details(Protocol::Http)
+                .iter()
+                .map(Detail::to_json)
+                .collect(),
+        })
         .unwrap_or_default()
     }
+}
+
+fn info(reason: &'static str, metadata: Option<ErrorMetadata>) -> Detail {
+    Detail::ErrorInfo { reason, metadata }
+}
+
+fn resource(resource_type: &'static str, name: &str, description: String) -> Detail {
+    Detail::ResourceInfo {
+        resource_type,
+        resource_name: name.to_string(),
+        description,
+    }
+}
+
+fn meta<const N: usize>(pairs: [(&str, &String); N]) -> ErrorMetadata {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// `{"appID": …}` as daprd's HTTP state-store lookup adds it; nil otherwise.
+fn app_meta(http: bool, app_id: &str) -> Option<ErrorMetadata> {
+    (http && !app_id.is_empty())
+        .then(|| ErrorMetadata::from([("appID".to_string(), app_id.to_string())]))
 }
 
 #[cfg(test)]
@@ -364,9 +624,88 @@ mod tests {
 
     #[test]
     fn json_body_has_dapr_fields() {
-        let v: serde_json::Value =
-            serde_json::from_slice(&ApiError::StateStoreNotFound("x".into()).to_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &ApiError::StateStoreNotFound {
+                store: "x".into(),
+                app_id: "app".into(),
+            }
+            .to_json(),
+        )
+        .unwrap();
         assert_eq!(v["errorCode"], "ERR_STATE_STORE_NOT_FOUND");
         assert_eq!(v["message"], "state store x is not found");
+        assert_eq!(v["details"][0]["reason"], "DAPR_STATE_NOT_FOUND");
+        assert_eq!(v["details"][0]["metadata"]["appID"], "app");
+    }
+
+    #[test]
+    fn illegal_key_details_in_daprd_order() {
+        let e = ApiError::StateInvalidKey {
+            store: "s".into(),
+            key: "a||b".into(),
+        };
+        let d = e.details(Protocol::Grpc);
+        assert!(matches!(&d[0], Detail::BadRequest { field, .. } if field == "a||b"));
+        assert!(
+            matches!(&d[1], Detail::ResourceInfo { resource_type: "state", resource_name, .. } if resource_name == "s")
+        );
+        assert!(matches!(
+            &d[2],
+            Detail::ErrorInfo {
+                reason: "DAPR_STATE_ILLEGAL_KEY",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn transactions_not_supported_points_at_the_docs() {
+        let e = ApiError::State {
+            op: StateOp::Transaction,
+            store: "s".into(),
+            key: None,
+            source: StateError::NotSupported("transactions"),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!(v["errorCode"], "ERR_STATE_STORE_NOT_SUPPORTED");
+        assert_eq!(
+            v["details"][0]["@type"],
+            "type.googleapis.com/google.rpc.Help"
+        );
+        assert!(v["details"][0]["links"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://docs.dapr.io/"));
+        assert_eq!(v["details"][1]["resource_name"], "s");
+        assert_eq!(
+            v["details"][2]["reason"],
+            "DAPR_STATE_TRANSACTIONS_NOT_SUPPORTED"
+        );
+    }
+
+    #[test]
+    fn grpc_wraps_store_failures_http_does_not() {
+        let e = ApiError::State {
+            op: StateOp::Get,
+            store: "s".into(),
+            key: Some("k".into()),
+            source: StateError::Backend("down".into()),
+        };
+        assert!(e.details(Protocol::Http).is_empty());
+        assert!(matches!(
+            e.details(Protocol::Grpc).as_slice(),
+            [Detail::ErrorInfo {
+                reason: "ERR_STATE_GET",
+                metadata: None
+            }]
+        ));
+    }
+
+    #[test]
+    fn plain_errors_have_no_details() {
+        let e = ApiError::SecretStoreNotFound("x".into());
+        assert!(e.details(Protocol::Http).is_empty());
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert!(v.get("details").is_none());
     }
 }

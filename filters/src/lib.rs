@@ -15,6 +15,7 @@ pub mod children;
 pub mod cloudevent;
 pub mod context;
 pub mod error;
+pub mod error_details;
 pub mod handlers;
 pub mod invocation_metrics;
 pub mod metrics;

@@ -325,6 +325,7 @@ pub async fn publish(live: &Live, app_id: &str, pubsub: &str, msg: &Message) -> 
         .ok_or_else(|| format!("pubsub '{pubsub}' not found"))?;
     if !c.scopes.may_publish(&msg.topic) {
         return Err(ApiError::PubSubForbidden {
+            pubsub: pubsub.to_string(),
             topic: msg.topic.clone(),
             app_id: app_id.to_string(),
         }

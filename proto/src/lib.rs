@@ -25,6 +25,13 @@ pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
 pub use dapr::proto::sentry::v1 as sentry;
 
+/// `google.rpc.Status` and the error details Dapr's rich errors carry.
+pub mod google {
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
+    }
+}
+
 /// OTLP traces (`opentelemetry.proto.*`), for span export.
 pub mod opentelemetry {
     pub mod proto {

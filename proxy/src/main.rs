@@ -3,12 +3,14 @@
 //! itself lives in `spar-filters`.
 
 mod app_channel;
+mod app_grpc;
 mod boot;
 mod cli;
 mod components;
 mod grpc;
 mod http;
 mod launcher;
+mod listen_guard;
 mod logging;
 mod metrics_server;
 mod peer_client;

@@ -206,6 +206,8 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         chain: chain.clone(),
         rt: rt.clone(),
         max_body,
+        max_header_list: u32::try_from(args.read_buffer_bytes()?.saturating_mul(1024))
+            .unwrap_or(u32::MAX),
         peers,
         stop: stop_rx.clone(),
     };
@@ -339,12 +341,18 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         o.h2c = true;
         o
     });
+    // Peers' connections must finish their preface in time; at most so
+    // many at once (listen_guard.rs).
+    let limits = crate::listen_guard::Limits::from_env();
     let mut internal = Service::new(
         "dapr-internal-api".into(),
-        ApiServer::new(
-            &server.configuration,
-            InternalApi::new(rt.clone(), acl, max_body),
-            h2c,
+        crate::listen_guard::GuardedApp::new(
+            ApiServer::new(
+                &server.configuration,
+                InternalApi::new(rt.clone(), acl, max_body),
+                h2c,
+            ),
+            limits,
         ),
     );
     match &mtls {
@@ -363,6 +371,11 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
                 tls.enable_h2();
                 internal.add_tls_with_settings(&a.to_string(), None, tls);
             }
+            internal
+                .endpoints()
+                .set_pre_tls_callback(std::sync::Arc::new(crate::listen_guard::TlsStart(
+                    limits.handshake,
+                )));
         }
         None => {
             for a in &internal_addrs {

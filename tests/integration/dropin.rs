@@ -486,6 +486,38 @@ fn failing_components_fail_start_up() {
         "{err}"
     );
 
+    // Brokers nobody answers for: each broker's init fails the start.
+    for (ty, meta) in [
+        (
+            "pubsub.redis",
+            format!("redisHost\n    value: 127.0.0.1:{dead}"),
+        ),
+        (
+            "pubsub.jetstream",
+            format!("natsURL\n    value: nats://127.0.0.1:{dead}"),
+        ),
+        (
+            "pubsub.rabbitmq",
+            format!("connectionString\n    value: amqp://guest:guest@127.0.0.1:{dead}"),
+        ),
+        (
+            "pubsub.mqtt3",
+            format!("url\n    value: tcp://127.0.0.1:{dead}"),
+        ),
+    ] {
+        let res = component_dir(
+            dir.path(),
+            &[(
+                "lock.yaml",
+                &format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: broker\nspec:\n  type: {ty}\n  initTimeout: 2s\n  metadata:\n  - name: {meta}\n"),
+            )],
+        );
+        let out = run_with(dir.path(), &res, &[]).0.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{ty}: {err}");
+        assert!(err.contains("broker") && err.contains(ty), "{ty}: {err}");
+    }
+
     // An unknown version of a known type.
     let res = component_dir(
         dir.path(),
@@ -1016,4 +1048,38 @@ async fn http_api_speaks_h2c() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "hi there");
+}
+
+/// `--read-buffer-size`: a request head longer than it (plus the 4 KiB Go's
+/// server tolerates, as daprd) is answered 431 and the connection closed;
+/// one within it is served.
+#[test]
+fn read_buffer_size_bounds_request_heads() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let res = component_dir(dir.path(), &[("m.yaml", MEM)]);
+    let (cmd, http) = run_with(dir.path(), &res, &["--read-buffer-size", "2Ki"]);
+    let mut sc = Started::spawn(cmd, dir.path().join("spar.log"));
+    sc.healthy(http);
+    let ask = |header_bytes: usize| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req = format!(
+            "GET /v1.0/metadata HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(header_bytes)
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let small = ask(5000);
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    let big = ask(7000);
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    assert!(
+        big.contains("ERR_HEADERS_TOO_LARGE")
+            && big.to_ascii_lowercase().contains("connection: close"),
+        "{big}"
+    );
 }

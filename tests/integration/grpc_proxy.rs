@@ -27,9 +27,17 @@ impl Echo for App {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_string();
+        let caller = req
+            .metadata()
+            .get_all("dapr-caller-app-id")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
         let text = req.into_inner().text;
         match text.as_str() {
             "fail" => Err(Status::not_found("no such order")),
+            "caller" => Ok(Response::new(Msg { text: caller })),
             "sleep" => {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok(Response::new(Msg { text }))
@@ -274,4 +282,24 @@ async fn resiliency_timeout_and_breaker_on_proxied_grpc() {
     let e = client.unary(call("hi")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
     assert!(e.message().contains("circuit breaker is open"), "{e:?}");
+}
+
+/// A caller cannot pose as another app: on a self-invocation through the
+/// gRPC proxy the app sees this sidecar's id as `dapr-caller-app-id`,
+/// whatever the caller sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_app_id_is_set_by_the_sidecar_on_self_invocation() {
+    let id = unique("grpc-self");
+    let sc = grpc_callee(&id, grpc_app().await, vec![]);
+    let mut client = EchoClient::connect(sc.grpc()).await.unwrap();
+    let mut req = with_app_id(
+        Msg {
+            text: "caller".into(),
+        },
+        &id,
+    );
+    req.metadata_mut()
+        .insert("dapr-caller-app-id", "forged".parse().unwrap());
+    let r = client.unary(req).await.unwrap();
+    assert_eq!(r.into_inner().text, id);
 }

@@ -19,6 +19,8 @@ use spar_tests::{get_json, unique, Options, Sidecar};
 struct Got {
     path: String,
     content_type: String,
+    /// The `retained` header (MQTT deliveries).
+    retained: Option<String>,
     body: Bytes,
 }
 
@@ -49,6 +51,10 @@ async fn subscriber_app(programmatic: Value) -> (u16, Seen) {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_string(),
+                    retained: headers
+                        .get("retained")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
                     body,
                 };
                 let id = got.json()["id"].as_str().unwrap_or_default().to_string();
@@ -478,4 +484,160 @@ async fn scoping_and_embedded_default() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+/// MQTT wildcard subscriptions (`+`, `#`) go to the broker as filters, as
+/// daprd passes them; each matching message arrives once per subscription,
+/// with its concrete topic. Publishing to a wildcard stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt3_wildcard_subscriptions() {
+    let u = unique("wild");
+    let (port, seen) = subscriber_app(json!([])).await;
+    let app_id = unique("wild-app");
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n  - name: url\n    value: tcp://127.0.0.1:1883\n".to_string();
+    let sub = |name: &str, topic: &str, path: &str, raw: bool| {
+        let meta = if raw {
+            "  metadata:\n    rawPayload: \"true\"\n"
+        } else {
+            ""
+        };
+        format!("apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: ps\n  topic: {topic}\n  routes:\n    default: {path}\n{meta}")
+    };
+    let subs = [
+        sub("temp", &format!("{u}/home/+/temperature"), "/temp", false),
+        sub("all", &format!("{u}/home/#"), "/all", false),
+        sub("raw", &format!("{u}/raw/+"), "/raw", true),
+    ]
+    .join("---\n");
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: vec![component, subs],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get_json(&c, format!("{}/v1.0/metadata", sc.http())).await["subscriptions"]
+        .as_array()
+        .is_none_or(|a| a.len() < 3)
+    {
+        assert!(Instant::now() < deadline, "not subscribed: {}", sc.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let publish = |topic: String, body: String| {
+        c.post(format!("{}/v1.0/publish/ps/{topic}", sc.http()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (n, place) in [
+        (1, "home/kitchen/temperature"),
+        (2, "home/garage/door"),
+        (3, "home/hall/temperature"),
+        (4, "raw/x"),
+    ] {
+        let r = publish(format!("{u}/{place}"), json!({ "n": n }).to_string())
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204, "{place}");
+    }
+    let r = publish(format!("{u}/home/+/temperature"), "{}".into())
+        .await
+        .unwrap();
+    assert!(
+        !r.status().is_success(),
+        "publishing to a wildcard is refused"
+    );
+
+    wait_for(&seen, Duration::from_secs(10), |s| s.len() >= 6).await;
+    // A moment more for any extra copy.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let got = seen.lock().unwrap().clone();
+    let summary = |path: &str| -> Vec<(i64, String)> {
+        let mut v: Vec<(i64, String)> = on(&got, path)
+            .iter()
+            .map(|g| {
+                let ce = g.json();
+                let n = ce["data"]["n"].as_i64().unwrap_or(-1);
+                (n, ce["topic"].as_str().unwrap_or_default().to_string())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        summary("/temp"),
+        vec![
+            (1, format!("{u}/home/kitchen/temperature")),
+            (3, format!("{u}/home/hall/temperature"))
+        ],
+        "{got:?}"
+    );
+    assert_eq!(
+        summary("/all"),
+        vec![
+            (1, format!("{u}/home/kitchen/temperature")),
+            (2, format!("{u}/home/garage/door")),
+            (3, format!("{u}/home/hall/temperature"))
+        ],
+        "{got:?}"
+    );
+    // The message's metadata as headers, as daprd: MQTT's retain flag.
+    assert!(
+        got.iter().all(|g| g.retained.as_deref() == Some("false")),
+        "{got:?}"
+    );
+    // rawPayload: the wrapper names the concrete topic.
+    let raw = on(&got, "/raw");
+    assert_eq!(raw.len(), 1, "{got:?}");
+    let ce = raw[0].json();
+    assert_eq!(ce["topic"], format!("{u}/raw/x"));
+    assert_eq!(ce["pubsubname"], "ps");
+    drop(sc);
+    spar_tests::clear_mqtt_sessions(&[&app_id]).await;
+}
+
+/// A Redis user whose ACL forbids `CLIENT` (as some managed services do):
+/// the subscription still reads (closing then waits for the block to end
+/// instead of unblocking it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_streams_user_without_client_command() {
+    let redis = spar_tests::PrivateRedis::start(&[
+        "--user", "alice", "on", ">pw", "~*", "&*", "+@all", "-client",
+    ]);
+    let (port, seen) = subscriber_app(json!([])).await;
+    let component = format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{}\n  - name: redisUsername\n    value: alice\n  - name: redisPassword\n    value: pw\n", redis.port);
+    let sub = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: ps\n  topic: orders\n  routes:\n    default: /orders\n".to_string();
+    let mut sc = Sidecar::start(Options {
+        resources: vec![component, sub],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get_json(&c, format!("{}/v1.0/metadata", sc.http())).await["subscriptions"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        assert!(Instant::now() < deadline, "not subscribed: {}", sc.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for n in 0..3 {
+        let r = c
+            .post(format!("{}/v1.0/publish/ps/orders", sc.http()))
+            .json(&json!({ "n": n }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", sc.stderr());
+    }
+    let got = wait_for(&seen, Duration::from_secs(10), |s| s.len() >= 3).await;
+    let mut ns: Vec<i64> = got
+        .iter()
+        .filter_map(|g| g.json()["data"]["n"].as_i64())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, vec![0, 1, 2], "{}", sc.stderr());
+    assert!(!sc.stderr().contains("redis pubsub"), "{}", sc.stderr());
+    assert_eq!(sc.terminate(), Some(0), "{}", sc.stderr());
 }

@@ -1,5 +1,6 @@
 //! Subscription kinds beyond plain HTTP delivery, against the real `spar`
-//! binary and the in-memory broker: bulk subscribe to an HTTP app (batches,
+//! binary and the in-memory broker (Mosquitto for an MQTT wildcard filter):
+//! bulk subscribe to an HTTP app (batches, rawPayload entries,
 //! per-entry RETRY / DROP, dead letters), a gRPC app built on the official
 //! Rust SDK's generated `AppCallback` service (`ListTopicSubscriptions`
 //! with routes, `OnTopicEvent`, `OnBulkTopicEvent`), and streaming
@@ -200,12 +201,95 @@ spec:
     assert_eq!(dead.1["data"]["n"], 7);
 }
 
+/// Bulk subscribe with `rawPayload` to an HTTP app: each entry is the
+/// broker's bytes in base64 as `application/octet-stream`, as daprd sends
+/// it, not a CloudEvent wrapper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_subscribe_http_raw_payload() {
+    use base64::Engine;
+    let (port, posts) = bulk_app().await;
+    let topic = unique("bulk-raw");
+    let subs = format!(
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: raw-bulk\nspec:\n  pubsubname: ps\n  topic: {topic}\n  routes:\n    default: /bulk\n  metadata:\n    rawPayload: \"true\"\n  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 10\n    maxAwaitDurationMs: 200\n"
+    );
+    let sc = Sidecar::start(Options {
+        resources: vec![in_memory(), subs],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    subscribed(&c, &sc, 1).await;
+    for n in 0..5 {
+        let r = c
+            .post(format!(
+                "{}/v1.0/publish/ps/{topic}?metadata.rawPayload=true",
+                sc.http()
+            ))
+            .header("content-type", "text/plain")
+            .body(format!("raw-{n}\u{0}\u{ff}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+    }
+    let bulks = wait_until(Duration::from_secs(10), || {
+        let p = posts.lock().unwrap();
+        let n: usize = p
+            .iter()
+            .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+            .sum();
+        (n >= 5).then(|| p.clone())
+    })
+    .await
+    .expect("five raw entries");
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    for (_, b) in bulks.iter().filter(|(path, _)| path == "/bulk") {
+        assert_eq!(b["type"], "com.dapr.event.sent.bulk");
+        assert_eq!(b["pubsubname"], "ps");
+        assert_eq!(b["topic"], topic.as_str());
+        assert_eq!(b["metadata"]["pubsubName"], "ps", "{b}");
+        for e in b["entries"].as_array().unwrap() {
+            assert_eq!(e["contentType"], "application/octet-stream", "{e}");
+            let text = e["event"].as_str().expect("event is a base64 string");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .unwrap();
+            got.push(String::from_utf8_lossy(&bytes).into_owned());
+            assert!(e["metadata"].is_object(), "{e}");
+            ids.push(e["entryId"].as_str().unwrap().to_string());
+        }
+    }
+    got.sort();
+    let want: Vec<String> = (0..5).map(|n| format!("raw-{n}\u{0}\u{ff}")).collect();
+    assert_eq!(got, want);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "entry ids are unique");
+    // Answered SUCCESS by entry id: nothing comes again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let n: usize = posts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b["entries"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(n, 5);
+}
+
+/// `pubsubname` and `tenant` from an `OnTopicEvent` call's gRPC metadata.
+type EventMetadata = (Option<String>, Option<String>);
+
 /// A gRPC app on the SDK's generated `AppCallback` service.
 #[derive(Default, Clone)]
 struct GrpcApp {
     topic: String,
     bulk_topic: String,
     events: Arc<Mutex<Vec<pb::TopicEventRequest>>>,
+    /// The gRPC metadata of each `OnTopicEvent` call.
+    metadata: Arc<Mutex<Vec<EventMetadata>>>,
+    /// `pubsubname` from each `OnBulkTopicEvent` call's gRPC metadata.
+    bulk_pubsub: Arc<Mutex<Vec<Option<String>>>>,
     bulks: Arc<Mutex<Vec<pb::TopicEventBulkRequest>>>,
 }
 
@@ -254,6 +338,14 @@ impl AppCallback for GrpcApp {
         &self,
         req: Request<pb::TopicEventRequest>,
     ) -> Result<Response<pb::TopicEventResponse>, tonic::Status> {
+        let md = |k: &str| {
+            req.metadata()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let got = (md("pubsubname"), md("tenant"));
+        self.metadata.lock().unwrap().push(got);
         let ev = req.into_inner();
         let seen = {
             let mut e = self.events.lock().unwrap();
@@ -289,6 +381,9 @@ impl AppCallback for GrpcApp {
         &self,
         req: Request<pb::TopicEventBulkRequest>,
     ) -> Result<Response<pb::TopicEventBulkResponse>, tonic::Status> {
+        let pubsub = req.metadata().get("pubsubname").cloned();
+        let pubsub = pubsub.and_then(|v| v.to_str().ok().map(str::to_owned));
+        self.bulk_pubsub.lock().unwrap().push(pubsub);
         let b = req.into_inner();
         let statuses = b
             .entries
@@ -342,7 +437,9 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
             .unwrap();
     for (i, kind) in ["urgent", "normal", "flaky"].iter().enumerate() {
         let data = json!({"kind": kind, "n": i}).to_string().into_bytes();
-        sdk.publish_event("ps", app.topic.as_str(), "application/json", data, None)
+        // The publish metadata reaches the app as gRPC metadata, as daprd.
+        let md = HashMap::from([("tenant".to_string(), "acme".to_string())]);
+        sdk.publish_event("ps", app.topic.as_str(), "application/json", data, Some(md))
             .await
             .unwrap();
     }
@@ -378,6 +475,14 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
         .collect();
     assert_eq!(flaky.len(), 2, "RETRY → delivered again");
     assert_eq!(flaky[0].id, flaky[1].id);
+    // daprd's gRPC metadata on every OnTopicEvent: `pubsubname` and the
+    // message's metadata.
+    let md = app.metadata.lock().unwrap().clone();
+    assert!(md.len() >= 4);
+    for (pubsub, tenant) in &md {
+        assert_eq!(pubsub.as_deref(), Some("ps"), "{md:?}");
+        assert_eq!(tenant.as_deref(), Some("acme"), "{md:?}");
+    }
 
     // Bulk: 12 events arrive in batches of at most 5.
     for n in 0..12 {
@@ -393,6 +498,9 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
     let b = &bulks[0];
     assert_eq!(b.topic, app.bulk_topic);
     assert_eq!(b.r#type, "com.dapr.event.sent.bulk");
+    assert_eq!(b.metadata.get("pubsubName").map(String::as_str), Some("ps"));
+    let md = app.bulk_pubsub.lock().unwrap().clone();
+    assert!(md.iter().all(|p| p.as_deref() == Some("ps")), "{md:?}");
     let Some(pb::topic_event_bulk_request_entry::Event::CloudEvent(ce)) = &b.entries[0].event
     else {
         panic!("a CloudEvent entry")
@@ -422,6 +530,51 @@ async fn grpc_app_programmatic_routes_retry_and_bulk() {
         "/dapr.proto.runtime.v1.AppCallback/ListTopicSubscriptions",
         "OK"
     ));
+}
+
+/// A gRPC app subscribed to an MQTT wildcard filter gets each event with
+/// its concrete topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_app_mqtt_wildcard_topic() {
+    let u = unique("gwild");
+    let app = GrpcApp {
+        topic: format!("{u}/home/+/temperature"),
+        bulk_topic: format!("{u}/bulk"),
+        ..Default::default()
+    };
+    let port = free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AppCallbackServer::new(app.clone()))
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    let app_id = unique("gwild-app");
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: vec!["apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ps\nspec:\n  type: pubsub.mqtt3\n  version: v1\n  metadata:\n  - name: url\n    value: tcp://127.0.0.1:1883\n".into()],
+        extra_args: vec![
+            "--app-port".into(),
+            port.to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        ..Default::default()
+    });
+    let c = Client::new();
+    subscribed(&c, &sc, 2).await;
+    let concrete = format!("{u}/home/kitchen/temperature");
+    publish(&c, &sc, &concrete, json!({"kind": "urgent"})).await;
+    let events = wait_until(Duration::from_secs(10), || {
+        let e = app.events.lock().unwrap();
+        (!e.is_empty()).then(|| e.clone())
+    })
+    .await
+    .expect("the event");
+    assert_eq!(events[0].topic, concrete);
+    assert_eq!(events[0].path, "urgent");
+    assert_eq!(events[0].pubsub_name, "ps");
+    drop(sc);
+    spar_tests::clear_mqtt_sessions(&[&app_id]).await;
 }
 
 type Events = tonic::Streaming<pb::SubscribeTopicEventsResponseAlpha1>;

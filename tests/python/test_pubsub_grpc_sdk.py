@@ -32,7 +32,20 @@ def make_app() -> App:
 
     @app.subscribe(pubsub_name="pubsub", topic=TOPIC)
     def default(event: SubscriptionMessage) -> TopicEventResponse:
-        ROUTED.append(("default", {"data": event.data(), "type": event.type(), "id": event.id()}))
+        ROUTED.append(
+            (
+                "default",
+                {
+                    "data": event.data(),
+                    "type": event.type(),
+                    "id": event.id(),
+                    "pubsub_name": event.pubsub_name(),
+                    "topic": event.topic(),
+                    # the gRPC metadata of the OnTopicEvent call
+                    "metadata": dict(event.metadata()),
+                },
+            )
+        )
         return TopicEventResponse("success")
 
     return app
@@ -83,6 +96,7 @@ def test_grpc_app_gets_events_by_route(grpc_subscriber, monkeypatch):
             topic_name=TOPIC,
             data=json.dumps({"n": 2}),
             data_content_type="application/json",
+            publish_metadata={"tenant": "acme"},
         )
     deadline = time.monotonic() + 10
     while len(ROUTED) < 2 and time.monotonic() < deadline:
@@ -92,6 +106,12 @@ def test_grpc_app_gets_events_by_route(grpc_subscriber, monkeypatch):
     default = next(e for r, e in ROUTED if r == "default")
     assert default["type"] == "com.dapr.event.sent"
     assert default["data"] == {"n": 2}
+    # As daprd: `pubsub_name` in the request, and `pubsubname` plus the
+    # publish metadata as gRPC metadata.
+    assert default["pubsub_name"] == "pubsub"
+    assert default["topic"] == TOPIC
+    assert default["metadata"].get("pubsubname") == "pubsub", default["metadata"]
+    assert default["metadata"].get("tenant") == "acme", default["metadata"]
 
 
 def test_streaming_subscription_success_retry_drop(tmp_path, monkeypatch):

@@ -144,6 +144,16 @@ impl PubSub for JetStream {
         }
     }
 
+    /// A round trip to the server (PING/PONG), as daprd's Init connects: a
+    /// server that is away fails start-up.
+    async fn init(&self) -> Result<(), PubSubError> {
+        tokio::time::timeout(self.timeout, self.js.client().flush())
+            .await
+            .map_err(|_| backend("no answer within the timeout"))?
+            .map(|_| ())
+            .map_err(backend)
+    }
+
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
         let known = self.stream_name.is_some()
             || self

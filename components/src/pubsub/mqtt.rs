@@ -17,7 +17,12 @@
 //! `$share/{group}/{topic}`, so replicas of one app id share a topic's
 //! messages and different app ids each get all of them; several
 //! subscriptions of one group in one process share its connection and take
-//! turns. MQTT 3.1.1 carries no headers: `Message::metadata` is not kept.
+//! turns. Subscription topics may be filters with wildcards (`+`, `#`),
+//! passed to the broker inside the shared subscription; a message is handed
+//! over with its concrete topic to every subscription whose filter matches
+//! it (the broker sends a client one copy). MQTT 3.1.1 carries no
+//! headers: `Message::metadata` is not kept; deliveries carry `retained`,
+//! as daprd's.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -195,6 +200,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "local".into())
 }
 
+/// A topic name to publish to: no wildcards.
 fn valid_topic(t: &str) -> Result<(), PubSubError> {
     if t.is_empty() || t.contains(['+', '#', '\0']) || t.starts_with('$') {
         return Err(PubSubError::Invalid(format!(
@@ -204,14 +210,59 @@ fn valid_topic(t: &str) -> Result<(), PubSubError> {
     Ok(())
 }
 
+/// A topic filter to subscribe to: wildcards allowed where MQTT allows
+/// them (`+` a whole level, `#` the whole last level), as daprd passes
+/// them to the broker.
+fn valid_filter(f: &str) -> Result<(), PubSubError> {
+    let levels: Vec<&str> = f.split('/').collect();
+    let bad = f.is_empty()
+        || f.contains('\0')
+        || f.starts_with('$')
+        || levels.iter().enumerate().any(|(i, l)| {
+            (l.contains('+') && *l != "+")
+                || (l.contains('#') && (*l != "#" || i + 1 != levels.len()))
+        });
+    if bad {
+        return Err(PubSubError::Invalid(format!(
+            "{f:?} is not an MQTT topic filter (empty, $-prefixed, or a wildcard that is not a whole level, '#' not last)"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the concrete `topic` matches the (valid) `filter`.
+fn matches(filter: &str, topic: &str) -> bool {
+    let mut t = topic.split('/');
+    for f in filter.split('/') {
+        match (f, t.next()) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (f, Some(l)) if f == l => {}
+            _ => return false,
+        }
+    }
+    t.next().is_none()
+}
+
 // ------------------------------------------------------------ publishing
 
 type Waiter = oneshot::Sender<Result<(), PubSubError>>;
 
 /// Publishes at QoS 1 on its own clean-session connection and resolves
 /// each call when the broker's PUBACK for it arrives.
+/// The publisher's connection, as its event loop last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Link {
+    Pending,
+    Up,
+    Down(String),
+}
+
 struct Publisher {
     client: AsyncClient,
+    /// The connection as last seen: whether the broker has answered
+    /// (`init` waits for its first answer, as daprd's Init connects).
+    link: watch::Receiver<Link>,
     /// Calls whose PUBLISH has not gone out yet, in request order.
     queued: Arc<Mutex<VecDeque<Waiter>>>,
     qos: QoS,
@@ -223,9 +274,11 @@ impl Publisher {
     fn start(o: &Options, id: &str) -> Publisher {
         let (client, ev) = AsyncClient::new(o.mqtt(id, true, 100), 1024);
         let queued: Arc<Mutex<VecDeque<Waiter>>> = Arc::default();
-        tokio::spawn(Self::events(ev, queued.clone()));
+        let (link_tx, link) = watch::channel(Link::Pending);
+        tokio::spawn(Self::events(ev, queued.clone(), link_tx));
         Publisher {
             client,
+            link,
             queued,
             qos: o.qos,
             retain: o.retain,
@@ -235,10 +288,17 @@ impl Publisher {
 
     /// Matches outgoing PUBLISHes to their calls (same order) and PUBACKs
     /// to them by packet id; a dropped connection fails every waiting call.
-    async fn events(mut ev: EventLoop, queued: Arc<Mutex<VecDeque<Waiter>>>) {
+    async fn events(
+        mut ev: EventLoop,
+        queued: Arc<Mutex<VecDeque<Waiter>>>,
+        link: watch::Sender<Link>,
+    ) {
         let mut sent: HashMap<u16, Waiter> = HashMap::new();
         loop {
             match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    link.send_replace(Link::Up);
+                }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     let w = queued.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                     if let Some(w) = w {
@@ -261,6 +321,7 @@ impl Publisher {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    link.send_replace(Link::Down(e.to_string()));
                     for (_, w) in sent.drain() {
                         let _ = w.send(Err(backend(&e)));
                     }
@@ -269,6 +330,23 @@ impl Publisher {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
+        }
+    }
+
+    /// Waits for the broker's first answer to the connection (within the
+    /// timeout).
+    async fn connected(&self) -> Result<(), PubSubError> {
+        let mut link = self.link.clone();
+        let seen = tokio::time::timeout(self.timeout, async {
+            link.wait_for(|l| *l != Link::Pending)
+                .await
+                .map(|l| l.clone())
+        })
+        .await;
+        match seen {
+            Ok(Ok(Link::Up)) => Ok(()),
+            Ok(Ok(Link::Down(e))) => Err(backend(format!("cannot connect: {e}"))),
+            _ => Err(backend("no answer from the broker within the timeout")),
         }
     }
 
@@ -303,6 +381,26 @@ struct Member {
 }
 
 type Picked = (Arc<dyn Handler>, Arc<InFlight>, Arc<AtomicBool>);
+
+/// Calls the handler until it answers SUCCESS or DROP (true), retrying
+/// RETRY with backoff — MQTT has no negative acknowledgement — unless the
+/// subscription closes meanwhile (false: the message stays unacknowledged
+/// in the session).
+async fn handle_until_done(handler: &dyn Handler, msg: Message, closed: &AtomicBool) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match handler.handle(msg.clone()).await {
+            Ack::Retry => {
+                if closed.load(Ordering::Relaxed) {
+                    return false;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            _ => return true,
+        }
+    }
+}
 
 /// A consumer group's connection and the handlers of each of its topics.
 struct Group {
@@ -378,11 +476,20 @@ impl Group {
         .await;
     }
 
-    fn pick(&self, topic: &str) -> Option<Picked> {
+    /// The members to hand a message on `topic` to: one of each
+    /// subscription whose filter matches it (the exact topic, or
+    /// wildcards), members of one subscription taking turns. Overlapping
+    /// filters of one client get one copy from the broker (Mosquitto sends
+    /// no duplicates), so each subscription is given it here.
+    fn pick(&self, topic: &str) -> Vec<Picked> {
         let t = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        let members = t.get(topic).filter(|m| !m.is_empty())?;
-        let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
-        Some((m.handler.clone(), m.inflight.clone(), m.closed.clone()))
+        t.iter()
+            .filter(|(f, m)| !m.is_empty() && (*f == topic || matches(f, topic)))
+            .map(|(_, members)| {
+                let m = &members[self.turn.fetch_add(1, Ordering::Relaxed) % members.len()];
+                (m.handler.clone(), m.inflight.clone(), m.closed.clone())
+            })
+            .collect()
     }
 
     async fn events(g: std::sync::Weak<Group>, mut ev: EventLoop, mut stop: watch::Receiver<bool>) {
@@ -423,39 +530,43 @@ impl Group {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Some((handler, inflight, closed)) = group.pick(&p.topic) else {
+                    let picked = group.pick(&p.topic);
+                    if picked.is_empty() {
                         // Nobody here takes it (any more): leave it unacked
                         // for the session to deliver again.
                         continue;
-                    };
-                    let client = group.client.clone();
-                    inflight
-                        .spawn(async move {
-                            let mut backoff = Duration::from_millis(100);
-                            loop {
+                    }
+                    // One PUBACK once every subscription it went to is done.
+                    let p = Arc::new(p);
+                    let left = Arc::new(AtomicUsize::new(picked.len()));
+                    let abandoned = Arc::new(AtomicBool::new(false));
+                    for (handler, inflight, closed) in picked {
+                        let client = group.client.clone();
+                        let (p, left, abandoned) = (p.clone(), left.clone(), abandoned.clone());
+                        inflight
+                            .spawn(async move {
+                                // daprd's component reports the retain flag.
                                 let msg = Message {
                                     topic: p.topic.clone(),
                                     data: p.payload.clone(),
-                                    metadata: HashMap::new(),
+                                    metadata: HashMap::from([(
+                                        "retained".to_string(),
+                                        p.retain.to_string(),
+                                    )]),
                                 };
-                                match handler.handle(msg).await {
-                                    Ack::Retry => {
-                                        if closed.load(Ordering::Relaxed) {
-                                            return;
-                                        }
-                                        tokio::time::sleep(backoff).await;
-                                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                                    }
-                                    _ => {
-                                        if let Err(e) = client.ack(&p).await {
-                                            tracing::warn!("mqtt ack failed: {e}");
-                                        }
-                                        return;
+                                if !handle_until_done(&*handler, msg, &closed).await {
+                                    abandoned.store(true, Ordering::Relaxed);
+                                }
+                                if left.fetch_sub(1, Ordering::AcqRel) == 1
+                                    && !abandoned.load(Ordering::Relaxed)
+                                {
+                                    if let Err(e) = client.ack(&p).await {
+                                        tracing::warn!("mqtt ack failed: {e}");
                                     }
                                 }
-                            }
-                        })
-                        .await;
+                            })
+                            .await;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -509,6 +620,10 @@ impl PubSub for Mqtt {
         }
     }
 
+    async fn init(&self) -> Result<(), PubSubError> {
+        self.publisher.connected().await
+    }
+
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
         valid_topic(&msg.topic)?;
         self.publisher.publish(&msg.topic, &msg.data).await
@@ -519,7 +634,7 @@ impl PubSub for Mqtt {
         req: SubscribeRequest,
         handler: Arc<dyn Handler>,
     ) -> Result<Subscription, PubSubError> {
-        valid_topic(&req.topic)?;
+        valid_filter(&req.topic)?;
         let id = MEMBER_IDS.fetch_add(1, Ordering::Relaxed);
         let inflight = Arc::new(InFlight::new(req.max_in_flight));
         let closed = Arc::new(AtomicBool::new(false));
@@ -633,6 +748,43 @@ mod tests {
         assert!(valid_topic("orders/eu").is_ok());
         for t in ["", "a/+", "a/#", "$SYS/x"] {
             assert!(valid_topic(t).is_err(), "{t}");
+        }
+    }
+
+    #[test]
+    fn topic_filters() {
+        for f in ["orders", "home/+/temperature", "home/#", "#", "+", "+/+/x"] {
+            assert!(valid_filter(f).is_ok(), "{f}");
+        }
+        for f in ["", "home/#/x", "home/a+", "home/#x", "$share/g/x", "a\0b"] {
+            assert!(valid_filter(f).is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn filter_matching() {
+        let yes = [
+            ("home/+/temperature", "home/kitchen/temperature"),
+            ("home/#", "home/kitchen/temperature"),
+            ("home/#", "home"),
+            ("home/#", "home/x"),
+            ("#", "a/b"),
+            ("+/b", "a/b"),
+            ("a", "a"),
+        ];
+        for (f, t) in yes {
+            assert!(matches(f, t), "{f} {t}");
+        }
+        let no = [
+            ("home/+/temperature", "home/kitchen/humidity"),
+            ("home/+/temperature", "home/temperature"),
+            ("home/+/temperature", "home/a/b/temperature"),
+            ("home/#", "office/x"),
+            ("+", "a/b"),
+            ("a", "a/b"),
+        ];
+        for (f, t) in no {
+            assert!(!matches(f, t), "{f} {t}");
         }
     }
 }

@@ -322,6 +322,11 @@ impl PubSub for RabbitMq {
         }
     }
 
+    /// Opens the publishing connection, as daprd's Init connects.
+    async fn init(&self) -> Result<(), PubSubError> {
+        self.publish_channel().await.map(|_| ())
+    }
+
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
         if msg.topic.is_empty() {
             return Err(PubSubError::Invalid("topic is empty".into()));

@@ -6,14 +6,21 @@
 //! SUCCESS or DROP, and reclaims messages left pending longer than
 //! `processingTimeout` (a crashed consumer's, or ones answered RETRY) every
 //! `redeliverInterval` with `XAUTOCLAIM`.
+//!
+//! The blocking `XREADGROUP` runs on a connection of its own from spar's
+//! RESP2 client (`redis_wire::Dedicated`), waited on for as long as the
+//! server blocks plus `readTimeout`: Redis counts the entries a read returns
+//! as delivered to this consumer, so a read the client gave up on while the
+//! server completed it would leave them pending until `processingTimeout`.
+//! Closing a subscription unblocks its read (`CLIENT UNBLOCK`) and still
+//! dispatches what that read returned.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId};
 use redis::Value;
 use spar_config::Component;
 use tokio::sync::watch;
@@ -22,11 +29,13 @@ use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
 use crate::per_thread::PerThread;
+use crate::redis_wire::{Commands, Dedicated, Limits, Reply, Wire};
 use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{connection_url, duration_meta, field};
+use crate::state::redis::{connection_url, duration_meta, endpoint, field};
 
 pub struct RedisPubSub {
-    client: redis::Client,
+    /// Blocking reads, each subscription on a dedicated connection.
+    wire: Arc<Wire>,
     /// One connection per calling thread (`per_thread.rs`).
     conn: PerThread<ConnectionManager>,
     max_len: Option<u64>,
@@ -86,9 +95,16 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
         )?))
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(2);
-    let conn = per_thread_manager(c, client.clone(), config)?;
+    let conn = per_thread_manager(c, client, config)?;
+    let limits = Limits {
+        dial: duration_meta(c, "dialTimeout", Duration::from_secs(5))?,
+        read: timeout,
+        retries: 0,
+        max_backoff: Duration::from_secs(2),
+    };
+    let wire = Wire::new(endpoint(c)?, limits).map_err(|e| field(c, "redisHost", e))?;
     Ok(Arc::new(RedisPubSub {
-        client,
+        wire: Arc::new(wire),
         conn,
         max_len: match num("maxLenApprox", 0)? {
             0 => None,
@@ -102,21 +118,83 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
     }))
 }
 
-fn message(topic: &str, e: &StreamId) -> Option<Message> {
-    let data = match e.map.get("data")? {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.clone().into_bytes(),
-        _ => return None,
-    };
-    let metadata = match e.map.get("metadata") {
-        Some(Value::BulkString(b)) => serde_json::from_slice(b).unwrap_or_default(),
-        _ => HashMap::new(),
-    };
-    Some(Message {
+/// An entry as the reader and the reclaimer hand it over: its id, and the
+/// message when the entry is one (else it is acknowledged away).
+#[derive(Debug)]
+struct Entry {
+    id: String,
+    msg: Option<Message>,
+}
+
+fn message(topic: &str, data: Vec<u8>, metadata: Option<&[u8]>) -> Message {
+    Message {
         topic: topic.to_string(),
         data: data.into(),
-        metadata,
-    })
+        metadata: metadata
+            .and_then(|m| serde_json::from_slice(m).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// An entry of an `XAUTOCLAIM` reply (the `redis` crate's types).
+fn claimed(topic: &str, e: StreamId) -> Entry {
+    let bytes = |v: &Value| match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    };
+    let data = e.map.get("data").and_then(bytes);
+    let meta = e.map.get("metadata").and_then(bytes);
+    Entry {
+        msg: data.map(|d| message(topic, d, meta.as_deref())),
+        id: e.id,
+    }
+}
+
+/// The entries of an `XREADGROUP` reply on one stream: nil when the block
+/// ended with nothing, else `[[stream, [[id, [field, value, …]], …]]]`.
+fn read_entries(topic: &str, reply: Reply) -> Result<Vec<Entry>, String> {
+    let streams = match reply {
+        Reply::Nil => return Ok(Vec::new()),
+        Reply::Array(a) => a,
+        Reply::Error(e) => return Err(e),
+        other => return Err(format!("unexpected XREADGROUP reply {other:?}")),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Reply::Array(mut pair) = stream else {
+            return Err("unexpected XREADGROUP stream".into());
+        };
+        let Some(Reply::Array(entries)) = pair.pop() else {
+            return Err("unexpected XREADGROUP stream".into());
+        };
+        for entry in entries {
+            let Reply::Array(mut parts) = entry else {
+                return Err("unexpected XREADGROUP entry".into());
+            };
+            let fields = if parts.len() == 2 { parts.pop() } else { None };
+            let id = match parts.pop() {
+                Some(Reply::Bulk(id)) => String::from_utf8_lossy(&id).into_owned(),
+                _ => return Err("XREADGROUP entry without an id".into()),
+            };
+            let (mut data, mut meta) = (None, None);
+            if let Some(Reply::Array(kv)) = fields {
+                let mut kv = kv.into_iter();
+                while let (Some(k), Some(v)) = (kv.next(), kv.next()) {
+                    match (k, v) {
+                        (Reply::Bulk(k), Reply::Bulk(v)) if k == b"data" => data = Some(v),
+                        (Reply::Bulk(k), Reply::Bulk(v)) if k == b"metadata" => meta = Some(v),
+                        _ => {}
+                    }
+                }
+            }
+            out.push(Entry {
+                msg: data.map(|d| message(topic, d, meta.as_deref())),
+                id,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Everything one subscription's tasks share.
@@ -133,11 +211,11 @@ impl Consumer {
     /// Hands one entry to the app (bounded by `InFlight`); acknowledges it
     /// unless the answer was RETRY. Entries that are not messages are
     /// acknowledged away.
-    async fn dispatch(self: &Arc<Self>, e: StreamId) {
+    async fn dispatch(self: &Arc<Self>, e: Entry) {
         let me = self.clone();
         self.inflight
             .spawn(async move {
-                let ack = match message(&me.topic, &e) {
+                let ack = match e.msg {
                     Some(m) => me.handler.handle(m).await,
                     None => Ack::Drop,
                 };
@@ -166,6 +244,19 @@ impl PubSub for RedisPubSub {
             ordered: true,
             durable: true,
         }
+    }
+
+    /// `PING`, as daprd's Init does.
+    async fn init(&self) -> Result<(), PubSubError> {
+        let mut c = self.conn.get();
+        tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut c),
+        )
+        .await
+        .map_err(|_| backend("PING timed out"))?
+        .map(|_| ())
+        .map_err(backend)
     }
 
     async fn publish(&self, msg: &Message) -> Result<(), PubSubError> {
@@ -216,9 +307,13 @@ impl PubSub for RedisPubSub {
         });
         let (stop_tx, stop) = watch::channel(false);
         let reader = tokio::spawn(read_loop(
-            self.client.clone(),
+            self.wire.clone(),
             consumer.clone(),
-            self.queue_depth,
+            Reads {
+                depth: self.queue_depth,
+                block: self.timeout.clamp(MIN_BLOCK, MAX_BLOCK),
+                grace: self.timeout.max(Duration::from_secs(1)),
+            },
             stop.clone(),
         ));
         let reclaimer = (!self.redeliver_interval.is_zero()).then(|| {
@@ -242,26 +337,99 @@ impl PubSub for RedisPubSub {
     }
 }
 
-/// `XREADGROUP … BLOCK` on a connection of its own (a blocked connection
-/// would stall every other command sharing it).
-async fn read_loop(
-    client: redis::Client,
-    c: Arc<Consumer>,
+/// How long one `XREADGROUP` blocks on the server: `readTimeout`, within
+/// these bounds (an idle subscription wakes once per block).
+const MIN_BLOCK: Duration = Duration::from_millis(100);
+const MAX_BLOCK: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy)]
+struct Reads {
+    /// Entries per read (`queueDepth`).
     depth: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    /// The server-side block.
+    block: Duration,
+    /// Waited for a reply beyond the block before the connection is taken
+    /// for dead (`readTimeout`, at least 1 s).
+    grace: Duration,
+}
+
+/// The read connection and its `CLIENT ID` (to unblock it on close;
+/// `None` where the server refuses `CLIENT`, e.g. by ACL: a close then
+/// waits for the block to end).
+struct Reader {
+    conn: Dedicated,
+    id: Option<i64>,
+}
+
+async fn open_reader(wire: &Wire) -> Result<Reader, String> {
+    let mut conn = wire.dedicated().await.map_err(|e| e.to_string())?;
+    let mut cmd = Commands::default();
+    cmd.push(&["CLIENT", "ID"]);
+    let id = tokio::time::timeout(Duration::from_secs(5), conn.exchange(&cmd))
+        .await
+        .map_err(|_| "no answer to CLIENT ID".to_string())?
+        .map_err(|e| e.to_string())?;
+    match id.into_iter().next() {
+        Some(Reply::Int(id)) => Ok(Reader { conn, id: Some(id) }),
+        Some(Reply::Error(e)) => {
+            tracing::debug!("CLIENT ID refused ({e}): closing waits for the block to end");
+            Ok(Reader { conn, id: None })
+        }
+        other => Err(format!("unexpected CLIENT ID reply {other:?}")),
+    }
+}
+
+/// Returns once the subscription closes (holding no borrow of the flag).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sends `CLIENT UNBLOCK` for the reader until its read returns (the
+/// caller stops polling this then); without an id, just waits.
+async fn unblock(acks: &ConnectionManager, id: Option<i64>) -> std::convert::Infallible {
+    let Some(id) = id else {
+        return std::future::pending().await;
+    };
+    loop {
+        let mut c = acks.clone();
+        let mut cmd = redis::cmd("CLIENT");
+        cmd.arg("UNBLOCK").arg(id);
+        let _ = tokio::time::timeout(Duration::from_secs(1), cmd.query_async::<i64>(&mut c)).await;
+        // Sent before the read blocked (or lost): try again shortly.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `XREADGROUP … BLOCK` in a loop on a dedicated connection. A read is
+/// never abandoned while the connection lives: on close the server is told
+/// to end the block, and what the read returned is still dispatched.
+async fn read_loop(wire: Arc<Wire>, c: Arc<Consumer>, r: Reads, mut stop: watch::Receiver<bool>) {
+    let mut reader: Option<Reader> = None;
+    // One warning per outage, not one per attempt.
+    let mut failing = false;
+    let mut cmd = Commands::default();
+    cmd.push(&[
+        "XREADGROUP",
+        "GROUP",
+        &c.group,
+        &c.name,
+        "COUNT",
+        &r.depth.to_string(),
+        "BLOCK",
+        &r.block.as_millis().to_string(),
+        "STREAMS",
+        &c.topic,
+        ">",
+    ]);
     while !*stop.borrow() {
-        let mut cn = match conn.take() {
-            Some(cn) => cn,
-            None => match tokio::time::timeout(
-                Duration::from_secs(5),
-                client.get_multiplexed_async_connection(),
-            )
-            .await
-            {
-                Ok(Ok(cn)) => cn,
-                _ => {
+        let mut rd = match reader.take() {
+            Some(rd) => rd,
+            None => match open_reader(&wire).await {
+                Ok(rd) => rd,
+                Err(e) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(topic = %c.topic, "redis pubsub cannot read: {e}; retrying every second");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stop.changed() => {}
@@ -270,49 +438,66 @@ async fn read_loop(
                 }
             },
         };
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&c.group)
-            .arg(&c.name)
-            .arg("COUNT")
-            .arg(depth)
-            .arg("BLOCK")
-            .arg(1000)
-            .arg("STREAMS")
-            .arg(&c.topic)
-            .arg(">");
-        let read = cmd.query_async::<Option<StreamReadReply>>(&mut cn);
-        let reply = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(5), read) => r,
-            _ = stop.changed() => break,
-        };
-        match reply {
-            Ok(Ok(reply)) => {
-                conn = Some(cn);
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    for e in key.ids {
-                        c.dispatch(e).await;
+        let id = rd.id;
+        let reply = {
+            let read = tokio::time::timeout(r.block + r.grace, rd.conn.exchange(&cmd));
+            tokio::pin!(read);
+            tokio::select! {
+                reply = &mut read => reply,
+                _ = stopped(&mut stop) => {
+                    // Closing: end the block now, and keep the read's answer.
+                    tokio::select! {
+                        reply = &mut read => reply,
+                        never = unblock(&c.acks, id) => match never {},
                     }
                 }
             }
+        };
+        let reply = match reply {
+            Ok(Ok(mut replies)) => replies.pop().unwrap_or(Reply::Nil),
             Ok(Err(e)) => {
-                if e.to_string().contains("NOGROUP") {
-                    // The stream was deleted: recreate the group and go on.
-                    let _: Result<String, _> = redis::cmd("XGROUP")
-                        .arg("CREATE")
-                        .arg(&c.topic)
-                        .arg(&c.group)
-                        .arg("0")
-                        .arg("MKSTREAM")
-                        .query_async(&mut cn)
-                        .await;
-                    conn = Some(cn);
-                } else {
-                    tracing::warn!(topic = %c.topic, "redis pubsub read failed: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(topic = %c.topic, "redis pubsub connection lost: {e}; reconnecting");
+                }
+                continue;
+            }
+            Err(_) => {
+                // No reply long after the block ended: the connection is dead.
+                failing = true;
+                tracing::warn!(topic = %c.topic, "redis pubsub: no reply within {:?}; reconnecting", r.block + r.grace);
+                continue;
+            }
+        };
+        match read_entries(&c.topic, reply) {
+            Ok(entries) => {
+                reader = Some(rd);
+                if std::mem::take(&mut failing) {
+                    tracing::info!(topic = %c.topic, "redis pubsub reading again");
+                }
+                for e in entries {
+                    c.dispatch(e).await;
                 }
             }
-            Err(_) => tracing::warn!(topic = %c.topic, "redis pubsub read timed out; reconnecting"),
+            Err(e) if e.starts_with("NOGROUP") => {
+                // The stream or group was deleted: recreate it and go on.
+                tracing::warn!(topic = %c.topic, group = %c.group, "redis pubsub: consumer group gone; recreating it");
+                let mut create = Commands::default();
+                create.push(&["XGROUP", "CREATE", &c.topic, &c.group, "0", "MKSTREAM"]);
+                let done = tokio::time::timeout(r.grace, rd.conn.exchange(&create)).await;
+                if matches!(done, Ok(Ok(_))) {
+                    reader = Some(rd);
+                }
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(topic = %c.topic, "redis pubsub read refused: {e}; retrying every second");
+                }
+                reader = Some(rd);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
         }
     }
 }
@@ -346,7 +531,7 @@ async fn reclaim_loop(
             match tokio::time::timeout(Duration::from_secs(5), r).await {
                 Ok(Ok(reply)) => {
                     for e in reply.claimed {
-                        c.dispatch(e).await;
+                        c.dispatch(claimed(&c.topic, e)).await;
                     }
                     if reply.next_stream_id == "0-0" || *stop.borrow() {
                         break;
@@ -359,6 +544,61 @@ async fn reclaim_loop(
                 }
                 Err(_) => break,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn xreadgroup_replies() {
+        assert!(read_entries("t", Reply::Nil).unwrap().is_empty());
+        let reply = Reply::Array(vec![Reply::Array(vec![
+            bulk("t"),
+            Reply::Array(vec![
+                Reply::Array(vec![
+                    bulk("1-0"),
+                    Reply::Array(vec![
+                        bulk("data"),
+                        bulk("hello"),
+                        bulk("metadata"),
+                        bulk(r#"{"k":"v"}"#),
+                    ]),
+                ]),
+                // Not a message (no data field): acknowledged away.
+                Reply::Array(vec![bulk("2-0"), Reply::Array(vec![bulk("x"), bulk("y")])]),
+                // Deleted meanwhile: fields are nil.
+                Reply::Array(vec![bulk("3-0"), Reply::Nil]),
+            ]),
+        ])]);
+        let e = read_entries("t", reply).unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].id, "1-0");
+        let m = e[0].msg.as_ref().unwrap();
+        assert_eq!((m.topic.as_str(), m.data.as_ref()), ("t", &b"hello"[..]));
+        assert_eq!(m.metadata.get("k").map(String::as_str), Some("v"));
+        assert!(e[1].msg.is_none() && e[2].msg.is_none());
+        assert_eq!(e[2].id, "3-0");
+        assert!(
+            read_entries("t", Reply::Error("NOGROUP no such key".into()))
+                .unwrap_err()
+                .starts_with("NOGROUP")
+        );
+        for bad in [
+            Reply::Int(1),
+            Reply::Array(vec![Reply::Int(1)]),
+            Reply::Array(vec![Reply::Array(vec![
+                bulk("t"),
+                Reply::Array(vec![Reply::Int(3)]),
+            ])]),
+        ] {
+            assert!(read_entries("t", bad).is_err());
         }
     }
 }

@@ -1,6 +1,7 @@
-//! spar's own Redis client for the state store's calls: RESP2 over pooled
-//! connections (plain or TLS), each call written and read by the calling
-//! task itself. The `redis` crate's multiplexed connection puts a driver
+//! spar's own Redis client for the state store's calls (and the blocking
+//! reads of Redis Streams subscriptions, on [`Dedicated`] connections):
+//! RESP2 over pooled connections (plain or TLS), each call written and read
+//! by the calling task itself. The `redis` crate's multiplexed connection puts a driver
 //! task and two channel hops between a call and its socket; on loopback
 //! that hop cost as much as spar's whole HTTP handling of a state GET
 //! (bench/README.md, "Redis GET").
@@ -217,6 +218,29 @@ impl Wire {
             }
         }
         Ok(conn)
+    }
+}
+
+/// A connection of its own, outside the pools, for blocking commands
+/// (`XREADGROUP … BLOCK`). The caller decides how long to wait for each
+/// reply, so no client-side timeout shorter than the server's block can
+/// abandon a read the server still completes (and whose entries it then
+/// counts as delivered).
+pub struct Dedicated(Conn);
+
+impl Wire {
+    /// Opens a connection (AUTH and SELECT done) that is never pooled.
+    pub async fn dedicated(&self) -> Result<Dedicated, WireError> {
+        self.connect().await.map(Dedicated)
+    }
+}
+
+impl Dedicated {
+    /// Sends `commands` and reads one reply per command, waiting as long as
+    /// it takes. A call dropped before it returns leaves the connection in
+    /// an unknown state: drop the connection with it.
+    pub async fn exchange(&mut self, commands: &Commands) -> Result<Vec<Reply>, WireError> {
+        self.0.exchange(commands.bytes(), commands.count()).await
     }
 }
 

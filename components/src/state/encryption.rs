@@ -216,6 +216,10 @@ impl StateStore for EncryptedStore {
         self.inner.init().await
     }
 
+    fn missing_key_etag_conflicts(&self) -> bool {
+        self.inner.missing_key_etag_conflicts()
+    }
+
     async fn get(&self, req: &GetRequest) -> Result<Option<Item>, StateError> {
         self.inner
             .get(req)

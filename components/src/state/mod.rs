@@ -58,8 +58,17 @@ pub trait StateStore: Send + Sync + 'static {
     async fn set(&self, req: &SetRequest) -> Result<(), StateError>;
 
     /// Deletes one key, honouring `etag`. Deleting a missing key without an
-    /// ETag succeeds; with an ETag it is a mismatch.
+    /// ETag succeeds; with an ETag it is a mismatch (unless
+    /// [`StateStore::missing_key_etag_conflicts`] says otherwise).
     async fn delete(&self, req: &DeleteRequest) -> Result<(), StateError>;
+
+    /// Whether a write or delete carrying an ETag for a key that does not
+    /// exist is an ETag mismatch (the default, and most of daprd's stores)
+    /// or goes through (daprd's Redis store, whose script only compares an
+    /// ETag with a version that exists).
+    fn missing_key_etag_conflicts(&self) -> bool {
+        true
+    }
 
     /// Applies all operations atomically, or none. Stores without the
     /// `TRANSACTIONAL` feature keep this default.

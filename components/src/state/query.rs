@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::StateError;
@@ -141,62 +142,73 @@ fn parse_filter(v: &Value, depth: usize) -> Result<Filter, StateError> {
     })
 }
 
+/// The query document's shape, read by [`crate::go_json`] as daprd's Go
+/// decoder reads it: names in any case, `null` as absent, other names
+/// ignored. The filter stays a JSON value: its operators are data.
+#[derive(Deserialize)]
+struct QueryJson {
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    sort: Vec<SortJson>,
+    #[serde(default)]
+    page: PageJson,
+}
+
+#[derive(Deserialize)]
+struct SortJson {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    order: String,
+}
+
+#[derive(Deserialize, Default)]
+struct PageJson {
+    #[serde(default)]
+    limit: Option<Value>,
+    #[serde(default)]
+    token: String,
+}
+
 impl Query {
     pub fn parse(json: &[u8]) -> Result<Query, StateError> {
-        let v: Value = serde_json::from_slice(json)
-            .map_err(|e| bad(format!("query is not valid JSON: {e}")))?;
-        let o = v
-            .as_object()
-            .ok_or_else(|| bad("query must be a JSON object"))?;
-        for k in o.keys() {
-            if !matches!(k.as_str(), "filter" | "sort" | "page") {
-                return Err(bad(format!(
-                    "unknown query field {k:?} (expected filter, sort, page)"
-                )));
-            }
-        }
-        let filter = match o.get("filter") {
+        let q: QueryJson = crate::go_json::from_slice(json)
+            .map_err(|e| bad(format!("query is not a valid query document: {e}")))?;
+        let filter = match q.filter {
             None => None,
             Some(f) if f.as_object().is_some_and(Map::is_empty) => None,
-            Some(f) => Some(parse_filter(f, 0)?),
+            Some(f) => Some(parse_filter(&f, 0)?),
         };
-        let mut sort = Vec::new();
-        if let Some(s) = o.get("sort") {
-            for item in s.as_array().ok_or_else(|| bad("sort must be an array"))? {
-                let key = item
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad("each sort entry needs a key"))?;
-                let order = match item.get("order").and_then(Value::as_str).unwrap_or("ASC") {
-                    o if o.eq_ignore_ascii_case("ASC") => SortOrder::Asc,
-                    o if o.eq_ignore_ascii_case("DESC") => SortOrder::Desc,
-                    o => return Err(bad(format!("sort order {o:?} must be ASC or DESC"))),
-                };
-                sort.push(Sort {
-                    key: parse_key(key)?,
-                    order,
-                });
+        let mut sort = Vec::with_capacity(q.sort.len());
+        for item in q.sort {
+            if item.key.is_empty() {
+                return Err(bad("each sort entry needs a key"));
             }
+            let order = match item.order.as_str() {
+                "" => SortOrder::Asc,
+                o if o.eq_ignore_ascii_case("ASC") => SortOrder::Asc,
+                o if o.eq_ignore_ascii_case("DESC") => SortOrder::Desc,
+                o => return Err(bad(format!("sort order {o:?} must be ASC or DESC"))),
+            };
+            sort.push(Sort {
+                key: parse_key(&item.key)?,
+                order,
+            });
         }
         let mut page = Page::default();
-        if let Some(p) = o.get("page") {
-            if let Some(l) = p.get("limit") {
-                let l = l
-                    .as_u64()
-                    .filter(|l| *l > 0)
-                    .ok_or_else(|| bad("page.limit must be a positive integer"))?;
-                page.limit = Some(usize::try_from(l).unwrap_or(usize::MAX));
-            }
-            if let Some(t) = p.get("token") {
-                let t = t
-                    .as_str()
-                    .ok_or_else(|| bad("page.token must be a string"))?;
-                if !t.is_empty() {
-                    t.parse::<usize>()
-                        .map_err(|_| bad(format!("invalid page token {t:?}")))?;
-                    page.token = Some(t.to_string());
-                }
-            }
+        if let Some(l) = q.page.limit.filter(|l| !l.is_null()) {
+            let l = l
+                .as_u64()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| bad("page.limit must be a positive integer"))?;
+            page.limit = Some(usize::try_from(l).unwrap_or(usize::MAX));
+        }
+        let t = q.page.token;
+        if !t.is_empty() {
+            t.parse::<usize>()
+                .map_err(|_| bad(format!("invalid page token {t:?}")))?;
+            page.token = Some(t);
         }
         Ok(Query { filter, sort, page })
     }
@@ -300,7 +312,6 @@ mod tests {
             br#"{"sort":[{"key":"a","order":"UP"}]}"#,
             br#"{"page":{"limit":0}}"#,
             br#"{"page":{"token":"abc"}}"#,
-            br#"{"extra":1}"#,
             br#"[1]"#,
             br#"{"#,
         ] {
@@ -311,6 +322,19 @@ mod tests {
             );
         }
         assert!(Query::parse(br#"{}"#).unwrap().filter.is_none());
+    }
+
+    #[test]
+    fn field_names_as_gos_decoder_reads_them() {
+        // Any case, null as absent, unknown names ignored (as daprd).
+        let q = Query::parse(
+            br#"{"Filter":{"EQ":{"a":1}},"SORT":[{"Key":"a","ORDER":"DESC"}],"Page":{"Limit":2,"token":null},"extra":1}"#,
+        )
+        .unwrap();
+        assert!(q.filter.is_some());
+        assert_eq!(q.sort[0].order, SortOrder::Desc);
+        assert_eq!(q.page.limit, Some(2));
+        assert!(Query::parse(br#"{"filter":null,"sort":null,"page":null}"#).is_ok());
     }
 
     #[test]

@@ -19,7 +19,9 @@ use crate::redis_wire::{Commands, Endpoint, Limits, Reply, Wire, WireError};
 use crate::registry::{BuildContext, BuildError};
 
 /// Checks every operation against current versions (and earlier operations of
-/// the same call), then applies them all; Redis runs a script atomically, so
+/// the same call) — an ETag is compared only with a version that exists, so
+/// one sent for a missing key goes through, as with daprd's Redis store —
+/// then applies them all; Redis runs a script atomically, so
 /// a set, a delete and a whole transaction are all-or-nothing.
 /// Per op, ARGV holds 5 fields: kind (u|d), etag, value, first-write (1|0),
 /// ttl ("" default, "-1" never, else seconds).
@@ -32,7 +34,7 @@ for i = 1, #KEYS do
   if cur == nil then cur = redis.call("HGET", k, "version") end
   local etag = ARGV[b + 2]
   if etag ~= "" then
-    if not cur or tostring(cur) ~= etag then
+    if cur and tostring(cur) ~= etag then
       return redis.error_reply("ETAG_MISMATCH " .. k)
     end
   elseif ARGV[b + 1] == "u" and ARGV[b + 4] == "1" and cur then
@@ -370,6 +372,10 @@ impl StateStore for RedisStore {
             Reply::Error(e) => Err(StateError::Backend(format!("redis: {e}"))),
             _ => Ok(()),
         }
+    }
+
+    fn missing_key_etag_conflicts(&self) -> bool {
+        false
     }
 
     /// Fields and expiry read together in one `MULTI`/`EXEC`.

@@ -19,7 +19,7 @@ impl Features {
         query: true,
     };
 
-    /// Dapr's capability names, in Dapr's order.
+    /// Dapr's capability names, in Dapr's order, as its metadata API lists them.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if self.etag {
@@ -33,6 +33,10 @@ impl Features {
         }
         if self.query {
             v.push("QUERY_API");
+        }
+        // daprd's runtime adds ACTOR for a store that can hold actor state.
+        if self.etag && self.transactional {
+            v.push("ACTOR");
         }
         v
     }

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use spar_components::pubsub::{Message, PubSub, PubSubError};
 
 use crate::cloudevent::{self, EnvelopeInfo};
+use crate::error::EventsSer;
+use crate::error_details::metadata_of;
 use crate::resiliency::{Refused, Verdict};
 use crate::runtime::Live;
 use crate::{ApiError, ApiResult, Response, Runtime};
@@ -160,10 +162,12 @@ fn component<'a>(
     live: &'a Live,
     pubsub: &str,
     topic: &str,
+    metadata: &HashMap<String, String>,
 ) -> Result<&'a Arc<PubSubComponent>, ApiError> {
-    let c = lookup(live, pubsub, topic)?;
+    let c = lookup(live, pubsub, topic, metadata)?;
     if !c.scopes.may_publish(topic) {
         return Err(ApiError::PubSubForbidden {
+            pubsub: pubsub.to_string(),
             topic: topic.to_string(),
             app_id: rt.app_id.clone(),
         });
@@ -171,23 +175,37 @@ fn component<'a>(
     Ok(c)
 }
 
+/// The component, or daprd's lookup errors; the request's metadata goes
+/// into their details as daprd puts it there.
 fn lookup<'a>(
     live: &'a Live,
     pubsub: &str,
     topic: &str,
+    metadata: &HashMap<String, String>,
 ) -> Result<&'a Arc<PubSubComponent>, ApiError> {
     if live.pubsubs.is_empty() {
-        return Err(ApiError::PubSubNotConfigured);
+        return Err(ApiError::PubSubNotConfigured {
+            pubsub: pubsub.to_string(),
+            metadata: metadata_of(metadata),
+        });
     }
     if pubsub.is_empty() {
-        return Err(ApiError::PubSubEmpty);
+        return Err(ApiError::PubSubEmpty {
+            metadata: metadata_of(metadata),
+        });
     }
     let c = live
         .pubsubs
         .get(pubsub)
-        .ok_or_else(|| ApiError::PubSubNotFound(pubsub.to_string()))?;
+        .ok_or_else(|| ApiError::PubSubNotFound {
+            pubsub: pubsub.to_string(),
+            metadata: metadata_of(metadata),
+        })?;
     if topic.is_empty() {
-        return Err(ApiError::TopicEmpty(pubsub.to_string()));
+        return Err(ApiError::TopicEmpty {
+            pubsub: pubsub.to_string(),
+            metadata: metadata_of(metadata),
+        });
     }
     Ok(c)
 }
@@ -197,17 +215,17 @@ fn truthy(m: &HashMap<String, String>, k: &str) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-fn ttl(m: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
+fn ttl(pubsub: &str, m: &HashMap<String, String>) -> Result<Option<Duration>, ApiError> {
     match m.get("ttlInSeconds") {
         None => Ok(None),
         Some(v) => v
             .trim()
             .parse::<u64>()
             .map(|s| Some(Duration::from_secs(s)))
-            .map_err(|_| {
-                ApiError::PubSubRequestMetadata(format!(
-                    "ttlInSeconds {v:?} must be a whole number of seconds"
-                ))
+            .map_err(|_| ApiError::PubSubRequestMetadata {
+                pubsub: pubsub.to_string(),
+                metadata: metadata_of(m),
+                reason: format!("ttlInSeconds {v:?} must be a whole number of seconds"),
             }),
     }
 }
@@ -224,7 +242,7 @@ fn message(
     traceparent: Option<&str>,
     tracestate: Option<&str>,
 ) -> Result<Message, ApiError> {
-    let ttl = ttl(metadata)?;
+    let ttl = ttl(pubsub, metadata)?;
     let data = if truthy(metadata, "rawPayload") {
         Bytes::copy_from_slice(data)
     } else {
@@ -241,7 +259,11 @@ fn message(
             },
         )
         .map(Bytes::from)
-        .map_err(ApiError::PubSubCloudEvent)?
+        .map_err(|reason| ApiError::PubSubCloudEvent {
+            pubsub: pubsub.to_string(),
+            app_id: rt.app_id.clone(),
+            reason,
+        })?
     };
     let mut md = metadata.clone();
     if let Some(ct) = content_type {
@@ -259,9 +281,10 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
     let live = rt.live();
     match req {
         PubSubRequest::Subscribe { pubsub, topic } => {
-            let c = lookup(&live, &pubsub, &topic)?;
+            let c = lookup(&live, &pubsub, &topic, &HashMap::new())?;
             if !c.scopes.may_subscribe(&topic) {
                 return Err(ApiError::PubSubForbidden {
+                    pubsub,
                     topic,
                     app_id: rt.app_id.clone(),
                 });
@@ -269,7 +292,7 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
             Ok(Response::Empty)
         }
         PubSubRequest::Publish(p) => {
-            let c = component(rt, &live, &p.pubsub, &p.topic)?;
+            let c = component(rt, &live, &p.pubsub, &p.topic, &p.metadata)?;
             let msg = message(
                 rt,
                 &p.pubsub,
@@ -332,14 +355,17 @@ pub async fn handle(rt: &Runtime, req: PubSubRequest) -> ApiResult {
             metadata,
             traceparent,
         } => {
-            let c = component(rt, &live, &pubsub, &topic)?;
+            let c = component(rt, &live, &pubsub, &topic, &metadata)?;
             let mut seen = HashSet::new();
             for e in &entries {
                 if e.entry_id.is_empty() || !seen.insert(e.entry_id.as_str()) {
-                    return Err(ApiError::PubSubEventsSer(format!(
-                        "entryId {:?} is empty or not unique",
-                        e.entry_id
-                    )));
+                    return Err(ApiError::PubSubEventsSer {
+                        kind: EventsSer::MarshalEvents,
+                        pubsub,
+                        topic,
+                        app_id: rt.app_id.clone(),
+                        reason: "entryId is duplicated or not present for entry".into(),
+                    });
                 }
             }
             let mut msgs = Vec::with_capacity(entries.len());

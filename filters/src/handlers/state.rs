@@ -174,12 +174,15 @@ impl KeyPrefix {
         Ok(KeyPrefix::Fixed(format!("{p}||")))
     }
 
-    fn apply(&self, key: &str) -> Result<String, ApiError> {
+    fn apply(&self, store: &str, key: &str) -> Result<String, ApiError> {
         match self {
             KeyPrefix::None => Ok(key.to_string()),
             KeyPrefix::Fixed(p) => {
                 if key.contains("||") {
-                    return Err(ApiError::StateInvalidKey { key: key.into() });
+                    return Err(ApiError::StateInvalidKey {
+                        store: store.into(),
+                        key: key.into(),
+                    });
                 }
                 let mut s = String::with_capacity(p.len() + key.len());
                 s.push_str(p);
@@ -241,13 +244,21 @@ impl StateStores {
         self.map.is_empty()
     }
 
-    fn get(&self, name: &str) -> Result<&StoreEntry, ApiError> {
+    /// `app_id` goes into the error's details, as daprd's HTTP lookup puts
+    /// it there (empty: left out, as its query API does).
+    fn get(&self, name: &str, app_id: &str) -> Result<&StoreEntry, ApiError> {
         if self.map.is_empty() {
-            return Err(ApiError::StateStoresNotConfigured);
+            return Err(ApiError::StateStoresNotConfigured {
+                store: name.into(),
+                app_id: app_id.into(),
+            });
         }
         self.map
             .get(name)
-            .ok_or_else(|| ApiError::StateStoreNotFound(name.into()))
+            .ok_or_else(|| ApiError::StateStoreNotFound {
+                store: name.into(),
+                app_id: app_id.into(),
+            })
     }
 
     fn record(&self, store: &str, op: &str, ok: bool, started: Instant) {
@@ -370,14 +381,14 @@ fn ttl_metadata(expires: Option<SystemTime>) -> Metadata {
     md
 }
 
-fn to_set(prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetRequest, ApiError> {
+fn to_set(store: &str, prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetRequest, ApiError> {
     if it.key.is_empty() {
         return Err(ApiError::MalformedRequest(
             r#""key" is a required field"#.into(),
         ));
     }
     Ok(st::SetRequest {
-        key: prefix.apply(&it.key)?,
+        key: prefix.apply(store, &it.key)?,
         value: it.value,
         etag: it.etag.filter(|e| !e.is_empty()),
         concurrency: it.concurrency,
@@ -387,14 +398,18 @@ fn to_set(prefix: &KeyPrefix, it: SaveItem) -> Result<st::SetRequest, ApiError> 
     })
 }
 
-fn to_delete(prefix: &KeyPrefix, it: DeleteItem) -> Result<st::DeleteRequest, ApiError> {
+fn to_delete(
+    store: &str,
+    prefix: &KeyPrefix,
+    it: DeleteItem,
+) -> Result<st::DeleteRequest, ApiError> {
     if it.key.is_empty() {
         return Err(ApiError::MalformedRequest(
             r#""key" is a required field"#.into(),
         ));
     }
     Ok(st::DeleteRequest {
-        key: prefix.apply(&it.key)?,
+        key: prefix.apply(store, &it.key)?,
         etag: it.etag.filter(|e| !e.is_empty()),
         concurrency: it.concurrency,
         metadata: it.metadata,
@@ -414,9 +429,9 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
             consistency,
             metadata,
         } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, &rt.app_id)?;
             let g = st::GetRequest {
-                key: e.prefix.apply(&key)?,
+                key: e.prefix.apply(&store, &key)?,
                 consistency,
                 metadata,
             };
@@ -434,12 +449,12 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
             keys,
             metadata,
         } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, &rt.app_id)?;
             let reqs = keys
                 .iter()
                 .map(|k| {
                     Ok(st::GetRequest {
-                        key: e.prefix.apply(k)?,
+                        key: e.prefix.apply(&store, k)?,
                         consistency: Consistency::Eventual,
                         metadata: metadata.clone(),
                     })
@@ -468,12 +483,12 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
             )
         }
         StateRequest::Save { store, items } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, &rt.app_id)?;
             let mut reqs = Vec::with_capacity(items.len());
             for it in items {
                 let ttl = parse_ttl(&it.metadata)
                     .map_err(|err| state_err(StateOp::Save, &store, None, err))?;
-                let mut s = to_set(&e.prefix, it)?;
+                let mut s = to_set(&store, &e.prefix, it)?;
                 s.ttl = ttl;
                 reqs.push(s);
             }
@@ -485,19 +500,19 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
             return Ok(Response::Empty);
         }
         StateRequest::Delete { store, item } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, &rt.app_id)?;
             let key = item.key.clone();
-            let d = to_delete(&e.prefix, item)?;
+            let d = to_delete(&store, &e.prefix, item)?;
             let r = guarded(&live, &store, "delete", || e.store.delete(&d)).await;
             stores.record(&store, "delete", r.is_ok(), started);
             r.map_err(|err| state_err(StateOp::Delete, &store, Some(&key), err))?;
             return Ok(Response::Empty);
         }
         StateRequest::BulkDelete { store, items } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, &rt.app_id)?;
             let reqs = items
                 .into_iter()
-                .map(|it| to_delete(&e.prefix, it))
+                .map(|it| to_delete(&store, &e.prefix, it))
                 .collect::<Result<Vec<_>, _>>()?;
             for d in &reqs {
                 let r = guarded(&live, &store, "delete", || e.store.delete(d)).await;
@@ -511,7 +526,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
             mut ops,
             metadata,
         } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, &rt.app_id)?;
             if !e.store.features().transactional {
                 return Err(state_err(
                     StateOp::Transaction,
@@ -538,13 +553,13 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
                         merge(&mut it.metadata, &metadata);
                         let ttl = parse_ttl(&it.metadata)
                             .map_err(|err| state_err(StateOp::Transaction, &store, None, err))?;
-                        let mut s = to_set(&e.prefix, it)?;
+                        let mut s = to_set(&store, &e.prefix, it)?;
                         s.ttl = ttl;
                         Operation::Upsert(s)
                     }
                     TxOp::Delete(mut it) => {
                         merge(&mut it.metadata, &metadata);
-                        Operation::Delete(to_delete(&e.prefix, it)?)
+                        Operation::Delete(to_delete(&store, &e.prefix, it)?)
                     }
                 });
             }
@@ -577,7 +592,7 @@ pub async fn handle(rt: &Runtime, req: StateRequest, protocol: crate::Protocol) 
             query,
             metadata,
         } => {
-            let e = stores.get(&store)?;
+            let e = stores.get(&store, "")?;
             if !e.store.features().query {
                 return Err(state_err(
                     StateOp::Query,
@@ -634,10 +649,10 @@ mod tests {
     #[test]
     fn keys_with_separator_are_rejected_when_prefixed() {
         let p = KeyPrefix::Fixed("app||".into());
-        assert!(p.apply("a||b").is_err());
-        assert_eq!(p.apply("k").unwrap(), "app||k");
+        assert!(p.apply("s", "a||b").is_err());
+        assert_eq!(p.apply("s", "k").unwrap(), "app||k");
         assert_eq!(p.strip("app||k".into()), "k");
-        assert_eq!(KeyPrefix::None.apply("a||b").unwrap(), "a||b");
+        assert_eq!(KeyPrefix::None.apply("s", "a||b").unwrap(), "a||b");
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl Dapr for DaprApi {
                         &self.clients,
                         up.clone(),
                         msg.clone(),
+                        req.metadata(),
                         self.rt.app_token.as_deref(),
                         deadline,
                         trace,
@@ -162,7 +163,11 @@ impl Dapr for DaprApi {
                     let code = r.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
                     mx.invoke_answered(&dst, &code.to_string(), CallType::Unary, started);
                 }
-                r.map(GrpcResponse::new)
+                r.map(|(resp, md)| {
+                    let mut r = GrpcResponse::new(resp);
+                    *r.metadata_mut() = md;
+                    r
+                })
             }
             _ => Err(unexpected()),
         }

@@ -11,20 +11,25 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use spar_filters::handlers::invoke::Upstream;
 use spar_proto::common::{http_extension::Verb, InvokeRequest, InvokeResponse};
+use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use crate::app_grpc::{GrpcAppChannel, REPLY_FORM, REPLY_GRPC};
 use crate::peer_client::PeerClient;
 
-/// Sidecars through the shared peer client; the app over pooled HTTP/1.1.
+/// Sidecars through the shared peer client; the app over pooled HTTP/1.1,
+/// or its `AppCallback/OnInvoke` when it is a gRPC app.
 pub struct Clients {
     pub peers: Arc<PeerClient>,
     app: reqwest::Client,
+    grpc_app: Option<Arc<GrpcAppChannel>>,
 }
 
 impl Clients {
-    pub fn new(peers: Arc<PeerClient>) -> Self {
+    pub fn new(peers: Arc<PeerClient>, rt: &spar_filters::Runtime) -> Self {
         Clients {
             peers,
+            grpc_app: GrpcAppChannel::for_runtime(rt),
             app: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .pool_idle_timeout(Duration::from_secs(90))
@@ -89,16 +94,57 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// The caller's metadata that travels with the call (as headers to the
+/// peer sidecar, then to the app as headers or metadata): what is not
+/// gRPC's or HTTP/2's own, nor meant for this sidecar.
+fn forwarded(md: &tonic::metadata::MetadataMap) -> http::HeaderMap {
+    let all = md.clone().into_headers();
+    let mut h = http::HeaderMap::with_capacity(all.len());
+    let keep = |k: &http::HeaderName| {
+        let k = k.as_str();
+        !(k.starts_with("grpc-")
+            || k.starts_with(':')
+            || matches!(
+                k,
+                "content-type"
+                    | "content-length"
+                    | "te"
+                    | "host"
+                    | "dapr-api-token"
+                    | "dapr-app-id"
+                    | "dapr-caller-app-id"
+                    | "traceparent"
+                    | "tracestate"
+                    | REPLY_FORM
+            ))
+    };
+    for (k, v) in &all {
+        if keep(k) {
+            h.append(k.clone(), v.clone());
+        }
+    }
+    h
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn call(
     clients: &Clients,
     up: Upstream,
     msg: InvokeRequest,
+    md: &tonic::metadata::MetadataMap,
     app_token: Option<&str>,
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
     caller: &str,
-) -> Result<InvokeResponse, Status> {
-    let fut = send(clients, up, msg, app_token, deadline, trace, caller);
+) -> Result<(InvokeResponse, MetadataMap), Status> {
+    if let (Upstream::App { .. }, Some(app)) = (&up, &clients.grpc_app) {
+        // The own gRPC app: its answer and status as it gave them, its
+        // metadata with daprd's renames.
+        let md = crate::app_grpc::metadata_of(&forwarded(md));
+        let (md, r) = app.invoke(msg, md, trace, deadline).await?;
+        return Ok((r, crate::app_grpc::metadata_of(&md.into_headers())));
+    }
+    let fut = send(clients, up, msg, md, app_token, deadline, trace, caller);
     match deadline {
         Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
             Err(Status::deadline_exceeded(
@@ -109,15 +155,17 @@ pub async fn call(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn send(
     clients: &Clients,
     up: Upstream,
     msg: InvokeRequest,
+    md: &tonic::metadata::MetadataMap,
     app_token: Option<&str>,
     deadline: Option<Duration>,
     trace: Option<&SpanContext>,
     caller: &str,
-) -> Result<InvokeResponse, Status> {
+) -> Result<(InvokeResponse, MetadataMap), Status> {
     let ext = msg.http_extension.unwrap_or_default();
     let traceparent = trace.map(SpanContext::traceparent);
     let tracestate = trace.and_then(|t| t.tracestate.as_deref());
@@ -149,6 +197,11 @@ async fn send(
                 b = b.header(k, v);
             }
             b = b.header("dapr-caller-app-id", caller);
+            // A gRPC app behind the peer answers as it is (`on_invoke.rs`).
+            b = b.header(REPLY_FORM, REPLY_GRPC);
+            if let Some(h) = b.headers_mut() {
+                h.extend(forwarded(md));
+            }
             let req = b
                 .body(tonic::body::Body::new(http_body_util::Full::new(body)))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -160,12 +213,30 @@ async fn send(
             })?;
             let code = resp.status().as_u16();
             let ct = header(resp.headers());
+            let app_md = app_metadata(resp.headers());
+            let grpc_form = resp
+                .headers()
+                .get(REPLY_FORM)
+                .is_some_and(|v| v.as_bytes() == REPLY_GRPC.as_bytes());
+            let status = grpc_form
+                .then(|| Status::from_header_map(resp.headers()))
+                .flatten();
             let body = resp
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| Status::internal(format!("fail to read the response: {e}")))?
                 .to_bytes();
+            if grpc_form {
+                return match status {
+                    Some(s) if s.code() != tonic::Code::Ok => Err(s),
+                    _ => prost::Message::decode(body)
+                        .map(|r| (r, app_md))
+                        .map_err(|e| {
+                            Status::internal(format!("malformed answer from the peer: {e}"))
+                        }),
+                };
+            }
             (code, ct, body)
         }
         Upstream::External(e) => {
@@ -188,10 +259,16 @@ async fn send(
         }
         Upstream::App { addr, path } => {
             let url = format!("http://{addr}{}", with_query(path));
+            // The caller's metadata as headers, as a peer's app gets them.
+            let md = forwarded(md);
             let token = app_token
                 .map(|t| ("dapr-api-token", t))
                 .into_iter()
-                .chain(trace_headers);
+                .chain(trace_headers)
+                .chain(
+                    md.iter()
+                        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+                );
             over_http1(
                 &clients.app,
                 verb(ext.verb),
@@ -206,13 +283,29 @@ async fn send(
     if !(200..300).contains(&code) {
         return Err(status_of(code, &body));
     }
-    Ok(InvokeResponse {
+    let r = InvokeResponse {
         data: Some(prost_types::Any {
             type_url: String::new(),
             value: body.to_vec(),
         }),
         content_type,
-    })
+    };
+    Ok((r, MetadataMap::new()))
+}
+
+/// A peer's gRPC-form answer's headers that are the app's metadata (not
+/// the answer's framing or status), with daprd's renames.
+fn app_metadata(h: &http::HeaderMap) -> MetadataMap {
+    let mut md = http::HeaderMap::new();
+    for (k, v) in h {
+        if !matches!(
+            k.as_str(),
+            "content-type" | "content-length" | "date" | REPLY_FORM
+        ) {
+            md.append(k.clone(), v.clone());
+        }
+    }
+    crate::app_grpc::metadata_of(&md)
 }
 
 /// One pooled HTTP/1.1 call (the app, an external endpoint): status,

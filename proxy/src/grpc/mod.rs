@@ -46,6 +46,8 @@ pub struct Api {
     pub chain: Chain,
     pub rt: Arc<Runtime>,
     pub max_body: usize,
+    /// HTTP/2's header list limit: daprd sets its read buffer × 1024.
+    pub max_header_list: u32,
     pub peers: Arc<PeerClient>,
     pub stop: watch::Receiver<bool>,
 }
@@ -135,11 +137,13 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
         chain,
         rt,
         max_body,
+        max_header_list,
         peers,
         stop,
     } = api;
     let mut tasks = Vec::new();
-    let clients = Arc::new(invoke::Clients::new(peers.clone()));
+    let limits = crate::listen_guard::Limits::from_env();
+    let clients = Arc::new(invoke::Clients::new(peers.clone(), &rt));
     let app = match PeerClient::new(None) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -159,6 +163,7 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
         };
         let mut stop = stop.clone();
         let server = tonic::transport::Server::builder()
+            .http2_max_header_list_size(max_header_list)
             .layer(proxy)
             .add_service(svc);
         let stopped = async move { crate::signals::stopped(&mut stop).await };
@@ -166,9 +171,13 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
             let res = match l {
                 TokioListener::Tcp(l) => {
                     server
-                        .serve_with_incoming_shutdown(nodelay(TcpListenerStream::new(l)), stopped)
+                        .serve_with_incoming_shutdown(
+                            guarded(TcpListenerStream::new(l), limits),
+                            stopped,
+                        )
                         .await
                 }
+                // A local socket, guarded by its file's permissions.
                 TokioListener::Unix(l) => {
                     server
                         .serve_with_incoming_shutdown(
@@ -203,19 +212,28 @@ pub(crate) fn trace_context(
     SpanContext::parse(text("traceparent")?, text("tracestate"))
 }
 
-/// Accepted connections with Nagle off. tonic sets TCP_NODELAY only on
-/// listeners it binds itself; without it, a response written in several
-/// frames (a proxied stream, headers then data then trailers) waits for the
-/// client's delayed ACK: 40 ms per call.
-fn nodelay(
+/// Accepted connections with Nagle off, within the listener's bounds
+/// (`listen_guard.rs`: preface deadline, connection limit; one over the
+/// limit is closed at once). tonic sets TCP_NODELAY only on listeners it
+/// binds itself; without it, a response written in several frames (a
+/// proxied stream, headers then data then trailers) waits for the client's
+/// delayed ACK: 40 ms per call.
+fn guarded(
     l: TcpListenerStream,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    limits: crate::listen_guard::Limits,
+) -> impl futures::Stream<Item = std::io::Result<crate::listen_guard::Guarded<tokio::net::TcpStream>>>
+{
     use futures::StreamExt;
-    l.map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
+    let slots = crate::listen_guard::Slots::new(limits);
+    l.filter_map(move |s| {
+        let admitted = match s {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                slots.admit(s).map(Ok)
+            }
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(admitted)
     })
 }
 

@@ -144,7 +144,8 @@ impl Proxy {
             .and_then(parse_grpc_timeout)
             .map(super::invoke::own_deadline);
         let dst = app_id.split('.').next().unwrap_or_default().to_owned();
-        if let Upstream::Sidecar { .. } = up {
+        // Set over the caller's own, on a self-invocation too.
+        if let Upstream::Sidecar { .. } | Upstream::App { .. } = up {
             let h = req.headers_mut();
             if let Ok(v) = self.rt.app_id.parse() {
                 h.insert("dapr-caller-app-id", v);

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use spar_components::go_json;
+use spar_filters::error::EventsSer;
 use spar_filters::handlers::health::HealthRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
 use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
@@ -134,8 +136,10 @@ fn malformed(e: impl std::fmt::Display) -> ApiError {
     ApiError::MalformedRequest(e.to_string())
 }
 
+/// Every JSON body is read as daprd's Go decoder reads it: field names
+/// ignoring case, `null` for an absent object, array or string.
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(malformed)
+    go_json::from_slice(body).map_err(malformed)
 }
 
 /// A JSON `value` is stored as its JSON text, as daprd does.
@@ -148,9 +152,7 @@ fn save_item(j: SaveItemJson, md: &HashMap<String, String>) -> Result<SaveItem, 
         None => Default::default(),
     };
     let mut metadata = j.metadata;
-    for (k, v) in md {
-        metadata.entry(k.clone()).or_insert_with(|| v.clone());
-    }
+    with_query(&mut metadata, md);
     Ok(SaveItem {
         key: j.key,
         value: j
@@ -164,20 +166,32 @@ fn save_item(j: SaveItemJson, md: &HashMap<String, String>) -> Result<SaveItem, 
     })
 }
 
-fn delete_item(j: SaveItemJson) -> Result<DeleteItem, ApiError> {
+fn delete_item(j: SaveItemJson, md: &HashMap<String, String>) -> Result<DeleteItem, ApiError> {
     let concurrency = match &j.options {
         Some(o) => hs::parse_concurrency(&o.concurrency)?,
         None => Default::default(),
     };
+    let mut metadata = j.metadata;
+    with_query(&mut metadata, md);
     Ok(DeleteItem {
         key: j.key,
         etag: j.etag,
         concurrency,
-        metadata: j.metadata,
+        metadata,
     })
 }
 
+/// `metadata.*` query parameters go into every item's metadata, over the
+/// item's own keys, as daprd copies them (`maps.Copy`).
+fn with_query(item: &mut HashMap<String, String>, query: &HashMap<String, String>) {
+    for (k, v) in query {
+        item.insert(k.clone(), v.clone());
+    }
+}
+
 pub struct Head<'a> {
+    /// This sidecar's app id, for the details of a few errors.
+    pub app_id: &'a str,
     pub method: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -223,7 +237,17 @@ fn bulk_publish(
     body: &[u8],
 ) -> Result<Request, ApiError> {
     let entries: Vec<BulkEntryJson> =
-        serde_json::from_slice(body).map_err(|e| ApiError::PubSubEventsSer(e.to_string()))?;
+        go_json::from_slice(body).map_err(|e| ApiError::PubSubEventsSer {
+            kind: EventsSer::Unmarshal,
+            pubsub: percent_decode(pubsub),
+            topic: topic
+                .iter()
+                .map(|s| percent_decode(s))
+                .collect::<Vec<_>>()
+                .join("/"),
+            app_id: h.app_id.to_string(),
+            reason: e.to_string(),
+        })?;
     let entries = entries
         .into_iter()
         .map(|e| {
@@ -316,9 +340,7 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
             let q = Query::parse(h.query);
             match parse_json::<BulkGetJson>(body) {
                 Ok(mut j) => {
-                    for (k, v) in q.metadata {
-                        j.metadata.entry(k).or_insert(v);
-                    }
+                    with_query(&mut j.metadata, &q.metadata);
                     Decoded {
                         route,
                         req: state(StateRequest::BulkGet {
@@ -334,12 +356,14 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
         ["v1.0", "state", store, "transaction"] if m == "POST" || m == "PUT" => {
             let route = "/v1.0/state/{storeName}/transaction";
             let r = (|| {
-                let j: TxJson = parse_json(body)?;
+                let mut j: TxJson = parse_json(body)?;
+                let q = Query::parse(h.query);
+                with_query(&mut j.metadata, &q.metadata);
                 let mut ops = Vec::with_capacity(j.operations.len());
                 for op in j.operations {
                     ops.push(match op.operation.as_str() {
-                        "upsert" => TxOp::Upsert(save_item(op.request, &HashMap::new())?),
-                        "delete" => TxOp::Delete(delete_item(op.request)?),
+                        "upsert" => TxOp::Upsert(save_item(op.request, &q.metadata)?),
+                        "delete" => TxOp::Delete(delete_item(op.request, &q.metadata)?),
                         other => {
                             return Err(malformed(format!("operation type {other} not supported")))
                         }
@@ -523,6 +547,7 @@ mod tests {
         };
         decode(
             &Head {
+                app_id: "app",
                 method,
                 path,
                 query,

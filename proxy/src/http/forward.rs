@@ -244,7 +244,11 @@ async fn send(
                 .await
                 .map_err(|e| (e.into_down(), false))?
             {
-                up.write_body(&chunk).await.map_err(unsent)?;
+                // A read that ended inside a chunk's size line yields no
+                // data; written upstream it would be a last-chunk (`0`).
+                if !chunk.is_empty() {
+                    up.write_body(&chunk).await.map_err(unsent)?;
+                }
             }
         }
     }

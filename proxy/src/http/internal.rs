@@ -32,17 +32,23 @@ pub struct InternalApi {
     rt: Arc<Runtime>,
     acl: Option<AccessControl>,
     app_h2: bool,
-    /// Bounds only calls handed to pingora-proxy over HTTP/1 (read first).
+    /// A gRPC app: invocations (not transparent gRPC calls) go to its
+    /// `AppCallback/OnInvoke`.
+    grpc_app: Option<Arc<crate::app_grpc::GrpcAppChannel>>,
+    /// Bounds only calls handed to pingora-proxy over HTTP/1 (read first),
+    /// and the bodies sent to a gRPC app.
     max_body: usize,
 }
 
 impl InternalApi {
     pub fn new(rt: Arc<Runtime>, acl: Option<AccessControl>, max_body: usize) -> Self {
         let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
+        let grpc_app = crate::app_grpc::GrpcAppChannel::for_runtime(&rt);
         InternalApi {
             rt,
             acl,
             app_h2,
+            grpc_app,
             max_body,
         }
     }
@@ -54,6 +60,11 @@ impl InternalApi {
         }
         if let Some(s) = &ctx.span {
             invoke::set_trace(req, s.context())?;
+        }
+        if let Some(id) = &ctx.caller {
+            // Under mTLS the caller is known for certain: its certificate
+            // names it, whatever its headers say.
+            req.insert(CALLER_APP_ID, id.as_bytes())?;
         }
         Ok(())
     }
@@ -71,7 +82,13 @@ pub struct Inbound {
     src: String,
     method: &'static str,
     started: Option<Instant>,
+    /// To the gRPC app's `OnInvoke` (not proxied to it as it came).
+    on_invoke: bool,
+    /// The caller's app id from its client certificate (mTLS).
+    caller: Option<String>,
 }
+
+const CALLER_APP_ID: http::HeaderName = http::HeaderName::from_static("dapr-caller-app-id");
 
 /// Puts the caller's SPIFFE ID (from its client certificate) on the
 /// connection, where each request reads it.
@@ -131,6 +148,7 @@ impl InternalApi {
                 });
             }
         }
+        ctx.caller = caller.as_ref().map(|id| id.app_id.clone());
         if let Some(m) = &self.rt.metrics {
             ctx.src = caller
                 .map(|id| id.app_id)
@@ -143,6 +161,11 @@ impl InternalApi {
         let Some(addr) = self.rt.app_addr() else {
             return Err(ApiError::AppChannelNotInitialized);
         };
+        // A gRPC call is transparent proxying: it goes to the app as it is.
+        ctx.on_invoke = self.grpc_app.is_some()
+            && !req
+                .header("content-type")
+                .is_some_and(|v| v.starts_with("application/grpc"));
         ctx.deadline = req
             .header("grpc-timeout")
             .and_then(crate::grpc::invoke::parse_grpc_timeout)
@@ -174,6 +197,22 @@ impl InternalApi {
         Ok(addr)
     }
 
+    /// An invocation of the gRPC app, answered here (`on_invoke.rs`).
+    async fn call_grpc_app(&self, session: &mut ServerSession, ctx: &Inbound) -> Result<()> {
+        let (Some(app), Some(Upstream::App { path, .. })) = (&self.grpc_app, &ctx.up) else {
+            return Err(Error::explain(ErrorType::InternalError, "no gRPC app"));
+        };
+        let call = super::on_invoke::Call {
+            method: path.trim_start_matches('/'),
+            timeout: Self::time_left(ctx),
+            trace: ctx.span.as_ref().map(|s| s.context()),
+            max_body: self.max_body,
+        };
+        // Boxed: this path's state (a gRPC call) would otherwise size
+        // every call's future.
+        Box::pin(super::on_invoke::serve(session, app, call)).await
+    }
+
     /// What is left of the caller's deadline: it bounds each wait for the
     /// app.
     fn time_left(ctx: &Inbound) -> Option<Duration> {
@@ -195,6 +234,10 @@ impl super::server::Front for InternalApi {
                 return Ok(true);
             }
         };
+        if ctx.on_invoke {
+            self.call_grpc_app(session, ctx).await?;
+            return Ok(true);
+        }
         if !self.app_h2 && super::forward::eligible(session) {
             let left = Self::time_left(ctx);
             let prepare = |req: &mut RequestHeader| self.prepare_upstream(req, ctx);
@@ -285,8 +328,19 @@ impl ProxyHttp for InternalApi {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        // Handed-off calls too: pingora read the head again (a repeated
+        // length is made one here).
+        if let Err(r) = super::h1::refuse::check_session(session) {
+            let e = r.api_error(session.req_header().uri.path());
+            super::h1::refuse::write_closing(session, &e).await?;
+            return Ok(true);
+        }
         if ctx.up.is_some() {
             // Checked already (handed off by `serve`).
+            if ctx.on_invoke {
+                self.call_grpc_app(session, ctx).await?;
+                return Ok(true);
+            }
             return Ok(false);
         }
         super::server::Front::serve(self, session, ctx).await
@@ -315,6 +369,10 @@ impl ProxyHttp for InternalApi {
         req: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // A calling sidecar's `InvokeService` asks any app's sidecar for
+        // the gRPC form; an app proxied to never sees the request for it.
+        // (Only HTTP/2 callers send it: the HTTP/1 paths need not look.)
+        req.remove_header(crate::app_grpc::REPLY_FORM);
         self.prepare_upstream(req, ctx)
     }
 

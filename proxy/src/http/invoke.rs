@@ -277,21 +277,35 @@ pub async fn write_error_with(
 /// A target that can't be reached answers with Dapr's error, not a bare 502;
 /// a timed-out one with 504.
 pub async fn fail(session: &mut ServerSession, e: &Error, app_id: &str) -> FailToProxy {
+    if session.response_written().is_none() && super::h1::refuse::is_request_framing(e) {
+        // The caller's chunks (or head) were malformed: its fault, and the
+        // connection is out of step.
+        let err = super::h1::refuse::of_framing(e).api_error("");
+        let _ = super::h1::refuse::write_closing(session, &err).await;
+        return FailToProxy {
+            error_code: err.http_status(),
+            can_reuse_downstream: false,
+        };
+    }
     if matches!(e.esource(), ErrorSource::Downstream) {
         return FailToProxy {
             error_code: 0,
             can_reuse_downstream: false,
         };
     }
-    if let Some(sent) = session.response_written() {
+    if session.response_written().is_some() {
         // The answer broke off mid-body: nothing may be appended to it, and
-        // the connection closes unfinished so the caller sees it cut short.
+        // the connection closes unfinished so the caller sees it cut short
+        // (counted as a bad gateway).
+        tracing::warn!(app_id, "invocation's answer cut short: {e}");
         return FailToProxy {
-            error_code: sent.status.as_u16(),
+            error_code: 502,
             can_reuse_downstream: false,
         };
     }
     let err = invoke_error(e, app_id);
+    // The connection closes after this answer: it says so.
+    session.set_keepalive(None);
     let _ = write_error(session, &err).await;
     FailToProxy {
         error_code: err.http_status(),

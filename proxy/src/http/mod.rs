@@ -13,6 +13,7 @@ pub mod h1;
 pub mod internal;
 pub mod invoke;
 pub mod lock;
+mod on_invoke;
 pub mod protojson;
 mod resilient;
 pub mod server;
@@ -47,6 +48,8 @@ pub struct HttpApi {
     /// This sidecar's certificate for sidecar-to-sidecar calls (mTLS).
     mtls: Option<Arc<Identity>>,
     app_h2: bool,
+    /// A gRPC app: self-invocations go to its `AppCallback/OnInvoke`.
+    grpc_app: Option<Arc<crate::app_grpc::GrpcAppChannel>>,
     /// For calls to apps with a resiliency policy (buffered, retried).
     peers: Arc<crate::peer_client::PeerClient>,
     /// `--allowed-origins`, when set.
@@ -220,6 +223,7 @@ impl HttpApi {
                 crate::peer_client::PeerClient::new(None).expect("plain peer client")
             }),
         );
+        let grpc_app = crate::app_grpc::GrpcAppChannel::for_runtime(&rt);
         HttpApi {
             peers,
             chain,
@@ -231,6 +235,7 @@ impl HttpApi {
             cors: None,
             public: false,
             max_head: h1::head::MAX_HEAD,
+            grpc_app,
         }
     }
 
@@ -292,8 +297,10 @@ impl HttpApi {
     fn prepare_upstream(&self, req: &mut impl invoke::UpHead, call: &Call) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
             invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
-            if let Upstream::Sidecar { .. } = u {
-                // daprd's caller/callee headers, for the callee and its app.
+            if let Upstream::Sidecar { .. } | Upstream::App { .. } = u {
+                // daprd's caller/callee headers, for the callee and its app;
+                // set over whatever the caller sent, on a self-invocation
+                // too (daprd's invokeLocal), so no app can pose as another.
                 req.insert(CALLER_APP_ID, self.rt.app_id.as_bytes())?;
                 req.insert(CALLEE_APP_ID, app_name(&call.target).as_bytes())?;
             }
@@ -316,6 +323,24 @@ impl HttpApi {
             Upstream::App { addr, .. } if !self.app_h2 => Some(forward::Dest::Plain(*addr)),
             _ => None,
         }
+    }
+
+    /// A self-invocation of a gRPC app, answered here (`on_invoke.rs`);
+    /// `false` for every other call.
+    async fn call_grpc_app(&self, session: &mut ServerSession, call: &Call) -> Result<bool> {
+        let (Some(app), Some(Upstream::App { path, .. })) = (&self.grpc_app, &call.up) else {
+            return Ok(false);
+        };
+        let c = on_invoke::Call {
+            method: path.trim_start_matches('/'),
+            timeout: None,
+            trace: call.span.as_ref().map(|s| s.context()),
+            max_body: self.max_body,
+        };
+        // Boxed: this path's state (a gRPC call) would otherwise size
+        // every call's future.
+        Box::pin(on_invoke::serve(session, app, c)).await?;
+        Ok(true)
     }
 
     fn target(call: &Call) -> Target {
@@ -401,7 +426,7 @@ impl server::Front for HttpApi {
                             return Ok(true);
                         }
                     }
-                    Ok(false)
+                    self.call_grpc_app(session, call).await
                 }
             };
         }
@@ -415,6 +440,7 @@ impl server::Front for HttpApi {
                 .map(str::to_owned)
         };
         let head = decode::Head {
+            app_id: &self.rt.app_id,
             method,
             path: req.uri.path(),
             query: req.uri.query(),
@@ -559,6 +585,10 @@ impl server::Front for HttpApi {
     fn max_body(&self) -> usize {
         self.max_body
     }
+
+    fn max_head(&self) -> usize {
+        self.max_head
+    }
 }
 
 /// pingora-proxy's face: every request when `SPAR_HTTP_FAST_PATH=off`,
@@ -589,9 +619,16 @@ impl ProxyHttp for HttpApi {
     }
 
     async fn request_filter(&self, session: &mut Session, call: &mut Self::CTX) -> Result<bool> {
+        // Handed-off calls too: pingora read the head again (a repeated
+        // length is made one here).
+        if let Err(r) = h1::refuse::check_session(session) {
+            let e = r.api_error(session.req_header().uri.path());
+            h1::refuse::write_closing(session, &e).await?;
+            return Ok(true);
+        }
         if call.up.is_some() {
             // Decided already (handed off by `serve`).
-            return Ok(false);
+            return self.call_grpc_app(session, call).await;
         }
         server::Front::serve(self, session, call).await
     }

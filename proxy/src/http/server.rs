@@ -26,6 +26,7 @@ use pingora::protocols::tls::SslDigest;
 use spar_filters::ApiError;
 
 use super::forward::Dest;
+use super::h1::refuse;
 use super::h1::{HeadIn, Outgoing, ReqHead};
 use pingora::proxy::{FailToProxy, HttpProxy, ProxyHttp};
 use pingora::server::configuration::ServerConf;
@@ -79,6 +80,11 @@ where
 
     /// The body limit a handed-off request is read within.
     fn max_body(&self) -> usize;
+
+    /// The largest request head read (a longer one is answered 431).
+    fn max_head(&self) -> usize {
+        super::h1::head::MAX_HEAD
+    }
 }
 
 /// How a call on spar's own HTTP/1 path goes on.
@@ -180,10 +186,20 @@ where
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
         let mut head: RequestHeader = s.req_header().clone();
+        // The connection ends after this call (the caller asked, or its
+        // framing was ambiguous): read again, the request says so.
+        if s.get_keepalive().is_none() {
+            head.insert_header(http::header::CONNECTION, "close").ok()?;
+        }
         let (body, too_large) = match read_body(&mut s, self.front.max_body()).await {
             Ok(b) => b,
-            Err(_) => {
-                // The caller went away mid-body.
+            Err(e) => {
+                // Broken chunks: refused. Else the caller went away
+                // mid-body.
+                if refuse::is_request_framing(&e) {
+                    let _ =
+                        refuse::write_closing(&mut s, &refuse::of_framing(&e).api_error("")).await;
+                }
                 self.front.log(&s, &mut ctx);
                 return None;
             }
@@ -244,11 +260,18 @@ where
             Ok(false) => return Next::Done(None),
             Err(e) => {
                 if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = s.respond_error(400).await;
+                    let e = refuse::of_framing(&e).api_error("");
+                    let _ = refuse::write_closing(&mut s, &e).await;
                 }
                 s.shutdown().await;
                 return Next::Done(None);
             }
+        }
+        if let Err(r) = refuse::check_session(&mut s) {
+            let e = r.api_error(s.req_header().uri.path());
+            let _ = refuse::write_closing(&mut s, &e).await;
+            s.shutdown().await;
+            return Next::Done(None);
         }
         if *shutdown.borrow() {
             s.set_keepalive(None);

@@ -53,6 +53,31 @@ impl Event {
     }
 }
 
+/// The broker message's metadata that travels to the app as headers (HTTP)
+/// or gRPC metadata, as daprd sends it; what the sidecar sets itself
+/// (framing, content type, tracing, the app token) is left out.
+pub fn forwarded_metadata(msg: &Message) -> impl Iterator<Item = (String, &str)> {
+    const OWN: [&str; 11] = [
+        "content-type",
+        // Set by spar's publish for its own use.
+        "contenttype",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "host",
+        "te",
+        "traceparent",
+        "tracestate",
+        "dapr-api-token",
+        "pubsubname",
+    ];
+    msg.metadata.iter().filter_map(|(k, v)| {
+        let k = k.to_ascii_lowercase();
+        (!OWN.contains(&k.as_str()) && !k.starts_with("grpc-") && !k.starts_with(':'))
+            .then_some((k, v.as_str()))
+    })
+}
+
 /// The way to the app: HTTP, gRPC `AppCallback`, or a streaming
 /// subscription.
 #[async_trait]
@@ -67,8 +92,9 @@ pub trait Sink: Send + Sync + 'static {
 
 /// The event for a message, or the answer when it never reaches the app.
 pub fn prepare(sub: &Sub, msg: Message) -> Result<Event, (Ack, Message)> {
+    // The message's topic: the concrete one under a wildcard subscription.
     let (ce, body) = if sub.raw_payload {
-        let ce = cloudevent::from_raw(&msg.data, &sub.pubsub, &sub.topic);
+        let ce = cloudevent::from_raw(&msg.data, &sub.pubsub, &msg.topic);
         let body = Bytes::from(serde_json::to_vec(&ce).unwrap_or_default());
         (ce, body)
     } else {
@@ -77,7 +103,7 @@ pub fn prepare(sub: &Sub, msg: Message) -> Result<Event, (Ack, Message)> {
             _ => {
                 // Not a CloudEvent (published raw to a topic read without
                 // rawPayload): deliver it wrapped rather than lose it.
-                let ce = cloudevent::from_raw(&msg.data, &sub.pubsub, &sub.topic);
+                let ce = cloudevent::from_raw(&msg.data, &sub.pubsub, &msg.topic);
                 let body = Bytes::from(serde_json::to_vec(&ce).unwrap_or_default());
                 (ce, body)
             }
@@ -246,11 +272,11 @@ impl Handler for Deliverer {
                         });
                     let mut s = self.tracer.start(
                         parent.as_ref(),
-                        format!("pubsub/{}", self.sub.topic),
+                        format!("pubsub/{}", ev.msg.topic),
                         SpanKind::Client,
                     );
                     s.attr("messaging.system", "pubsub");
-                    s.attr("messaging.destination.name", self.sub.topic.clone());
+                    s.attr("messaging.destination.name", ev.msg.topic.clone());
                     s
                 });
                 ev.trace = span.as_ref().map(|s| s.context().traceparent());
@@ -266,5 +292,37 @@ impl Handler for Deliverer {
                 self.settle(&msg, ack).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_for_the_app() {
+        let msg = Message {
+            topic: "t".into(),
+            data: Bytes::new(),
+            metadata: [
+                ("Tenant", "acme"),
+                ("rawPayload", "true"),
+                ("contentType", "text/plain"),
+                ("Content-Type", "x"),
+                ("traceparent", "00-x"),
+                ("dapr-api-token", "secret"),
+                ("grpc-timeout", "1S"),
+                ("pubsubName", "other"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let mut got: Vec<(String, &str)> = forwarded_metadata(&msg).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![("rawpayload".into(), "true"), ("tenant".into(), "acme")]
+        );
     }
 }

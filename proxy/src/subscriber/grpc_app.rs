@@ -19,7 +19,7 @@ use spar_proto::runtime::{
 };
 use tonic::transport::Channel;
 
-use super::delivery::{Event, Sink};
+use super::delivery::{forwarded_metadata, Event, Sink};
 use super::Sub;
 
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,7 +80,8 @@ pub fn topic_event(sub: &Sub, ev: &Event) -> Result<pb::TopicEventRequest, Strin
         spec_version: text(ce, "specversion"),
         data_content_type: text(ce, "datacontenttype"),
         data: cloudevent::data_bytes(ce)?,
-        topic: sub.topic.clone(),
+        // The concrete topic, also under a wildcard subscription.
+        topic: ev.msg.topic.clone(),
         pubsub_name: sub.pubsub.clone(),
         path: ev.path.clone(),
         extensions: Some(extensions(ce, &OWN_FIELDS)),
@@ -139,6 +140,20 @@ impl GrpcApp {
         req
     }
 
+    /// A bulk call, with `pubsubname` as gRPC metadata as daprd sends it.
+    fn bulk_request(
+        &self,
+        msg: pb::TopicEventBulkRequest,
+        trace: Option<&str>,
+    ) -> tonic::Request<pb::TopicEventBulkRequest> {
+        let pubsub = msg.pubsub_name.parse().ok();
+        let mut req = self.request(msg, trace);
+        if let Some(v) = pubsub {
+            req.metadata_mut().insert("pubsubname", v);
+        }
+        req
+    }
+
     /// The app's `ListTopicSubscriptions`.
     pub async fn subscriptions(&self) -> Vec<Sub> {
         let mut c = AppCallbackClient::new(self.channel.clone());
@@ -179,7 +194,7 @@ impl GrpcApp {
             let mut c = AppCallbackClient::new(self.channel.clone());
             let started = Instant::now();
             let r = c
-                .on_bulk_topic_event(self.request(req.clone(), trace))
+                .on_bulk_topic_event(self.bulk_request(req.clone(), trace))
                 .await;
             self.record(
                 "/dapr.proto.runtime.v1.AppCallback/OnBulkTopicEvent",
@@ -195,7 +210,9 @@ impl GrpcApp {
         }
         let mut c = AppCallbackAlphaClient::new(self.channel.clone());
         let started = Instant::now();
-        let r = c.on_bulk_topic_event_alpha1(self.request(req, trace)).await;
+        let r = c
+            .on_bulk_topic_event_alpha1(self.bulk_request(req, trace))
+            .await;
         self.record(
             "/dapr.proto.runtime.v1.AppCallbackAlpha/OnBulkTopicEventAlpha1",
             &r,
@@ -223,9 +240,23 @@ impl Sink for GrpcApp {
                 return Ack::Retry;
             }
         };
+        // As daprd: the message's metadata and `pubsubname` as gRPC metadata.
+        let mut req = self.request(msg, ev.traceparent());
+        let md = req.metadata_mut();
+        for (k, v) in forwarded_metadata(&ev.msg) {
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
+                v.parse(),
+            ) {
+                md.insert(k, v);
+            }
+        }
+        if let Ok(v) = sub.pubsub.parse() {
+            md.insert("pubsubname", v);
+        }
         let mut c = AppCallbackClient::new(self.channel.clone());
         let started = Instant::now();
-        let r = c.on_topic_event(self.request(msg, ev.traceparent())).await;
+        let r = c.on_topic_event(req).await;
         self.record(
             "/dapr.proto.runtime.v1.AppCallback/OnTopicEvent",
             &r,
@@ -241,8 +272,25 @@ impl Sink for GrpcApp {
         let Some(first) = evs.first() else {
             return Vec::new();
         };
+        let ids: Vec<String> = evs
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
         let mut entries = Vec::with_capacity(evs.len());
-        for (i, ev) in evs.iter().enumerate() {
+        for (ev, id) in evs.iter().zip(&ids) {
+            let metadata = ev.msg.metadata.clone().into_iter().collect();
+            if sub.raw_payload {
+                // As daprd: the broker's bytes, not a CloudEvent.
+                entries.push(pb::TopicEventBulkRequestEntry {
+                    entry_id: id.clone(),
+                    content_type: "application/octet-stream".into(),
+                    metadata,
+                    event: Some(pb::topic_event_bulk_request_entry::Event::Bytes(
+                        ev.msg.data.to_vec(),
+                    )),
+                });
+                continue;
+            }
             let ce = &ev.ce;
             let data = match cloudevent::data_bytes(ce) {
                 Ok(d) => d,
@@ -252,9 +300,9 @@ impl Sink for GrpcApp {
                 }
             };
             entries.push(pb::TopicEventBulkRequestEntry {
-                entry_id: i.to_string(),
+                entry_id: id.clone(),
                 content_type: "application/cloudevents+json".into(),
-                metadata: ev.msg.metadata.clone().into_iter().collect(),
+                metadata,
                 event: Some(pb::topic_event_bulk_request_entry::Event::CloudEvent(
                     pb::TopicEventCeRequest {
                         id: text(ce, "id"),
@@ -271,7 +319,7 @@ impl Sink for GrpcApp {
         let req = pb::TopicEventBulkRequest {
             id: uuid::Uuid::new_v4().to_string(),
             entries,
-            metadata: Default::default(),
+            metadata: [("pubsubName".to_string(), sub.pubsub.clone())].into(),
             topic: sub.topic.clone(),
             pubsub_name: sub.pubsub.clone(),
             r#type: "com.dapr.event.sent.bulk".into(),
@@ -281,10 +329,9 @@ impl Sink for GrpcApp {
             Ok(r) => {
                 let mut acks = vec![Ack::Retry; evs.len()];
                 for s in r.statuses {
-                    if let Some(a) = s
-                        .entry_id
-                        .parse::<usize>()
-                        .ok()
+                    if let Some(a) = ids
+                        .iter()
+                        .position(|x| *x == s.entry_id)
                         .and_then(|i| acks.get_mut(i))
                     {
                         *a = ack_of(s.status);

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine;
 use serde_json::{json, Value};
-use spar_components::pubsub::Ack;
+use spar_components::pubsub::{Ack, Message};
 use spar_filters::Runtime;
 
-use super::delivery::{Event, Sink};
+use super::delivery::{forwarded_metadata, Event, Sink};
+use super::sub::field;
 use super::Sub;
 
 const APP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,11 +62,21 @@ impl HttpApp {
         body: bytes::Bytes,
         content_type: &str,
         trace: Option<&str>,
+        msg: Option<&Message>,
     ) -> Result<bytes::Bytes, Ack> {
         let mut req = self
             .client
             .post(format!("{}/{}", self.base, path.trim_start_matches('/')))
-            .timeout(APP_TIMEOUT)
+            .timeout(APP_TIMEOUT);
+        for (k, v) in msg.into_iter().flat_map(forwarded_metadata) {
+            if let (Ok(k), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                reqwest::header::HeaderValue::from_str(v),
+            ) {
+                req = req.header(k, v);
+            }
+        }
+        let mut req = req
             .header("content-type", content_type)
             .header("pubsubname", &sub.pubsub)
             .body(body);
@@ -125,6 +137,7 @@ impl Sink for HttpApp {
                 ev.body.clone(),
                 "application/cloudevents+json",
                 ev.traceparent(),
+                Some(&ev.msg),
             )
             .await
         {
@@ -132,7 +145,7 @@ impl Sink for HttpApp {
             Err(ack) => return ack,
         };
         match serde_json::from_slice::<Value>(&body) {
-            Ok(v) => status_of(v.get("status").unwrap_or(&Value::Null)),
+            Ok(v) => status_of(field(&v, "status").unwrap_or(&Value::Null)),
             Err(_) => Ack::Success,
         }
     }
@@ -141,15 +154,31 @@ impl Sink for HttpApp {
         let Some(first) = evs.first() else {
             return Vec::new();
         };
+        // Entries as daprd writes them: a CloudEvent object, or with
+        // rawPayload the broker's bytes in base64 as application/octet-stream.
+        let ids: Vec<String> = evs
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
         let entries: Vec<Value> = evs
             .iter()
-            .enumerate()
-            .map(|(i, e)| {
+            .zip(&ids)
+            .map(|(e, id)| {
+                let (event, content_type) = if sub.raw_payload {
+                    (
+                        Value::String(
+                            base64::engine::general_purpose::STANDARD.encode(&e.msg.data),
+                        ),
+                        "application/octet-stream",
+                    )
+                } else {
+                    (e.ce.clone(), "application/cloudevents+json")
+                };
                 json!({
-                    "entryId": i.to_string(),
-                    "event": e.ce,
+                    "entryId": id,
+                    "event": event,
                     "metadata": e.msg.metadata,
-                    "contentType": "application/cloudevents+json",
+                    "contentType": content_type,
                 })
             })
             .collect();
@@ -158,7 +187,7 @@ impl Sink for HttpApp {
             "type": BULK_EVENT_TYPE,
             "topic": sub.topic,
             "pubsubname": sub.pubsub,
-            "metadata": {},
+            "metadata": {"pubsubName": sub.pubsub},
             "entries": entries,
         });
         let body = bytes::Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default());
@@ -169,6 +198,7 @@ impl Sink for HttpApp {
                 body,
                 "application/json",
                 first.traceparent(),
+                None,
             )
             .await
         {
@@ -181,17 +211,16 @@ impl Sink for HttpApp {
         let statuses = serde_json::from_slice::<Value>(&resp).ok();
         for s in statuses
             .as_ref()
-            .and_then(|v| v.get("statuses"))
+            .and_then(|v| field(v, "statuses"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let i = s
-                .get("entryId")
+            let i = field(s, "entryId")
                 .and_then(Value::as_str)
-                .and_then(|id| id.parse::<usize>().ok());
+                .and_then(|id| ids.iter().position(|x| x == id));
             if let Some(a) = i.and_then(|i| acks.get_mut(i)) {
-                *a = status_of(s.get("status").unwrap_or(&Value::Null));
+                *a = status_of(field(s, "status").unwrap_or(&Value::Null));
             }
         }
         acks

@@ -109,9 +109,11 @@ pub async fn initial(
         .and_then(|m| m.subscribe_topic_events_request_type);
     match first {
         Some(In::InitialRequest(init)) => Ok(init),
-        _ => Err(ApiError::PubSubRequestMetadata(
-            "the first message on the stream must be an initial request".into(),
-        )),
+        _ => Err(ApiError::PubSubRequestMetadata {
+            pubsub: String::new(),
+            metadata: Default::default(),
+            reason: "the first message on the stream must be an initial request".into(),
+        }),
     }
 }
 
@@ -129,14 +131,21 @@ pub async fn open(
         .pubsubs
         .get(&init.pubsub_name)
         .cloned()
-        .ok_or_else(|| ApiError::PubSubNotFound(init.pubsub_name.clone()))?;
+        .ok_or_else(|| ApiError::PubSubNotFound {
+            pubsub: init.pubsub_name.clone(),
+            metadata: Default::default(),
+        })?;
     let sub = Sub::streaming(
         init.pubsub_name.clone(),
         init.topic.clone(),
         init.metadata.clone().into_iter().collect(),
         init.dead_letter_topic.clone(),
     )
-    .map_err(ApiError::PubSubRequestMetadata)?;
+    .map_err(|reason| ApiError::PubSubRequestMetadata {
+        pubsub: init.pubsub_name.clone(),
+        metadata: Default::default(),
+        reason,
+    })?;
     let (tx, rx) = mpsc::channel(max_in_flight.max(1));
     let sink = Arc::new(StreamSink {
         tx: tx.clone(),
@@ -157,11 +166,15 @@ pub async fn open(
         max_in_flight,
         metadata: sub.metadata.clone(),
     };
-    let running = c
-        .broker
-        .subscribe(req, deliverer)
-        .await
-        .map_err(|e| ApiError::PubSubRequestMetadata(format!("subscribe failed: {e}")))?;
+    let running =
+        c.broker
+            .subscribe(req, deliverer)
+            .await
+            .map_err(|e| ApiError::PubSubRequestMetadata {
+                pubsub: sub.pubsub.clone(),
+                metadata: Default::default(),
+                reason: format!("subscribe failed: {e}"),
+            })?;
     let info = super::info(&sub);
     rt.add_subscriptions([info]);
     let initial = pb::SubscribeTopicEventsResponseAlpha1 {

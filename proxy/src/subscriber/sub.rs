@@ -126,20 +126,20 @@ impl Sub {
     /// One entry of an HTTP app's `GET /dapr/subscribe` answer.
     pub fn from_programmatic(v: &Value) -> Result<Sub, String> {
         let s = |v: &Value, k: &str| {
-            v.get(k)
+            field(v, k)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string()
         };
-        let routes = v.get("routes");
+        let routes = field(v, "routes");
         let rules: Vec<(String, String)> = routes
-            .and_then(|r| r.get("rules"))
+            .and_then(|r| field(r, "rules"))
             .and_then(Value::as_array)
             .map(|a| a.iter().map(|r| (s(r, "match"), s(r, "path"))).collect())
             .unwrap_or_default();
         let topic = s(v, "topic");
         let default = routes
-            .and_then(|r| r.get("default"))
+            .and_then(|r| field(r, "default"))
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| {
@@ -147,8 +147,7 @@ impl Sub {
                     .filter(|r| !r.is_empty())
                     .unwrap_or_else(|| topic.clone())
             });
-        let metadata: HashMap<String, String> = v
-            .get("metadata")
+        let metadata: HashMap<String, String> = field(v, "metadata")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()
@@ -156,11 +155,13 @@ impl Sub {
                     .collect()
             })
             .unwrap_or_default();
-        let bulk = v.get("bulkSubscribe").and_then(|b| {
+        let bulk = field(v, "bulkSubscribe").and_then(|b| {
             Bulk::new(
-                b.get("enabled").and_then(Value::as_bool).unwrap_or(false),
-                b.get("maxMessagesCount").and_then(Value::as_i64),
-                b.get("maxAwaitDurationMs").and_then(Value::as_i64),
+                field(b, "enabled")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                field(b, "maxMessagesCount").and_then(Value::as_i64),
+                field(b, "maxAwaitDurationMs").and_then(Value::as_i64),
             )
         });
         Sub::build(
@@ -234,9 +235,27 @@ impl Sub {
     }
 }
 
+/// A field of an app's JSON answer, named as Go's decoder matches it:
+/// exactly, else ignoring case (an app may answer `pubSubName`).
+pub fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let o = v.as_object()?;
+    o.get(name).or_else(|| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programmatic_fields_in_any_case() {
+        let v = serde_json::json!({"PubSubName": "ps", "Topic": "t", "Route": "/r"});
+        let s = Sub::from_programmatic(&v).unwrap();
+        assert_eq!((s.pubsub.as_str(), s.topic.as_str()), ("ps", "t"));
+    }
 
     #[test]
     fn programmatic_bulk_and_defaults() {

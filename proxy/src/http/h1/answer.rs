@@ -41,6 +41,20 @@ pub fn parse_response(buf: &[u8], head_req: bool) -> Result<Option<RespHead>> {
         Ok(httparse::Status::Partial) => return Err(bad("upstream answer's head too large")),
         Err(_) => return Err(bad("upstream answer's head malformed")),
     };
+    // httparse takes bare LF line ends; a request head with them is
+    // refused, so an answer's is too. No early exit: checked a word at a
+    // time.
+    let head = &buf[..len];
+    let after = head.get(1..).unwrap_or_default();
+    let bare_lf = after
+        .iter()
+        .zip(head)
+        .fold(head.first() == Some(&b'\n'), |bare, (b, prev)| {
+            bare | ((*b == b'\n') & (*prev != b'\r'))
+        });
+    if bare_lf {
+        return Err(bad("upstream answer's head has a bare LF line end"));
+    }
     let status = resp.code.unwrap_or(0);
     let http11 = resp.version == Some(1);
     let headers = &*resp.headers;
@@ -237,13 +251,24 @@ mod tests {
             rewrite(b"HTTP/1.1 204 No Content\r\n\r\n", true),
             "HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n"
         );
-        // Empty lines before the status line go; bare LF lines stay as
-        // they came.
-        let head = b"\r\n\nHTTP/1.0 200 OK\nA: 1\nConnection: x\nX: 2\n\n";
+        // Empty lines before the status line go.
+        let head = b"\r\nHTTP/1.0 200 OK\r\nA: 1\r\nConnection: x\r\nX: 2\r\n\r\n";
         assert!(!parse_response(head, false).unwrap().unwrap().verbatim);
         assert_eq!(
             rewrite(head, true),
-            "HTTP/1.1 200 OK\nA: 1\nconnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nA: 1\r\nconnection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn bare_lf_answer_heads_are_refused() {
+        for head in [
+            &b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",
+            b"\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert!(parse_response(head, false).is_err(), "{head:?}");
+        }
     }
 }

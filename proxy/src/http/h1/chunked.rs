@@ -24,6 +24,10 @@ pub enum FramingError {
     MissingCrlf,
     #[error("trailer section too large")]
     TrailersTooLarge,
+    /// Not `name: value` (no colon, obs-fold, control bytes): the same
+    /// bytes in a head are refused.
+    #[error("malformed trailer field")]
+    BadTrailer,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +47,10 @@ enum State {
     DataLf,
     /// Start of a trailer field line, or of the final empty line.
     TrailerStart,
-    TrailerLine,
+    /// In a trailer field's name (a token), up to its colon.
+    TrailerName,
+    /// In a trailer field's value, up to CR.
+    TrailerValue,
     TrailerLf,
     FinalLf,
     Done,
@@ -114,7 +121,10 @@ impl ChunkedScan {
                 return Err(LineTooLong);
             }
         }
-        if matches!(state, TrailerStart | TrailerLine | TrailerLf | FinalLf) {
+        if matches!(
+            state,
+            TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf
+        ) {
             self.trailer_len += 1;
             if self.trailer_len > MAX_TRAILERS {
                 return Err(TrailersTooLarge);
@@ -132,7 +142,7 @@ impl ChunkedScan {
         Ok(match (state, b) {
             (SizeStart, _) => return Err(BadChunkSize),
             (Size | AfterSize | Ext, b'\r') => SizeLf,
-            (Size | AfterSize | Ext | TrailerStart | TrailerLine, b'\n') => {
+            (Size | AfterSize | Ext | TrailerStart | TrailerValue, b'\n') => {
                 return Err(MissingCrlf)
             }
             (Size | AfterSize, b' ' | b'\t') => AfterSize,
@@ -146,8 +156,14 @@ impl ChunkedScan {
                 SizeStart
             }
             (TrailerStart, b'\r') => FinalLf,
-            (TrailerLine, b'\r') => TrailerLf,
-            (TrailerStart | TrailerLine, _) => TrailerLine,
+            (TrailerStart | TrailerName, b) if is_tchar(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            // A leading space (obs-fold), a line without a colon, a space
+            // before it, a control byte in the value.
+            (TrailerStart | TrailerName, _) => return Err(BadTrailer),
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => TrailerValue,
+            (TrailerValue, _) => return Err(BadTrailer),
             (TrailerLf, b'\n') => TrailerStart,
             (FinalLf, b'\n') => Done,
             // `feed` never steps these; keep them rather than panic.
@@ -156,6 +172,11 @@ impl ChunkedScan {
             _ => return Err(MissingCrlf),
         })
     }
+}
+
+/// A field name's byte (RFC 9110 §5.6.2 token).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -243,6 +264,12 @@ mod tests {
             ("5\r\nhelloX\r\n", MissingCrlf),
             ("5\r\nhello\n0\r\n\r\n", MissingCrlf),
             ("0\r\nX: y\n\r\n", MissingCrlf),
+            ("0\r\nno-colon\r\n\r\n", BadTrailer),
+            ("0\r\nX: a\r\n folded\r\n\r\n", BadTrailer),
+            ("0\r\nX: a\0b\r\n\r\n", BadTrailer),
+            ("0\r\nX : a\r\n\r\n", BadTrailer),
+            ("0\r\n: a\r\n\r\n", BadTrailer),
+            ("0\r\nX: a\rb\r\n\r\n", MissingCrlf),
             ("0\r\n\n", MissingCrlf),
             ("0\r\n\rX", MissingCrlf),
         ] {

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::head::{Framing, Parsed, ReqHead};
 use super::outgoing::Outgoing;
+use super::refuse::{self, Refusal};
 use super::relay::{self, Outcome};
 use crate::http::invoke::HeadView;
 use crate::http::server::{ApiServer, Decision, End, Front, HandedOff, Next};
@@ -44,8 +45,11 @@ where
         tokio::pin!(idle_timer);
         let mut last_read = tokio::time::Instant::now();
         loop {
+            let max_head = self.front.max_head();
             let parsed = loop {
                 match ReqHead::parse(&buf) {
+                    Parsed::Partial if buf.len() > max_head => break Parsed::TooLarge,
+                    Parsed::Head(h) if h.len > max_head => break Parsed::TooLarge,
                     Parsed::Partial => {}
                     p => break p,
                 }
@@ -76,6 +80,24 @@ where
             };
             let head = match parsed {
                 Parsed::Head(h) if self.front.takes(&h.view(&buf)) => h,
+                // `--read-buffer-size`: daprd's server answers 431 too.
+                Parsed::TooLarge => {
+                    let e = ApiError::HeadersTooLarge { limit: max_head };
+                    if write_error(&mut stream, &e, true).await.is_ok() {
+                        Box::pin(linger_close(&mut stream)).await;
+                    }
+                    return None;
+                }
+                Parsed::Refused(r, target) => {
+                    let path = String::from_utf8_lossy(&buf[target]);
+                    if write_error(&mut stream, &r.api_error(&path), true)
+                        .await
+                        .is_ok()
+                    {
+                        Box::pin(linger_close(&mut stream)).await;
+                    }
+                    return None;
+                }
                 _ => match self.session(stream, buf, shutdown).await {
                     Next::Reuse(r, _) => {
                         let (s, rest) = r.into_parts();
@@ -142,8 +164,42 @@ where
                     Ok(Outcome::Done(r)) => (r.status, r.body, r.reusable),
                     Ok(Outcome::NotConnected) => return Step::Proxy(rejoin(&head, buf), ctx),
                     Err(f) => {
+                        if matches!(f.error.esource(), pingora::ErrorSource::Upstream) {
+                            // The caller cannot be told any more: said here.
+                            if f.answered.is_some() {
+                                tracing::warn!(
+                                    path = head.path(),
+                                    "invocation's answer cut short: {}",
+                                    f.error
+                                );
+                            } else {
+                                tracing::debug!(
+                                    path = head.path(),
+                                    "invocation failed: {}",
+                                    f.error
+                                );
+                            }
+                        }
                         let status = match f.answered {
+                            // Cut short after its head went out: the
+                            // caller saw the upstream's status, the
+                            // metrics count a bad gateway.
+                            Some(_)
+                                if matches!(f.error.esource(), pingora::ErrorSource::Upstream) =>
+                            {
+                                502
+                            }
                             Some(s) => s,
+                            // The caller's chunks were malformed: 400, and
+                            // the connection closes (out of step).
+                            None if refuse::is_request_framing(&f.error) => {
+                                let why = f.error.context.as_ref().map(|c| c.to_string());
+                                let e = Refusal::Chunked(why.unwrap_or_default()).api_error("");
+                                if write_error(stream, &e, true).await.is_ok() {
+                                    Box::pin(linger_close(stream)).await;
+                                }
+                                e.http_status()
+                            }
                             None if matches!(
                                 f.error.esource(),
                                 pingora::ErrorSource::Downstream
@@ -241,6 +297,32 @@ async fn write_error(stream: &mut Stream, e: &ApiError, close: bool) -> std::io:
     out.put_slice(&body);
     stream.write_all(&out).await?;
     stream.flush().await
+}
+
+/// How long, and how much, a refused client may still send before the
+/// connection is dropped (`linger_close`).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Ends a connection after an error answer without losing the answer:
+/// the write side closes first, then what the client still sends is read
+/// and dropped (bounded), so unread bytes do not make the kernel reset the
+/// connection before the client has read its answer.
+async fn linger_close(stream: &mut Stream) {
+    if AsyncWriteExt::shutdown(stream).await.is_err() {
+        return;
+    }
+    let mut scratch = vec![0u8; 16 * 1024];
+    let drain = async {
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 impl<'a> End<'a> {

@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use bytes::BytesMut;
 
+use super::refuse::{content_length, Refusal};
 use crate::http::invoke::HeadView;
 
 /// Headers a request may carry on this path; more go to pingora.
@@ -41,6 +42,9 @@ pub struct ReqHead {
     /// `Expect: 100-continue`: the caller waits for a 100 before the body
     /// (answered here, and not passed on).
     pub expect_continue: bool,
+    /// The length came repeated (`5, 5`, or two fields): it goes on as one
+    /// `Content-Length` field.
+    pub(super) length_once: bool,
     pub(super) buf: bytes::Bytes,
 }
 
@@ -101,6 +105,12 @@ pub enum Parsed {
     /// than `100-continue`, unusual
     /// framing, absolute form, too many headers): pingora reads it.
     Other,
+    /// Refused as RFC 9112 says (the same on pingora's session,
+    /// `refuse.rs`): answered and the connection closed. The range is the
+    /// request target's.
+    Refused(Refusal, Range<usize>),
+    /// Longer than the listener reads (`--read-buffer-size`): 431.
+    TooLarge,
 }
 
 impl ReqHead {
@@ -117,6 +127,10 @@ impl ReqHead {
         let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
             return Parsed::Other;
         };
+        let target_at = offset(buf, target.as_bytes());
+        if method == "CONNECT" {
+            return Parsed::Refused(Refusal::Connect, target_at);
+        }
         if !target.starts_with('/') {
             return Parsed::Other;
         }
@@ -130,21 +144,22 @@ impl ReqHead {
             hop: false,
             names: false,
             expect_continue: false,
+            length_once: false,
             buf: bytes::Bytes::new(),
         };
-        let (mut length, mut chunked) = (None, false);
+        let (mut lengths, mut chunked, mut hosts) = (0, false, 0);
+        let mut first_length: &[u8] = &[];
         let mut conn = ConnectionTokens::default();
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             if name.eq_ignore_ascii_case(b"content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok());
-                match (n, length) {
-                    (Some(n), None) => length = Some(n),
-                    _ => return Parsed::Other,
+                lengths += 1;
+                head.length_once |= lengths > 1 || h.value.contains(&b',');
+                if lengths == 1 {
+                    first_length = h.value;
                 }
+            } else if name.eq_ignore_ascii_case(b"host") {
+                hosts += 1;
             } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 if chunked || !h.value.eq_ignore_ascii_case(b"chunked") {
                     return Parsed::Other;
@@ -168,11 +183,39 @@ impl ReqHead {
             head.headers.push((offset(buf, name), offset(buf, h.value)));
         }
         (head.close, head.names) = (conn.close, conn.names);
-        head.framing = match (length, chunked) {
-            (Some(_), true) => return Parsed::Other,
+        let refused = |r| Parsed::Refused(r, target_at.clone());
+        match hosts {
+            0 => return refused(Refusal::MissingHost),
+            1 => {}
+            _ => return refused(Refusal::DuplicateHost),
+        }
+        head.framing = match (lengths, chunked) {
+            // Both: pingora frames it by the chunks, drops the length and
+            // closes the connection after the answer (RFC 9112 §6.1).
+            (1.., true) => return Parsed::Other,
             (_, true) => Framing::Chunked,
-            (n, false) => Framing::Length(n.unwrap_or(0)),
+            (0, false) => Framing::Length(0),
+            (_, false) => {
+                // The common single field is read as it was found; a
+                // repeated one needs every field.
+                let all = req.headers.iter().filter_map(|h| {
+                    h.name
+                        .eq_ignore_ascii_case("content-length")
+                        .then_some(h.value)
+                });
+                let n = if lengths == 1 {
+                    content_length(std::iter::once(first_length))
+                } else {
+                    content_length(all)
+                };
+                match n {
+                    Ok(n) => Framing::Length(n.unwrap_or(0)),
+                    Err(r) => return refused(r),
+                }
+            }
         };
+        // A repeated length goes on once (`dropped` and `Outgoing`).
+        head.hop |= head.length_once;
         Parsed::Head(head)
     }
 
@@ -208,6 +251,7 @@ impl ReqHead {
             return false;
         }
         is_hop_by_hop(name)
+            || (self.length_once && name.eq_ignore_ascii_case(b"content-length"))
             || (self.expect_continue && name.eq_ignore_ascii_case(b"expect"))
             || self.names
                 && self.headers.iter().any(|(n, v)| {
@@ -322,8 +366,10 @@ pub(super) mod tests {
         assert_eq!(h.path(), "/v1.0/invoke/b/method/x");
         assert_eq!(h.header("x-a"), Some("1"));
         assert!(!h.close);
-        let h = parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        let h = parse(
+            "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         assert!(h.close);
     }
@@ -344,18 +390,57 @@ pub(super) mod tests {
         for s in [
             "GET / HTTP/1.0\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n",
-            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n\r\n",
-            "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         ] {
             assert!(parse(s).is_none(), "{s:?}");
         }
         let buf = BytesMut::from(&b"GET / HTTP/1.1\r\nA: b"[..]);
         assert!(matches!(ReqHead::parse(&buf), Parsed::Partial));
+    }
+
+    #[test]
+    fn heads_refused_as_rfc_9112_says() {
+        let refused = |s: &str| match ReqHead::parse(&BytesMut::from(s.as_bytes())) {
+            Parsed::Refused(r, _) => Some(r),
+            _ => None,
+        };
+        for (s, r) in [
+            ("GET / HTTP/1.1\r\n\r\n", Refusal::MissingHost),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+                Refusal::DuplicateHost,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+                Refusal::ConflictingLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Refusal::ConflictingLength,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+                Refusal::BadLength,
+            ),
+            (
+                "CONNECT a:80 HTTP/1.1\r\nHost: a:80\r\n\r\n",
+                Refusal::Connect,
+            ),
+        ] {
+            assert_eq!(refused(s), Some(r), "{s:?}");
+        }
+        for s in [
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
+        ] {
+            let h = parse(s).unwrap();
+            assert_eq!((h.framing, h.length_once), (Framing::Length(5), true));
+            assert!(h.dropped(b"Content-Length"));
+        }
     }
 }

@@ -19,6 +19,7 @@ mod chunked;
 pub mod conn;
 pub mod head;
 mod outgoing;
+pub mod refuse;
 mod relay;
 
 pub use head::{HeadIn, ReqHead};

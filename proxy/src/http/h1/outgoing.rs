@@ -79,6 +79,12 @@ impl<'h> Outgoing<'h> {
                 out.put_slice(b"\r\n");
             }
         }
+        if let (true, super::head::Framing::Length(n)) = (h.length_once, h.framing) {
+            // The caller repeated its length; the upstream gets it once.
+            out.put_slice(b"content-length: ");
+            out.put_slice(n.to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
         out.put_slice(b"\r\n");
     }
 }

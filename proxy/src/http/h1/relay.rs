@@ -410,12 +410,18 @@ async fn answer(
         _ => u64::MAX,
     };
     let mut body = 0usize;
+    // Nothing went to the caller yet: a failure can still be answered.
+    let mut sent = false;
     loop {
         let at_hand = &rbuf[lead..];
         let n = match scan.as_mut() {
             Some(s) => s.feed(at_hand).map_err(|e| Failed {
-                error: Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()).into_up(),
-                answered,
+                error: Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    format!("upstream answer's chunked body: {e}"),
+                )
+                .into_up(),
+                answered: answered.filter(|_| sent),
             })?,
             None => left.min(at_hand.len() as u64) as usize,
         };
@@ -430,6 +436,7 @@ async fn answer(
         // Flushed per piece: a streamed answer (server-sent events, long
         // polls) reaches the caller as it comes, not when a buffer fills.
         down.flush().await.map_err(to_caller)?;
+        sent = true;
         rbuf.advance(lead + n);
         lead = 0;
         body += n;
