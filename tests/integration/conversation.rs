@@ -746,3 +746,76 @@ async fn metadata_reload_and_missing_secret() {
         "{err}"
     );
 }
+
+/// Lock and conversation component calls are child spans of their API
+/// call (`lock/{store}/trylock`, `conversation/{name}/converse`), as state
+/// calls are; here exported to a Zipkin receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_calls_are_traced() {
+    let spans: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let s = spans.clone();
+    let app = axum::Router::new().route(
+        "/api/v2/spans",
+        axum::routing::post(move |Json(v): Json<Vec<Value>>| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().extend(v);
+                StatusCode::ACCEPTED
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    let locks = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: locks\nspec:\n  type: lock.in-memory\n  version: v1\n";
+    let sc = Sidecar::start(Options {
+        resources: vec![echo("echo"), locks.into()],
+        config: Some(format!("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: t\nspec:\n  tracing:\n    samplingRate: \"1\"\n    zipkin:\n      endpointAddress: \"http://127.0.0.1:{port}/api/v2/spans\"\n")),
+        ..Default::default()
+    });
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let c = Client::new();
+    let r = c
+        .post(format!("{}/v1.0-alpha1/lock/locks", sc.http()))
+        .header("traceparent", format!("00-{trace}-1111111111111111-01"))
+        .json(&json!({"resourceId": "r", "lockOwner": "o", "expiryInSeconds": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!(
+            "{}/v1.0-alpha2/conversation/echo/converse",
+            sc.http()
+        ))
+        .header("traceparent", format!("00-{trace}-2222222222222222-01"))
+        .json(&json!({"inputs": [{"messages": [user("hi")]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let child_of = |name: &str, api_parent: &str| {
+        let got = spans.lock().unwrap();
+        let api = got
+            .iter()
+            .find(|s| s["traceId"] == trace && s["parentId"] == api_parent)?
+            .clone();
+        got.iter()
+            .find(|s| s["name"] == name && s["parentId"] == api["id"])
+            .cloned()
+    };
+    loop {
+        let lock = child_of("lock/locks/trylock", "1111111111111111");
+        let conv = child_of("conversation/echo/converse", "2222222222222222");
+        if lock.is_some() && conv.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spans: {:?}",
+            spans.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

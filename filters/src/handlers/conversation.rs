@@ -320,7 +320,16 @@ async fn converse(
     req: &ConverseRequest,
 ) -> Result<cv::ConverseResponse, ApiError> {
     let started = Instant::now();
+    // A child span of the API call, as state calls have (daprd has none).
+    let mut span = crate::trace::filter::child_span(
+        &live.tracer,
+        || format!("conversation/{name}/converse"),
+        crate::trace::SpanKind::Client,
+    );
     let r = guarded(live, name, c, req).await;
+    if let (Some(s), Err(e)) = (span.as_mut(), &r) {
+        s.error(e.to_string());
+    }
     if let Some(m) = &rt.metrics {
         m.conversation(name, r.is_ok(), started);
     }

@@ -124,8 +124,32 @@ fn entry<'a>(
         .ok_or_else(|| ApiError::LockStoreNotFound(store.into()))
 }
 
-/// A store call under the component's outbound resiliency policy.
-async fn guarded<T, F, Fut>(live: &Live, store: &str, op: F) -> Result<T, LockError>
+/// A store call under the component's outbound resiliency policy, traced
+/// as a child span of the API call (`lock/{store}/{op}`, as state calls
+/// are; daprd has none).
+async fn guarded<T, F, Fut>(
+    live: &Live,
+    store: &str,
+    name: &'static str,
+    op: F,
+) -> Result<T, LockError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LockError>>,
+{
+    let mut span = crate::trace::filter::child_span(
+        &live.tracer,
+        || format!("lock/{store}/{name}"),
+        crate::trace::SpanKind::Client,
+    );
+    let r = guarded_inner(live, store, op).await;
+    if let (Some(s), Err(e)) = (span.as_mut(), &r) {
+        s.error(e.to_string());
+    }
+    r
+}
+
+async fn guarded_inner<T, F, Fut>(live: &Live, store: &str, op: F) -> Result<T, LockError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, LockError>>,
@@ -163,9 +187,11 @@ pub async fn handle(rt: &Runtime, req: LockRequest) -> ApiResult {
             let e = entry(&live, &store, &resource_id, &owner)?;
             let key = e.prefix.apply(&resource_id).map_err(ApiError::TryLock)?;
             let expiry = Duration::from_secs(expiry_in_seconds as u64);
-            let success = guarded(&live, &store, || e.store.try_lock(&key, &owner, expiry))
-                .await
-                .map_err(|err| ApiError::TryLock(err.to_string()))?;
+            let success = guarded(&live, &store, "trylock", || {
+                e.store.try_lock(&key, &owner, expiry)
+            })
+            .await
+            .map_err(|err| ApiError::TryLock(err.to_string()))?;
             LockResponse::TryLock { success }
         }
         LockRequest::Unlock {
@@ -175,7 +201,7 @@ pub async fn handle(rt: &Runtime, req: LockRequest) -> ApiResult {
         } => {
             let e = entry(&live, &store, &resource_id, &owner)?;
             let key = e.prefix.apply(&resource_id).map_err(ApiError::Unlock)?;
-            let status = guarded(&live, &store, || e.store.unlock(&key, &owner))
+            let status = guarded(&live, &store, "unlock", || e.store.unlock(&key, &owner))
                 .await
                 .map_err(|err| ApiError::Unlock(err.to_string()))?;
             LockResponse::Unlock { status }
