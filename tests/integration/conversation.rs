@@ -654,6 +654,13 @@ async fn bad_input_gets_daprds_errors() {
             "ERR_MALFORMED_REQUEST",
             "",
         ),
+        (
+            "/v1.0-alpha1/conversation/echo/converse",
+            r#"{"inputs":[{"content":"x"}],"parameters":{"p":"plain"}}"#,
+            400,
+            "ERR_MALFORMED_REQUEST",
+            "google.protobuf.Any",
+        ),
     ];
     for (path, body, status, code, msg) in cases {
         let r = c

@@ -213,12 +213,16 @@ fn duration(s: &str) -> Result<std::time::Duration, ApiError> {
 
 pub fn alpha1(name: String, body: &[u8]) -> Result<Request, ApiError> {
     let j: Alpha1Json = protojson::parse(body)?;
-    let mut parameters: Vec<(String, Param)> = j
-        .parameters
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, Param::Json(v)))
-        .collect();
+    // Each parameter is a `google.protobuf.Any`: an object naming its type.
+    let mut parameters: Vec<(String, Param)> = Vec::new();
+    for (k, v) in j.parameters.unwrap_or_default() {
+        if !v.get("@type").is_some_and(Value::is_string) {
+            return Err(malformed(&format!(
+                "parameters.{k}: a google.protobuf.Any needs an \"@type\""
+            )));
+        }
+        parameters.push((k, Param::Json(v)));
+    }
     parameters.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(Request::Conversation(Box::new(
         ConversationRequest::Alpha1(Alpha1Request {
