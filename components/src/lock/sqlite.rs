@@ -82,6 +82,10 @@ impl SqliteLock {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(|e| format!("cannot enable WAL on {target:?}: {e}"))?;
         }
+        // No fsync per commit: a lock outlives a crashed process in the WAL,
+        // and one lost to a power cut would have expired anyway.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| e.to_string())?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                 resource TEXT NOT NULL PRIMARY KEY,
