@@ -18,6 +18,9 @@
 #                 Redis, PostgreSQL vs the backend's own client
 #   pubsub.sh     publish → delivery for in-memory, Redis Streams, NATS
 #                 JetStream (and RabbitMQ, MQTT) vs the broker's own client
+#   lock.sh       distributed lock/unlock over HTTP for in-memory, SQLite,
+#                 Redis, PostgreSQL vs redis-benchmark / pgbench with the
+#                 same commands
 #   sched.sh      per request and process: CPU, time waiting for a core,
 #                 wake-ups and preemptions (schedstat), spar ×2 vs nginx ×2,
 #                 at 1,000 req/s and flat out
@@ -61,6 +64,11 @@ if [ "${1:-}" = "--smoke" ]; then
   echo "$cfg"
   echo "$cfg" | grep -q '^| redis | GET |' ||
     { echo "bench smoke: configuration rows missing" >&2; exit 1; }
+  command -v wrk >/dev/null && command -v redis-benchmark >/dev/null && command -v pgbench >/dev/null || need_tools
+  out=$(bench/lock.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 1)
+  echo "$out"
+  echo "$out" | grep -qE '^\| redis \| unlock \| [0-9.]+ / ' ||
+    { echo "bench smoke: lock row missing" >&2; exit 1; }
   echo "bench smoke: ok"
   exit 0
 fi
@@ -108,6 +116,7 @@ section "gRPC service invocation" bench/grpc.sh $BIN 3 3 "1000 5000"
 section "State" bench/state.sh $BIN 3
 section "Configuration" bench/configuration.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
+section "Distributed lock" bench/lock.sh $BIN 3
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3
 section "Resources" bench/resources.sh $BIN 10 1000

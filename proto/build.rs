@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/runtime/v1/appcallback.proto",
         "dapr/proto/runtime/v1/pubsub.proto",
         "dapr/proto/runtime/v1/configuration.proto",
+        "dapr/proto/runtime/v1/lock.proto",
+        "dapr/proto/runtime/v1/ai.proto",
         "dapr/proto/runtime/v1/dapr.proto",
         "dapr/proto/sentry/v1/sentry.proto",
         "google/rpc/status.proto",

@@ -11,6 +11,8 @@ use spar_config::Component;
 pub use crate::build::{BuildContext, BuildError};
 
 use crate::configuration::{self, ConfigurationStore};
+use crate::conversation::{self, Conversation};
+use crate::lock::{self, LockStore};
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
@@ -21,6 +23,8 @@ type StateBuilder = Builder<dyn StateStore>;
 type SecretBuilder = Builder<dyn SecretStore>;
 type PubSubBuilder = Builder<dyn PubSub>;
 type ConfigurationBuilder = Builder<dyn ConfigurationStore>;
+type LockBuilder = Builder<dyn LockStore>;
+type ConversationBuilder = Builder<dyn Conversation>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
@@ -28,6 +32,8 @@ pub struct Registry {
     secrets: HashMap<&'static str, SecretBuilder>,
     pubsub: HashMap<&'static str, PubSubBuilder>,
     configuration: HashMap<&'static str, ConfigurationBuilder>,
+    lock: HashMap<&'static str, LockBuilder>,
+    conversation: HashMap<&'static str, ConversationBuilder>,
 }
 
 impl Default for Registry {
@@ -52,11 +58,21 @@ impl Default for Registry {
         configuration.insert("configuration.postgresql", configuration::postgres::build);
         configuration.insert("configuration.postgres", configuration::postgres::build);
         configuration.insert("configuration.sqlite", configuration::sqlite::build);
+        let mut lock: HashMap<&'static str, LockBuilder> = HashMap::new();
+        lock.insert("lock.redis", lock::redis::build);
+        lock.insert("lock.sqlite", lock::sqlite::build);
+        lock.insert("lock.in-memory", lock::memory::build);
+        lock.insert("lock.postgresql", lock::postgres::build);
+        let mut conversation: HashMap<&'static str, ConversationBuilder> = HashMap::new();
+        conversation.insert("conversation.echo", conversation::echo::build);
+        conversation.insert("conversation.openai", conversation::openai::build);
         Registry {
             state,
             secrets,
             pubsub,
             configuration,
+            lock,
+            conversation,
         }
     }
 }
@@ -72,7 +88,9 @@ impl Registry {
         let known = self.state.contains_key(ty)
             || self.secrets.contains_key(ty)
             || self.pubsub.contains_key(ty)
-            || self.configuration.contains_key(ty);
+            || self.configuration.contains_key(ty)
+            || self.lock.contains_key(ty)
+            || self.conversation.contains_key(ty);
         if !known {
             return Err(BuildError::UnknownType(
                 ty.to_string(),
@@ -96,6 +114,8 @@ impl Registry {
             .chain(self.secrets.keys())
             .chain(self.pubsub.keys())
             .chain(self.configuration.keys())
+            .chain(self.lock.keys())
+            .chain(self.conversation.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -124,6 +144,22 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn ConfigurationStore>, BuildError> {
         build(&self.configuration, c, ctx)
+    }
+
+    pub fn build_lock(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn LockStore>, BuildError> {
+        build(&self.lock, c, ctx)
+    }
+
+    pub fn build_conversation(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn Conversation>, BuildError> {
+        build(&self.conversation, c, ctx)
     }
 
     pub fn build_state(

@@ -4,7 +4,8 @@
 //! block defines its own operation types in `handlers::<block>`.
 
 use crate::handlers::{
-    configuration, health::HealthRequest, invoke, metadata, pubsub, secrets, state,
+    configuration, conversation, health::HealthRequest, invoke, lock, metadata, pubsub, secrets,
+    state,
 };
 
 #[derive(Debug)]
@@ -17,6 +18,10 @@ pub enum Request {
     Invoke(invoke::InvokeRequest),
     PubSub(pubsub::PubSubRequest),
     Configuration(configuration::ConfigurationRequest),
+    Lock(lock::LockRequest),
+    /// Boxed: the largest request, and rare; the enum stays as small as
+    /// the invocation path had it.
+    Conversation(Box<conversation::ConversationRequest>),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -38,6 +43,8 @@ pub enum Response {
     /// CORS preflight).
     Bare(u16),
     Configuration(configuration::ConfigurationResponse),
+    Lock(lock::LockResponse),
+    Conversation(conversation::ConversationResponse),
 }
 
 impl Response {
@@ -61,6 +68,7 @@ impl Response {
                 204
             }
             Response::Configuration(_) => 200,
+            Response::Lock(_) | Response::Conversation(_) => 200,
         }
     }
 }

@@ -186,6 +186,28 @@ pub enum ApiError {
     /// An HTTP subscription needs an app to deliver to.
     #[error("app channel is not initialized. cannot subscribe to configuration updates")]
     ConfigurationNoApp,
+    #[error("lock store is not configured")]
+    LockStoresNotConfigured,
+    #[error("lock store {0} not found")]
+    LockStoreNotFound(String),
+    #[error("ResourceId is empty in lock store {0}")]
+    LockResourceIdEmpty(String),
+    #[error("LockOwner is empty in lock store {0}")]
+    LockOwnerEmpty(String),
+    #[error("ExpiryInSeconds is not positive in lock store {0}")]
+    LockExpiryNotPositive(String),
+    #[error("failed to try acquiring lock: {0}")]
+    TryLock(String),
+    #[error("failed to release lock: {0}")]
+    Unlock(String),
+    #[error("failed finding conversation component {0}")]
+    ConversationNotFound(String),
+    #[error("failed conversing with component {name}: invalid params: {reason}")]
+    ConversationInvalidParams { name: String, reason: String },
+    #[error("failed conversing with component {name}: {reason}")]
+    ConversationInvoke { name: String, reason: String },
+    #[error("failed conversing with component {0}: missing inputs in request")]
+    ConversationMissingInputs(String),
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -300,6 +322,17 @@ impl ApiError {
             ConfigurationSubscribe { .. } => "ERR_CONFIGURATION_SUBSCRIBE",
             ConfigurationUnsubscribe { .. } => "ERR_CONFIGURATION_UNSUBSCRIBE",
             ConfigurationNoApp => "ERR_APP_CHANNEL_NIL",
+            LockStoresNotConfigured => "ERR_LOCK_STORE_NOT_CONFIGURED",
+            LockStoreNotFound(_) => "ERR_LOCK_STORE_NOT_FOUND",
+            LockResourceIdEmpty(_) | LockOwnerEmpty(_) | LockExpiryNotPositive(_) => {
+                "ERR_MALFORMED_REQUEST"
+            }
+            TryLock(_) => "ERR_TRY_LOCK",
+            Unlock(_) => "ERR_UNLOCK",
+            ConversationNotFound(_) => "ERR_CONVERSATION_NOT_FOUND",
+            ConversationInvalidParams { .. } => "ERR_CONVERSATION_INVALID_PARMS",
+            ConversationInvoke { .. } => "ERR_CONVERSATION_INVOKE",
+            ConversationMissingInputs(_) => "ERR_CONVERSATION_MISSING_INPUTS",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -344,6 +377,15 @@ impl ApiError {
             | ConfigurationSubscribe { .. }
             | ConfigurationUnsubscribe { .. }
             | ConfigurationNoApp => 500,
+            LockStoresNotConfigured | TryLock(_) | Unlock(_) => 500,
+            LockStoreNotFound(_)
+            | LockResourceIdEmpty(_)
+            | LockOwnerEmpty(_)
+            | LockExpiryNotPositive(_) => 400,
+            ConversationNotFound(_)
+            | ConversationInvalidParams { .. }
+            | ConversationMissingInputs(_) => 400,
+            ConversationInvoke { .. } => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -392,6 +434,16 @@ impl ApiError {
             ConfigurationGet { .. } | ConfigurationUnsubscribe { .. } | ConfigurationNoApp => {
                 INTERNAL
             }
+            LockStoresNotConfigured => FAILED_PRECONDITION,
+            LockStoreNotFound(_)
+            | LockResourceIdEmpty(_)
+            | LockOwnerEmpty(_)
+            | LockExpiryNotPositive(_) => INVALID_ARGUMENT,
+            TryLock(_) | Unlock(_) => INTERNAL,
+            ConversationNotFound(_)
+            | ConversationInvalidParams { .. }
+            | ConversationMissingInputs(_) => INVALID_ARGUMENT,
+            ConversationInvoke { .. } => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

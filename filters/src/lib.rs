@@ -20,6 +20,7 @@ pub mod handlers;
 pub mod invocation_metrics;
 pub mod metrics;
 pub mod outbox;
+pub mod pii;
 pub mod resiliency;
 pub mod runtime;
 pub mod spiffe;

@@ -60,6 +60,7 @@ const RESILIENCY: [&str; 7] = [
     "target",
     "status",
 ];
+const CONVERSATION: [&str; 4] = ["app_id", "component", "namespace", "success"];
 const EGRESS: [&str; 5] = ["app_id", "component", "namespace", "success", "topic"];
 
 pub struct Metrics {
@@ -86,6 +87,8 @@ pub struct Metrics {
     pub secret_latency: HistogramVec,
     pub configuration_count: CounterVec,
     pub configuration_latency: HistogramVec,
+    pub conversation_count: CounterVec,
+    pub conversation_latency: HistogramVec,
     pub resiliency_loaded: CounterVec,
     pub resiliency_count: CounterVec,
     pub resiliency_activations: CounterVec,
@@ -281,6 +284,19 @@ impl Metrics {
                 &OPERATION,
                 LATENCY_MS,
             ),
+            conversation_count: counter(
+                &r,
+                "dapr_component_conversation_count",
+                "The number of operations performed on the conversation component.",
+                &CONVERSATION,
+            ),
+            conversation_latency: histogram(
+                &r,
+                "dapr_component_conversation_latencies",
+                "The latency of the response from the conversation component (ms).",
+                &CONVERSATION,
+                LATENCY_MS,
+            ),
             resiliency_loaded: counter(
                 &r,
                 "dapr_resiliency_loaded",
@@ -470,6 +486,16 @@ impl ComponentMetrics {
         self.metrics.configuration_count.with_label_values(&l).inc();
         self.metrics
             .configuration_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    /// One call to a conversation component (daprd's labels: no operation).
+    pub fn conversation(&self, component: &str, ok: bool, started: Instant) {
+        let l = [&self.app_id, component, &self.namespace, success(ok)];
+        self.metrics.conversation_count.with_label_values(&l).inc();
+        self.metrics
+            .conversation_latency
             .with_label_values(&l)
             .observe(ms(started));
     }

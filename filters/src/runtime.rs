@@ -88,6 +88,8 @@ pub struct Live {
     pub secrets: SecretStores,
     pub pubsubs: crate::handlers::pubsub::PubSubs,
     pub configuration: crate::handlers::configuration::ConfigurationStores,
+    pub locks: crate::handlers::lock::LockStores,
+    pub conversations: crate::handlers::conversation::Conversations,
     /// State stores with a transactional outbox (`outbox.rs`).
     pub outbox: crate::outbox::Outboxes,
     /// `HTTPEndpoint` resources (and full-URL targets).

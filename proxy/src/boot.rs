@@ -115,6 +115,10 @@ impl Builder {
                     "secretstore"
                 } else if t.starts_with("configuration.") {
                     "configuration"
+                } else if t.starts_with("lock.") {
+                    "lock"
+                } else if t.starts_with("conversation.") {
+                    "conversation"
                 } else {
                     "component"
                 };
@@ -142,6 +146,8 @@ impl Builder {
             secrets: loaded.secrets,
             pubsubs: loaded.pubsubs,
             configuration: loaded.configuration,
+            locks: loaded.locks,
+            conversations: loaded.conversations,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,
@@ -179,6 +185,7 @@ impl Builder {
                 api_log: live.api_log,
                 cors: self.cors.clone(),
                 tracer: live.tracer.clone(),
+                pii: !live.conversations.is_empty(),
             },
             rt.clone(),
         )
@@ -198,12 +205,16 @@ pub fn data_dir(args: &RunArgs) -> PathBuf {
 
 /// With no `--resources-path` at all, a first user still gets a working
 /// state store (`statestore`, SQLite under the data directory), pub/sub
-/// (`pubsub`, in memory) and configuration store (`configstore`, SQLite
-/// under the data directory, edited with `sqlite3`) — daprd's default
-/// names.
+/// (`pubsub`, in memory) — daprd's default names — a configuration store
+/// (`configstore`, SQLite, edited with `sqlite3`) and a lock store
+/// (`lockstore`, SQLite, so every sidecar on the machine shares its locks).
 fn default_components(dir: &std::path::Path) -> Vec<Component> {
-    let db = dir.join("spar-state.db").display().to_string();
-    let config_db = dir.join("spar-configuration.db").display().to_string();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (db, config_db, locks) = (
+        file("spar-state.db"),
+        file("spar-configuration.db"),
+        file("spar-lock.db"),
+    );
     vec![
         Component::new("statestore", "state.sqlite", &[("connectionString", &db)]),
         Component::new("pubsub", "pubsub.in-memory", &[]),
@@ -212,6 +223,7 @@ fn default_components(dir: &std::path::Path) -> Vec<Component> {
             "configuration.sqlite",
             &[("connectionString", &config_db)],
         ),
+        Component::new("lockstore", "lock.sqlite", &[("connectionString", &locks)]),
     ]
 }
 

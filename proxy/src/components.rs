@@ -33,6 +33,8 @@ pub struct Loaded {
     pub fatal: Vec<String>,
     pub pubsubs: spar_filters::handlers::pubsub::PubSubs,
     pub configuration: spar_filters::handlers::configuration::ConfigurationStores,
+    pub locks: spar_filters::handlers::lock::LockStores,
+    pub conversations: spar_filters::handlers::conversation::Conversations,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
@@ -314,7 +316,10 @@ pub async fn load(
     // like any other component (daprd: "incorrect type").
     for c in components {
         let kind = c.kind_prefix();
-        if matches!(kind, "secretstores" | "state" | "pubsub" | "configuration") {
+        if matches!(
+            kind,
+            "secretstores" | "state" | "pubsub" | "configuration" | "lock" | "conversation"
+        ) {
             continue;
         }
         if kind == "middleware" {
@@ -485,6 +490,77 @@ pub async fn load(
             Ok(store) => {
                 out.infos.push(info(&c, vec![]));
                 out.configuration.insert(c.name().to_string(), store);
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, &c, e),
+        }
+    }
+
+    for c in components.iter().filter(|c| c.kind_prefix() == "lock") {
+        use spar_filters::handlers::lock::LockPrefix;
+        if let Some((live, i)) = kept(c) {
+            if let Some((store, prefix)) = live.locks.entry(c.name()) {
+                out.locks.insert(c.name().to_string(), store, prefix);
+                out.infos.push(i);
+                continue;
+            }
+        }
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut out, c, e);
+                continue;
+            }
+        };
+        let prefix =
+            match LockPrefix::from_strategy(c.meta("keyPrefix").as_deref(), app_id, c.name()) {
+                Ok(p) => p,
+                Err(e) => {
+                    fail(&mut out, &c, format!("failed to save lock keyprefix: {e}"));
+                    continue;
+                }
+            };
+        let built = match registry.build_lock(&c, ctx) {
+            Ok(store) => init_within(&c, store.init()).await.map(|()| store),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
+            Ok(store) => {
+                // daprd reports no capabilities for lock stores.
+                out.infos.push(info(&c, vec![]));
+                out.locks.insert(c.name().to_string(), store, prefix);
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, &c, e),
+        }
+    }
+
+    for c in components
+        .iter()
+        .filter(|c| c.kind_prefix() == "conversation")
+    {
+        if let Some((live, i)) = kept(c) {
+            if let Some(conv) = live.conversations.get(c.name()).cloned() {
+                out.conversations.insert(c.name().to_string(), conv);
+                out.infos.push(i);
+                continue;
+            }
+        }
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut out, c, e);
+                continue;
+            }
+        };
+        let built = match registry.build_conversation(&c, ctx) {
+            Ok(conv) => init_within(&c, conv.init()).await.map(|()| conv),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
+            Ok(conv) => {
+                out.infos.push(info(&c, vec![]));
+                out.conversations.insert(c.name().to_string(), conv);
                 tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
             }
             Err(e) => fail(&mut out, &c, e),

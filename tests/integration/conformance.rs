@@ -277,3 +277,78 @@ async fn configuration_sqlite() {
     };
     conformance::run_all(store, &w, &unique("conf"), true).await;
 }
+
+/// The lock conformance suite against each lock store; Redis is the real
+/// one on 127.0.0.1:6379 (resource ids under a unique prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_stores() {
+    use spar_components::lock::conformance as lock_conformance;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("locks.db").display().to_string();
+    let registry = spar_components::registry::Registry::default();
+    for (ty, meta) in [
+        ("lock.redis", vec![("redisHost", "127.0.0.1:6379")]),
+        ("lock.sqlite", vec![("connectionString", db.as_str())]),
+        ("lock.in-memory", vec![]),
+    ] {
+        let store = registry
+            .build_lock(&component(ty, &meta), &Default::default())
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        lock_conformance::run_all(store, &unique(ty)).await;
+    }
+}
+
+/// The lock conformance suite against the real PostgreSQL on
+/// 127.0.0.1:5432, in a table of its own that is dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_postgresql() {
+    let table = unique("lockconf").replace('-', "_");
+    let store = spar_components::registry::Registry::default()
+        .build_lock(
+            &component(
+                "lock.postgresql",
+                &[
+                    (
+                        "connectionString",
+                        "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+                    ),
+                    ("tableName", &table),
+                    ("timeout", "10s"),
+                ],
+            ),
+            &Default::default(),
+        )
+        .expect("postgresql lock store");
+    let prefix = unique("pg");
+    let result =
+        tokio::spawn(
+            async move { spar_components::lock::conformance::run_all(store, &prefix).await },
+        )
+        .await;
+    if let Ok(pool) = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres").await {
+        drop_tables(&pool, &[format!("\"{table}\"")]).await;
+    }
+    result.unwrap();
+}
+
+/// The conversation conformance suite against the echo and against
+/// `conversation.openai` talking to the chat-completions double.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_components() {
+    use spar_components::conversation::conformance as conv_conformance;
+    let (port, _double) = crate::conversation::openai_double().await;
+    let endpoint = format!("http://127.0.0.1:{port}/v1");
+    let registry = spar_components::registry::Registry::default();
+    for (ty, meta) in [
+        ("conversation.echo", vec![]),
+        (
+            "conversation.openai",
+            vec![("endpoint", endpoint.as_str()), ("key", "test-key")],
+        ),
+    ] {
+        let c = registry
+            .build_conversation(&component(ty, &meta), &Default::default())
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        conv_conformance::run_all(c).await;
+    }
+}

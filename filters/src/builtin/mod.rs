@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cors;
 pub mod metrics;
 pub mod middleware;
+pub mod pii;
 pub mod size_limit;
 
 use std::sync::Arc;
@@ -33,12 +34,15 @@ pub struct ChainConfig {
     pub cors: Option<Arc<cors::Cors>>,
     /// `spec.tracing`, compiled (the tracing filter runs when it samples).
     pub tracer: Arc<crate::trace::Tracer>,
+    /// Conversation components are loaded: the PII filter joins the chain.
+    pub pii: bool,
 }
 
 /// Builds the chain: metrics (outermost, so it times and counts everything,
 /// rejections included) → tracing (when `spec.tracing` samples) → API log →
 /// CORS (`--allowed-origins`, before auth as daprd's) → auth → size limit →
-/// httpPipeline middleware → handler router.
+/// httpPipeline middleware → PII scrubbing (with conversation components) →
+/// handler router.
 pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> {
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
     if let Some(m) = cfg.metrics {
@@ -65,6 +69,9 @@ pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> 
     filters.push(Arc::new(size_limit::SizeLimit::new(cfg.max_body_bytes)));
     for c in &cfg.pipeline {
         filters.push(middleware::build(c)?);
+    }
+    if cfg.pii {
+        filters.push(Arc::new(pii::PiiScrub));
     }
     filters.push(Arc::new(Router::new(rt)));
     Ok(Chain::new(filters))

@@ -3,9 +3,11 @@
 //! block is one module here, one `Request` variant and one arm below.
 
 pub mod configuration;
+pub mod conversation;
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
+pub mod lock;
 pub mod metadata;
 pub mod pubsub;
 pub mod secrets;
@@ -50,6 +52,8 @@ impl Filter for Router {
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,
             Request::Configuration(r) => Box::pin(configuration::handle(&self.rt, r)).await,
+            Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
+            Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, *r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

@@ -384,6 +384,31 @@ impl Dapr for DaprApi {
         self.subscribe_stream(req).await
     }
 
+    async fn try_lock_alpha1(
+        &self,
+        req: GrpcRequest<pb::TryLockRequest>,
+    ) -> R<pb::TryLockResponse> {
+        self.try_lock(req).await
+    }
+
+    async fn unlock_alpha1(&self, req: GrpcRequest<pb::UnlockRequest>) -> R<pb::UnlockResponse> {
+        self.unlock(req).await
+    }
+
+    async fn converse_alpha1(
+        &self,
+        req: GrpcRequest<pb::ConversationRequest>,
+    ) -> R<pb::ConversationResponse> {
+        self.converse1(req).await
+    }
+
+    async fn converse_alpha2(
+        &self,
+        req: GrpcRequest<pb::ConversationRequestAlpha2>,
+    ) -> R<pb::ConversationResponseAlpha2> {
+        self.converse2(req).await
+    }
+
     async fn get_secret(&self, req: GrpcRequest<pb::GetSecretRequest>) -> R<pb::GetSecretResponse> {
         let m = req.get_ref();
         let typed = Request::Secrets(SecretsRequest::Get {

@@ -3,9 +3,11 @@
 
 mod answer_headers;
 mod configuration;
+mod conversation;
 mod convert;
 mod dapr;
 pub mod invoke;
+mod lock;
 mod proxy;
 mod pubsub;
 

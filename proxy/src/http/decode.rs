@@ -524,6 +524,34 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                 },
             )
         }
+        ["v1.0-alpha1", "lock", store] => only(
+            m,
+            &["POST"],
+            "/v1.0-alpha1/lock/{storeName}",
+            h.path,
+            || super::lock::try_lock(percent_decode(store), body),
+        ),
+        ["v1.0-alpha1", "unlock", store] => only(
+            m,
+            &["POST"],
+            "/v1.0-alpha1/unlock/{storeName}",
+            h.path,
+            || super::lock::unlock(percent_decode(store), body),
+        ),
+        ["v1.0-alpha1", "conversation", name, "converse"] => only(
+            m,
+            &["POST"],
+            "/v1.0-alpha1/conversation/{name}/converse",
+            h.path,
+            || super::conversation::alpha1(percent_decode(name), body),
+        ),
+        ["v1.0-alpha2", "conversation", name, "converse"] => only(
+            m,
+            &["POST"],
+            "/v1.0-alpha2/conversation/{name}/converse",
+            h.path,
+            || super::conversation::alpha2(percent_decode(name), body),
+        ),
         _ => rejected(
             "unmatched",
             ApiError::RouteNotFound(format!("{} {}", h.method, h.path)),

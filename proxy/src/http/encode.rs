@@ -87,6 +87,8 @@ pub fn response(r: Response) -> Encoded {
         Response::Configuration(ConfigurationResponse::NotSubscribed(message)) => {
             json_body(500, &json!({"message": message}))
         }
+        Response::Lock(l) => json_body(status, &super::lock::encode(&l)),
+        Response::Conversation(c) => json_body(status, &super::conversation::encode(&c)),
         // Some entries failed: daprd's body, listing them.
         Response::BulkPublished(f) => json_body(
             status,

@@ -4,13 +4,16 @@
 //! itself; service invocation is the one call sent upstream (the chain
 //! picks the peer; the fast path or pingora-proxy streams the body).
 
+pub mod conversation;
 pub mod decode;
 pub mod encode;
 mod forward;
 pub mod h1;
 pub mod internal;
 pub mod invoke;
+pub mod lock;
 mod on_invoke;
+pub mod protojson;
 mod resilient;
 pub mod server;
 mod up_conn;
