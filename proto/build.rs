@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/runtime/v1/secret.proto",
         "dapr/proto/runtime/v1/appcallback.proto",
         "dapr/proto/runtime/v1/pubsub.proto",
+        "dapr/proto/runtime/v1/crypto.proto",
         "dapr/proto/runtime/v1/dapr.proto",
         "dapr/proto/sentry/v1/sentry.proto",
         "opentelemetry/proto/common/v1/common.proto",

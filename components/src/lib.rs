@@ -1,11 +1,12 @@
 //! Pluggable backends, one trait per component kind.
 //!
-//! Each kind lives in its own module (`state`, `pubsub`, `secrets`) with the
+//! Each kind lives in its own module (`state`, `pubsub`, `secrets`, `crypto`) with the
 //! trait, its request/response types, its implementations and a conformance
 //! suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
 
 pub mod build;
+pub mod crypto;
 pub mod meta;
 pub mod per_thread;
 pub mod pubsub;

@@ -10,6 +10,7 @@ use spar_config::Component;
 
 pub use crate::build::{BuildContext, BuildError};
 
+use crate::crypto::{self, CryptoProvider};
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
 use crate::state::{self, StateStore};
@@ -19,12 +20,14 @@ type Builder<T> = fn(&Component, &BuildContext) -> Result<Arc<T>, BuildError>;
 type StateBuilder = Builder<dyn StateStore>;
 type SecretBuilder = Builder<dyn SecretStore>;
 type PubSubBuilder = Builder<dyn PubSub>;
+type CryptoBuilder = Builder<dyn CryptoProvider>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
     state: HashMap<&'static str, StateBuilder>,
     secrets: HashMap<&'static str, SecretBuilder>,
     pubsub: HashMap<&'static str, PubSubBuilder>,
+    crypto: HashMap<&'static str, CryptoBuilder>,
 }
 
 impl Default for Registry {
@@ -44,10 +47,14 @@ impl Default for Registry {
         pubsub.insert("pubsub.jetstream", pubsub::jetstream::build);
         pubsub.insert("pubsub.rabbitmq", pubsub::rabbitmq::build);
         pubsub.insert("pubsub.mqtt3", pubsub::mqtt::build);
+        let mut crypto: HashMap<&'static str, CryptoBuilder> = HashMap::new();
+        crypto.insert("crypto.dapr.localstorage", crypto::localstorage::build);
+        crypto.insert("crypto.dapr.jwks", crypto::jwks::build);
         Registry {
             state,
             secrets,
             pubsub,
+            crypto,
         }
     }
 }
@@ -62,7 +69,8 @@ impl Registry {
     pub fn check(&self, ty: &str, version: &str) -> Result<(), BuildError> {
         let known = self.state.contains_key(ty)
             || self.secrets.contains_key(ty)
-            || self.pubsub.contains_key(ty);
+            || self.pubsub.contains_key(ty)
+            || self.crypto.contains_key(ty);
         if !known {
             return Err(BuildError::UnknownType(
                 ty.to_string(),
@@ -85,6 +93,7 @@ impl Registry {
             .keys()
             .chain(self.secrets.keys())
             .chain(self.pubsub.keys())
+            .chain(self.crypto.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -105,6 +114,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn PubSub>, BuildError> {
         build(&self.pubsub, c, ctx)
+    }
+
+    pub fn build_crypto(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn CryptoProvider>, BuildError> {
+        build(&self.crypto, c, ctx)
     }
 
     pub fn build_state(
