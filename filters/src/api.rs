@@ -3,7 +3,7 @@
 //! Front ends decode into these; handler filters consume them. Each building
 //! block defines its own operation types in `handlers::<block>`.
 
-use crate::handlers::{health::HealthRequest, invoke, metadata, pubsub, secrets, state};
+use crate::handlers::{crypto, health::HealthRequest, invoke, metadata, pubsub, secrets, state};
 
 #[derive(Debug)]
 pub enum Request {
@@ -14,6 +14,7 @@ pub enum Request {
     Secrets(secrets::SecretsRequest),
     Invoke(invoke::InvokeRequest),
     PubSub(pubsub::PubSubRequest),
+    Crypto(crypto::CryptoRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -31,6 +32,7 @@ pub enum Response {
     Proxy(invoke::Upstream),
     /// Bulk publish: the entries that failed (none: all published).
     BulkPublished(pubsub::BulkFailures),
+    Crypto(crypto::CryptoResponse),
 }
 
 impl Response {
@@ -46,6 +48,7 @@ impl Response {
             Response::Proxy(_) => 200,
             Response::BulkPublished(f) if f.0.is_empty() => 204,
             Response::BulkPublished(_) => 500,
+            Response::Crypto(_) => 200,
         }
     }
 }

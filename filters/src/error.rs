@@ -117,6 +117,17 @@ pub enum ApiError {
     /// The transactional outbox could not publish its internal event.
     #[error("error while publishing outbox message: {reason}")]
     PubSubOutbox { app_id: String, reason: String },
+    /// daprd's generic bad request (`invalid request: …`).
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("crypto providers not configured")]
+    CryptoProvidersNotConfigured,
+    #[error("crypto provider {0} not found")]
+    CryptoProviderNotFound(String),
+    #[error("failed to retrieve key {name}: {reason}")]
+    CryptoGetKey { name: String, reason: String },
+    #[error("failed to perform operation: {0}")]
+    Crypto(String),
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -188,6 +199,11 @@ impl ApiError {
             PubSubCloudEvent(_) => "ERR_PUBSUB_CLOUD_EVENTS_SER",
             PubSubEventsSer(_) => "ERR_PUBSUB_EVENTS_SER",
             PubSubOutbox { .. } => "ERR_PUBLISH_OUTBOX",
+            BadRequest(_) => "ERR_BAD_REQUEST",
+            CryptoProvidersNotConfigured => "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED",
+            CryptoProviderNotFound(_) => "ERR_CRYPTO_PROVIDER_NOT_FOUND",
+            CryptoGetKey { .. } => "ERR_CRYPTO_KEY",
+            Crypto(_) => "ERR_CRYPTO",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -223,6 +239,8 @@ impl ApiError {
             PubSubForbidden { .. } => 403,
             PubSubPublish { .. } | PubSubOutbox { .. } => 500,
             PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => 400,
+            BadRequest(_) | CryptoProviderNotFound(_) => 400,
+            CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -260,6 +278,8 @@ impl ApiError {
             PubSubForbidden { .. } => PERMISSION_DENIED,
             PubSubPublish { .. } | PubSubOutbox { .. } => INTERNAL,
             PubSubRequestMetadata(_) | PubSubCloudEvent(_) | PubSubEventsSer(_) => INVALID_ARGUMENT,
+            BadRequest(_) | CryptoProviderNotFound(_) => INVALID_ARGUMENT,
+            CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

@@ -87,6 +87,8 @@ pub struct Live {
     pub state: StateStores,
     pub secrets: SecretStores,
     pub pubsubs: crate::handlers::pubsub::PubSubs,
+    /// Crypto components (`crypto.*`).
+    pub crypto: crate::handlers::crypto::CryptoProviders,
     /// State stores with a transactional outbox (`outbox.rs`).
     pub outbox: crate::outbox::Outboxes,
     /// `HTTPEndpoint` resources (and full-URL targets).

@@ -111,6 +111,8 @@ impl Builder {
                     "pubsub"
                 } else if t.starts_with("secretstores.") {
                     "secretstore"
+                } else if t.starts_with("crypto.") {
+                    "crypto"
                 } else {
                     "component"
                 };
@@ -137,6 +139,7 @@ impl Builder {
             state: loaded.state,
             secrets: loaded.secrets,
             pubsubs: loaded.pubsubs,
+            crypto: loaded.crypto,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,

@@ -32,6 +32,7 @@ pub struct Loaded {
     /// component, its type and file: fatal at start-up, as in daprd.
     pub fatal: Vec<String>,
     pub pubsubs: spar_filters::handlers::pubsub::PubSubs,
+    pub crypto: spar_filters::handlers::crypto::CryptoProviders,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
@@ -313,7 +314,7 @@ pub async fn load(
     // like any other component (daprd: "incorrect type").
     for c in components {
         let kind = c.kind_prefix();
-        if matches!(kind, "secretstores" | "state" | "pubsub") {
+        if matches!(kind, "secretstores" | "state" | "pubsub" | "crypto") {
             continue;
         }
         if kind == "middleware" {
@@ -452,6 +453,34 @@ pub async fn load(
                             .unwrap_or_else(|| app_id.to_string()),
                     },
                 );
+                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            }
+            Err(e) => fail(&mut out, &c, e),
+        }
+    }
+    for c in components.iter().filter(|c| c.kind_prefix() == "crypto") {
+        if let Some((live, i)) = kept(c) {
+            if let Some(p) = live.crypto.get(c.name()).cloned() {
+                out.crypto.insert(c.name().to_string(), p);
+                out.infos.push(i);
+                continue;
+            }
+        }
+        let c = match resolve(c, &secret_stores, app_id, namespace).await {
+            Ok(c) => c,
+            Err(e) => {
+                fail(&mut out, c, e);
+                continue;
+            }
+        };
+        let built = match registry.build_crypto(&c, ctx) {
+            Ok(p) => init_within(&c, p.init()).await.map(|()| p),
+            Err(e) => Err(e.to_string()),
+        };
+        match built {
+            Ok(p) => {
+                out.infos.push(info(&c, vec![]));
+                out.crypto.insert(c.name().to_string(), p);
                 tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
             }
             Err(e) => fail(&mut out, &c, e),

@@ -216,6 +216,16 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(Header, usize)>, SchemeError> 
     )))
 }
 
+/// Why a stream that ended before its header was complete is invalid
+/// (daprd's messages, by how many lines arrived).
+pub fn incomplete_header(buf: &[u8]) -> SchemeError {
+    match buf.iter().filter(|&&b| b == b'\n').count() {
+        0 => SchemeError::Header("scheme name not found"),
+        1 => SchemeError::Header("manifest not found"),
+        _ => SchemeError::Header("message authentication code not found"),
+    }
+}
+
 enum Aead {
     Gcm(Box<aes_gcm::Aes256Gcm>),
     ChaCha(Box<chacha20poly1305::ChaCha20Poly1305>),

@@ -2,6 +2,7 @@
 //! chain by handing each request to its block's handler. Adding a building
 //! block is one module here, one `Request` variant and one arm below.
 
+pub mod crypto;
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
@@ -48,6 +49,7 @@ impl Filter for Router {
             Request::Secrets(r) => Box::pin(secrets::handle(&self.rt, r)).await,
             Request::Invoke(r) => invoke::handle(&self.rt, r).await,
             Request::PubSub(r) => Box::pin(pubsub::handle(&self.rt, r)).await,
+            Request::Crypto(r) => Box::pin(crypto::handle(&self.rt, r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

@@ -2,6 +2,7 @@
 //! into the same typed requests as the HTTP face and run the same chain.
 
 mod convert;
+mod crypto;
 mod dapr;
 pub mod invoke;
 mod proxy;
