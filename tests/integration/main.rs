@@ -5,6 +5,7 @@ mod app_channel;
 mod cli;
 mod conformance;
 mod consul;
+mod crypto;
 mod discovery;
 mod dropin;
 mod durability;

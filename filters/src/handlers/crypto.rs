@@ -298,14 +298,14 @@ async fn encrypting(
     o: &EncryptOptions,
 ) -> Result<(Vec<u8>, Sealer), ApiError> {
     let provider = live.crypto.provider(&o.component)?;
+    // The gRPC front end checks these before the chain, with its own
+    // wording (daprd's order there); HTTP reads them from headers.
     if o.key_name.is_empty() {
-        return Err(ApiError::BadRequest(
-            "missing property 'keyName' in the options message".into(),
-        ));
+        return Err(ApiError::BadRequest("missing header 'dapr-key-name'".into()));
     }
     if o.key_wrap_algorithm.is_empty() {
         return Err(ApiError::BadRequest(
-            "missing property 'keyWrapAlgorithm' in the options message".into(),
+            "missing header 'dapr-key-wrap-algorithm'".into(),
         ));
     }
     let key_wrap = KeyWrap::from_name(&o.key_wrap_algorithm).ok_or_else(|| {
