@@ -66,9 +66,7 @@ fn sidecar() -> Sidecar {
 }
 
 async fn grpc(sc: &Sidecar) -> DaprClient<Channel> {
-    DaprClient::connect(sc.grpc())
-        .await
-        .expect("connect")
+    DaprClient::connect(sc.grpc()).await.expect("connect")
 }
 
 fn enc_opts(component: &str, key: &str, alg: &str) -> pb::EncryptRequestOptions {
@@ -178,7 +176,9 @@ fn chunks_of(doc: &[u8], n: usize) -> std::vec::IntoIter<Vec<u8>> {
 
 /// The document's header, checked against the format's rules.
 fn check_format(doc: &[u8], plaintext_len: usize, key_name: Option<&str>, kw: u64, cph: u64) {
-    let (h, used) = scheme::parse_header(doc).unwrap().expect("a complete header");
+    let (h, used) = scheme::parse_header(doc)
+        .unwrap()
+        .expect("a complete header");
     let text = std::str::from_utf8(&doc[..used]).unwrap();
     let lines: Vec<&str> = text.split('\n').collect();
     assert_eq!(lines[0], "dapr.io/enc/v1");
@@ -212,7 +212,11 @@ async fn streams_round_trip_every_size_key_and_cipher() {
                 }
                 .unwrap_or_else(|e| panic!("{component}/{key} {len}: {e}"));
                 check_format(&doc, len, Some(key), kw, cph);
-                let (pt, err) = decrypt(&mut c, messages_dec(dec_opts(component), chunks_of(&doc, 3001))).await;
+                let (pt, err) = decrypt(
+                    &mut c,
+                    messages_dec(dec_opts(component), chunks_of(&doc, 3001)),
+                )
+                .await;
                 assert!(err.is_none(), "{component}/{key} {len}: {err:?}");
                 assert_eq!(pt, pattern(len, len.max(1)).flatten().collect::<Vec<_>>());
             }
@@ -228,12 +232,19 @@ async fn ten_megabytes_stream_through() {
     let len = 10 * 1024 * 1024;
     let doc = encrypt(
         &mut c,
-        messages_enc(enc_opts("keys", "symmetric-256", "A256KW"), pattern(len, SEGMENT)),
+        messages_enc(
+            enc_opts("keys", "symmetric-256", "A256KW"),
+            pattern(len, SEGMENT),
+        ),
     )
     .await
     .unwrap();
     check_format(&doc, len, Some("symmetric-256"), 1, 1);
-    let (pt, err) = decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&doc, SEGMENT))).await;
+    let (pt, err) = decrypt(
+        &mut c,
+        messages_dec(dec_opts("keys"), chunks_of(&doc, SEGMENT)),
+    )
+    .await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(pt.len(), len);
     assert!(pt.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
@@ -250,7 +261,10 @@ async fn slow_reader_holds_back_the_upload() {
     let counter = pulled.clone();
     let opts = enc_opts("keys", "symmetric-256", "A256KW");
     let upload = messages_enc(opts, pattern(total, SEGMENT)).map(move |m| {
-        counter.fetch_add(m.payload.as_ref().map_or(0, |p| p.data.len()), Ordering::SeqCst);
+        counter.fetch_add(
+            m.payload.as_ref().map_or(0, |p| p.data.len()),
+            Ordering::SeqCst,
+        );
         m
     });
     let mut answers = c.encrypt_alpha1(upload).await.unwrap().into_inner();
@@ -267,7 +281,10 @@ async fn slow_reader_holds_back_the_upload() {
         } else if since.elapsed() > Duration::from_secs(1) || now >= total {
             break;
         }
-        assert!(Instant::now() < deadline, "upload neither stalled nor finished");
+        assert!(
+            Instant::now() < deadline,
+            "upload neither stalled nor finished"
+        );
     }
     assert!(
         last < 16 * 1024 * 1024,
@@ -294,11 +311,14 @@ async fn decrypts_a_document_built_from_the_spec() {
         spar_components::crypto::Format::Guess,
     )
     .unwrap();
-    let (wrapped, _) = spar_components::crypto::ops::encrypt(&key, &fk, "A256KW", &[], &[]).unwrap();
+    let (wrapped, _) =
+        spar_components::crypto::ops::encrypt(&key, &fk, "A256KW", &[], &[]).unwrap();
     let file_key = FileKey::import(fk, *b"crypto!", Cipher::AesGcm);
     let mut doc = file_key.header("symmetric-256", KeyWrap::A256Kw, &wrapped, Cipher::AesGcm);
     let mut sealer = scheme::Sealer::new(file_key);
-    sealer.push(b"hello world", &mut |s| doc.extend_from_slice(&s)).unwrap();
+    sealer
+        .push(b"hello world", &mut |s| doc.extend_from_slice(&s))
+        .unwrap();
     doc.extend_from_slice(&sealer.finish().unwrap());
     let (pt, err) = decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&doc, 7))).await;
     assert!(err.is_none(), "{err:?}");
@@ -311,7 +331,10 @@ async fn tampering_wrong_key_and_truncation_yield_no_plaintext() {
     let mut c = grpc(&sc).await;
     let small = encrypt(
         &mut c,
-        messages_enc(enc_opts("keys", "symmetric-256", "A256KW"), pattern(1000, 1000)),
+        messages_enc(
+            enc_opts("keys", "symmetric-256", "A256KW"),
+            pattern(1000, 1000),
+        ),
     )
     .await
     .unwrap();
@@ -338,7 +361,11 @@ async fn tampering_wrong_key_and_truncation_yield_no_plaintext() {
     let mut edited = text.into_bytes();
     edited.extend_from_slice(&small[hl..]);
     fails(
-        decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&edited, 500))).await,
+        decrypt(
+            &mut c,
+            messages_dec(dec_opts("keys"), chunks_of(&edited, 500)),
+        )
+        .await,
         "edited header",
         "failed to validate the document's signature",
     );
@@ -353,7 +380,11 @@ async fn tampering_wrong_key_and_truncation_yield_no_plaintext() {
     // Cut inside the segment, and inside its tag.
     for cut in [hl + 500, small.len() - 3] {
         fails(
-            decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&small[..cut], 500))).await,
+            decrypt(
+                &mut c,
+                messages_dec(dec_opts("keys"), chunks_of(&small[..cut], 500)),
+            )
+            .await,
             "truncated",
             "error processing segment 0",
         );
@@ -362,22 +393,36 @@ async fn tampering_wrong_key_and_truncation_yield_no_plaintext() {
     // authentic and delivered, then the stream fails.
     let long = encrypt(
         &mut c,
-        messages_enc(enc_opts("keys", "symmetric-256", "A256KW"), pattern(3 * SEGMENT, SEGMENT)),
+        messages_enc(
+            enc_opts("keys", "symmetric-256", "A256KW"),
+            pattern(3 * SEGMENT, SEGMENT),
+        ),
     )
     .await
     .unwrap();
     let (_, hl) = scheme::parse_header(&long).unwrap().unwrap();
     let (pt, err) = decrypt(
         &mut c,
-        messages_dec(dec_opts("keys"), chunks_of(&long[..hl + 2 * (SEGMENT + 16)], 9000)),
+        messages_dec(
+            dec_opts("keys"),
+            chunks_of(&long[..hl + 2 * (SEGMENT + 16)], 9000),
+        ),
     )
     .await;
     let err = err.expect("a truncated stream fails");
-    assert!(err.message().contains("error processing segment 1"), "{}", err.message());
+    assert!(
+        err.message().contains("error processing segment 1"),
+        "{}",
+        err.message()
+    );
     assert!(pt.len() <= SEGMENT, "only verified segments are delivered");
     // Cut inside the header.
     fails(
-        decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&small[..20], 5))).await,
+        decrypt(
+            &mut c,
+            messages_dec(dec_opts("keys"), chunks_of(&small[..20], 5)),
+        )
+        .await,
         "header cut",
         "invalid header: manifest not found",
     );
@@ -390,12 +435,18 @@ async fn manifest_key_name_options() {
     // omitDecryptionKeyName: no name in the manifest, so decryption needs one.
     let mut o = enc_opts("keys", "symmetric-256", "A256KW");
     o.omit_decryption_key_name = true;
-    let doc = encrypt(&mut c, messages_enc(o, pattern(10, 10))).await.unwrap();
+    let doc = encrypt(&mut c, messages_enc(o, pattern(10, 10)))
+        .await
+        .unwrap();
     check_format(&doc, 10, None, 1, 1);
     let (_, err) = decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&doc, 100))).await;
     let err = err.unwrap();
     assert_eq!(err.code(), tonic::Code::Internal);
-    assert!(err.message().contains("does not contain a key name"), "{}", err.message());
+    assert!(
+        err.message().contains("does not contain a key name"),
+        "{}",
+        err.message()
+    );
     let mut d = dec_opts("keys");
     d.key_name = "symmetric-256".into();
     let (pt, err) = decrypt(&mut c, messages_dec(d, chunks_of(&doc, 100))).await;
@@ -404,7 +455,9 @@ async fn manifest_key_name_options() {
     // decryptionKeyName: written to the manifest instead of keyName.
     let mut o = enc_opts("keys", "rsa-private.pem", "RSA-OAEP-256");
     o.decryption_key_name = "rsa-private.pem/v1".into();
-    let doc = encrypt(&mut c, messages_enc(o, pattern(10, 10))).await.unwrap();
+    let doc = encrypt(&mut c, messages_enc(o, pattern(10, 10)))
+        .await
+        .unwrap();
     check_format(&doc, 10, Some("rsa-private.pem/v1"), 5, 1);
 }
 
@@ -415,15 +468,26 @@ async fn bad_input_on_the_grpc_api() {
     let mut c = grpc(&sc).await;
     let enc_err = |c: &mut DaprClient<Channel>, msgs: Vec<pb::EncryptRequest>| {
         let mut c = c.clone();
-        async move { encrypt(&mut c, futures::stream::iter(msgs)).await.unwrap_err() }
+        async move {
+            encrypt(&mut c, futures::stream::iter(msgs))
+                .await
+                .unwrap_err()
+        }
     };
     let check = |e: tonic::Status, code: tonic::Code, msg: &str| {
         assert_eq!(e.code(), code, "{}", e.message());
-        assert!(e.message().contains(msg), "{:?} does not contain {msg:?}", e.message());
+        assert!(
+            e.message().contains(msg),
+            "{:?} does not contain {msg:?}",
+            e.message()
+        );
     };
     let no_opts = vec![pb::EncryptRequest {
         options: None,
-        payload: Some(StreamPayload { data: vec![1], seq: 0 }),
+        payload: Some(StreamPayload {
+            data: vec![1],
+            seq: 0,
+        }),
     }];
     check(
         enc_err(&mut c, no_opts).await,
@@ -451,7 +515,11 @@ async fn bad_input_on_the_grpc_api() {
         "missing component name",
     );
     check(
-        enc_err(&mut c, only_options_enc(enc_opts("keys", "symmetric-256", "A128GCM"))).await,
+        enc_err(
+            &mut c,
+            only_options_enc(enc_opts("keys", "symmetric-256", "A128GCM")),
+        )
+        .await,
         tonic::Code::Internal,
         "option Algorithm is not valid: algorithm A128GCM is not supported",
     );
@@ -480,7 +548,10 @@ async fn bad_input_on_the_grpc_api() {
     let mut msgs = only_options_enc(enc_opts("keys", "symmetric-256", "A256KW"));
     msgs.push(pb::EncryptRequest {
         options: None,
-        payload: Some(StreamPayload { data: vec![1], seq: 3 }),
+        payload: Some(StreamPayload {
+            data: vec![1],
+            seq: 3,
+        }),
     });
     check(
         enc_err(&mut c, msgs).await,
@@ -508,13 +579,33 @@ async fn bad_input_on_the_grpc_api() {
         }]),
     )
     .await;
-    check(e.unwrap(), tonic::Code::InvalidArgument, "first message does not contain the required options");
+    check(
+        e.unwrap(),
+        tonic::Code::InvalidArgument,
+        "first message does not contain the required options",
+    );
     let (_, e) = decrypt(&mut c, messages_dec(dec_opts("nope"), chunks_of(b"x", 1))).await;
-    check(e.unwrap(), tonic::Code::InvalidArgument, "crypto provider nope not found");
-    let (_, e) = decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(b"not a document\nat all\n", 4))).await;
-    check(e.unwrap(), tonic::Code::Internal, "invalid header: unsupported scheme");
+    check(
+        e.unwrap(),
+        tonic::Code::InvalidArgument,
+        "crypto provider nope not found",
+    );
+    let (_, e) = decrypt(
+        &mut c,
+        messages_dec(dec_opts("keys"), chunks_of(b"not a document\nat all\n", 4)),
+    )
+    .await;
+    check(
+        e.unwrap(),
+        tonic::Code::Internal,
+        "invalid header: unsupported scheme",
+    );
     let (_, e) = decrypt(&mut c, messages_dec(dec_opts("keys"), std::iter::empty())).await;
-    check(e.unwrap(), tonic::Code::Internal, "failed to perform operation");
+    check(
+        e.unwrap(),
+        tonic::Code::Internal,
+        "failed to perform operation",
+    );
 
     // Subtle: unknown component, key format, missing key.
     let e = c
@@ -525,7 +616,11 @@ async fn bad_input_on_the_grpc_api() {
         })
         .await
         .unwrap_err();
-    check(e, tonic::Code::InvalidArgument, "crypto provider nope not found");
+    check(
+        e,
+        tonic::Code::InvalidArgument,
+        "crypto provider nope not found",
+    );
     let e = c
         .subtle_get_key_alpha1(pb::SubtleGetKeyRequest {
             component_name: "keys".into(),
@@ -534,7 +629,11 @@ async fn bad_input_on_the_grpc_api() {
         })
         .await
         .unwrap_err();
-    check(e, tonic::Code::InvalidArgument, "invalid request: invalid key format");
+    check(
+        e,
+        tonic::Code::InvalidArgument,
+        "invalid request: invalid key format",
+    );
     for name in ["missing", "symmetric-256", "../secret"] {
         let e = c
             .subtle_get_key_alpha1(pb::SubtleGetKeyRequest {
@@ -544,7 +643,11 @@ async fn bad_input_on_the_grpc_api() {
             })
             .await
             .unwrap_err();
-        check(e, tonic::Code::Internal, &format!("failed to retrieve key {name}"));
+        check(
+            e,
+            tonic::Code::Internal,
+            &format!("failed to retrieve key {name}"),
+        );
     }
     let e = c
         .subtle_encrypt_alpha1(pb::SubtleEncryptRequest {
@@ -557,7 +660,11 @@ async fn bad_input_on_the_grpc_api() {
         })
         .await
         .unwrap_err();
-    check(e, tonic::Code::Internal, "failed to perform operation: failed to encrypt");
+    check(
+        e,
+        tonic::Code::Internal,
+        "failed to perform operation: failed to encrypt",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,7 +686,10 @@ async fn subtle_operations_over_grpc() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!((k.name.as_str(), k.public_key.as_str()), (rsa, fx::RSA_PUBLIC_PEM));
+        assert_eq!(
+            (k.name.as_str(), k.public_key.as_str()),
+            (rsa, fx::RSA_PUBLIC_PEM)
+        );
         let k = c
             .subtle_get_key_alpha1(pb::SubtleGetKeyRequest {
                 component_name: component.into(),
@@ -590,7 +700,10 @@ async fn subtle_operations_over_grpc() {
             .unwrap()
             .into_inner();
         let jwk: Value = serde_json::from_str(&k.public_key).unwrap();
-        assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("EC"), Some("P-256")));
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
         assert!(jwk.get("d").is_none(), "never the private part");
 
         let nonce = vec![5u8; 12];
@@ -704,7 +817,11 @@ async fn http_routes_and_their_errors() {
     let doc = r.bytes().await.unwrap().to_vec();
     check_format(&doc, 100_000, Some("rsa-private.pem"), 5, 2);
     let mut c = grpc(&sc).await;
-    let (pt, err) = decrypt(&mut c, messages_dec(dec_opts("keys"), chunks_of(&doc, 10_000))).await;
+    let (pt, err) = decrypt(
+        &mut c,
+        messages_dec(dec_opts("keys"), chunks_of(&doc, 10_000)),
+    )
+    .await;
     assert!(err.is_none());
     assert_eq!(pt, vec![7u8; 100_000]);
     let r = http
@@ -742,12 +859,15 @@ async fn http_routes_and_their_errors() {
             .json(&body)
             .send()
     };
-    let v: Value = post("getkey", json!({"name": "rsa-private.pem", "format": "PEM"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(
+        "getkey",
+        json!({"name": "rsa-private.pem", "format": "PEM"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(v["publicKey"], fx::RSA_PUBLIC_PEM);
     assert_eq!(v["name"], "rsa-private.pem");
     let v: Value = post(
@@ -824,13 +944,15 @@ async fn http_routes_and_their_errors() {
             "invalid request: missing header 'dapr-key-wrap-algorithm'",
         ),
         (
-            http.put(format!("{base}/crypto/keys/decrypt")).body("garbage"),
+            http.put(format!("{base}/crypto/keys/decrypt"))
+                .body("garbage"),
             500,
             "ERR_CRYPTO",
             "failed to perform operation: invalid header: ",
         ),
         (
-            http.post(format!("{base}/subtlecrypto/keys/encrypt")).body("{not json"),
+            http.post(format!("{base}/subtlecrypto/keys/encrypt"))
+                .body("{not json"),
             400,
             "ERR_MALFORMED_REQUEST",
             "",
@@ -871,7 +993,8 @@ async fn http_routes_and_their_errors() {
             "failed to perform operation: failed to verify signature",
         ),
         (
-            http.post(format!("{base}/subtlecrypto/nope/getkey")).body("{}"),
+            http.post(format!("{base}/subtlecrypto/nope/getkey"))
+                .body("{}"),
             400,
             "ERR_CRYPTO_PROVIDER_NOT_FOUND",
             "",
@@ -883,7 +1006,8 @@ async fn http_routes_and_their_errors() {
             "",
         ),
         (
-            http.post(format!("{base}/subtlecrypto/keys/frobnicate")).body("{}"),
+            http.post(format!("{base}/subtlecrypto/keys/frobnicate"))
+                .body("{}"),
             404,
             "ERR_NOT_FOUND",
             "",
@@ -911,7 +1035,10 @@ async fn no_crypto_components_configured() {
             .unwrap(),
     )
     .await;
-    assert_eq!((s, code.as_str()), (500, "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED"));
+    assert_eq!(
+        (s, code.as_str()),
+        (500, "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED")
+    );
     let mut c = grpc(&sc).await;
     let e = encrypt(
         &mut c,
@@ -942,10 +1069,7 @@ async fn rust_sdk_encrypt_decrypt() {
         .await
         .unwrap();
     assert!(!encrypted.is_empty());
-    let plain = c
-        .decrypt(encrypted, dec_opts("keys"))
-        .await
-        .unwrap();
+    let plain = c.decrypt(encrypted, dec_opts("keys")).await.unwrap();
     assert_eq!(plain, data);
 }
 
@@ -983,11 +1107,18 @@ async fn jwks_url_file_secret_ref_metadata_metrics() {
     let mut c = grpc(&sc).await;
     let doc = encrypt(
         &mut c,
-        messages_enc(enc_opts("fromurl", "rsa", "RSA-OAEP-256"), pattern(5000, 1000)),
+        messages_enc(
+            enc_opts("fromurl", "rsa", "RSA-OAEP-256"),
+            pattern(5000, 1000),
+        ),
     )
     .await
     .unwrap();
-    let (pt, err) = decrypt(&mut c, messages_dec(dec_opts("fromfile"), chunks_of(&doc, 999))).await;
+    let (pt, err) = decrypt(
+        &mut c,
+        messages_dec(dec_opts("fromfile"), chunks_of(&doc, 999)),
+    )
+    .await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(pt.len(), 5000);
 
@@ -1007,9 +1138,19 @@ async fn jwks_url_file_secret_ref_metadata_metrics() {
             .iter()
             .find(|c| c["name"] == name)
             .unwrap_or_else(|| panic!("{name} not in {md}"));
-        assert_eq!((c["type"].as_str(), c["version"].as_str()), (Some("crypto.dapr.jwks"), Some("v1")));
+        assert_eq!(
+            (c["type"].as_str(), c["version"].as_str()),
+            (Some("crypto.dapr.jwks"), Some("v1"))
+        );
     }
-    let metrics = http.get(sc.metrics_url()).send().await.unwrap().text().await.unwrap();
+    let metrics = http
+        .get(sc.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = metrics
         .lines()
         .find(|l| {
@@ -1047,7 +1188,10 @@ async fn hot_reload_adds_and_removes_crypto_components() {
         if r.is_ok() {
             break;
         }
-        assert!(Instant::now() < deadline, "added component never served: {r:?}");
+        assert!(
+            Instant::now() < deadline,
+            "added component never served: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     std::fs::remove_file(res.join("more.yaml")).unwrap();
@@ -1058,10 +1202,90 @@ async fn hot_reload_adds_and_removes_crypto_components() {
         )
         .await;
         if let Err(e) = r {
-            assert!(e.message().contains("crypto provider added not found"), "{e}");
+            assert!(
+                e.message().contains("crypto provider added not found"),
+                "{e}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "removed component still served");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `component_outbound` resiliency on a crypto component: a key that
+/// cannot be read (a folder where a key file should be) is a backend
+/// failure — retried, then the breaker opens and even good keys are
+/// refused until it closes; the metrics name the target `crypto_keys`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resiliency_retries_and_breaks_on_a_crypto_component() {
+    let keydir = tempfile::tempdir().unwrap();
+    std::fs::write(keydir.path().join("symmetric-256"), fx::SYMMETRIC_256_B64).unwrap();
+    std::fs::create_dir(keydir.path().join("broken")).unwrap();
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: keys\nspec:\n  type: crypto.dapr.localstorage\n  version: v1\n  metadata:\n  - name: path\n    value: \"{}\"\n",
+                keydir.path().display()
+            ),
+            r#"apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: cryptoresiliency
+spec:
+  policies:
+    retries:
+      twice:
+        policy: constant
+        duration: 10ms
+        maxRetries: 2
+    circuitBreakers:
+      cb:
+        maxRequests: 1
+        timeout: 60s
+        trip: consecutiveFailures > 2
+  targets:
+    components:
+      keys:
+        outbound:
+          retry: twice
+          circuitBreaker: cb
+"#
+            .to_string(),
+        ],
+        ..Default::default()
+    });
+    let mut c = grpc(&sc).await;
+    let good = || only_options_enc(enc_opts("keys", "symmetric-256", "A256KW"));
+    encrypt(&mut c, futures::stream::iter(good()))
+        .await
+        .expect("a good key works");
+    let e = encrypt(
+        &mut c,
+        futures::stream::iter(only_options_enc(enc_opts("keys", "broken", "A256KW"))),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.message().contains("failed to wrap the file key"), "{e}");
+    // Three failed attempts (one call, two retries) tripped the breaker.
+    let e = encrypt(&mut c, futures::stream::iter(good()))
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("circuit breaker is open"), "{e}");
+    let metrics = Client::new()
+        .get(sc.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dapr_resiliency_activations_total{")
+                && l.contains("target=\"crypto_keys\"")
+                && l.contains("policy=\"retry\"")),
+        "{metrics}"
+    );
 }

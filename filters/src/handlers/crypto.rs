@@ -301,7 +301,9 @@ async fn encrypting(
     // The gRPC front end checks these before the chain, with its own
     // wording (daprd's order there); HTTP reads them from headers.
     if o.key_name.is_empty() {
-        return Err(ApiError::BadRequest("missing header 'dapr-key-name'".into()));
+        return Err(ApiError::BadRequest(
+            "missing header 'dapr-key-name'".into(),
+        ));
     }
     if o.key_wrap_algorithm.is_empty() {
         return Err(ApiError::BadRequest(
