@@ -16,6 +16,8 @@
 #                 Redis, PostgreSQL vs the backend's own client
 #   pubsub.sh     publish → delivery for in-memory, Redis Streams, NATS
 #                 JetStream (and RabbitMQ, MQTT) vs the broker's own client
+#   crypto.sh     encryption throughput (MB/s) of the EncryptAlpha1 /
+#                 DecryptAlpha1 streams vs openssl on the same data
 #   sched.sh      per request and process: CPU, time waiting for a core,
 #                 wake-ups and preemptions (schedstat), spar ×2 vs nginx ×2,
 #                 at 1,000 req/s and flat out
@@ -54,6 +56,11 @@ if [ "${1:-}" = "--smoke" ]; then
   echo "$out"
   echo "$out" | grep -E '^\| 200/s \| spar \|' | awk -F'|' '{gsub(/ /,"",$10); exit ($10 == "0") ? 0 : 1}' ||
     { echo "bench smoke: spar row missing or with errors" >&2; exit 1; }
+  # Crypto: 2 MiB once through the debug sidecar; the AES row must have figures.
+  out=$(bench/crypto.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 2 1)
+  echo "$out"
+  echo "$out" | grep -qE '^\| AES-256-GCM \| [0-9.]+ \| [0-9.]+ \|' ||
+    { echo "bench smoke: crypto row missing" >&2; exit 1; }
   echo "bench smoke: ok"
   exit 0
 fi
@@ -100,6 +107,7 @@ section "HTTP service invocation" bench/invoke.sh $BIN 3 3 "1000 5000"
 section "gRPC service invocation" bench/grpc.sh $BIN 3 3 "1000 5000"
 section "State" bench/state.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
+section "Cryptography" bench/crypto.sh $BIN 64 3
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3
 section "Resources" bench/resources.sh $BIN 10 1000
