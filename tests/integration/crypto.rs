@@ -1289,3 +1289,41 @@ spec:
         "{metrics}"
     );
 }
+
+/// With `DAPR_API_TOKEN` set, every crypto call needs the token, streams
+/// included (the chain runs on the first message before any data moves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_token_guards_crypto_calls() {
+    let sc = Sidecar::start_with_files(
+        Options {
+            resources: vec![localstorage("keys")],
+            env: vec![("DAPR_API_TOKEN".into(), "s3cret".into())],
+            ..Default::default()
+        },
+        &KEY_FILES,
+    );
+    let mut c = grpc(&sc).await;
+    let e = encrypt(
+        &mut c,
+        futures::stream::iter(only_options_enc(enc_opts("keys", "symmetric-256", "A256KW"))),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let mut req = tonic::Request::new(futures::stream::iter(only_options_enc(enc_opts(
+        "keys",
+        "symmetric-256",
+        "A256KW",
+    ))));
+    req.metadata_mut()
+        .insert("dapr-api-token", "s3cret".parse().unwrap());
+    let doc = encrypt(&mut c, req).await.unwrap();
+    check_format(&doc, 0, Some("symmetric-256"), 1, 1);
+    let r = Client::new()
+        .post(format!("{}/v1.0-alpha1/subtlecrypto/keys/getkey", sc.http()))
+        .body(r#"{"name":"rsa-private.pem"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
