@@ -32,7 +32,9 @@ pub enum Response {
     Proxy(invoke::Upstream),
     /// Bulk publish: the entries that failed (none: all published).
     BulkPublished(pubsub::BulkFailures),
-    Crypto(crypto::CryptoResponse),
+    /// Boxed: a stream's state is larger than any other answer, and every
+    /// call (invocation included) moves a `Response`.
+    Crypto(Box<crypto::CryptoResponse>),
 }
 
 impl Response {

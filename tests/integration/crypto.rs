@@ -1305,7 +1305,11 @@ async fn api_token_guards_crypto_calls() {
     let mut c = grpc(&sc).await;
     let e = encrypt(
         &mut c,
-        futures::stream::iter(only_options_enc(enc_opts("keys", "symmetric-256", "A256KW"))),
+        futures::stream::iter(only_options_enc(enc_opts(
+            "keys",
+            "symmetric-256",
+            "A256KW",
+        ))),
     )
     .await
     .unwrap_err();
@@ -1320,7 +1324,10 @@ async fn api_token_guards_crypto_calls() {
     let doc = encrypt(&mut c, req).await.unwrap();
     check_format(&doc, 0, Some("symmetric-256"), 1, 1);
     let r = Client::new()
-        .post(format!("{}/v1.0-alpha1/subtlecrypto/keys/getkey", sc.http()))
+        .post(format!(
+            "{}/v1.0-alpha1/subtlecrypto/keys/getkey",
+            sc.http()
+        ))
         .body(r#"{"name":"rsa-private.pem"}"#)
         .send()
         .await

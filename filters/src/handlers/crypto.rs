@@ -287,7 +287,7 @@ pub async fn handle(rt: &Runtime, req: CryptoRequest) -> ApiResult {
         }
         CryptoRequest::Subtle(s) => CryptoResponse::Subtle(subtle(rt, &live, *s).await?),
     };
-    Ok(Response::Crypto(out))
+    Ok(Response::Crypto(Box::new(out)))
 }
 
 /// Validates the options, wraps a fresh file key with the component and

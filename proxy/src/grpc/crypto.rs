@@ -237,9 +237,11 @@ impl DaprApi {
                 body: None,
             })),
         };
-        let Response::Crypto(CryptoResponse::Encrypting { header, sealer }) =
-            self.call_with(ENCRYPT_ROUTE, &metadata, len, typed).await?
+        let Response::Crypto(r) = self.call_with(ENCRYPT_ROUTE, &metadata, len, typed).await?
         else {
+            return Err(unexpected());
+        };
+        let CryptoResponse::Encrypting { header, sealer } = *r else {
             return Err(unexpected());
         };
         let (tx, rx) = mpsc::channel(2);
@@ -282,9 +284,11 @@ impl DaprApi {
                 body: None,
             })),
         };
-        let Response::Crypto(CryptoResponse::Decrypting(dec)) =
-            self.call_with(DECRYPT_ROUTE, &metadata, len, typed).await?
+        let Response::Crypto(r) = self.call_with(DECRYPT_ROUTE, &metadata, len, typed).await?
         else {
+            return Err(unexpected());
+        };
+        let CryptoResponse::Decrypting(dec) = *r else {
             return Err(unexpected());
         };
         let mut inbound = Inbound {
@@ -333,7 +337,10 @@ impl DaprApi {
             )
             .await?
         {
-            Response::Crypto(CryptoResponse::Subtle(r)) => Ok(r),
+            Response::Crypto(r) => match *r {
+                CryptoResponse::Subtle(r) => Ok(r),
+                _ => Err(unexpected()),
+            },
             _ => Err(unexpected()),
         }
     }

@@ -65,7 +65,7 @@ pub fn response(r: Response) -> Encoded {
             headers: vec![],
             body: Bytes::new(),
         },
-        Response::Crypto(c) => super::crypto::response(status, c),
+        Response::Crypto(c) => super::crypto::response(status, *c),
         // Some entries failed: daprd's body, listing them.
         Response::BulkPublished(f) => json_body(
             status,
