@@ -40,6 +40,7 @@ def crypto_sidecar(tmp_path_factory):
         component_yaml("localcrypto", "crypto.dapr.localstorage", {"path": str(keys)})
     )
     sc = start_sidecar(work)
+    sc.keys_dir = keys
     yield sc
     _stop(sc.proc)
 
@@ -73,6 +74,53 @@ def test_round_trip(client, key, algorithm, size):
     assert f'"k":"{key}"'.encode() in header[1]
     dec = client.decrypt(data=enc, options=DecryptOptions(component_name="localcrypto")).read()
     assert dec == data
+
+
+def decrypt_independently(doc: bytes, kek: bytes) -> bytes:
+    """Dapr's dapr.io/enc/v1 read straight from its definition (dapr/kit
+    schemes/enc/v1/README.md) with the `cryptography` package: spar's output
+    is what any implementation of the format, daprd's included, reads."""
+    import base64, json
+    from cryptography.hazmat.primitives import hashes, hmac
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
+
+    scheme, manifest, mac, payload = doc.split(b"\n", 3)
+    assert scheme == b"dapr.io/enc/v1"
+    m = json.loads(manifest)
+    assert m["kw"] == 1  # A256KW
+    fk = aes_key_unwrap(kek, base64.b64decode(m["wfk"]))
+    hk = HKDF(hashes.SHA256(), 32, salt=None, info=b"header").derive(fk)
+    h = hmac.HMAC(hk, hashes.SHA256())
+    h.update(scheme + b"\n" + manifest + b"\n")
+    h.verify(base64.b64decode(mac))
+    np_ = base64.b64decode(m["np"])
+    pk = HKDF(hashes.SHA256(), 32, salt=np_, info=b"payload").derive(fk)
+    aead = (AESGCM if m["cph"] == 1 else ChaCha20Poly1305)(pk)
+    size = SEGMENT + 16
+    segments = [payload[i : i + size] for i in range(0, len(payload), size)]
+    out = b""
+    for i, seg in enumerate(segments):
+        last = b"\x01" if i == len(segments) - 1 else b"\x00"
+        out += aead.decrypt(np_ + i.to_bytes(4, "big") + last, seg, None)
+    return out
+
+
+@pytest.mark.parametrize("cipher", ["aes-gcm", "chacha20-poly1305"])
+def test_output_reads_under_the_format_definition(client, crypto_sidecar, cipher):
+    data = os.urandom(2 * SEGMENT + 123)
+    enc = client.encrypt(
+        data=data,
+        options=EncryptOptions(
+            component_name="localcrypto",
+            key_name="symmetric-key-256",
+            key_wrap_algorithm="A256KW",
+            data_encryption_cipher=cipher,
+        ),
+    ).read()
+    kek = base64.b64decode(crypto_sidecar.keys_dir.joinpath("symmetric-key-256").read_text())
+    assert decrypt_independently(enc, kek) == data
 
 
 def test_chacha_and_explicit_decryption_key(client):
