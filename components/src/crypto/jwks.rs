@@ -2,8 +2,10 @@
 //! `jwks` metadata is the set itself (JSON, optionally base64), a path to
 //! a file holding it, or an `http(s)://` URL. A file is read again when it
 //! changes; a URL is fetched at init (within `requestTimeout`, default
-//! 30 s) and again, at most every `minRefreshInterval` (default 10 m), when
-//! a key is looked up — a failed refresh keeps the set already loaded.
+//! 30 s) and again, at most every `minRefreshInterval` (default 10 m), in
+//! the background when a key is looked up (the lookup answers from the set
+//! already loaded and never waits for the network) — a failed refresh
+//! keeps that set.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +42,10 @@ struct Loaded {
 }
 
 pub struct Jwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     source: Source,
     loaded: RwLock<Option<Loaded>>,
     /// One refresh at a time.
@@ -82,19 +88,23 @@ pub fn build(
     } else {
         let keys = parse_inline(&jwks).map_err(|e| m.error("jwks", e))?;
         return Ok(Arc::new(Jwks {
-            source: Source::Inline,
-            loaded: RwLock::new(Some(Loaded {
-                keys,
-                file_mtime: None,
-                fetched: None,
-            })),
-            refreshing: tokio::sync::Mutex::new(()),
+            inner: Arc::new(Inner {
+                source: Source::Inline,
+                loaded: RwLock::new(Some(Loaded {
+                    keys,
+                    file_mtime: None,
+                    fetched: None,
+                })),
+                refreshing: tokio::sync::Mutex::new(()),
+            }),
         }));
     };
     Ok(Arc::new(Jwks {
-        source,
-        loaded: RwLock::new(None),
-        refreshing: tokio::sync::Mutex::new(()),
+        inner: Arc::new(Inner {
+            source,
+            loaded: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        }),
     }))
 }
 
@@ -124,7 +134,7 @@ pub fn parse_set(text: &[u8]) -> Result<KeySet, CryptoError> {
     Ok(out)
 }
 
-impl Jwks {
+impl Inner {
     fn lookup(&self, kid: &str) -> Option<Result<Arc<Key>, CryptoError>> {
         let g = self.loaded.read().unwrap_or_else(|e| e.into_inner());
         let l = g.as_ref()?;
@@ -174,18 +184,28 @@ impl Jwks {
                     let r = client.get(url).send().await?.error_for_status()?;
                     r.bytes().await
                 };
-                let body = tokio::time::timeout(*timeout, fetch)
-                    .await
-                    .map_err(|_| {
-                        CryptoError::Backend(format!(
-                            "failed to fetch JWKS: timed out after {timeout:?}"
-                        ))
-                    })?
-                    .map_err(|e| CryptoError::Backend(format!("failed to fetch JWKS: {e}")))?;
-                Loaded {
-                    keys: parse_set(&body)?,
-                    file_mtime: None,
-                    fetched: Some(Instant::now()),
+                let got = match tokio::time::timeout(*timeout, fetch).await {
+                    Err(_) => Err(CryptoError::Backend(format!(
+                        "failed to fetch JWKS: timed out after {timeout:?}"
+                    ))),
+                    Ok(Err(e)) => Err(CryptoError::Backend(format!("failed to fetch JWKS: {e}"))),
+                    Ok(Ok(body)) => parse_set(&body),
+                };
+                match got {
+                    Ok(keys) => Loaded {
+                        keys,
+                        file_mtime: None,
+                        fetched: Some(Instant::now()),
+                    },
+                    Err(e) => {
+                        // The next try waits a refresh interval too, so an
+                        // endpoint that is down is not asked on every lookup.
+                        let mut g = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+                        if let Some(l) = g.as_mut() {
+                            l.fetched = Some(Instant::now());
+                        }
+                        return Err(e);
+                    }
                 }
             }
         };
@@ -197,20 +217,109 @@ impl Jwks {
 #[async_trait]
 impl CryptoProvider for Jwks {
     async fn init(&self) -> Result<(), CryptoError> {
-        self.load().await
+        self.inner.load().await
     }
 
     async fn key(&self, kid: &str) -> Result<Arc<Key>, CryptoError> {
-        if self.stale() {
-            if let Err(e) = self.load().await {
-                // Keep serving the set already loaded, as daprd's cache does.
-                if self.lookup(kid).is_none() {
+        let inner = &self.inner;
+        if inner.stale() {
+            let loaded = inner
+                .loaded
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some();
+            let refresh_in_background = loaded && matches!(inner.source, Source::Url { .. });
+            // A refresh already running will do.
+            let running = inner.refreshing.try_lock().is_err();
+            if refresh_in_background {
+                if !running {
+                    // Answer from the set in hand; a failed refresh keeps
+                    // it, as daprd's cache does.
+                    let inner = inner.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = inner.load().await {
+                            tracing::warn!("error while refreshing JWKS: {e}");
+                        }
+                    });
+                }
+            } else if let Err(e) = inner.load().await {
+                if inner.lookup(kid).is_none() {
                     return Err(e);
                 }
-                tracing::warn!("error while refreshing JWKS: {e}");
+                tracing::warn!("error while reloading JWKS: {e}");
             }
         }
-        self.lookup(kid)
+        inner
+            .lookup(kid)
             .unwrap_or_else(|| Err(CryptoError::Backend("no JWKS loaded".into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(kid: &str) -> String {
+        let mut k = Key::parse(
+            super::super::conformance::SYMMETRIC_256_B64.as_bytes(),
+            super::super::Format::Guess,
+        )
+        .unwrap();
+        k.kid = Some(kid.into());
+        serde_json::json!({"keys": [k.to_jwk()]}).to_string()
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, set("first")).unwrap();
+        let c = spar_config::Component::new(
+            "j",
+            "crypto.dapr.jwks",
+            &[("jwks", file.to_str().unwrap())],
+        );
+        let p = build(&c, &Default::default()).unwrap();
+        p.init().await.unwrap();
+        assert!(p.key("first").await.is_ok());
+        assert_eq!(p.key("second").await.unwrap_err(), CryptoError::KeyNotFound);
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&file, set("second")).unwrap();
+        assert!(p.key("second").await.is_ok());
+        // A broken file keeps the set loaded.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&file, "{broken").unwrap();
+        assert!(p.key("second").await.is_ok());
+    }
+
+    #[test]
+    fn bad_metadata_is_refused() {
+        for v in [
+            "not json",
+            r#"{"keys": 5}"#,
+            r#"{"keys": [{"kty": "nope"}]}"#,
+        ] {
+            let c = spar_config::Component::new("j", "crypto.dapr.jwks", &[("jwks", v)]);
+            assert!(build(&c, &Default::default()).is_err(), "{v}");
+        }
+        let c = spar_config::Component::new("j", "crypto.dapr.jwks", &[]);
+        assert!(build(&c, &Default::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_url_fails_init() {
+        // A port nothing listens on: refused at once.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let url = format!("http://127.0.0.1:{port}/jwks");
+        let c = spar_config::Component::new(
+            "j",
+            "crypto.dapr.jwks",
+            &[("jwks", url.as_str()), ("requestTimeout", "2s")],
+        );
+        let p = build(&c, &Default::default()).unwrap();
+        let e = p.init().await.unwrap_err();
+        assert!(e.to_string().contains("failed to fetch JWKS"), "{e}");
     }
 }
