@@ -1334,3 +1334,33 @@ async fn api_token_guards_crypto_calls() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// A crypto component scoped to other apps is not loaded here; one scoped
+/// to this app is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_scopes_apply() {
+    let app_id = spar_tests::unique("cryptoapp");
+    let scoped = |name: &str, app: &str| format!("{}scopes:\n- {app}\n", jwks_inline(name));
+    let sc = Sidecar::start(Options {
+        app_id: app_id.clone(),
+        resources: vec![scoped("mine", &app_id), scoped("theirs", "another-app")],
+        ..Default::default()
+    });
+    let mut c = grpc(&sc).await;
+    encrypt(
+        &mut c,
+        futures::stream::iter(only_options_enc(enc_opts("mine", "sym", "A256KW"))),
+    )
+    .await
+    .expect("the component scoped to this app");
+    let e = encrypt(
+        &mut c,
+        futures::stream::iter(only_options_enc(enc_opts("theirs", "sym", "A256KW"))),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.message().contains("crypto provider theirs not found"),
+        "{e}"
+    );
+}
