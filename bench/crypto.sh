@@ -72,6 +72,3 @@ echo "| cipher | spar encrypt (gRPC stream) | spar decrypt (gRPC stream) | opens
 echo "|---|---|---|---|---|"
 echo "| AES-256-GCM | $aes_enc | $aes_dec | $ctr (aes-256-ctr) | $sgcm |"
 echo "| ChaCha20-Poly1305 | $cha_enc | $cha_dec | $c20 (chacha20) | $scha |"
-if [ -n "${SUMMARY:-}" ]; then
-  { echo "CRYPTO_AES_ENC=$aes_enc"; echo "CRYPTO_OPENSSL_CTR=$ctr"; } >>"$SUMMARY"
-fi
