@@ -199,3 +199,59 @@ mod tests {
         }
     }
 }
+
+/// Arbitrary bytes where keys and documents are expected: errors, never
+/// panics.
+#[cfg(test)]
+mod garbage {
+    use super::*;
+    use crate::crypto::{ops, scheme};
+
+    /// xorshift: reproducible noise without a dependency.
+    fn noise(seed: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                *seed as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_input_panics() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let prefixes: [&[u8]; 6] = [
+            b"",
+            b"{",
+            b"-----BEGIN PRIVATE KEY-----\n",
+            b"-----BEGIN RSA PUBLIC KEY-----\n",
+            b"dapr.io/enc/v1\n",
+            b"dapr.io/enc/v1\n{\"kw\":1,\"wfk\":\"AQ==\",\"cph\":1,\"np\":\"Y3J5cHRvIQ==\"}\n",
+        ];
+        let sym = Key::parse(SYMMETRIC_256_B64.as_bytes(), Format::Guess).unwrap();
+        let rsa = Key::parse(RSA_PRIVATE_PEM.as_bytes(), Format::Guess).unwrap();
+        for i in 0..3000 {
+            let mut input = prefixes[i % prefixes.len()].to_vec();
+            let n = i % 97;
+            input.extend(noise(&mut seed, n));
+            for f in [Format::Guess, Format::Jwk, Format::Pem] {
+                let _ = Key::parse(&input, f);
+            }
+            let _ = scheme::parse_header(&input);
+            let _ = scheme::incomplete_header(&input);
+            for (k, alg) in [
+                (&sym, "A256KW"),
+                (&sym, "A256GCM"),
+                (&sym, "A256CBC"),
+                (&sym, "XC20P"),
+                (&rsa, "RSA-OAEP-256"),
+                (&rsa, "PS256"),
+            ] {
+                let _ = ops::decrypt(k, &input, alg, &input, &input, &input);
+                let _ = ops::verify(k, &input, &input, alg);
+            }
+        }
+    }
+}

@@ -537,7 +537,7 @@ fn hash_len(alg: &str) -> usize {
 
 /// The longest PSS salt a key takes: emLen − hLen − 2.
 fn pss_max_salt(bits: usize, h: usize) -> usize {
-    let em_len = (bits - 1).div_ceil(8);
+    let em_len = bits.saturating_sub(1).div_ceil(8);
     em_len.saturating_sub(h + 2)
 }
 
