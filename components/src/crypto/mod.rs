@@ -90,6 +90,14 @@ pub trait CryptoProvider: Send + Sync + 'static {
     async fn decrypt(&self, ciphertext: &[u8], p: Params<'_>) -> Result<Vec<u8>, CryptoError> {
         let key = self.key(p.key_name).await?;
         ops::check(&key, Op::Decrypt, p.algorithm)?;
+        if rsa_private(&key) {
+            let (ct, alg, aad) = (
+                ciphertext.to_vec(),
+                p.algorithm.to_string(),
+                p.associated_data.to_vec(),
+            );
+            return offload(move || ops::decrypt(&key, &ct, &alg, &[], &[], &aad)).await;
+        }
         ops::decrypt(
             &key,
             ciphertext,
@@ -115,6 +123,14 @@ pub trait CryptoProvider: Send + Sync + 'static {
     async fn unwrap_key(&self, wrapped: &[u8], p: Params<'_>) -> Result<Vec<u8>, CryptoError> {
         let kek = self.key(p.key_name).await?;
         ops::check(&kek, Op::UnwrapKey, p.algorithm)?;
+        if rsa_private(&kek) {
+            let (ct, alg, aad) = (
+                wrapped.to_vec(),
+                p.algorithm.to_string(),
+                p.associated_data.to_vec(),
+            );
+            return offload(move || ops::decrypt(&kek, &ct, &alg, &[], &[], &aad)).await;
+        }
         ops::decrypt(
             &kek,
             wrapped,
@@ -128,6 +144,10 @@ pub trait CryptoProvider: Send + Sync + 'static {
     async fn sign(&self, digest: &[u8], p: Params<'_>) -> Result<Vec<u8>, CryptoError> {
         let key = self.key(p.key_name).await?;
         ops::check(&key, Op::Sign, p.algorithm)?;
+        if rsa_private(&key) {
+            let (d, alg) = (digest.to_vec(), p.algorithm.to_string());
+            return offload(move || ops::sign(&key, &d, &alg)).await;
+        }
         ops::sign(&key, digest, p.algorithm)
     }
 
@@ -141,4 +161,27 @@ pub trait CryptoProvider: Send + Sync + 'static {
         ops::check(&key, Op::Verify, p.algorithm)?;
         ops::verify(&key, digest, signature, p.algorithm)
     }
+}
+
+/// Whether operations with this key take an RSA private-key operation
+/// (milliseconds of CPU).
+fn rsa_private(key: &Key) -> bool {
+    matches!(
+        key.material,
+        Material::Rsa {
+            private: Some(_),
+            ..
+        }
+    )
+}
+
+/// Runs an RSA private-key operation on the blocking pool, so the thread
+/// serving the API (one runtime per listener thread) keeps answering other
+/// calls meanwhile.
+async fn offload<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CryptoError> + Send + 'static,
+) -> Result<T, CryptoError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CryptoError::Failed(format!("operation aborted: {e}")))?
 }
