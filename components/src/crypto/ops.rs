@@ -164,9 +164,12 @@ pub fn decrypt(
             else {
                 return Err(mismatch());
             };
+            // Blinded: the private exponent's timing does not follow the
+            // ciphertext (the rsa crate's arithmetic is not constant time).
+            let mut rng = rsa::rand_core::OsRng;
             let r = match alg {
-                "RSA1_5" => private.decrypt(Pkcs1v15Encrypt, ciphertext),
-                _ => private.decrypt(oaep(alg, aad)?, ciphertext),
+                "RSA1_5" => private.decrypt_blinded(&mut rng, Pkcs1v15Encrypt, ciphertext),
+                _ => private.decrypt_blinded(&mut rng, oaep(alg, aad)?, ciphertext),
             };
             r.map_err(|_| CryptoError::Failed("decryption error".into()))
         }
