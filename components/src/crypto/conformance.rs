@@ -12,6 +12,7 @@ pub const RSA_PRIVATE_PKCS1_PEM: &str = include_str!("testdata/rsa-private-pkcs1
 pub const RSA_PUBLIC_PEM: &str = include_str!("testdata/rsa-public.pem");
 pub const EC_P256_PEM: &str = include_str!("testdata/ec-p256.pem");
 pub const EC_P256_SEC1_PEM: &str = include_str!("testdata/ec-p256-sec1.pem");
+pub const EC_P521_PEM: &str = include_str!("testdata/ec-p521.pem");
 pub const ED25519_PEM: &str = include_str!("testdata/ed25519.pem");
 /// 32 random bytes, base64.
 pub const SYMMETRIC_256_B64: &str = include_str!("testdata/symmetric-256.b64");
@@ -189,6 +190,7 @@ mod tests {
             RSA_PUBLIC_PEM,
             EC_P256_PEM,
             EC_P256_SEC1_PEM,
+            EC_P521_PEM,
             ED25519_PEM,
         ] {
             let k = Key::parse(pem.as_bytes(), Format::Pem).expect(pem);

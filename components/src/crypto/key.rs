@@ -33,6 +33,10 @@ pub enum Material {
         public: p384::PublicKey,
         private: Option<p384::SecretKey>,
     },
+    P521 {
+        public: p521::PublicKey,
+        private: Option<p521::SecretKey>,
+    },
     Ed25519 {
         public: ed25519_dalek::VerifyingKey,
         private: Option<ed25519_dalek::SigningKey>,
@@ -110,7 +114,7 @@ impl Key {
         match self.material {
             Material::Oct(_) => "oct",
             Material::Rsa { .. } => "RSA",
-            Material::P256 { .. } | Material::P384 { .. } => "EC",
+            Material::P256 { .. } | Material::P384 { .. } | Material::P521 { .. } => "EC",
             Material::Ed25519 { .. } => "OKP",
         }
     }
@@ -189,6 +193,15 @@ impl Key {
                         let public = ec_point::<p384::NistP384>(&x, &y)
                             .ok_or_else(|| bad("invalid P-384 public key"))?;
                         Material::P384 { public, private }
+                    }
+                    Some("P-521") => {
+                        let private = d
+                            .map(|d| p521::SecretKey::from_slice(&d))
+                            .transpose()
+                            .map_err(|_| bad("invalid P-521 private key"))?;
+                        let public = ec_point::<p521::NistP521>(&x, &y)
+                            .ok_or_else(|| bad("invalid P-521 public key"))?;
+                        Material::P521 { public, private }
                     }
                     other => return Err(bad(format!("unsupported EC curve {other:?}"))),
                 }
@@ -270,8 +283,15 @@ impl Key {
                         public: k.public_key(),
                         private: Some(k),
                     }
+                } else if let Ok(k) = p521::SecretKey::from_sec1_pem(block) {
+                    Material::P521 {
+                        public: k.public_key(),
+                        private: Some(k),
+                    }
                 } else {
-                    return Err(bad("unsupported EC private key (P-256 and P-384 are)"));
+                    return Err(bad(
+                        "unsupported EC private key (P-256, P-384 and P-521 are)",
+                    ));
                 }
             }
             "PRIVATE KEY" => {
@@ -284,6 +304,11 @@ impl Key {
                     }
                 } else if let Ok(k) = p384::SecretKey::from_pkcs8_pem(block) {
                     Material::P384 {
+                        public: k.public_key(),
+                        private: Some(k),
+                    }
+                } else if let Ok(k) = p521::SecretKey::from_pkcs8_pem(block) {
+                    Material::P521 {
                         public: k.public_key(),
                         private: Some(k),
                     }
@@ -309,6 +334,11 @@ impl Key {
                     }
                 } else if let Ok(k) = p384::PublicKey::from_public_key_pem(block) {
                     Material::P384 {
+                        public: k,
+                        private: None,
+                    }
+                } else if let Ok(k) = p521::PublicKey::from_public_key_pem(block) {
+                    Material::P521 {
                         public: k,
                         private: None,
                     }
@@ -339,6 +369,10 @@ impl Key {
                 private: None,
             },
             Material::P384 { public, .. } => Material::P384 {
+                public: *public,
+                private: None,
+            },
+            Material::P521 { public, .. } => Material::P521 {
                 public: *public,
                 private: None,
             },
@@ -401,6 +435,22 @@ impl Key {
                     m.insert("d".into(), enc(&p.to_bytes()));
                 }
             }
+            Material::P521 { public, private } => {
+                use p521::elliptic_curve::sec1::ToEncodedPoint;
+                let pt = public.to_encoded_point(false);
+                m.insert("crv".into(), Value::String("P-521".into()));
+                m.insert(
+                    "x".into(),
+                    enc(pt.x().map(|x| x.as_slice()).unwrap_or_default()),
+                );
+                m.insert(
+                    "y".into(),
+                    enc(pt.y().map(|y| y.as_slice()).unwrap_or_default()),
+                );
+                if let Some(p) = private {
+                    m.insert("d".into(), enc(&p.to_bytes()));
+                }
+            }
             Material::Ed25519 { public, private } => {
                 m.insert("crv".into(), Value::String("Ed25519".into()));
                 m.insert("x".into(), enc(public.as_bytes()));
@@ -438,6 +488,7 @@ impl Key {
             Material::Rsa { public, .. } => public.to_public_key_pem(LineEnding::LF),
             Material::P256 { public, .. } => public.to_public_key_pem(LineEnding::LF),
             Material::P384 { public, .. } => public.to_public_key_pem(LineEnding::LF),
+            Material::P521 { public, .. } => public.to_public_key_pem(LineEnding::LF),
             Material::Ed25519 { public, .. } => public.to_public_key_pem(LineEnding::LF),
         };
         r.map_err(|e| CryptoError::Failed(format!("failed to marshal public key as PKIX: {e}")))
@@ -479,6 +530,17 @@ impl Key {
                 .as_bytes()
                 .to_vec(),
             Material::P384 { public, .. } => public
+                .to_public_key_der()
+                .map_err(|e| fail(e.to_string()))?
+                .into_vec(),
+            Material::P521 {
+                private: Some(p), ..
+            } => p
+                .to_pkcs8_der()
+                .map_err(|e| fail(e.to_string()))?
+                .as_bytes()
+                .to_vec(),
+            Material::P521 { public, .. } => public
                 .to_public_key_der()
                 .map_err(|e| fail(e.to_string()))?
                 .into_vec(),

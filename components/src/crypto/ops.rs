@@ -457,6 +457,14 @@ pub fn sign(key: &Key, digest: &[u8], alg: &str) -> Result<Vec<u8>, CryptoError>
                 sk.sign_prehash(digest).map_err(|e| fail(e.to_string()))?;
             Ok(sig.to_der().as_bytes().to_vec())
         }
+        ("ES256" | "ES384" | "ES512", Material::P521 { private, .. }) => {
+            let sk = private.as_ref().ok_or_else(mismatch)?;
+            let sk = p521::ecdsa::SigningKey::from_bytes(&sk.to_bytes())
+                .map_err(|e| fail(e.to_string()))?;
+            let sig: p521::ecdsa::Signature =
+                sk.sign_prehash(digest).map_err(|e| fail(e.to_string()))?;
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
         ("EdDSA", Material::Ed25519 { private, .. }) => {
             use ed25519_dalek::Signer;
             let sk = private.as_ref().ok_or_else(mismatch)?;
@@ -511,6 +519,15 @@ pub fn verify(key: &Key, digest: &[u8], sig: &[u8], alg: &str) -> Result<bool, C
         ("ES256" | "ES384" | "ES512", Material::P384 { public, .. }) => {
             let vk = p384::ecdsa::VerifyingKey::from(public);
             let Ok(s) = p384::ecdsa::Signature::from_der(sig) else {
+                return Ok(false);
+            };
+            Ok(vk.verify_prehash(digest, &s).is_ok())
+        }
+        ("ES256" | "ES384" | "ES512", Material::P521 { public, .. }) => {
+            let Ok(vk) = p521::ecdsa::VerifyingKey::from_affine(*public.as_affine()) else {
+                return Ok(false);
+            };
+            let Ok(s) = p521::ecdsa::Signature::from_der(sig) else {
                 return Ok(false);
             };
             Ok(vk.verify_prehash(digest, &s).is_ok())
@@ -644,6 +661,15 @@ mod tests {
             sign(&k.public().unwrap(), &digest, "ES256"),
             Err(CryptoError::KeyTypeMismatch)
         ));
+        let k = Key::parse(
+            crate::crypto::conformance::EC_P521_PEM.as_bytes(),
+            crate::crypto::Format::Pem,
+        )
+        .unwrap();
+        let digest = [9u8; 64];
+        let sig = sign(&k, &digest, "ES512").unwrap();
+        assert!(verify(&k.public().unwrap(), &digest, &sig, "ES512").unwrap());
+        assert!(!verify(&k, &[1u8; 64], &sig, "ES512").unwrap());
         let ed = ed25519_dalek::SigningKey::from_bytes(&[2u8; 32]);
         let k = Key::new(Material::Ed25519 {
             public: ed.verifying_key(),
