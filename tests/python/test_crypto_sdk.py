@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import os
-import subprocess
 
 import grpc
 import pytest
@@ -27,11 +26,18 @@ def crypto_sidecar(tmp_path_factory):
     work = tmp_path_factory.mktemp("crypto")
     keys = work / "keys"
     keys.mkdir()
-    # Keys made the way Dapr's docs make them: openssl, and 32 random bytes.
-    subprocess.run(
-        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-         "-out", str(keys / "rsa-private-key.pem")],
-        check=True, capture_output=True,
+    # Keys as Dapr's docs make them: an RSA key in a PKCS#8 PEM file (what
+    # `openssl genpkey` writes) and 32 random bytes, base64.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (keys / "rsa-private-key.pem").write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
     )
     (keys / "symmetric-key-256").write_text(base64.b64encode(os.urandom(32)).decode())
     (keys / "other-key-256").write_text(base64.b64encode(os.urandom(32)).decode())
