@@ -35,7 +35,7 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then P
 
 need_tools() {
   local missing=()
-  for t in nginx wrk curl redis-benchmark pgbench; do command -v "$t" >/dev/null || missing+=("$t"); done
+  for t in nginx wrk curl redis-benchmark pgbench openssl; do command -v "$t" >/dev/null || missing+=("$t"); done
   [ -x /usr/bin/time ] || missing+=(time)  # bench/sched.sh; `command -v` finds the shell keyword
   [ ${#missing[@]} -eq 0 ] && return
   local pkgs=()
@@ -57,6 +57,7 @@ if [ "${1:-}" = "--smoke" ]; then
   echo "$out" | grep -E '^\| 200/s \| spar \|' | awk -F'|' '{gsub(/ /,"",$10); exit ($10 == "0") ? 0 : 1}' ||
     { echo "bench smoke: spar row missing or with errors" >&2; exit 1; }
   # Crypto: 2 MiB once through the debug sidecar; the AES row must have figures.
+  command -v openssl >/dev/null || need_tools
   out=$(bench/crypto.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 2 1)
   echo "$out"
   echo "$out" | grep -qE '^\| AES-256-GCM \| [0-9.]+ \| [0-9.]+ \|' ||
