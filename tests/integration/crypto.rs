@@ -229,6 +229,7 @@ async fn streams_round_trip_every_size_key_and_cipher() {
 async fn ten_megabytes_stream_through() {
     let sc = sidecar();
     let mut c = grpc(&sc).await;
+    let hwm_before = peak_rss_kb(sc.child.id());
     let len = 10 * 1024 * 1024;
     let doc = encrypt(
         &mut c,
@@ -248,6 +249,18 @@ async fn ten_megabytes_stream_through() {
     assert!(err.is_none(), "{err:?}");
     assert_eq!(pt.len(), len);
     assert!(pt.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    let hwm_after = peak_rss_kb(sc.child.id());
+    eprintln!("sidecar peak RSS: {hwm_before} kB before, {hwm_after} kB after 2 × 10 MB");
+}
+
+/// The process's peak resident set (VmHWM), in kB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A client that stops reading the answers stops the sidecar reading its
@@ -256,6 +269,7 @@ async fn ten_megabytes_stream_through() {
 async fn slow_reader_holds_back_the_upload() {
     let sc = sidecar();
     let mut c = grpc(&sc).await;
+    let hwm_before = peak_rss_kb(sc.child.id());
     let total = 48 * 1024 * 1024;
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = pulled.clone();
@@ -297,6 +311,13 @@ async fn slow_reader_holds_back_the_upload() {
     }
     assert_eq!(pulled.load(Ordering::SeqCst), total);
     assert!(got > total + total / SEGMENT * 16);
+    // 48 MiB went through; the sidecar's peak memory grew by far less.
+    let grown_kb = peak_rss_kb(sc.child.id()).saturating_sub(hwm_before);
+    eprintln!("sidecar peak RSS grew {grown_kb} kB");
+    assert!(
+        grown_kb < 24 * 1024,
+        "sidecar peak RSS grew {grown_kb} kB for a 48 MiB stream"
+    );
 }
 
 /// A document built by hand from the format (fixed file key and nonce
