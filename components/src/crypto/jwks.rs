@@ -322,4 +322,74 @@ mod tests {
         let e = p.init().await.unwrap_err();
         assert!(e.to_string().contains("failed to fetch JWKS"), "{e}");
     }
+
+    /// A minimal HTTP/1.1 server answering every request with the body in
+    /// `body` (500 when it is empty); counts requests.
+    async fn serve(
+        body: Arc<std::sync::Mutex<String>>,
+        hits: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let body = body.clone();
+                let hits = hits.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let b = body.lock().unwrap().clone();
+                    let status = if b.is_empty() { "500 Oops" } else { "200 OK" };
+                    let r = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+                        b.len()
+                    );
+                    let _ = s.write_all(r.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_url_is_refreshed_in_the_background_and_kept_when_down() {
+        let body = Arc::new(std::sync::Mutex::new(set("first")));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let url = serve(body.clone(), hits.clone()).await;
+        let c = spar_config::Component::new(
+            "j",
+            "crypto.dapr.jwks",
+            &[("jwks", url.as_str()), ("minRefreshInterval", "1s")],
+        );
+        let p = build(&c, &Default::default()).unwrap();
+        p.init().await.unwrap();
+        assert!(p.key("first").await.is_ok());
+        *body.lock().unwrap() = set("second");
+        // Within the interval: no new fetch.
+        assert_eq!(p.key("second").await.unwrap_err(), CryptoError::KeyNotFound);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Past it: the lookup answers from the old set and triggers a
+        // refresh; the new key shows up once it is done.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.key("second").await.is_err() {
+            assert!(Instant::now() < deadline, "the set was never refreshed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The endpoint fails: the set in hand keeps serving.
+        body.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+        for _ in 0..20 {
+            assert!(p.key("second").await.is_ok());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = hits.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            after - before <= 1,
+            "{} fetches for 20 lookups",
+            after - before
+        );
+    }
 }
