@@ -1385,3 +1385,126 @@ async fn component_scopes_apply() {
         "{e}"
     );
 }
+
+/// Every subtle route and RPC: an unknown component, and (HTTP) a body that
+/// is not the request message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subtle_route_refuses_bad_input() {
+    let sc = sidecar();
+    let http = Client::new();
+    let base = format!("{}/v1.0-alpha1/subtlecrypto", sc.http());
+    for op in [
+        "getkey",
+        "encrypt",
+        "decrypt",
+        "wrapkey",
+        "unwrapkey",
+        "sign",
+        "verify",
+    ] {
+        let (s, code, m) = http_error(
+            http.post(format!("{base}/nope/{op}"))
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, code.as_str()),
+            (400, "ERR_CRYPTO_PROVIDER_NOT_FOUND"),
+            "{op}: {m}"
+        );
+        // A field of the wrong type: `name` for getkey, `keyName` elsewhere
+        // (unknown fields are ignored, as protobuf JSON does).
+        let wrong_type = if op == "getkey" {
+            "{\"name\": 1}"
+        } else {
+            "{\"keyName\": {}}"
+        };
+        for body in ["[]", wrong_type, "nope"] {
+            let (s, code, m) = http_error(
+                http.post(format!("{base}/keys/{op}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                (s, code.as_str()),
+                (400, "ERR_MALFORMED_REQUEST"),
+                "{op} {body}: {m}"
+            );
+        }
+    }
+    let mut c = grpc(&sc).await;
+    let nope = || "nope".to_string();
+    let errs = vec![
+        c.subtle_get_key_alpha1(pb::SubtleGetKeyRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+        c.subtle_encrypt_alpha1(pb::SubtleEncryptRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+        c.subtle_decrypt_alpha1(pb::SubtleDecryptRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+        c.subtle_wrap_key_alpha1(pb::SubtleWrapKeyRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+        c.subtle_unwrap_key_alpha1(pb::SubtleUnwrapKeyRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+        c.subtle_sign_alpha1(pb::SubtleSignRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+        c.subtle_verify_alpha1(pb::SubtleVerifyRequest {
+            component_name: nope(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .unwrap_err(),
+    ];
+    for e in errs {
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert_eq!(e.message(), "crypto provider nope not found");
+    }
+    // An empty key to wrap is not a key.
+    let e = c
+        .subtle_wrap_key_alpha1(pb::SubtleWrapKeyRequest {
+            component_name: "keys".into(),
+            key_name: "symmetric-256".into(),
+            algorithm: "A256KW".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal);
+    assert!(e.message().contains("failed to parse plaintext key"), "{e}");
+}
