@@ -300,6 +300,7 @@ async fn slow_reader_holds_back_the_upload() {
             "upload neither stalled nor finished"
         );
     }
+    eprintln!("the upload stalled after {last} of {total} bytes");
     assert!(
         last < 16 * 1024 * 1024,
         "the sidecar took {last} bytes of {total} from a client that read nothing"
