@@ -21,6 +21,8 @@
 #   lock.sh       distributed lock/unlock over HTTP for in-memory, SQLite,
 #                 Redis, PostgreSQL vs redis-benchmark / pgbench with the
 #                 same commands
+#   crypto.sh     encryption throughput (MB/s) of the EncryptAlpha1 /
+#                 DecryptAlpha1 streams vs openssl on the same data
 #   sched.sh      per request and process: CPU, time waiting for a core,
 #                 wake-ups and preemptions (schedstat), spar ×2 vs nginx ×2,
 #                 at 1,000 req/s and flat out
@@ -38,7 +40,7 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then P
 
 need_tools() {
   local missing=()
-  for t in nginx wrk curl redis-benchmark pgbench; do command -v "$t" >/dev/null || missing+=("$t"); done
+  for t in nginx wrk curl redis-benchmark pgbench openssl; do command -v "$t" >/dev/null || missing+=("$t"); done
   [ -x /usr/bin/time ] || missing+=(time)  # bench/sched.sh; `command -v` finds the shell keyword
   [ ${#missing[@]} -eq 0 ] && return
   local pkgs=()
@@ -69,6 +71,12 @@ if [ "${1:-}" = "--smoke" ]; then
   echo "$out"
   echo "$out" | grep -qE '^\| redis \| unlock \| [0-9.]+ / ' ||
     { echo "bench smoke: lock row missing" >&2; exit 1; }
+  # Crypto: 2 MiB once through the debug sidecar; the AES row must have figures.
+  command -v openssl >/dev/null || need_tools
+  out=$(bench/crypto.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 2 1)
+  echo "$out"
+  echo "$out" | grep -qE '^\| AES-256-GCM \| [0-9.]+ \| [0-9.]+ \|' ||
+    { echo "bench smoke: crypto row missing" >&2; exit 1; }
   echo "bench smoke: ok"
   exit 0
 fi
@@ -117,6 +125,7 @@ section "State" bench/state.sh $BIN 3
 section "Configuration" bench/configuration.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
 section "Distributed lock" bench/lock.sh $BIN 3
+section "Cryptography" bench/crypto.sh $BIN 64 3
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3
 section "Resources" bench/resources.sh $BIN 10 1000

@@ -1,7 +1,7 @@
 //! Pluggable backends, one trait per component kind.
 //!
-//! Each kind lives in its own module (`state`, `pubsub`, `secrets`, `lock`,
-//! `conversation`) with the
+//! Each kind lives in its own module (`state`, `pubsub`, `secrets`,
+//! `configuration`, `lock`, `conversation`, `crypto`) with the
 //! trait, its request/response types, its implementations and a conformance
 //! suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
@@ -9,6 +9,7 @@
 pub mod build;
 pub mod configuration;
 pub mod conversation;
+pub mod crypto;
 pub mod go_json;
 pub mod lock;
 pub mod meta;

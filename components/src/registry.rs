@@ -12,6 +12,7 @@ pub use crate::build::{BuildContext, BuildError};
 
 use crate::configuration::{self, ConfigurationStore};
 use crate::conversation::{self, Conversation};
+use crate::crypto::{self, CryptoProvider};
 use crate::lock::{self, LockStore};
 use crate::pubsub::{self, PubSub};
 use crate::secrets::{self, SecretStore};
@@ -25,6 +26,7 @@ type PubSubBuilder = Builder<dyn PubSub>;
 type ConfigurationBuilder = Builder<dyn ConfigurationStore>;
 type LockBuilder = Builder<dyn LockStore>;
 type ConversationBuilder = Builder<dyn Conversation>;
+type CryptoBuilder = Builder<dyn CryptoProvider>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
@@ -34,6 +36,7 @@ pub struct Registry {
     configuration: HashMap<&'static str, ConfigurationBuilder>,
     lock: HashMap<&'static str, LockBuilder>,
     conversation: HashMap<&'static str, ConversationBuilder>,
+    crypto: HashMap<&'static str, CryptoBuilder>,
 }
 
 impl Default for Registry {
@@ -66,6 +69,9 @@ impl Default for Registry {
         let mut conversation: HashMap<&'static str, ConversationBuilder> = HashMap::new();
         conversation.insert("conversation.echo", conversation::echo::build);
         conversation.insert("conversation.openai", conversation::openai::build);
+        let mut crypto: HashMap<&'static str, CryptoBuilder> = HashMap::new();
+        crypto.insert("crypto.dapr.localstorage", crypto::localstorage::build);
+        crypto.insert("crypto.dapr.jwks", crypto::jwks::build);
         Registry {
             state,
             secrets,
@@ -73,6 +79,7 @@ impl Default for Registry {
             configuration,
             lock,
             conversation,
+            crypto,
         }
     }
 }
@@ -85,13 +92,7 @@ impl Registry {
     /// Whether a component of this `spec.type` and `spec.version` can be
     /// built (`spar validate`; start-up says the same through `build_*`).
     pub fn check(&self, ty: &str, version: &str) -> Result<(), BuildError> {
-        let known = self.state.contains_key(ty)
-            || self.secrets.contains_key(ty)
-            || self.pubsub.contains_key(ty)
-            || self.configuration.contains_key(ty)
-            || self.lock.contains_key(ty)
-            || self.conversation.contains_key(ty);
-        if !known {
+        if !self.types().contains(&ty) {
             return Err(BuildError::UnknownType(
                 ty.to_string(),
                 self.types().join(", "),
@@ -116,6 +117,7 @@ impl Registry {
             .chain(self.configuration.keys())
             .chain(self.lock.keys())
             .chain(self.conversation.keys())
+            .chain(self.crypto.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -160,6 +162,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Conversation>, BuildError> {
         build(&self.conversation, c, ctx)
+    }
+
+    pub fn build_crypto(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn CryptoProvider>, BuildError> {
+        build(&self.crypto, c, ctx)
     }
 
     pub fn build_state(

@@ -4,8 +4,8 @@
 //! block defines its own operation types in `handlers::<block>`.
 
 use crate::handlers::{
-    configuration, conversation, health::HealthRequest, invoke, lock, metadata, pubsub, secrets,
-    state,
+    configuration, conversation, crypto, health::HealthRequest, invoke, lock, metadata, pubsub,
+    secrets, state,
 };
 
 #[derive(Debug)]
@@ -22,6 +22,7 @@ pub enum Request {
     /// Boxed: the largest request, and rare; the enum stays as small as
     /// the invocation path had it.
     Conversation(Box<conversation::ConversationRequest>),
+    Crypto(crypto::CryptoRequest),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -45,6 +46,9 @@ pub enum Response {
     Configuration(configuration::ConfigurationResponse),
     Lock(lock::LockResponse),
     Conversation(conversation::ConversationResponse),
+    /// Boxed: a stream's state is larger than any other answer, and every
+    /// call (invocation included) moves a `Response`.
+    Crypto(Box<crypto::CryptoResponse>),
 }
 
 impl Response {
@@ -69,6 +73,7 @@ impl Response {
             }
             Response::Configuration(_) => 200,
             Response::Lock(_) | Response::Conversation(_) => 200,
+            Response::Crypto(_) => 200,
         }
     }
 }

@@ -208,6 +208,17 @@ pub enum ApiError {
     ConversationInvoke { name: String, reason: String },
     #[error("failed conversing with component {0}: missing inputs in request")]
     ConversationMissingInputs(String),
+    /// daprd's generic bad request (`invalid request: …`).
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("crypto providers not configured")]
+    CryptoProvidersNotConfigured,
+    #[error("crypto provider {0} not found")]
+    CryptoProviderNotFound(String),
+    #[error("failed to retrieve key {name}: {reason}")]
+    CryptoGetKey { name: String, reason: String },
+    #[error("failed to perform operation: {0}")]
+    Crypto(String),
     #[error("{0}")]
     MetadataSet(String),
     #[error("too many requests")]
@@ -333,6 +344,11 @@ impl ApiError {
             ConversationInvalidParams { .. } => "ERR_CONVERSATION_INVALID_PARMS",
             ConversationInvoke { .. } => "ERR_CONVERSATION_INVOKE",
             ConversationMissingInputs(_) => "ERR_CONVERSATION_MISSING_INPUTS",
+            BadRequest(_) => "ERR_BAD_REQUEST",
+            CryptoProvidersNotConfigured => "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED",
+            CryptoProviderNotFound(_) => "ERR_CRYPTO_PROVIDER_NOT_FOUND",
+            CryptoGetKey { .. } => "ERR_CRYPTO_KEY",
+            Crypto(_) => "ERR_CRYPTO",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
             Internal(_) => "ERR_INTERNAL",
@@ -386,6 +402,8 @@ impl ApiError {
             | ConversationInvalidParams { .. }
             | ConversationMissingInputs(_) => 400,
             ConversationInvoke { .. } => 500,
+            BadRequest(_) | CryptoProviderNotFound(_) => 400,
+            CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -444,6 +462,8 @@ impl ApiError {
             | ConversationInvalidParams { .. }
             | ConversationMissingInputs(_) => INVALID_ARGUMENT,
             ConversationInvoke { .. } => INTERNAL,
+            BadRequest(_) | CryptoProviderNotFound(_) => INVALID_ARGUMENT,
+            CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }

@@ -89,6 +89,8 @@ pub struct Metrics {
     pub configuration_latency: HistogramVec,
     pub conversation_count: CounterVec,
     pub conversation_latency: HistogramVec,
+    pub crypto_count: CounterVec,
+    pub crypto_latency: HistogramVec,
     pub resiliency_loaded: CounterVec,
     pub resiliency_count: CounterVec,
     pub resiliency_activations: CounterVec,
@@ -297,6 +299,19 @@ impl Metrics {
                 &CONVERSATION,
                 LATENCY_MS,
             ),
+            crypto_count: counter(
+                &r,
+                "dapr_component_crypto_count",
+                "The number of operations performed on the crypto component.",
+                &OPERATION,
+            ),
+            crypto_latency: histogram(
+                &r,
+                "dapr_component_crypto_latencies",
+                "The latency of the response from the crypto component (ms).",
+                &OPERATION,
+                LATENCY_MS,
+            ),
             resiliency_loaded: counter(
                 &r,
                 "dapr_resiliency_loaded",
@@ -496,6 +511,22 @@ impl ComponentMetrics {
         self.metrics.conversation_count.with_label_values(&l).inc();
         self.metrics
             .conversation_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    /// One call to a crypto component (`crypto_op`, or `get` for a key).
+    pub fn crypto(&self, component: &str, operation: &str, ok: bool, started: Instant) {
+        let l = [
+            &self.app_id,
+            component,
+            &self.namespace,
+            operation,
+            success(ok),
+        ];
+        self.metrics.crypto_count.with_label_values(&l).inc();
+        self.metrics
+            .crypto_latency
             .with_label_values(&l)
             .observe(ms(started));
     }

@@ -90,6 +90,8 @@ pub struct Live {
     pub configuration: crate::handlers::configuration::ConfigurationStores,
     pub locks: crate::handlers::lock::LockStores,
     pub conversations: crate::handlers::conversation::Conversations,
+    /// Crypto components (`crypto.*`).
+    pub crypto: crate::handlers::crypto::CryptoProviders,
     /// State stores with a transactional outbox (`outbox.rs`).
     pub outbox: crate::outbox::Outboxes,
     /// `HTTPEndpoint` resources (and full-URL targets).

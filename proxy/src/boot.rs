@@ -119,6 +119,8 @@ impl Builder {
                     "lock"
                 } else if t.starts_with("conversation.") {
                     "conversation"
+                } else if t.starts_with("crypto.") {
+                    "crypto"
                 } else {
                     "component"
                 };
@@ -148,6 +150,7 @@ impl Builder {
             configuration: loaded.configuration,
             locks: loaded.locks,
             conversations: loaded.conversations,
+            crypto: loaded.crypto,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,

@@ -35,6 +35,7 @@ pub struct Loaded {
     pub configuration: spar_filters::handlers::configuration::ConfigurationStores,
     pub locks: spar_filters::handlers::lock::LockStores,
     pub conversations: spar_filters::handlers::conversation::Conversations,
+    pub crypto: spar_filters::handlers::crypto::CryptoProviders,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
@@ -293,24 +294,6 @@ pub async fn load(
     let registry = Registry::default();
     let mut out = Loaded::default();
     let kept = |c: &Component| prev.and_then(|p| p.unchanged(c).map(|i| (p.live, i)));
-    let fail = |out: &mut Loaded, c: &Component, e: String| {
-        let what = format!(
-            "component {} ({}) in {}: {e}",
-            c.name(),
-            log_type(c),
-            c.source.display()
-        );
-        if c.spec.ignore_errors {
-            tracing::error!(
-                component = c.name(),
-                "ignoring error processing {what} (ignoreErrors)"
-            );
-        } else {
-            tracing::error!(component = c.name(), "{what}");
-            out.fatal.push(what);
-        }
-        out.failed.push((c.name().to_string(), e));
-    };
 
     // Kinds spar has no building block for yet, and unknown types, fail
     // like any other component (daprd: "incorrect type").
@@ -318,7 +301,13 @@ pub async fn load(
         let kind = c.kind_prefix();
         if matches!(
             kind,
-            "secretstores" | "state" | "pubsub" | "configuration" | "lock" | "conversation"
+            "secretstores"
+                | "state"
+                | "pubsub"
+                | "configuration"
+                | "lock"
+                | "conversation"
+                | "crypto"
         ) {
             continue;
         }
@@ -463,110 +452,170 @@ pub async fn load(
             Err(e) => fail(&mut out, &c, e),
         }
     }
-
-    for c in components
-        .iter()
-        .filter(|c| c.kind_prefix() == "configuration")
+    // The kinds with nothing special at load time share one loader.
+    let cx = KindCx {
+        components,
+        prev,
+        secret_stores: &secret_stores,
+        app_id,
+        namespace,
+    };
+    let none = |_: &Component| Ok(());
+    for (name, s, ()) in cx
+        .load(
+            &mut out,
+            "configuration",
+            |live, n| live.configuration.get(n).cloned().map(|s| (s, ())),
+            none,
+            |c| registry.build_configuration(c, ctx),
+            |s| async move { s.init().await },
+        )
+        .await
     {
-        if let Some((live, i)) = kept(c) {
-            if let Some(s) = live.configuration.get(c.name()).cloned() {
-                out.configuration.insert(c.name().to_string(), s);
-                out.infos.push(i);
-                continue;
-            }
-        }
-        let c = match resolve(c, &secret_stores, app_id, namespace).await {
-            Ok(c) => c,
-            Err(e) => {
-                fail(&mut out, c, e);
-                continue;
-            }
-        };
-        let built = match registry.build_configuration(&c, ctx) {
-            Ok(store) => init_within(&c, store.init()).await.map(|()| store),
-            Err(e) => Err(e.to_string()),
-        };
-        match built {
-            Ok(store) => {
-                out.infos.push(info(&c, vec![]));
-                out.configuration.insert(c.name().to_string(), store);
-                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
-            }
-            Err(e) => fail(&mut out, &c, e),
-        }
+        out.configuration.insert(name, s);
     }
+    let lock_prefix = |c: &Component| {
+        spar_filters::handlers::lock::LockPrefix::from_strategy(
+            c.meta("keyPrefix").as_deref(),
+            app_id,
+            c.name(),
+        )
+        .map_err(|e| format!("failed to save lock keyprefix: {e}"))
+    };
+    for (name, s, prefix) in cx
+        .load(
+            &mut out,
+            "lock",
+            |live, n| live.locks.entry(n),
+            lock_prefix,
+            |c| registry.build_lock(c, ctx),
+            |s| async move { s.init().await },
+        )
+        .await
+    {
+        out.locks.insert(name, s, prefix);
+    }
+    for (name, s, ()) in cx
+        .load(
+            &mut out,
+            "conversation",
+            |live, n| live.conversations.get(n).cloned().map(|s| (s, ())),
+            none,
+            |c| registry.build_conversation(c, ctx),
+            |s| async move { s.init().await },
+        )
+        .await
+    {
+        out.conversations.insert(name, s);
+    }
+    for (name, s, ()) in cx
+        .load(
+            &mut out,
+            "crypto",
+            |live, n| live.crypto.get(n).cloned().map(|s| (s, ())),
+            none,
+            |c| registry.build_crypto(c, ctx),
+            |s| async move { s.init().await },
+        )
+        .await
+    {
+        out.crypto.insert(name, s);
+    }
+    out
+}
 
-    for c in components.iter().filter(|c| c.kind_prefix() == "lock") {
-        use spar_filters::handlers::lock::LockPrefix;
-        if let Some((live, i)) = kept(c) {
-            if let Some((store, prefix)) = live.locks.entry(c.name()) {
-                out.locks.insert(c.name().to_string(), store, prefix);
+/// What every kind's loading shares: the definitions, the previous live
+/// set, and what resolving a definition needs.
+struct KindCx<'a> {
+    components: &'a [Component],
+    prev: Option<&'a Prev<'a>>,
+    secret_stores: &'a HashMap<String, Arc<dyn SecretStore>>,
+    app_id: &'a str,
+    namespace: Option<&'a str>,
+}
+
+impl KindCx<'_> {
+    /// Loads the components of `kind` (a `spec.type` prefix): an unchanged
+    /// one is carried over from the previous live set (`kept`); any other
+    /// gets its secrets resolved, what its collection keeps beside it
+    /// (`prepare`), then is built and `init`ed within its initTimeout.
+    /// Failures go to `out` as for every component. Returns what loaded, by
+    /// name, for the kind's collection.
+    async fn load<T: ?Sized, X, F, E>(
+        &self,
+        out: &mut Loaded,
+        kind: &str,
+        kept: impl Fn(&spar_filters::runtime::Live, &str) -> Option<(Arc<T>, X)>,
+        prepare: impl Fn(&Component) -> Result<X, String>,
+        build: impl Fn(&Component) -> Result<Arc<T>, spar_components::build::BuildError>,
+        init: impl Fn(Arc<T>) -> F,
+    ) -> Vec<(String, Arc<T>, X)>
+    where
+        F: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let mut loaded = Vec::new();
+        for c in self.components.iter().filter(|c| c.kind_prefix() == kind) {
+            let carried = self.prev.and_then(|p| {
+                let info = p.unchanged(c)?;
+                Some((kept(p.live, c.name())?, info))
+            });
+            if let Some(((s, x), i)) = carried {
                 out.infos.push(i);
+                loaded.push((c.name().to_string(), s, x));
                 continue;
             }
-        }
-        let c = match resolve(c, &secret_stores, app_id, namespace).await {
-            Ok(c) => c,
-            Err(e) => {
-                fail(&mut out, c, e);
-                continue;
-            }
-        };
-        let prefix =
-            match LockPrefix::from_strategy(c.meta("keyPrefix").as_deref(), app_id, c.name()) {
-                Ok(p) => p,
+            let c = match resolve(c, self.secret_stores, self.app_id, self.namespace).await {
+                Ok(c) => c,
                 Err(e) => {
-                    fail(&mut out, &c, format!("failed to save lock keyprefix: {e}"));
+                    fail(out, c, e);
                     continue;
                 }
             };
-        let built = match registry.build_lock(&c, ctx) {
-            Ok(store) => init_within(&c, store.init()).await.map(|()| store),
-            Err(e) => Err(e.to_string()),
-        };
-        match built {
-            Ok(store) => {
-                // daprd reports no capabilities for lock stores.
-                out.infos.push(info(&c, vec![]));
-                out.locks.insert(c.name().to_string(), store, prefix);
-                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+            let x = match prepare(&c) {
+                Ok(x) => x,
+                Err(e) => {
+                    fail(out, &c, e);
+                    continue;
+                }
+            };
+            let built = match build(&c) {
+                Ok(s) => init_within(&c, init(s.clone())).await.map(|()| s),
+                Err(e) => Err(e.to_string()),
+            };
+            match built {
+                Ok(s) => {
+                    // daprd lists no capabilities for these kinds.
+                    out.infos.push(info(&c, vec![]));
+                    tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
+                    loaded.push((c.name().to_string(), s, x));
+                }
+                Err(e) => fail(out, &c, e),
             }
-            Err(e) => fail(&mut out, &c, e),
         }
+        loaded
     }
+}
 
-    for c in components
-        .iter()
-        .filter(|c| c.kind_prefix() == "conversation")
-    {
-        if let Some((live, i)) = kept(c) {
-            if let Some(conv) = live.conversations.get(c.name()).cloned() {
-                out.conversations.insert(c.name().to_string(), conv);
-                out.infos.push(i);
-                continue;
-            }
-        }
-        let c = match resolve(c, &secret_stores, app_id, namespace).await {
-            Ok(c) => c,
-            Err(e) => {
-                fail(&mut out, c, e);
-                continue;
-            }
-        };
-        let built = match registry.build_conversation(&c, ctx) {
-            Ok(conv) => init_within(&c, conv.init()).await.map(|()| conv),
-            Err(e) => Err(e.to_string()),
-        };
-        match built {
-            Ok(conv) => {
-                out.infos.push(info(&c, vec![]));
-                out.conversations.insert(c.name().to_string(), conv);
-                tracing::info!(component = c.name(), r#type = %c.spec.type_, "component loaded");
-            }
-            Err(e) => fail(&mut out, &c, e),
-        }
+/// Records a component that failed to load: fatal at start-up unless it
+/// says `ignoreErrors`, and listed in the metadata API either way.
+fn fail(out: &mut Loaded, c: &Component, e: String) {
+    let what = format!(
+        "component {} ({}) in {}: {e}",
+        c.name(),
+        log_type(c),
+        c.source.display()
+    );
+    if c.spec.ignore_errors {
+        tracing::error!(
+            component = c.name(),
+            "ignoring error processing {what} (ignoreErrors)"
+        );
+    } else {
+        tracing::error!(component = c.name(), "{what}");
+        out.fatal.push(what);
     }
-    out
+    out.failed.push((c.name().to_string(), e));
 }
 
 #[cfg(test)]

@@ -352,3 +352,78 @@ async fn conversation_components() {
         conv_conformance::run_all(c).await;
     }
 }
+
+/// The crypto conformance suite: `crypto.dapr.localstorage` over a folder
+/// of the fixture keys (PEM files and a base64 symmetric key).
+#[tokio::test]
+async fn crypto_localstorage() {
+    use spar_components::crypto::conformance as fx;
+    let dir = tempfile::tempdir().unwrap();
+    let names = fx::Names {
+        rsa: "rsa-private.pem",
+        ec: "ec-p256.pem",
+        ed25519: "ed25519.pem",
+        symmetric: "symmetric-256",
+        missing: "missing.pem",
+    };
+    for (name, body) in [
+        (names.rsa, fx::RSA_PRIVATE_PEM),
+        (names.ec, fx::EC_P256_PEM),
+        (names.ed25519, fx::ED25519_PEM),
+        (names.symmetric, fx::SYMMETRIC_256_B64),
+    ] {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let p = spar_components::registry::Registry::default()
+        .build_crypto(
+            &component(
+                "crypto.dapr.localstorage",
+                &[("path", dir.path().to_str().unwrap())],
+            ),
+            &Default::default(),
+        )
+        .expect("localstorage");
+    fx::run_all(p, names).await;
+}
+
+/// `crypto.dapr.jwks` with the fixture keys as a JWKS: inline (and
+/// base64), from a file, and from an HTTP URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crypto_jwks() {
+    use base64::Engine as _;
+    use spar_components::crypto::conformance as fx;
+    let names = fx::Names {
+        rsa: "rsa",
+        ec: "ec",
+        ed25519: "ed",
+        symmetric: "sym",
+        missing: "missing",
+    };
+    let set = fx::jwks_json(&names);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, &set).unwrap();
+    let served = set.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let app =
+            axum::Router::new().route("/jwks", axum::routing::get(move || async move { served }));
+        axum::serve(listener, app).await.unwrap();
+    });
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&set);
+    for jwks in [
+        set.as_str(),
+        b64.as_str(),
+        file.to_str().unwrap(),
+        url.as_str(),
+    ] {
+        let p = spar_components::registry::Registry::default()
+            .build_crypto(
+                &component("crypto.dapr.jwks", &[("jwks", jwks)]),
+                &Default::default(),
+            )
+            .expect("jwks");
+        fx::run_all(p, names).await;
+    }
+}

@@ -7,6 +7,7 @@ mod configuration;
 mod conformance;
 mod consul;
 mod conversation;
+mod crypto;
 mod discovery;
 mod dropin;
 mod durability;

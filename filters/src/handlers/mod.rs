@@ -4,6 +4,7 @@
 
 pub mod configuration;
 pub mod conversation;
+pub mod crypto;
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
@@ -54,6 +55,7 @@ impl Filter for Router {
             Request::Configuration(r) => Box::pin(configuration::handle(&self.rt, r)).await,
             Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
             Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, *r)).await,
+            Request::Crypto(r) => Box::pin(crypto::handle(&self.rt, r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

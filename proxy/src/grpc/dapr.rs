@@ -555,6 +555,154 @@ impl Dapr for DaprApi {
         Ok(GrpcResponse::new(()))
     }
 
+    type EncryptAlpha1Stream = super::crypto::EncryptStream;
+
+    async fn encrypt_alpha1(
+        &self,
+        req: GrpcRequest<tonic::Streaming<pb::EncryptRequest>>,
+    ) -> R<Self::EncryptAlpha1Stream> {
+        self.encrypt_stream(req).await
+    }
+
+    type DecryptAlpha1Stream = super::crypto::DecryptStream;
+
+    async fn decrypt_alpha1(
+        &self,
+        req: GrpcRequest<tonic::Streaming<pb::DecryptRequest>>,
+    ) -> R<Self::DecryptAlpha1Stream> {
+        self.decrypt_stream(req).await
+    }
+
+    async fn subtle_get_key_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleGetKeyRequest>,
+    ) -> R<pb::SubtleGetKeyResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_get_key(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleGetKeyAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Key { name, public_key } => {
+                Ok(GrpcResponse::new(pb::SubtleGetKeyResponse {
+                    name,
+                    public_key,
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn subtle_encrypt_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleEncryptRequest>,
+    ) -> R<pb::SubtleEncryptResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_encrypt(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleEncryptAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Encrypted { ciphertext, tag } => {
+                Ok(GrpcResponse::new(pb::SubtleEncryptResponse {
+                    ciphertext,
+                    tag,
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn subtle_decrypt_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleDecryptRequest>,
+    ) -> R<pb::SubtleDecryptResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_decrypt(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleDecryptAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Decrypted(plaintext) => {
+                Ok(GrpcResponse::new(pb::SubtleDecryptResponse { plaintext }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn subtle_wrap_key_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleWrapKeyRequest>,
+    ) -> R<pb::SubtleWrapKeyResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_wrap(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleWrapKeyAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Wrapped { wrapped_key, tag } => {
+                Ok(GrpcResponse::new(pb::SubtleWrapKeyResponse {
+                    wrapped_key,
+                    tag,
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn subtle_unwrap_key_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleUnwrapKeyRequest>,
+    ) -> R<pb::SubtleUnwrapKeyResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_unwrap(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleUnwrapKeyAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Unwrapped(plaintext_key) => {
+                Ok(GrpcResponse::new(pb::SubtleUnwrapKeyResponse {
+                    plaintext_key,
+                }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn subtle_sign_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleSignRequest>,
+    ) -> R<pb::SubtleSignResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_sign(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleSignAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Signed(signature) => {
+                Ok(GrpcResponse::new(pb::SubtleSignResponse { signature }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn subtle_verify_alpha1(
+        &self,
+        req: GrpcRequest<pb::SubtleVerifyRequest>,
+    ) -> R<pb::SubtleVerifyResponse> {
+        use spar_filters::handlers::crypto::SubtleResult;
+        let s = super::crypto::subtle_verify(req.get_ref());
+        match self
+            .subtle("/dapr.proto.runtime.v1.Dapr/SubtleVerifyAlpha1", &req, s)
+            .await?
+        {
+            SubtleResult::Verified(valid) => {
+                Ok(GrpcResponse::new(pb::SubtleVerifyResponse { valid }))
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn shutdown(&self, req: GrpcRequest<pb::ShutdownRequest>) -> R<()> {
         self.call(
             "/dapr.proto.runtime.v1.Dapr/Shutdown",

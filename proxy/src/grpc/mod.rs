@@ -5,6 +5,7 @@ mod answer_headers;
 mod configuration;
 mod conversation;
 mod convert;
+mod crypto;
 mod dapr;
 pub mod invoke;
 mod lock;

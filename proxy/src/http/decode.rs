@@ -210,6 +210,9 @@ pub struct Head<'a> {
     pub content_type: Option<String>,
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
+    /// Any other request header, looked up only by the routes that read
+    /// one (crypto's `dapr-*` options).
+    pub header: &'a (dyn Fn(&str) -> Option<String> + Sync),
 }
 
 #[derive(Deserialize)]
@@ -507,6 +510,29 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                 }))
             })
         }
+        ["v1.0-alpha1", "crypto", name, "encrypt"] => only(
+            m,
+            &["PUT"],
+            "/v1.0-alpha1/crypto/{name}/encrypt",
+            h.path,
+            || super::crypto::encrypt(h, name, body),
+        ),
+        ["v1.0-alpha1", "crypto", name, "decrypt"] => only(
+            m,
+            &["PUT"],
+            "/v1.0-alpha1/crypto/{name}/decrypt",
+            h.path,
+            || super::crypto::decrypt(h, name, body),
+        ),
+        ["v1.0-alpha1", "subtlecrypto", name, op] => match super::crypto::subtle_route(op) {
+            Some((route, op)) => only(m, &["POST"], route, h.path, || {
+                super::crypto::subtle(op, name, body)
+            }),
+            None => rejected(
+                "unmatched",
+                ApiError::RouteNotFound(format!("{} {}", h.method, h.path)),
+            ),
+        },
         ["v1.0-alpha1", "state", store, "query"] => {
             only(
                 m,
@@ -609,6 +635,7 @@ mod tests {
                 content_type: None,
                 traceparent: None,
                 tracestate: None,
+                header: &|_| None,
             },
             body.as_bytes(),
         )

@@ -89,6 +89,7 @@ pub fn response(r: Response) -> Encoded {
         }
         Response::Lock(l) => json_body(status, &super::lock::encode(&l)),
         Response::Conversation(c) => json_body(status, &super::conversation::encode(&c)),
+        Response::Crypto(c) => super::crypto::response(status, *c),
         // Some entries failed: daprd's body, listing them.
         Response::BulkPublished(f) => json_body(
             status,

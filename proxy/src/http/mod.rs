@@ -5,6 +5,7 @@
 //! picks the peer; the fast path or pingora-proxy streams the body).
 
 pub mod conversation;
+mod crypto;
 pub mod decode;
 pub mod encode;
 mod forward;
@@ -429,6 +430,7 @@ impl server::Front for HttpApi {
             content_type: header("content-type"),
             traceparent: header("traceparent"),
             tracestate: header("tracestate"),
+            header: &header,
         };
         let decoded = decode::decode(&head, &body);
         let mut ctx = Ctx::new(Protocol::Http, method, decoded.route);
