@@ -20,6 +20,7 @@ pub mod registry;
 pub mod secrets;
 pub mod sql;
 pub mod state;
+pub mod sweep;
 
 pub use build::{BuildContext, BuildError};
 pub use registry::Registry;

@@ -8,7 +8,7 @@ use spar_components::BuildContext;
 use spar_config::{Component, Configuration, Resources};
 use spar_filters::access_control::{AccessControl, DEFAULT_TRUST_DOMAIN};
 use spar_filters::builtin::api_log::ApiLog;
-use spar_filters::builtin::metrics::MetricsOptions;
+use spar_filters::builtin::server_metrics::MetricsOptions;
 use spar_filters::builtin::{build_chain, ChainConfig};
 use spar_filters::metrics::{ComponentMetrics, Metrics};
 use spar_filters::runtime::Live;

@@ -48,8 +48,8 @@ pub fn build(
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn ConfigurationStore>, BuildError> {
     let m = Meta::new(c);
-    let endpoint = crate::state::redis::endpoint(c)?;
-    let url = crate::state::redis::connection_url(c)?;
+    let endpoint = crate::redis_wire::endpoint(c)?;
+    let url = crate::redis_wire::connection_url(c)?;
     let client =
         redis::Client::open(url.as_str()).map_err(|e| m.error("redisHost", e.to_string()))?;
     let limits = Limits {

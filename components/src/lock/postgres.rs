@@ -53,7 +53,7 @@ pub fn build(
         }
     }
     let max_conns = m.int::<u32>("maxConns", 8)?;
-    let cleanup = crate::state::common::cleanup_interval(c)?;
+    let cleanup = crate::sweep::cleanup_interval(c)?;
     let t = format!("\"{schema}\".\"{table}\"");
     let inner = Arc::new(Inner {
         pools: crate::sql::postgres::pools(opts, max_conns, timeout),
@@ -74,7 +74,7 @@ pub fn build(
         timeout,
     });
     if let Some(period) = cleanup {
-        crate::state::common::every(Arc::downgrade(&inner), period, |i| async move {
+        crate::sweep::every(Arc::downgrade(&inner), period, |i| async move {
             if let Err(e) = i.sweep().await {
                 tracing::warn!("postgresql lock cleanup failed: {e}");
             }

@@ -33,7 +33,7 @@ pub fn build(
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn LockStore>, BuildError> {
     let m = Meta::new(c);
-    let endpoint = crate::state::redis::endpoint(c)?;
+    let endpoint = crate::redis_wire::endpoint(c)?;
     let limits = Limits {
         dial: m.duration("dialTimeout", Duration::from_secs(5))?,
         read: m.duration("readTimeout", Duration::from_secs(3))?,

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
-use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{duration_meta, field};
+use crate::build::{BuildContext, BuildError};
+use crate::meta::Meta;
 
 pub struct JetStream {
     js: jetstream::Context,
@@ -41,38 +41,23 @@ fn backend(e: impl std::fmt::Display) -> PubSubError {
 }
 
 pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
-    let url = c
-        .meta("natsURL")
+    let m = Meta::new(c);
+    let url = m
+        .str("natsURL")
         .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| field(c, "natsURL", "is required (nats://host:port)".into()))?;
-    let num = |name: &str, default: i64| -> Result<i64, BuildError> {
-        match c.meta(name) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| field(c, name, format!("{v:?} must be a number"))),
-        }
-    };
-    let deliver_policy = match c.meta("deliverPolicy").as_deref().map(str::trim) {
-        None | Some("") | Some("all") => consumer::DeliverPolicy::All,
-        Some("last") => consumer::DeliverPolicy::Last,
-        Some("new") => consumer::DeliverPolicy::New,
-        Some("sequence") => consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: num("startSequence", 1)?.max(1) as u64,
-        },
-        Some(o) => {
-            return Err(field(
-                c,
-                "deliverPolicy",
-                format!("{o:?} must be all, last, new or sequence"),
-            ))
-        }
-    };
-    let name = c.meta("name").unwrap_or_else(|| "spar".into());
+        .ok_or_else(|| m.error("natsURL", "is required (nats://host:port)"))?;
+    let deliver_policy =
+        match m.one_of("deliverPolicy", &["all", "last", "new", "sequence"], "all")? {
+            "last" => consumer::DeliverPolicy::Last,
+            "new" => consumer::DeliverPolicy::New,
+            "sequence" => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: m.int::<u64>("startSequence", 1)?.max(1),
+            },
+            _ => consumer::DeliverPolicy::All,
+        };
     let opts = async_nats::ConnectOptions::new()
-        .name(name)
-        .connection_timeout(duration_meta(c, "connectTimeout", Duration::from_secs(5))?)
+        .name(m.str_or("name", "spar"))
+        .connection_timeout(m.duration("connectTimeout", Duration::from_secs(5))?)
         .retry_on_initial_connect();
     // Connecting is lazy (retry_on_initial_connect): start-up never waits
     // for the server, calls fail within their timeouts while it is away.
@@ -83,14 +68,14 @@ pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, Buil
         })?;
     Ok(Arc::new(JetStream {
         js: jetstream::new(client),
-        stream_name: c.meta("streamName").filter(|s| !s.is_empty()),
-        durable_name: c.meta("durableName").filter(|s| !s.is_empty()),
+        stream_name: m.str("streamName"),
+        durable_name: m.str("durableName"),
         deliver_policy,
-        ack_wait: duration_meta(c, "ackWait", Duration::from_secs(30))?,
-        max_deliver: num("maxDeliver", -1)?,
-        max_ack_pending: num("maxAckPending", 1000)?,
-        memory_storage: c.meta("memoryStorage").is_some_and(|v| v == "true"),
-        timeout: duration_meta(c, "timeout", Duration::from_secs(5))?,
+        ack_wait: m.duration("ackWait", Duration::from_secs(30))?,
+        max_deliver: m.int("maxDeliver", -1)?,
+        max_ack_pending: m.int("maxAckPending", 1000)?,
+        memory_storage: m.bool("memoryStorage", false)?,
+        timeout: m.duration("timeout", Duration::from_secs(5))?,
         ready: Default::default(),
     }))
 }

@@ -15,7 +15,7 @@ use tokio::sync::{watch, Notify};
 use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
-use crate::registry::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
 
 #[derive(Default)]
 struct Queue {

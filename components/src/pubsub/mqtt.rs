@@ -37,8 +37,8 @@ use tokio::sync::{oneshot, watch};
 use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
-use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{duration_meta, field};
+use crate::build::{BuildContext, BuildError};
+use crate::meta::Meta;
 
 /// PEM CA certificate, and the client's certificate and key.
 type Tls = (Vec<u8>, Option<(Vec<u8>, Vec<u8>)>);
@@ -61,28 +61,19 @@ fn backend(e: impl std::fmt::Display) -> PubSubError {
 }
 
 fn options(c: &Component) -> Result<Options, BuildError> {
-    let url = c
-        .meta("url")
+    let m = Meta::new(c);
+    let url = m
+        .str("url")
         .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| {
-            field(
-                c,
-                "url",
-                "is required (tcp://user:password@host:1883)".into(),
-            )
-        })?;
+        .ok_or_else(|| m.error("url", "is required (tcp://user:password@host:1883)"))?;
     let url = url.trim();
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        field(
-            c,
-            "url",
-            format!("{url:?} needs a scheme (tcp:// or ssl://)"),
-        )
-    })?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| m.error("url", format!("{url:?} needs a scheme (tcp:// or ssl://)")))?;
     let tls = match scheme {
         "tcp" | "mqtt" => false,
         "ssl" | "tls" | "mqtts" | "tcps" => true,
-        o => return Err(field(c, "url", format!("scheme {o:?} must be tcp or ssl"))),
+        o => return Err(m.error("url", format!("scheme {o:?} must be tcp or ssl"))),
     };
     let rest = rest.trim_end_matches('/');
     let (creds, hostport) = match rest.rsplit_once('@') {
@@ -96,42 +87,26 @@ fn options(c: &Component) -> Result<Options, BuildError> {
         Some((h, p)) => (
             h.to_string(),
             p.parse()
-                .map_err(|_| field(c, "url", format!("port {p:?} is not a number")))?,
+                .map_err(|_| m.error("url", format!("port {p:?} is not a number")))?,
         ),
         None => (hostport.to_string(), if tls { 8883 } else { 1883 }),
     };
     if host.is_empty() {
-        return Err(field(c, "url", "has no host".into()));
+        return Err(m.error("url", "has no host"));
     }
-    let flag = |name: &str, default: bool| -> Result<bool, BuildError> {
-        match c.meta(name).as_deref().map(str::trim) {
-            None | Some("") => Ok(default),
-            Some("true") | Some("1") => Ok(true),
-            Some("false") | Some("0") => Ok(false),
-            Some(v) => Err(field(c, name, format!("{v:?} must be true or false"))),
-        }
-    };
-    let qos = match c.meta("qos").as_deref().map(str::trim) {
-        None | Some("") | Some("1") => QoS::AtLeastOnce,
-        Some("0") => QoS::AtMostOnce,
-        Some("2") => QoS::ExactlyOnce,
-        Some(v) => return Err(field(c, "qos", format!("{v:?} must be 0, 1 or 2"))),
+    let qos = match m.one_of("qos", &["0", "1", "2"], "1")? {
+        "0" => QoS::AtMostOnce,
+        "2" => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
     };
     let tls = if tls {
-        let ca = c
-            .meta("caCert")
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| field(c, "caCert", "is required with ssl://".into()))?;
-        let client = match (c.meta("clientCert"), c.meta("clientKey")) {
+        let ca = m
+            .str("caCert")
+            .ok_or_else(|| m.error("caCert", "is required with ssl://"))?;
+        let client = match (m.str("clientCert"), m.str("clientKey")) {
             (Some(cert), Some(key)) => Some((cert.into_bytes(), key.into_bytes())),
             (None, None) => None,
-            _ => {
-                return Err(field(
-                    c,
-                    "clientCert",
-                    "clientCert and clientKey go together".into(),
-                ))
-            }
+            _ => return Err(m.error("clientCert", "clientCert and clientKey go together")),
         };
         Some((ca.into_bytes(), client))
     } else {
@@ -142,11 +117,11 @@ fn options(c: &Component) -> Result<Options, BuildError> {
         port,
         credentials: creds,
         tls,
-        client_id: c.meta("consumerID").filter(|v| !v.trim().is_empty()),
+        client_id: m.str("consumerID").filter(|v| !v.trim().is_empty()),
         qos,
-        retain: flag("retain", false)?,
-        clean_session: flag("cleanSession", false)?,
-        timeout: duration_meta(c, "timeout", Duration::from_secs(5))?,
+        retain: m.bool("retain", false)?,
+        clean_session: m.bool("cleanSession", false)?,
+        timeout: m.duration("timeout", Duration::from_secs(5))?,
     })
 }
 

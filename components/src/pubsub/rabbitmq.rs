@@ -29,8 +29,8 @@ use tokio::sync::{watch, Mutex};
 use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
-use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{duration_meta, field};
+use crate::build::{BuildContext, BuildError};
+use crate::meta::Meta;
 
 /// Options read from the component's metadata.
 #[derive(Debug, Clone)]
@@ -61,97 +61,61 @@ fn backend(e: impl std::fmt::Display) -> PubSubError {
     PubSubError::Backend(format!("rabbitmq: {e}"))
 }
 
-fn parse_bool(c: &Component, name: &str, default: bool) -> Result<bool, BuildError> {
-    match c.meta(name).as_deref().map(str::trim) {
-        None | Some("") => Ok(default),
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(field(c, name, format!("{v:?} must be true or false"))),
-        },
-    }
-}
-
-fn parse_num(c: &Component, name: &str) -> Result<Option<u64>, BuildError> {
-    match c.meta(name).as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| field(c, name, format!("{v:?} must be a whole number"))),
-    }
-}
-
 fn options(c: &Component) -> Result<Options, BuildError> {
+    let m = Meta::new(c);
     // `connectionString` (amqp[s]://user:pass@host:port/vhost); else Dapr's
     // `host`, else the parts.
-    let uri = match c
-        .meta("connectionString")
-        .or_else(|| c.meta("host"))
+    let uri = match m
+        .str("connectionString")
+        .or_else(|| m.str("host"))
         .filter(|u| !u.trim().is_empty())
     {
         Some(u) => u.trim().to_string(),
         None => {
-            let host = c
-                .meta("hostname")
-                .filter(|h| !h.is_empty())
-                .ok_or_else(|| {
-                    field(
-                        c,
-                        "connectionString",
-                        "is required (amqp://user:password@host:5672), or hostname".into(),
-                    )
-                })?;
-            let proto = c.meta("protocol").unwrap_or_else(|| "amqp".into());
-            let user = c.meta("username").unwrap_or_else(|| "guest".into());
-            let pass = c.meta("password").unwrap_or_else(|| "guest".into());
+            let host = m.str("hostname").ok_or_else(|| {
+                m.error(
+                    "connectionString",
+                    "is required (amqp://user:password@host:5672), or hostname",
+                )
+            })?;
+            let proto = m.str_or("protocol", "amqp");
+            let user = m.str_or("username", "guest");
+            let pass = m.str_or("password", "guest");
             format!("{proto}://{user}:{pass}@{host}")
         }
     };
     if !(uri.starts_with("amqp://") || uri.starts_with("amqps://")) {
-        return Err(field(
-            c,
-            "connectionString",
-            "must start with amqp:// or amqps://".into(),
-        ));
+        return Err(m.error("connectionString", "must start with amqp:// or amqps://"));
     }
-    let exchange_kind = match c.meta("exchangeKind").as_deref().map(str::trim) {
-        None | Some("") | Some("fanout") => ExchangeKind::Fanout,
-        Some("topic") => ExchangeKind::Topic,
-        Some("direct") => ExchangeKind::Direct,
-        Some("headers") => ExchangeKind::Headers,
-        Some(o) => {
-            return Err(field(
-                c,
-                "exchangeKind",
-                format!("{o:?} must be fanout, topic, direct or headers"),
-            ))
-        }
+    let exchange_kind = match m.one_of(
+        "exchangeKind",
+        &["fanout", "topic", "direct", "headers"],
+        "fanout",
+    )? {
+        "topic" => ExchangeKind::Topic,
+        "direct" => ExchangeKind::Direct,
+        "headers" => ExchangeKind::Headers,
+        _ => ExchangeKind::Fanout,
     };
-    let persistent = match parse_num(c, "deliveryMode")? {
-        None | Some(0) | Some(1) => false,
-        Some(2) => true,
-        Some(n) => return Err(field(c, "deliveryMode", format!("{n} must be 0, 1 or 2"))),
-    };
-    let prefetch = parse_num(c, "prefetchCount")?.unwrap_or(0);
-    if prefetch > u16::MAX as u64 {
-        return Err(field(c, "prefetchCount", "must be at most 65535".into()));
-    }
+    let persistent = m.one_of("deliveryMode", &["0", "1", "2"], "0")? == "2";
+    let prefetch = m
+        .int::<u16>("prefetchCount", 0)
+        .map_err(|_| m.error("prefetchCount", "must be a whole number up to 65535"))?;
     Ok(Options {
         uri,
         // daprd's defaults: non-durable queues deleted when unused.
-        durable: parse_bool(c, "durable", false)?,
-        delete_when_unused: parse_bool(c, "deletedWhenUnused", true)?,
+        durable: m.bool("durable", false)?,
+        delete_when_unused: m.bool("deletedWhenUnused", true)?,
         persistent,
-        requeue_in_failure: parse_bool(c, "requeueInFailure", false)?,
-        prefetch: prefetch as u16,
-        reconnect_wait: duration_meta(c, "reconnectWait", Duration::from_secs(3))?,
+        requeue_in_failure: m.bool("requeueInFailure", false)?,
+        prefetch,
+        reconnect_wait: m.duration("reconnectWait", Duration::from_secs(3))?,
         exchange_kind,
-        max_len: parse_num(c, "maxLen")?,
-        max_len_bytes: parse_num(c, "maxLenBytes")?,
-        ttl: parse_num(c, "ttlInSeconds")?.map(Duration::from_secs),
-        client_name: c.meta("clientName").unwrap_or_else(|| "spar".into()),
-        timeout: duration_meta(c, "timeout", Duration::from_secs(5))?,
+        max_len: m.int_opt("maxLen")?,
+        max_len_bytes: m.int_opt("maxLenBytes")?,
+        ttl: m.int_opt("ttlInSeconds")?.map(Duration::from_secs),
+        client_name: m.str_or("clientName", "spar"),
+        timeout: m.duration("timeout", Duration::from_secs(5))?,
     })
 }
 

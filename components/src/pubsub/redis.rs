@@ -28,10 +28,10 @@ use tokio::sync::watch;
 use super::{
     Ack, Features, Handler, InFlight, Message, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
+use crate::build::{BuildContext, BuildError};
+use crate::meta::Meta;
 use crate::per_thread::PerThread;
-use crate::redis_wire::{Commands, Dedicated, Limits, Reply, Wire};
-use crate::registry::{BuildContext, BuildError};
-use crate::state::redis::{connection_url, duration_meta, endpoint, field};
+use crate::redis_wire::{self, Commands, Dedicated, Limits, Reply, Wire};
 
 pub struct RedisPubSub {
     /// Blocking reads, each subscription on a dedicated connection.
@@ -74,47 +74,30 @@ fn backend(e: impl std::fmt::Display) -> PubSubError {
 }
 
 pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
-    let url = connection_url(c)?;
+    let m = Meta::new(c);
+    let url = redis_wire::connection_url(c)?;
     let client =
-        redis::Client::open(url.as_str()).map_err(|e| field(c, "redisHost", e.to_string()))?;
-    let num = |name: &str, default: u64| -> Result<u64, BuildError> {
-        match c.meta(name) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| field(c, name, format!("{v:?} must be a whole number"))),
-        }
+        redis::Client::open(url.as_str()).map_err(|e| m.error("redisHost", e.to_string()))?;
+    // Publishing retries through the manager; the stream reads do not.
+    let limits = Limits {
+        retries: 0,
+        ..redis_wire::limits(c)?
     };
-    let timeout = duration_meta(c, "readTimeout", Duration::from_secs(3))?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(duration_meta(
-            c,
-            "dialTimeout",
-            Duration::from_secs(5),
-        )?))
-        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(limits.dial))
+        .set_response_timeout(Some(limits.read))
         .set_number_of_retries(2);
     let conn = per_thread_manager(c, client, config)?;
-    let limits = Limits {
-        dial: duration_meta(c, "dialTimeout", Duration::from_secs(5))?,
-        read: timeout,
-        retries: 0,
-        max_backoff: Duration::from_secs(2),
-    };
-    let wire = Wire::new(endpoint(c)?, limits).map_err(|e| field(c, "redisHost", e))?;
+    let wire = Wire::new(redis_wire::endpoint(c)?, limits).map_err(|e| m.error("redisHost", e))?;
     Ok(Arc::new(RedisPubSub {
         wire: Arc::new(wire),
         conn,
-        max_len: match num("maxLenApprox", 0)? {
-            0 => None,
-            n => Some(n),
-        },
-        processing_timeout: duration_meta(c, "processingTimeout", Duration::from_secs(60))?,
-        redeliver_interval: duration_meta(c, "redeliverInterval", Duration::from_secs(60))?,
-        queue_depth: num("queueDepth", 100)?.max(1) as usize,
-        concurrency: num("concurrency", 10)?.max(1) as usize,
-        timeout,
+        max_len: Some(m.int::<u64>("maxLenApprox", 0)?).filter(|n| *n > 0),
+        processing_timeout: m.duration("processingTimeout", Duration::from_secs(60))?,
+        redeliver_interval: m.duration("redeliverInterval", Duration::from_secs(60))?,
+        queue_depth: m.int::<usize>("queueDepth", 100)?.max(1),
+        concurrency: m.int::<usize>("concurrency", 10)?.max(1),
+        timeout: limits.read,
     }))
 }
 

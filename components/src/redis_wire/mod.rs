@@ -11,6 +11,7 @@
 //! another runtime's thread would cross threads on every wake-up.
 
 mod conn;
+mod metadata;
 pub mod resp;
 
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::per_thread::PerThread;
 use conn::Conn;
+pub use metadata::{connection_url, endpoint, limits};
 pub use resp::{Commands, Reply};
 
 /// Where and how to connect, from Dapr's component metadata.

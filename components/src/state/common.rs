@@ -1,14 +1,11 @@
-//! Pieces every store implementation shares: version ETags (parsed and
-//! checked), TTL expiry, the expired-entry sweeper, query paging and the
-//! `cleanupInterval` metadata.
+//! Pieces every state store shares: version ETags (parsed and checked),
+//! TTL expiry and query paging. The expired-entry sweeper any kind may run
+//! is `crate::sweep`.
 
-use std::future::Future;
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::query::{Query, QueryResponse, QueryResult};
 use super::{Item, StateError, Ttl};
-use crate::build::BuildError;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -59,42 +56,6 @@ pub(crate) fn expires_ms(ttl: Option<Ttl>, now: i64) -> Option<i64> {
 
 pub(crate) fn mismatch(key: &str) -> StateError {
     StateError::EtagMismatch(format!("key {key:?}: the stored version differs"))
-}
-
-/// `cleanupInterval` metadata: a Go duration or seconds, default 1 h; `0`
-/// or negative turns the sweeper off.
-pub(crate) fn cleanup_interval(c: &spar_config::Component) -> Result<Option<Duration>, BuildError> {
-    let m = crate::meta::Meta::new(c);
-    match m.str("cleanupInterval") {
-        Some(t) if t.trim().starts_with('-') => Ok(None),
-        _ => Ok(
-            Some(m.duration("cleanupInterval", Duration::from_secs(3600))?)
-                .filter(|d| !d.is_zero()),
-        ),
-    }
-}
-
-/// Runs `task` every `period` while `target` is alive (a `Weak`, so the
-/// sweeper never keeps a dropped store around). Needs a tokio runtime;
-/// without one (plain unit tests) nothing is scheduled.
-pub(crate) fn every<T, F, Fut>(target: Weak<T>, period: Duration, task: F)
-where
-    T: Send + Sync + 'static,
-    F: Fn(Arc<T>) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    rt.spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(t) = target.upgrade() else { return };
-            task(t).await;
-        }
-    });
 }
 
 /// Trims rows fetched with `LIMIT limit + 1` to the page and sets the token

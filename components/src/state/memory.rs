@@ -7,13 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::common::{check_etag, every, expiry};
+use super::common::{check_etag, expiry};
 use super::query::{sort_cmp, Query, QueryResponse, QueryResult};
 use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
     StateStore,
 };
 use crate::build::{BuildContext, BuildError};
+use crate::sweep::every;
 
 struct Entry {
     data: Vec<u8>,

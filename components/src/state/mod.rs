@@ -3,7 +3,7 @@
 //! Keys reaching a store are already prefixed by the state handler
 //! (`appid||key` and friends); stores never see or strip prefixes.
 
-pub(crate) mod common;
+mod common;
 pub mod encryption;
 mod error;
 pub mod memory;

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
     StateError, StateStore, Ttl,
 };
-use crate::redis_wire::{Commands, Endpoint, Limits, Reply, Wire, WireError};
-use crate::registry::{BuildContext, BuildError};
+use crate::build::{BuildContext, BuildError};
+use crate::meta::Meta;
+use crate::redis_wire::{self, Commands, Reply, Wire, WireError};
 
 /// Checks every operation against current versions (and earlier operations of
 /// the same call) — an ETag is compared only with a version that exists, so
@@ -73,136 +73,20 @@ pub struct RedisStore {
     default_ttl: Option<u64>,
 }
 
-pub(crate) fn field(c: &spar_config::Component, name: &str, message: String) -> BuildError {
-    BuildError::Metadata {
-        component: c.name().to_string(),
-        field: name.to_string(),
-        message,
-    }
-}
-
-pub(crate) fn duration_meta(
-    c: &spar_config::Component,
-    name: &str,
-    default: Duration,
-) -> Result<Duration, BuildError> {
-    match c.meta(name) {
-        None => Ok(default),
-        Some(v) => spar_config::parse_duration(&v)
-            // Dapr also accepts plain numbers of seconds for some of these.
-            .or_else(|e| {
-                v.trim()
-                    .parse::<u64>()
-                    .map(Duration::from_secs)
-                    .map_err(|_| e)
-            })
-            .map_err(|e| field(c, name, e)),
-    }
-}
-
-/// Where and how to connect, from Dapr's metadata names.
-pub fn endpoint(c: &spar_config::Component) -> Result<Endpoint, BuildError> {
-    let host = c
-        .meta("redisHost")
-        .filter(|h| !h.trim().is_empty())
-        .ok_or_else(|| field(c, "redisHost", "is required (host:port)".into()))?;
-    let host = host.trim();
-    if host.contains('/') || host.contains('@') {
-        return Err(field(c, "redisHost", format!("{host:?} must be host:port")));
-    }
-    let tls = match c.meta("enableTLS").as_deref().map(str::trim) {
-        None | Some("") | Some("false") => false,
-        Some("true") => true,
-        Some(o) => {
-            return Err(field(
-                c,
-                "enableTLS",
-                format!("{o:?} must be true or false"),
-            ))
-        }
-    };
-    let db: i64 = match c.meta("redisDB") {
-        None => 0,
-        Some(v) => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|d| *d >= 0)
-            .ok_or_else(|| field(c, "redisDB", format!("{v:?} must be a database number")))?,
-    };
-    if let Some(t) = c
-        .meta("redisType")
-        .filter(|t| !t.eq_ignore_ascii_case("node"))
-    {
-        return Err(field(
-            c,
-            "redisType",
-            format!("{t:?} is not supported yet (only node)"),
-        ));
-    }
-    if c.meta("failover").is_some_and(|f| f == "true") {
-        return Err(field(
-            c,
-            "failover",
-            "Sentinel failover is not supported yet".into(),
-        ));
-    }
-    Ok(Endpoint {
-        host: host.to_string(),
-        tls,
-        db,
-        username: c.meta("redisUsername").filter(|u| !u.is_empty()),
-        password: c.meta("redisPassword").filter(|p| !p.is_empty()),
-    })
-}
-
-/// The `redis` crate's connection URL for the same endpoint (pub/sub).
-pub fn connection_url(c: &spar_config::Component) -> Result<String, BuildError> {
-    let e = endpoint(c)?;
-    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-    let auth = match (&e.username, &e.password) {
-        (Some(u), Some(p)) => format!("{}:{}@", enc(u), enc(p)),
-        (_, Some(p)) => format!(":{}@", enc(p)),
-        _ => String::new(),
-    };
-    let scheme = if e.tls { "rediss" } else { "redis" };
-    Ok(format!("{scheme}://{auth}{}/{}", e.host, e.db))
-}
-
 pub fn build(
     c: &spar_config::Component,
     _ctx: &BuildContext,
 ) -> Result<Arc<dyn StateStore>, BuildError> {
-    let endpoint = endpoint(c)?;
-    let retries: usize = match c.meta("maxRetries") {
-        None => 3,
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| field(c, "maxRetries", format!("{v:?} must be a whole number")))?,
-    };
-    let limits = Limits {
-        dial: duration_meta(c, "dialTimeout", Duration::from_secs(5))?,
-        read: duration_meta(c, "readTimeout", Duration::from_secs(3))?,
-        retries,
-        max_backoff: duration_meta(c, "maxRetryBackoff", Duration::from_secs(2))?,
-    };
-    let default_ttl = match c.meta("ttlInSeconds") {
-        None => None,
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if n > 0 => Some(n as u64),
-            Ok(_) => None,
-            Err(_) => {
-                return Err(field(
-                    c,
-                    "ttlInSeconds",
-                    format!("{v:?} must be a whole number"),
-                ))
-            }
-        },
-    };
+    let m = Meta::new(c);
+    let endpoint = redis_wire::endpoint(c)?;
+    let limits = redis_wire::limits(c)?;
+    // Zero or less: no default TTL, as daprd.
+    let default_ttl = m
+        .int_opt::<i64>("ttlInSeconds")?
+        .filter(|n| *n > 0)
+        .map(|n| n as u64);
     // Lazy: the sidecar starts even while Redis is down.
-    let wire = Wire::new(endpoint, limits).map_err(|m| field(c, "enableTLS", m))?;
+    let wire = Wire::new(endpoint, limits).map_err(|e| m.error("enableTLS", e))?;
     Ok(Arc::new(RedisStore {
         wire,
         apply_sha: redis::Script::new(APPLY).get_hash().to_string(),
@@ -439,40 +323,5 @@ impl StateStore for RedisStore {
 
     async fn transact(&self, ops: &[Operation]) -> Result<(), StateError> {
         self.run(ops).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn comp(meta: &[(&str, &str)]) -> spar_config::Component {
-        let mut y = String::from("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: r\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n");
-        for (k, v) in meta {
-            y.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
-        }
-        serde_yaml::from_str(&y).unwrap()
-    }
-
-    #[test]
-    fn urls_from_metadata() {
-        assert_eq!(
-            connection_url(&comp(&[("redisHost", "localhost:6379")])).unwrap(),
-            "redis://localhost:6379/0"
-        );
-        assert_eq!(
-            connection_url(&comp(&[
-                ("redisHost", "h:1"),
-                ("redisPassword", "p@ss/word"),
-                ("redisDB", "3"),
-                ("enableTLS", "true")
-            ]))
-            .unwrap(),
-            "rediss://:p%40ss%2Fword@h:1/3"
-        );
-        assert!(connection_url(&comp(&[])).is_err());
-        assert!(connection_url(&comp(&[("redisHost", "h:1"), ("redisDB", "-1")])).is_err());
-        assert!(connection_url(&comp(&[("redisHost", "h:1"), ("enableTLS", "maybe")])).is_err());
-        assert!(connection_url(&comp(&[("redisHost", "h:1"), ("redisType", "cluster")])).is_err());
     }
 }

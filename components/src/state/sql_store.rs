@@ -18,9 +18,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::common::{
-    cleanup_interval, every, expires_ms, item, mismatch, now_ms, page, parse_etag,
-};
+use super::common::{expires_ms, item, mismatch, now_ms, page, parse_etag};
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
     BulkItem, Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest,
@@ -28,6 +26,7 @@ use super::{
 };
 use crate::build::BuildError;
 use crate::meta::Meta;
+use crate::sweep::{cleanup_interval, every};
 
 pub(crate) const SCHEMA_VERSION: i64 = 1;
 

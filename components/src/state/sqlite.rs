@@ -13,14 +13,15 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
+use super::common::page;
 use super::common::{check_etag, expiry};
-use super::common::{cleanup_interval, every, page};
 use super::query::{Filter, Query, QueryResponse, QueryResult, SortOrder};
 use super::{
     Concurrency, DeleteRequest, Features, GetRequest, Item, Operation, SetRequest, StateError,
     StateStore,
 };
 use crate::build::{BuildContext, BuildError};
+use crate::sweep::{cleanup_interval, every};
 
 const READERS: usize = 4;
 const SCHEMA_VERSION: i64 = 1;

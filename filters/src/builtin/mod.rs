@@ -6,9 +6,9 @@
 pub mod api_log;
 pub mod auth;
 pub mod cors;
-pub mod metrics;
 pub mod middleware;
 pub mod pii;
+pub mod server_metrics;
 pub mod size_limit;
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub struct ChainConfig {
     pub api_token: Option<String>,
     pub max_body_bytes: usize,
     pub metrics: Option<Arc<Metrics>>,
-    pub metrics_options: metrics::MetricsOptions,
+    pub metrics_options: server_metrics::MetricsOptions,
     /// The components `spec.httpPipeline.handlers` of the Configuration
     /// name, in order.
     pub pipeline: Vec<spar_config::Component>,
@@ -46,7 +46,7 @@ pub struct ChainConfig {
 pub fn build_chain(cfg: ChainConfig, rt: Arc<Runtime>) -> Result<Chain, String> {
     let mut filters: Vec<Arc<dyn Filter>> = Vec::new();
     if let Some(m) = cfg.metrics {
-        filters.push(Arc::new(metrics::MetricsFilter::new(
+        filters.push(Arc::new(server_metrics::MetricsFilter::new(
             m,
             rt.app_id.clone(),
             cfg.metrics_options,

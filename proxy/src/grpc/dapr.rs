@@ -1,7 +1,7 @@
 //! `dapr.proto.runtime.v1.Dapr`: each RPC decodes into a typed request, runs
 //! the shared chain and encodes the answer.
 
-use spar_filters::invocation_metrics::CallType;
+use spar_filters::metrics::invocation::CallType;
 use spar_filters::resiliency::Verdict;
 use std::sync::Arc;
 
@@ -19,11 +19,15 @@ use super::convert;
 pub struct DaprApi {
     chain: Chain,
     pub(super) rt: Arc<Runtime>,
-    clients: Arc<super::invoke::Clients>,
+    clients: Arc<super::invoke_service::Clients>,
 }
 
 impl DaprApi {
-    pub fn new(chain: Chain, rt: Arc<Runtime>, clients: Arc<super::invoke::Clients>) -> Self {
+    pub fn new(
+        chain: Chain,
+        rt: Arc<Runtime>,
+        clients: Arc<super::invoke_service::Clients>,
+    ) -> Self {
         DaprApi { chain, rt, clients }
     }
 
@@ -107,8 +111,8 @@ impl Dapr for DaprApi {
             .metadata()
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
-            .and_then(super::invoke::parse_grpc_timeout)
-            .map(super::invoke::own_deadline);
+            .and_then(super::invoke_service::parse_grpc_timeout)
+            .map(super::invoke_service::own_deadline);
         let typed = Request::Invoke(InvokeRequest {
             app_id: m.id.clone(),
             method: msg.method.clone(),
@@ -136,7 +140,7 @@ impl Dapr for DaprApi {
                     .map(|s| s.context())
                     .or(ctx.trace_parent.as_ref());
                 let send = || {
-                    super::invoke::call(
+                    super::invoke_service::call(
                         &self.clients,
                         up.clone(),
                         msg.clone(),

@@ -7,7 +7,7 @@ mod conversation;
 mod convert;
 mod crypto;
 mod dapr;
-pub mod invoke;
+pub mod invoke_service;
 mod lock;
 mod proxy;
 mod pubsub;
@@ -146,7 +146,7 @@ async fn serve(listeners: Vec<TokioListener>, api: Api) {
     } = api;
     let mut tasks = Vec::new();
     let limits = crate::listen_guard::Limits::from_env();
-    let clients = Arc::new(invoke::Clients::new(peers.clone(), &rt));
+    let clients = Arc::new(invoke_service::Clients::new(peers.clone(), &rt));
     let app = match PeerClient::new(None) {
         Ok(c) => Arc::new(c),
         Err(e) => {

@@ -6,7 +6,7 @@
 //! It is a tower layer in front of tonic's routes: the chain decides (auth,
 //! name resolution), the body is never buffered.
 
-use spar_filters::invocation_metrics::CallType;
+use spar_filters::metrics::invocation::CallType;
 use spar_filters::resiliency::Verdict;
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +18,7 @@ use spar_filters::{Chain, Ctx, Protocol, Request, Response};
 use tonic::body::Body;
 use tonic::Status;
 
-use super::invoke::parse_grpc_timeout;
+use super::invoke_service::parse_grpc_timeout;
 use crate::peer_client::{PeerClient, PeerError};
 
 const DAPR_SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
@@ -158,7 +158,7 @@ impl Proxy {
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
-            .map(super::invoke::own_deadline);
+            .map(super::invoke_service::own_deadline);
         let dst = app_id.split('.').next().unwrap_or_default().to_owned();
         // Set over the caller's own, on a self-invocation too.
         if let Upstream::Sidecar { .. } | Upstream::App { .. } = up {

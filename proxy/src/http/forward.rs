@@ -279,7 +279,7 @@ async fn send(
 }
 
 /// The upstream's answer to the caller. Once its header is sent, a failure
-/// can only cut the connection: the error goes to `invoke::fail`, which
+/// can only cut the connection: the error goes to `upstream::fail`, which
 /// closes it without finishing the body, so the caller sees it cut short
 /// (never a chunked body ended as if complete).
 async fn answer(session: &mut Session, up: &mut HttpSession) -> Result<()> {
@@ -361,7 +361,7 @@ pub(crate) async fn connect(dest: Dest<'_>) -> Option<UpConn> {
         // the trust anchors, this sidecar's certificate presented); the
         // stream then lives in this pool, not pingora's.
         Dest::Mtls(addr, id) => {
-            let peer = super::invoke::sidecar_peer(addr, Some(id));
+            let peer = super::upstream::sidecar_peer(addr, Some(id));
             tokio::time::timeout(CONNECT_TIMEOUT, tls_connector().new_stream(&*peer))
                 .await
                 .ok()?

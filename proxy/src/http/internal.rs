@@ -24,8 +24,8 @@ use spar_filters::trace::{Span, SpanContext, SpanKind};
 use spar_filters::{ApiError, Runtime};
 
 use super::h1::{HeadIn, Outgoing, ReqHead};
-use super::invoke::{self, HeadView};
 use super::server::{Decision, End};
+use super::upstream::{self, HeadView};
 
 #[derive(Clone)]
 pub struct InternalApi {
@@ -42,7 +42,10 @@ pub struct InternalApi {
 
 impl InternalApi {
     pub fn new(rt: Arc<Runtime>, acl: Option<AccessControl>, max_body: usize) -> Self {
-        let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
+        let app_h2 = rt
+            .app
+            .as_ref()
+            .is_some_and(|a| upstream::app_h2(&a.protocol));
         let grpc_app = crate::app_grpc::GrpcAppChannel::for_runtime(&rt);
         InternalApi {
             rt,
@@ -54,12 +57,12 @@ impl InternalApi {
     }
 
     /// The request as the app gets it (both paths).
-    fn prepare_upstream(&self, req: &mut impl invoke::UpHead, ctx: &Inbound) -> Result<()> {
+    fn prepare_upstream(&self, req: &mut impl upstream::UpHead, ctx: &Inbound) -> Result<()> {
         if let Some(up) = ctx.up.as_ref() {
-            invoke::rewrite(req, up, self.rt.app_token.as_deref())?;
+            upstream::rewrite(req, up, self.rt.app_token.as_deref())?;
         }
         if let Some(s) = &ctx.span {
-            invoke::set_trace(req, s.context())?;
+            upstream::set_trace(req, s.context())?;
         }
         if let Some(id) = &ctx.caller {
             // Under mTLS the caller is known for certain: its certificate
@@ -124,7 +127,7 @@ impl InternalApi {
         caller: Option<SpiffeId>,
         ctx: &mut Inbound,
     ) -> Result<SocketAddr, ApiError> {
-        let Some(target) = invoke::target_ref(req) else {
+        let Some(target) = upstream::target_ref(req) else {
             return Err(ApiError::RouteNotFound(req.path().to_string()));
         };
         let app = target.app_id.split('.').next().unwrap_or_default();
@@ -168,7 +171,7 @@ impl InternalApi {
                 .is_some_and(|v| v.starts_with("application/grpc"));
         ctx.deadline = req
             .header("grpc-timeout")
-            .and_then(crate::grpc::invoke::parse_grpc_timeout)
+            .and_then(crate::grpc::invoke_service::parse_grpc_timeout)
             .map(|d| Instant::now() + d);
         let tracer = self.rt.peek().tracer.clone();
         if tracer.enabled() {
@@ -230,7 +233,7 @@ impl super::server::Front for InternalApi {
         let addr = match self.route(session.req_header(), caller(session), ctx) {
             Ok(addr) => addr,
             Err(e) => {
-                invoke::write_error(session, &e).await?;
+                upstream::write_error(session, &e).await?;
                 return Ok(true);
             }
         };
@@ -278,11 +281,11 @@ impl super::server::Front for InternalApi {
     }
 
     fn relay_error(&self, e: &Error, _: &Inbound) -> ApiError {
-        invoke::invoke_error(e, &self.rt.app_id)
+        upstream::invoke_error(e, &self.rt.app_id)
     }
 
     async fn fail(&self, session: &mut ServerSession, e: &Error, _: &mut Inbound) -> FailToProxy {
-        invoke::fail(session, e, &self.rt.app_id, &[]).await
+        upstream::fail(session, e, &self.rt.app_id, &[]).await
     }
 
     fn end(&self, end: &End<'_>, ctx: &mut Inbound) {
@@ -350,7 +353,7 @@ impl ProxyHttp for InternalApi {
         let mut peer = ctx
             .up
             .as_ref()
-            .map(|u| invoke::peer(u, None, self.app_h2))
+            .map(|u| upstream::peer(u, None, self.app_h2))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))?;
         if let Some(d) = ctx.deadline {
             // The caller gives up at its deadline; so does the call to the app.

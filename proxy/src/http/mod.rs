@@ -11,13 +11,13 @@ pub mod encode;
 mod forward;
 pub mod h1;
 pub mod internal;
-pub mod invoke;
 pub mod lock;
 mod on_invoke;
 pub mod protojson;
 mod resilient;
 pub mod server;
 mod up_conn;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use spar_filters::handlers::invoke::Upstream;
-use spar_filters::invocation_metrics::CallType;
+use spar_filters::metrics::invocation::CallType;
 use spar_filters::metrics::Metrics;
 use spar_filters::{Chain, Ctx, Protocol, Runtime};
 use spar_resolvers::Target;
@@ -127,7 +127,7 @@ impl HttpApi {
             let e = spar_filters::ApiError::BodyTooLarge {
                 limit: self.max_body,
             };
-            return invoke::write_error(session, &e).await;
+            return upstream::write_error(session, &e).await;
         }
         let c = resilient::Call {
             app_id: &call.target,
@@ -173,7 +173,7 @@ impl HttpApi {
     /// Runs an invocation through the chain (both paths).
     async fn route(
         &self,
-        req: &(impl invoke::HeadView + Sync),
+        req: &(impl upstream::HeadView + Sync),
         target: spar_filters::handlers::invoke::InvokeRequest,
         call: &mut Call,
     ) -> Routed {
@@ -226,7 +226,10 @@ impl HttpApi {
         metrics: Option<(Arc<Metrics>, String)>,
         mtls: Option<Arc<Identity>>,
     ) -> Self {
-        let app_h2 = rt.app.as_ref().is_some_and(|a| invoke::app_h2(&a.protocol));
+        let app_h2 = rt
+            .app
+            .as_ref()
+            .is_some_and(|a| upstream::app_h2(&a.protocol));
         let peers = Arc::new(
             crate::peer_client::PeerClient::new(mtls.as_ref()).unwrap_or_else(|e| {
                 tracing::error!("peer client for resilient invocation: {e}");
@@ -263,9 +266,9 @@ impl HttpApi {
     }
 
     /// The request as the upstream gets it (both paths).
-    fn prepare_upstream(&self, req: &mut impl invoke::UpHead, call: &Call) -> Result<()> {
+    fn prepare_upstream(&self, req: &mut impl upstream::UpHead, call: &Call) -> Result<()> {
         if let Some(u) = call.up.as_ref() {
-            invoke::rewrite(req, u, self.rt.app_token.as_deref())?;
+            upstream::rewrite(req, u, self.rt.app_token.as_deref())?;
             if let Upstream::Sidecar { .. } | Upstream::App { .. } = u {
                 // daprd's caller/callee headers, for the callee and its app;
                 // set over whatever the caller sent, on a self-invocation
@@ -275,7 +278,7 @@ impl HttpApi {
             }
             // External endpoints get the context too: they may trace.
             if let Some(s) = &call.span {
-                invoke::set_trace(req, s.context())?;
+                upstream::set_trace(req, s.context())?;
             }
         }
         Ok(())
@@ -340,7 +343,7 @@ async fn write_bare(
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 1))?;
     for (k, v) in headers {
-        invoke::append_header(&mut resp, k.clone(), v)?;
+        upstream::append_header(&mut resp, k.clone(), v)?;
     }
     resp.insert_header("content-length", "0")?;
     session.write_response_header(Box::new(resp)).await?;
@@ -373,15 +376,15 @@ impl server::Front for HttpApi {
     async fn serve(&self, session: &mut ServerSession, call: &mut Call) -> Result<bool> {
         if self.public && !public_route(session.req_header().uri.path()) {
             let e = spar_filters::ApiError::RouteNotFound(session.req_header().uri.path().into());
-            invoke::write_error(session, &e).await?;
+            upstream::write_error(session, &e).await?;
             return Ok(true);
         }
-        if let Some(target) = invoke::target(session.req_header()).filter(|_| !self.public) {
+        if let Some(target) = upstream::target(session.req_header()).filter(|_| !self.public) {
             // Invocation: the chain decides where; the body is never read
             // here, it streams to the upstream.
             return match self.route(session.req_header(), target, call).await {
                 Routed::Error(e) => {
-                    invoke::write_error_with(session, &e, &call.answer_headers).await?;
+                    upstream::write_error_with(session, &e, &call.answer_headers).await?;
                     Ok(true)
                 }
                 Routed::Answer(status) => {
@@ -463,7 +466,7 @@ impl server::Front for HttpApi {
             resp.insert_header(k, v)?;
         }
         for (k, v) in &ctx.answer_headers {
-            invoke::append_header(&mut resp, k.clone(), v)?;
+            upstream::append_header(&mut resp, k.clone(), v)?;
         }
         if out.status != 204 {
             resp.insert_header("content-length", out.body.len().to_string())?;
@@ -479,10 +482,10 @@ impl server::Front for HttpApi {
     }
 
     async fn fail(&self, session: &mut ServerSession, e: &Error, call: &mut Call) -> FailToProxy {
-        let app = invoke::target(session.req_header())
+        let app = upstream::target(session.req_header())
             .map(|t| t.app_id)
             .unwrap_or_default();
-        invoke::fail(session, e, &app, &call.answer_headers).await
+        upstream::fail(session, e, &app, &call.answer_headers).await
     }
 
     fn end(&self, end: &server::End<'_>, call: &mut Call) {
@@ -522,7 +525,7 @@ impl server::Front for HttpApi {
     /// header on a non-API path — to an app without a resiliency policy
     /// (those are buffered and retried on pingora's session).
     fn takes(&self, head: &h1::HeadIn<'_>) -> bool {
-        use invoke::HeadView;
+        use upstream::HeadView;
         // The public port's calls, and calls carrying a header some filter
         // reads (it may add answer headers), are served on pingora's session.
         if self.public || self.chain.reads_any(|n| head.header(n).is_some()) {
@@ -546,8 +549,8 @@ impl server::Front for HttpApi {
         _: Option<&pingora::protocols::tls::SslDigest>,
         call: &mut Call,
     ) -> server::Decision<'a> {
-        let Some(target) = invoke::target(head) else {
-            let e = spar_filters::ApiError::RouteNotFound(invoke::HeadView::path(head).into());
+        let Some(target) = upstream::target(head) else {
+            let e = spar_filters::ApiError::RouteNotFound(upstream::HeadView::path(head).into());
             return server::Decision::Error(e);
         };
         match self.route(head, target, call).await {
@@ -576,7 +579,7 @@ impl server::Front for HttpApi {
     }
 
     fn relay_error(&self, e: &Error, call: &Call) -> spar_filters::ApiError {
-        invoke::invoke_error(e, &call.target)
+        upstream::invoke_error(e, &call.target)
     }
 
     fn max_body(&self) -> usize {
@@ -644,7 +647,7 @@ impl ProxyHttp for HttpApi {
         }
         call.up
             .as_ref()
-            .map(|u| invoke::peer(u, self.mtls.as_deref(), self.app_h2))
+            .map(|u| upstream::peer(u, self.mtls.as_deref(), self.app_h2))
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no invocation target"))
     }
 
@@ -683,7 +686,7 @@ impl ProxyHttp for HttpApi {
         call: &mut Self::CTX,
     ) -> Result<()> {
         for (k, v) in std::mem::take(&mut call.answer_headers) {
-            invoke::append_header(resp, k, &v)?;
+            upstream::append_header(resp, k, &v)?;
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ pub async fn serve(
         let e = ApiError::BodyTooLarge {
             limit: call.max_body,
         };
-        return super::invoke::write_error(session, &e).await;
+        return super::upstream::write_error(session, &e).await;
     }
     let req = session.req_header();
     let verb = app_grpc::verb_of(req.method.as_str());

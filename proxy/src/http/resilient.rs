@@ -19,7 +19,7 @@ use pingora::protocols::http::ServerSession as Session;
 use spar_filters::resiliency::{Policy, Refused, Verdict};
 use spar_filters::ApiError;
 
-use super::invoke;
+use super::upstream;
 use crate::peer_client::{PeerClient, PeerError};
 
 /// Headers that belong to one hop, not to the message.
@@ -117,16 +117,18 @@ pub async fn invoke(
     let a = match out {
         Ok(a) => a,
         Err(Refused::BreakerOpen) => {
-            return invoke::write_error(session, &fail("circuit breaker is open".into())).await
+            return upstream::write_error(session, &fail("circuit breaker is open".into())).await
         }
         Err(Refused::Timeout(d)) => {
             let e = ApiError::DirectInvokeTimeout {
                 app_id: c.app_id.to_string(),
                 reason: format!("timeout after {d:?} (resiliency policy)"),
             };
-            return invoke::write_error(session, &e).await;
+            return upstream::write_error(session, &e).await;
         }
-        Err(Refused::Failed(e)) => return invoke::write_error(session, &fail(e.to_string())).await,
+        Err(Refused::Failed(e)) => {
+            return upstream::write_error(session, &fail(e.to_string())).await
+        }
     };
     let mut resp = ResponseHeader::build(a.status.as_u16(), Some(a.headers.len() + 1))?;
     for (k, v) in a.headers.iter() {

@@ -209,7 +209,7 @@ where
                 limit: self.front.max_body(),
             };
             s.set_keepalive(None);
-            let _ = super::invoke::write_error(&mut s, &e).await;
+            let _ = super::upstream::write_error(&mut s, &e).await;
             self.front.log(&s, &mut ctx);
             let _ = s.finish().await;
             return None;

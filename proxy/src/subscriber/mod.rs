@@ -97,7 +97,7 @@ pub async fn run(
     let grpc_app = rt
         .app
         .as_ref()
-        .is_some_and(|a| crate::http::invoke::app_h2(&a.protocol));
+        .is_some_and(|a| crate::http::upstream::app_h2(&a.protocol));
     // `--disable-init-endpoints subscribe`: the app is not asked.
     let ask = rt
         .app

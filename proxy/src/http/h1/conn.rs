@@ -18,8 +18,8 @@ use super::head::{Framing, Parsed, ReqHead};
 use super::outgoing::Outgoing;
 use super::refuse::{self, Refusal};
 use super::relay::{self, Outcome};
-use crate::http::invoke::HeadView;
 use crate::http::server::{ApiServer, Decision, End, Front, HandedOff, Next};
+use crate::http::upstream::HeadView;
 
 /// How long an idle connection waits for its next request (pingora's own
 /// keep-alive default).

@@ -9,7 +9,7 @@ use std::ops::Range;
 use bytes::BytesMut;
 
 use super::refuse::{content_length, Refusal};
-use crate::http::invoke::HeadView;
+use crate::http::upstream::HeadView;
 
 /// Headers a request may carry on this path; more go to pingora.
 pub const MAX_HEADERS: usize = 64;
@@ -346,7 +346,7 @@ impl HeadView for ReqHead {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::http::invoke::HeadView;
+    use crate::http::upstream::HeadView;
 
     pub(in crate::http::h1) fn parse(s: &str) -> Option<ReqHead> {
         let buf = BytesMut::from(s.as_bytes());

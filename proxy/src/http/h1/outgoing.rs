@@ -1,5 +1,5 @@
 //! The upstream request's head: the caller's head written again with the
-//! edits `invoke::rewrite` makes spliced in.
+//! edits `upstream::rewrite` makes spliced in.
 
 use std::ops::Range;
 
@@ -8,10 +8,10 @@ use http::HeaderName;
 use pingora::prelude::*;
 
 use super::head::ReqHead;
-use crate::http::invoke::{HeadView, UpHead};
+use crate::http::upstream::{HeadView, UpHead};
 
 /// The upstream request, written from the caller's head and the edits
-/// `invoke::rewrite` makes: names kept as the caller spelled them, the
+/// `upstream::rewrite` makes: names kept as the caller spelled them, the
 /// edited headers after the rest.
 pub struct Outgoing<'h> {
     head: &'h ReqHead,
@@ -122,7 +122,7 @@ impl UpHead for Outgoing<'_> {
             }
         } else {
             // Anything unusual is normalised (or refused) as a URI would be.
-            let pq = super::super::invoke::path_and_query(path, self.query())?;
+            let pq = super::super::upstream::path_and_query(path, self.query())?;
             self.vals.put_slice(pq.as_str().as_bytes());
         }
         self.path = Some(start..self.vals.len());

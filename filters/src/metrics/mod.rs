@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::children::Children;
+pub mod invocation;
+pub mod label_cache;
+
+use label_cache::Children;
 use prometheus::{
     CounterVec, Encoder, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::metrics::{ms, ComponentMetrics};
+use super::{ms, ComponentMetrics};
 
 /// `unary` or `streaming`, as daprd labels calls.
 #[derive(Clone, Copy)]
