@@ -276,7 +276,7 @@ async fn an_answer_cut_short_stays_cut_short() {
     let c = Client::new();
     let url = format!("{}/v1.0/invoke/{callee_id}/method/x", caller.http());
     let mut last = None;
-    for _ in 0..50 {
+    for _ in 0..200 {
         let r = c.get(&url).send().await.unwrap();
         if r.status() == StatusCode::OK {
             last = Some(r);

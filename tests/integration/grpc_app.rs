@@ -288,7 +288,7 @@ async fn over_grpc(sidecar: &Sidecar, target: &str) {
         .await
         .unwrap();
     let mut answer = None;
-    for _ in 0..50 {
+    for _ in 0..200 {
         match client
             .invoke_service(invoke_request(target, "orders/7", Verb::Patch))
             .await
@@ -400,7 +400,7 @@ async fn http_app_invoked_over_invoke_service_by_a_peer_and_by_itself() {
             .await
             .unwrap();
         let mut answer = None;
-        for _ in 0..50 {
+        for _ in 0..200 {
             match client
                 .invoke_service(invoke_request(&callee_id, "orders/7", Verb::Put))
                 .await

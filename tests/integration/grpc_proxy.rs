@@ -133,7 +133,7 @@ async fn grpc_calls_are_proxied_to_the_target_app() {
 
     // Unary (retried until mDNS has seen the callee).
     let (mut answer, mut last) = (None, None);
-    for _ in 0..50 {
+    for _ in 0..200 {
         match client
             .unary(with_app_id(Msg { text: "hi".into() }, &callee_id))
             .await
@@ -259,7 +259,7 @@ async fn resiliency_timeout_and_breaker_on_proxied_grpc() {
     let mut client = EchoClient::connect(caller.grpc()).await.unwrap();
     let call = |text: &str| with_app_id(Msg { text: text.into() }, &callee_id);
     let mut ok = false;
-    for _ in 0..50 {
+    for _ in 0..200 {
         if client.unary(call("hi")).await.is_ok() {
             ok = true;
             break;

@@ -87,7 +87,7 @@ spec:
 }
 
 async fn until_resolved(c: &Client, url: &str) {
-    for _ in 0..50 {
+    for _ in 0..200 {
         let r = c.get(url).send().await.unwrap();
         if r.status() == 200 {
             return;

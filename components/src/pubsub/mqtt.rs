@@ -411,7 +411,11 @@ impl Group {
         Ok(rx)
     }
 
-    fn start(o: &Options, name: &str) -> Arc<Group> {
+    /// Connects a group with its first member already in place: a
+    /// persistent session's queued messages arrive right after CONNACK, and
+    /// one that found no member would stay unacknowledged until the next
+    /// reconnect.
+    fn start(o: &Options, name: &str, topic: &str, first: Member) -> Arc<Group> {
         let id = o
             .client_id
             .clone()
@@ -425,7 +429,7 @@ impl Group {
             client,
             name: name.to_string(),
             qos: o.qos,
-            topics: Mutex::default(),
+            topics: Mutex::new(HashMap::from([(topic.to_string(), vec![first])])),
             turn: AtomicUsize::new(0),
             stop,
             subscribing: Mutex::default(),
@@ -633,22 +637,31 @@ impl PubSub for Mqtt {
         }
         let (group, first) = {
             let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            let g = groups
-                .entry(req.consumer_group.clone())
-                .or_insert_with(|| Group::start(&self.o, &req.consumer_group));
-            // `stop` is read under the topics lock, where the last member's
-            // close sets it: a member never joins a group that is leaving.
-            let mut t = g.topics.lock().unwrap_or_else(|e| e.into_inner());
-            if *g.stop.borrow() {
-                drop(t);
-                *g = Group::start(&self.o, &req.consumer_group);
-                t = g.topics.lock().unwrap_or_else(|e| e.into_inner());
+            let cg = &req.consumer_group;
+            match groups.get_mut(cg) {
+                None => {
+                    let g = Group::start(&self.o, cg, &req.topic, member);
+                    groups.insert(cg.clone(), g.clone());
+                    (g, true)
+                }
+                Some(g) => {
+                    // `stop` is read under the topics lock, where the last
+                    // member's close sets it: a member never joins a group
+                    // that is leaving.
+                    let mut t = g.topics.lock().unwrap_or_else(|e| e.into_inner());
+                    if *g.stop.borrow() {
+                        drop(t);
+                        *g = Group::start(&self.o, cg, &req.topic, member);
+                        (g.clone(), true)
+                    } else {
+                        let members = t.entry(req.topic.clone()).or_default();
+                        members.push(member);
+                        let first = members.len() == 1;
+                        drop(t);
+                        (g.clone(), first)
+                    }
+                }
             }
-            let members = t.entry(req.topic.clone()).or_default();
-            members.push(member);
-            let first = members.len() == 1;
-            drop(t);
-            (g.clone(), first)
         };
         if first {
             let acked = group.send_subscribe(&req.topic)?;
