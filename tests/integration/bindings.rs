@@ -1,0 +1,569 @@
+//! The bindings API against the real binary: output over HTTP and gRPC
+//! (the Rust `dapr` crate's generated client) to `bindings.http` (a local
+//! axum server) and `bindings.localstorage`, daprd's errors, input
+//! delivery of `bindings.cron` events to an HTTP app and to a gRPC app,
+//! hot reload adding a binding, the metadata API and the metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use reqwest::Client;
+use serde_json::{json, Value};
+use spar_tests::{free_port, get_json, unique, Options, Sidecar};
+
+fn component(name: &str, ty: &str, meta: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {ty}\n  version: v1\n  metadata:\n"
+    );
+    for (k, v) in meta {
+        s.push_str(&format!("  - name: {k}\n    value: \"{v}\"\n"));
+    }
+    if meta.is_empty() {
+        s.push_str("  []\n");
+    }
+    s
+}
+
+/// What a test server saw: method, path, headers, body.
+type Seen = Arc<Mutex<Vec<(String, String, HeaderMap, Bytes)>>>;
+
+/// A server answering every request with its body echoed, `x-echo: yes`,
+/// and 500 on `/fail`; 404 to `OPTIONS /unheard` (an app not listening).
+async fn echo_server() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .fallback(
+            |State(seen): State<Seen>,
+             method: Method,
+             uri: Uri,
+             headers: HeaderMap,
+             body: Bytes| async move {
+                seen.lock().unwrap().push((
+                    method.to_string(),
+                    uri.to_string(),
+                    headers,
+                    body.clone(),
+                ));
+                let status = match (method.as_str(), uri.path()) {
+                    (_, p) if p.ends_with("/fail") => StatusCode::INTERNAL_SERVER_ERROR,
+                    ("OPTIONS", "/unheard") => StatusCode::NOT_FOUND,
+                    _ => StatusCode::OK,
+                };
+                (status, [("x-echo", "yes")], body)
+            },
+        )
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (port, seen)
+}
+
+async fn invoke(c: &Client, sc: &Sidecar, name: &str, body: &str) -> (u16, HeaderMap, Bytes) {
+    let r = c
+        .post(format!("{}/v1.0/bindings/{name}", sc.http()))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.bytes().await.unwrap())
+}
+
+fn error_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_bindings_over_http() {
+    let (port, seen) = echo_server().await;
+    let url = format!("http://127.0.0.1:{port}/base");
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            component("web", "bindings.http", &[("url", &url)]),
+            component(
+                "lenient",
+                "bindings.http",
+                &[("url", &url), ("errorIfNot2XX", "false")],
+            ),
+            component(
+                "files",
+                "bindings.localstorage",
+                &[("rootPath", "{dir}/files")],
+            ),
+            component(
+                "inonly",
+                "bindings.localstorage",
+                &[("rootPath", "{dir}/x"), ("direction", "input")],
+            ),
+        ],
+        ..Default::default()
+    });
+    let c = Client::new();
+
+    // bindings.http: path appended, capitalised metadata as headers, the
+    // answer's status and headers as metadata.* response headers.
+    let (s, h, b) = invoke(
+        &c,
+        &sc,
+        "web",
+        r#"{"operation":"post","data":{"b":1,"a":"x"},"metadata":{"path":"/items?q=1","X-Custom":"v","lower":"no"}}"#,
+    )
+    .await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(&b[..], br#"{"a":"x","b":1}"#);
+    assert_eq!(h["metadata.statuscode"], "200");
+    assert_eq!(h["metadata.x-echo"], "yes");
+    {
+        let seen = seen.lock().unwrap();
+        let (m, uri, headers, body) = seen.last().unwrap();
+        assert_eq!((m.as_str(), uri.as_str()), ("POST", "/base/items?q=1"));
+        assert_eq!(headers["x-custom"], "v");
+        assert!(headers.get("lower").is_none());
+        assert_eq!(&body[..], br#"{"a":"x","b":1}"#);
+    }
+    // A non-2xx answer: ERR_INVOKE_OUTPUT_BINDING with the metadata still
+    // sent; errorIfNot2XX: false passes it through.
+    let (s, h, b) = invoke(
+        &c,
+        &sc,
+        "web",
+        r#"{"operation":"get","metadata":{"path":"/fail"}}"#,
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert_eq!(error_of(&b)["errorCode"], "ERR_INVOKE_OUTPUT_BINDING");
+    assert_eq!(h["metadata.statuscode"], "500");
+    let (s, h, _) = invoke(
+        &c,
+        &sc,
+        "lenient",
+        r#"{"operation":"get","metadata":{"path":"/fail"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, h["metadata.statuscode"].to_str().unwrap()),
+        (200, "500")
+    );
+
+    // daprd's errors.
+    let (s, _, b) = invoke(&c, &sc, "web", r#"{"operation":"explode"}"#).await;
+    assert_eq!(s, 500);
+    let e = error_of(&b);
+    assert_eq!(e["errorCode"], "ERR_INVOKE_OUTPUT_BINDING");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not support operation explode"),
+        "{e}"
+    );
+    let (s, _, b) = invoke(&c, &sc, "nosuch", r#"{"operation":"get"}"#).await;
+    assert_eq!(s, 500);
+    assert_eq!(
+        error_of(&b)["message"],
+        "error invoking output binding nosuch: couldn't find output binding nosuch"
+    );
+    // An input-only binding has no output side.
+    let (s, _, b) = invoke(&c, &sc, "inonly", r#"{"operation":"list"}"#).await;
+    assert_eq!(s, 500, "{}", String::from_utf8_lossy(&b));
+    let (s, _, b) = invoke(&c, &sc, "web", r#"{"data":1}"#).await;
+    assert_eq!(s, 500);
+    assert!(error_of(&b)["message"]
+        .as_str()
+        .unwrap()
+        .contains("operation field is missing"));
+    for bad in ["", "{", r#"{"operation":"get","metadata":{"n":1}}"#] {
+        let (s, _, b) = invoke(&c, &sc, "web", bad).await;
+        assert_eq!(s, 400, "{bad}");
+        assert_eq!(error_of(&b)["errorCode"], "ERR_MALFORMED_REQUEST");
+    }
+    let r = c
+        .get(format!("{}/v1.0/bindings/web", sc.http()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+
+    // bindings.localstorage: create / get / list / delete, escapes refused.
+    let (s, h, _) = invoke(
+        &c,
+        &sc,
+        "files",
+        r#"{"operation":"create","data":"Hello World","metadata":{"fileName":"a/b.txt"}}"#,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(h["metadata.filename"], "a/b.txt");
+    assert_eq!(
+        std::fs::read_to_string(sc.dir.path().join("files/a/b.txt")).unwrap(),
+        "Hello World"
+    );
+    let (s, _, b) = invoke(
+        &c,
+        &sc,
+        "files",
+        r#"{"operation":"get","metadata":{"fileName":"a/b.txt"}}"#,
+    )
+    .await;
+    assert_eq!((s, &b[..]), (200, &b"Hello World"[..]));
+    let (s, _, b) = invoke(&c, &sc, "files", r#"{"operation":"create","data":"x"}"#).await;
+    assert_eq!(s, 200);
+    let generated = error_of(&b)["fileName"].as_str().unwrap().to_string();
+    assert_eq!(generated.len(), 36, "a UUID name");
+    let (s, _, b) = invoke(&c, &sc, "files", r#"{"operation":"list"}"#).await;
+    assert_eq!(s, 200);
+    assert_eq!(error_of(&b).as_array().unwrap().len(), 2);
+    for escape in ["../escaped.txt", "/tmp/escaped.txt", "a/../../escaped.txt"] {
+        let body = json!({"operation": "create", "data": "no", "metadata": {"fileName": escape}});
+        let (s, _, b) = invoke(&c, &sc, "files", &body.to_string()).await;
+        assert_eq!(s, 500, "{escape}");
+        assert_eq!(error_of(&b)["errorCode"], "ERR_INVOKE_OUTPUT_BINDING");
+    }
+    assert!(!sc.dir.path().join("escaped.txt").exists());
+    let (s, _, b) = invoke(&c, &sc, "files", r#"{"operation":"get"}"#).await;
+    assert_eq!(s, 500);
+    assert!(error_of(&b)["message"]
+        .as_str()
+        .unwrap()
+        .contains("fileName"));
+    let (s, _, _) = invoke(
+        &c,
+        &sc,
+        "files",
+        r#"{"operation":"delete","metadata":{"fileName":"a/b.txt"}}"#,
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert!(!sc.dir.path().join("files/a/b.txt").exists());
+
+    // The metadata API lists them; metrics count the calls.
+    let md = get_json(&c, format!("{}/v1.0/metadata", sc.http())).await;
+    let comps = md["components"].as_array().unwrap();
+    let web = comps.iter().find(|c| c["name"] == "web").unwrap();
+    assert_eq!(
+        (web["type"].as_str(), web["version"].as_str()),
+        (Some("bindings.http"), Some("v1"))
+    );
+    assert!(comps
+        .iter()
+        .any(|c| c["name"] == "files" && c["type"] == "bindings.localstorage"));
+    let text = c
+        .get(sc.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dapr_component_output_binding_count")
+                && l.contains("component=\"web\"")
+                && l.contains("operation=\"post\"")
+                && l.contains("success=\"true\"")),
+        "{text}"
+    );
+    assert!(text.contains("dapr_component_output_binding_latencies_bucket"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_binding_over_grpc_with_the_rust_sdk() {
+    use dapr::dapr::proto::runtime::v1 as pb;
+    let sc = Sidecar::start(Options {
+        resources: vec![component(
+            "files",
+            "bindings.localstorage",
+            &[("rootPath", "{dir}/files")],
+        )],
+        ..Default::default()
+    });
+    let mut client = pb::dapr_client::DaprClient::connect(sc.grpc())
+        .await
+        .unwrap();
+    let req = |op: &str, data: &[u8], md: &[(&str, &str)]| pb::InvokeBindingRequest {
+        name: "files".into(),
+        data: data.to_vec(),
+        metadata: md
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        operation: op.into(),
+    };
+    let r = client
+        .invoke_binding(req("create", b"\"grpc data\"", &[("fileName", "g.txt")]))
+        .await
+        .unwrap();
+    assert_eq!(r.metadata().get("metadata.filename").unwrap(), "g.txt");
+    assert_eq!(r.get_ref().metadata["fileName"], "g.txt");
+    let got = client
+        .invoke_binding(req("get", b"", &[("fileName", "g.txt")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.data, b"grpc data");
+    let e = client
+        .invoke_binding(req("explode", b"", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal);
+    assert!(
+        e.message().starts_with(
+            "error invoking output binding files: binding files does not support operation explode"
+        ),
+        "{}",
+        e.message()
+    );
+    let mut other = req("get", b"", &[]);
+    other.name = "nosuch".into();
+    let e = client.invoke_binding(other).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal);
+    assert!(e.message().contains("couldn't find output binding nosuch"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_into_an_http_app() {
+    let (port, seen) = echo_server().await;
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            component(
+                "tick",
+                "bindings.cron",
+                &[("schedule", "@every 1s"), ("route", "/ticks")],
+            ),
+            // The app answers 404 to OPTIONS /unheard: not delivered.
+            component("unheard", "bindings.cron", &[("schedule", "@every 1s")]),
+        ],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let elapsed = start.elapsed().as_secs();
+    let posts: Vec<(String, HeaderMap)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _, _, _)| m == "POST")
+        .map(|(_, u, h, _)| (u.clone(), h.clone()))
+        .collect();
+    let ticks: Vec<_> = posts.iter().filter(|(u, _)| u == "/ticks").collect();
+    // Generous: the machine is shared; one event a second, give or take.
+    assert!(
+        ticks.len() >= 3 && ticks.len() as u64 <= elapsed + 2,
+        "{} ticks in {elapsed}s",
+        ticks.len()
+    );
+    assert!(
+        !posts.iter().any(|(u, _)| u == "/unheard"),
+        "a binding the app does not listen to"
+    );
+    let h = &ticks[0].1;
+    assert_eq!(h["timezone"], "UTC");
+    assert!(h["readtimeutc"].to_str().unwrap().ends_with("+0000 UTC"));
+    assert_eq!(h["content-type"], "application/json");
+    let text = c
+        .get(sc.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dapr_component_input_binding_count")
+                && l.contains("component=\"tick\"")
+                && l.contains("success=\"true\"")),
+        "{text}"
+    );
+}
+
+#[derive(Clone, Default)]
+struct GrpcApp {
+    events: Arc<Mutex<Vec<dapr::dapr::proto::runtime::v1::BindingEventRequest>>>,
+}
+
+#[tonic::async_trait]
+impl dapr::dapr::proto::runtime::v1::app_callback_server::AppCallback for GrpcApp {
+    async fn on_invoke(
+        &self,
+        _: tonic::Request<dapr::dapr::proto::common::v1::InvokeRequest>,
+    ) -> Result<tonic::Response<dapr::dapr::proto::common::v1::InvokeResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no"))
+    }
+
+    async fn list_topic_subscriptions(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<
+        tonic::Response<dapr::dapr::proto::runtime::v1::ListTopicSubscriptionsResponse>,
+        tonic::Status,
+    > {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn on_topic_event(
+        &self,
+        _: tonic::Request<dapr::dapr::proto::runtime::v1::TopicEventRequest>,
+    ) -> Result<tonic::Response<dapr::dapr::proto::runtime::v1::TopicEventResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("no"))
+    }
+
+    async fn list_input_bindings(
+        &self,
+        _: tonic::Request<()>,
+    ) -> Result<
+        tonic::Response<dapr::dapr::proto::runtime::v1::ListInputBindingsResponse>,
+        tonic::Status,
+    > {
+        Ok(tonic::Response::new(
+            dapr::dapr::proto::runtime::v1::ListInputBindingsResponse {
+                bindings: vec!["grpccron".into()],
+            },
+        ))
+    }
+
+    async fn on_binding_event(
+        &self,
+        req: tonic::Request<dapr::dapr::proto::runtime::v1::BindingEventRequest>,
+    ) -> Result<tonic::Response<dapr::dapr::proto::runtime::v1::BindingEventResponse>, tonic::Status>
+    {
+        self.events.lock().unwrap().push(req.into_inner());
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn on_bulk_topic_event(
+        &self,
+        _: tonic::Request<dapr::dapr::proto::runtime::v1::TopicEventBulkRequest>,
+    ) -> Result<
+        tonic::Response<dapr::dapr::proto::runtime::v1::TopicEventBulkResponse>,
+        tonic::Status,
+    > {
+        Err(tonic::Status::unimplemented("no"))
+    }
+
+    async fn on_job_event(
+        &self,
+        _: tonic::Request<dapr::dapr::proto::runtime::v1::JobEventRequest>,
+    ) -> Result<tonic::Response<dapr::dapr::proto::runtime::v1::JobEventResponse>, tonic::Status>
+    {
+        Err(tonic::Status::unimplemented("no"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_into_a_grpc_app() {
+    use dapr::dapr::proto::runtime::v1::app_callback_server::AppCallbackServer;
+    let app = GrpcApp::default();
+    let port = free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AppCallbackServer::new(app.clone()))
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    let _sc = Sidecar::start(Options {
+        resources: vec![
+            component("grpccron", "bindings.cron", &[("schedule", "@every 1s")]),
+            // Not listed by the app: not delivered.
+            component("unlisted", "bindings.cron", &[("schedule", "@every 1s")]),
+        ],
+        extra_args: vec![
+            "--app-port".into(),
+            port.to_string(),
+            "--app-protocol".into(),
+            "grpc".into(),
+        ],
+        ..Default::default()
+    });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let events = app.events.lock().unwrap().clone();
+    assert!(
+        events.len() >= 3 && events.len() <= 9,
+        "{} events",
+        events.len()
+    );
+    assert!(events.iter().all(|e| e.name == "grpccron"));
+    assert_eq!(events[0].metadata["timeZone"], "UTC");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_adds_a_binding() {
+    let sc = Sidecar::start(Options {
+        resources: vec![component(
+            "first",
+            "bindings.localstorage",
+            &[("rootPath", "{dir}/one")],
+        )],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let (s, _, _) = invoke(&c, &sc, "second", r#"{"operation":"list"}"#).await;
+    assert_eq!(s, 500);
+    let root = sc.dir.path().join("two").display().to_string();
+    std::fs::write(
+        sc.dir.path().join("resources/second.yaml"),
+        component("second", "bindings.localstorage", &[("rootPath", &root)]),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, _, b) = invoke(&c, &sc, "second", r#"{"operation":"list"}"#).await;
+        if s == 200 {
+            assert_eq!(&b[..], b"[]");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new binding never loaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let md = get_json(&c, format!("{}/v1.0/metadata", sc.http())).await;
+    let names: Vec<&str> = md["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"first") && names.contains(&"second"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn unknown_binding_type_stops_start_up() {
+    let mut cmd = std::process::Command::new(spar_tests::spar_bin());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kafka.yaml"),
+        component("queue", "bindings.kafka", &[("brokers", "localhost:9092")]),
+    )
+    .unwrap();
+    let out = cmd
+        .args([
+            "run",
+            "--app-id",
+            &unique("bad"),
+            "--dapr-http-port",
+            &free_port().to_string(),
+            "--dapr-grpc-port",
+            &free_port().to_string(),
+            "--metrics-port",
+            &free_port().to_string(),
+            "--resources-path",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bindings.kafka") && err.contains("kafka.yaml"),
+        "{err}"
+    );
+}
