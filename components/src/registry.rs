@@ -80,6 +80,9 @@ impl Default for Registry {
         bindings.insert("bindings.http", bindings::http::build);
         bindings.insert("bindings.localstorage", bindings::localstorage::build);
         bindings.insert("bindings.redis", bindings::redis::build);
+        bindings.insert("bindings.postgresql", bindings::sql::build_postgres);
+        bindings.insert("bindings.postgres", bindings::sql::build_postgres);
+        bindings.insert("bindings.mysql", bindings::sql::build_mysql);
         Registry {
             state,
             secrets,

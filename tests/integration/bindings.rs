@@ -567,3 +567,107 @@ fn unknown_binding_type_stops_start_up() {
         "{err}"
     );
 }
+
+/// `bindings.postgresql` and `bindings.mysql` on the machine's PostgreSQL
+/// (5432) and MariaDB (3306): exec with bound parameters (a value that
+/// looks like SQL stays a value), query rows as daprd shapes them, a
+/// failing statement, missing `sql`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_bindings_on_postgresql_and_mariadb() {
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            component(
+                "pg",
+                "bindings.postgresql",
+                &[(
+                    "connectionString",
+                    "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+                )],
+            ),
+            component(
+                "my",
+                "bindings.mysql",
+                &[("connectionString", "root:@tcp(127.0.0.1:3306)/test")],
+            ),
+        ],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let table = unique("sqlbind").replace('-', "_");
+    let sql = |op: &str, sql: &str, params: Value| {
+        let mut md = json!({ "sql": sql });
+        if !params.is_null() {
+            md["params"] = Value::String(params.to_string());
+        }
+        json!({ "operation": op, "metadata": md }).to_string()
+    };
+    let evil = "x'); DROP TABLE nothing; --";
+    for (name, ph) in [("pg", ["$1", "$2"]), ("my", ["?", "?"])] {
+        let (s, _, b) = invoke(
+            &c,
+            &sc,
+            name,
+            &sql(
+                "exec",
+                &format!("CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(100))"),
+                Value::Null,
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{name}: {}", String::from_utf8_lossy(&b));
+        let insert = format!(
+            "INSERT INTO {table} (id, name) VALUES ({}, {})",
+            ph[0], ph[1]
+        );
+        let (s, h, _) = invoke(&c, &sc, name, &sql("exec", &insert, json!([1, "one"]))).await;
+        assert_eq!(s, 200);
+        assert_eq!(h["metadata.rows-affected"], "1");
+        assert_eq!(h["metadata.operation"], "exec");
+        let (s, _, _) = invoke(&c, &sc, name, &sql("exec", &insert, json!([2, evil]))).await;
+        assert_eq!(s, 200);
+        let (s, _, b) = invoke(
+            &c,
+            &sc,
+            name,
+            &sql(
+                "query",
+                &format!(
+                    "SELECT id, name FROM {table} WHERE id >= {} ORDER BY id",
+                    ph[0]
+                ),
+                json!([1]),
+            ),
+        )
+        .await;
+        assert_eq!(s, 200, "{name}: {}", String::from_utf8_lossy(&b));
+        let rows: Value = serde_json::from_slice(&b).unwrap();
+        let expected = if name == "pg" {
+            json!([[1, "one"], [2, evil]])
+        } else {
+            json!([{"id": 1, "name": "one"}, {"id": 2, "name": evil}])
+        };
+        assert_eq!(rows, expected, "{name}");
+        let (s, _, b) = invoke(
+            &c,
+            &sc,
+            name,
+            &sql("query", "SELECT * FROM no_such_table_here", Value::Null),
+        )
+        .await;
+        assert_eq!(s, 500);
+        assert_eq!(error_of(&b)["errorCode"], "ERR_INVOKE_OUTPUT_BINDING");
+        let (s, _, b) = invoke(&c, &sc, name, r#"{"operation":"query"}"#).await;
+        assert_eq!(s, 500);
+        assert!(error_of(&b)["message"].as_str().unwrap().contains("sql"));
+        let (s, _, _) = invoke(
+            &c,
+            &sc,
+            name,
+            &sql("exec", &format!("DROP TABLE {table}"), Value::Null),
+        )
+        .await;
+        assert_eq!(s, 200);
+        let (s, _, _) = invoke(&c, &sc, name, r#"{"operation":"close"}"#).await;
+        assert_eq!(s, 204);
+    }
+}

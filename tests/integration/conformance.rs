@@ -448,6 +448,19 @@ async fn output_bindings() {
             Some("key"),
         ),
         ("bindings.http", vec![("url", "http://127.0.0.1:9/")], None),
+        (
+            "bindings.postgresql",
+            vec![(
+                "connectionString",
+                "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+            )],
+            None,
+        ),
+        (
+            "bindings.mysql",
+            vec![("connectionString", "root:@tcp(127.0.0.1:3306)/test")],
+            None,
+        ),
         ("bindings.cron", vec![("schedule", "@every 1h")], None),
     ] {
         let b = registry

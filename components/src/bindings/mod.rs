@@ -12,6 +12,7 @@ pub mod http;
 pub mod localstorage;
 pub mod redis;
 pub mod schedule;
+pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
