@@ -83,6 +83,8 @@ impl Default for Registry {
         bindings.insert("bindings.postgresql", bindings::sql::build_postgres);
         bindings.insert("bindings.postgres", bindings::sql::build_postgres);
         bindings.insert("bindings.mysql", bindings::sql::build_mysql);
+        bindings.insert("bindings.mqtt3", bindings::broker::build_mqtt);
+        bindings.insert("bindings.rabbitmq", bindings::broker::build_rabbitmq);
         Registry {
             state,
             secrets,

@@ -671,3 +671,106 @@ async fn sql_bindings_on_postgresql_and_mariadb() {
         assert_eq!(s, 204);
     }
 }
+
+/// An app that refuses each distinct body twice (500), then takes it.
+async fn refusing_app() -> (u16, Seen) {
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .fallback(
+            |State(seen): State<Seen>,
+             method: Method,
+             uri: Uri,
+             headers: HeaderMap,
+             body: Bytes| async move {
+                let mut s = seen.lock().unwrap();
+                let before = s
+                    .iter()
+                    .filter(|(m, u, _, b)| m == "POST" && u == &uri.to_string() && b == &body)
+                    .count();
+                s.push((method.to_string(), uri.to_string(), headers, body.clone()));
+                if method == Method::POST && before < 2 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            },
+        )
+        .with_state(seen.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (port, seen)
+}
+
+/// `bindings.mqtt3` (Mosquitto, 1883) and `bindings.rabbitmq` (5672), both
+/// sides: what the output side sends comes back through the input side to
+/// the app, which refuses it twice and gets it a third time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_bindings_redeliver_until_the_app_takes_it() {
+    let (port, seen) = refusing_app().await;
+    let (topic, queue) = (unique("bind/mqtt"), unique("bindq"));
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            component(
+                "mq",
+                "bindings.mqtt3",
+                &[
+                    ("url", "tcp://127.0.0.1:1883"),
+                    ("topic", &topic),
+                    ("consumerID", &unique("mqc")),
+                    ("direction", "input, output"),
+                ],
+            ),
+            component(
+                "rabbit",
+                "bindings.rabbitmq",
+                &[
+                    ("host", "amqp://guest:guest@127.0.0.1:5672"),
+                    ("queueName", &queue),
+                    ("deleteWhenUnused", "true"),
+                    ("direction", "input, output"),
+                ],
+            ),
+        ],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    // Input subscriptions start once the app is up; give them a moment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (name, route) in [("mq", "/mq"), ("rabbit", "/rabbit")] {
+        let body = json!({"operation": "create", "data": format!("to-{name}")}).to_string();
+        let (s, _, b) = invoke(&c, &sc, name, &body).await;
+        assert_eq!(s, 204, "{name}: {}", String::from_utf8_lossy(&b));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(m, u, _, _)| m == "POST" && u == route)
+                .count();
+            if n >= 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name}: {n} deliveries");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Taken the third time: no fourth delivery.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let posts: Vec<Bytes> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, u, _, _)| m == "POST" && u == route)
+            .map(|(_, _, _, b)| b.clone())
+            .collect();
+        assert_eq!(posts.len(), 3, "{name}");
+        assert!(
+            posts
+                .iter()
+                .all(|b| &b[..] == format!("\"to-{name}\"").as_bytes()),
+            "{name}: {posts:?}"
+        );
+    }
+}

@@ -462,6 +462,23 @@ async fn output_bindings() {
             None,
         ),
         ("bindings.cron", vec![("schedule", "@every 1h")], None),
+        (
+            "bindings.mqtt3",
+            vec![
+                ("url", "tcp://127.0.0.1:1883"),
+                ("topic", "spar-conformance"),
+            ],
+            None,
+        ),
+        (
+            "bindings.rabbitmq",
+            vec![
+                ("host", "amqp://guest:guest@127.0.0.1:5672"),
+                ("queueName", "spar-conformance"),
+                ("deleteWhenUnused", "true"),
+            ],
+            None,
+        ),
     ] {
         let b = registry
             .build_binding(&component(ty, &meta), &Default::default())

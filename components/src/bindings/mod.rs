@@ -6,6 +6,7 @@
 //! which sides are used (`direction` metadata, as daprd); a component only
 //! says which it has.
 
+pub mod broker;
 pub mod conformance;
 pub mod cron;
 pub mod http;
