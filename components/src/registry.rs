@@ -85,6 +85,7 @@ impl Default for Registry {
         bindings.insert("bindings.mysql", bindings::sql::build_mysql);
         bindings.insert("bindings.mqtt3", bindings::broker::build_mqtt);
         bindings.insert("bindings.rabbitmq", bindings::broker::build_rabbitmq);
+        bindings.insert("bindings.smtp", bindings::smtp::build);
         Registry {
             state,
             secrets,

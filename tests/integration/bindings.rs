@@ -774,3 +774,112 @@ async fn broker_bindings_redeliver_until_the_app_takes_it() {
         );
     }
 }
+
+/// A Python with `aiosmtpd` (`$SPAR_PYTHON`, else the repository's
+/// `.venv`), or `None`: the SMTP test then says it is skipped.
+fn python_with_aiosmtpd() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("SPAR_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
+        });
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(p)
+}
+
+/// `bindings.smtp` against a local `aiosmtpd` server (plain SMTP, no
+/// auth): the mail arrives with daprd's fields, a call's metadata
+/// overriding the component's; missing `emailTo` is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_binding_sends_mail() {
+    let Some(python) = python_with_aiosmtpd() else {
+        eprintln!("skipped: no Python with aiosmtpd (set SPAR_PYTHON)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("mail");
+    let port = free_port();
+    let mut server = std::process::Command::new(python)
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(&maildir)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sc = Sidecar::start(Options {
+        resources: vec![component(
+            "mail",
+            "bindings.smtp",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("emailFrom", "spar@example.com"),
+                ("subject", "default subject"),
+            ],
+        )],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let body = json!({
+        "operation": "create",
+        "data": "<b>hello</b>",
+        "metadata": {"emailTo": "a@example.com;b@example.com", "emailBCC": "hidden@example.com", "subject": "Greetings", "priority": "1"}
+    });
+    let (s, _, b) = invoke(&c, &sc, "mail", &body.to_string()).await;
+    assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
+    let (s, _, b) = invoke(&c, &sc, "mail", r#"{"operation":"create","data":"x"}"#).await;
+    assert_eq!(s, 500);
+    assert!(error_of(&b)["message"]
+        .as_str()
+        .unwrap()
+        .contains("emailTo"));
+    let mut mails = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mails.is_empty() && Instant::now() < deadline {
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
+                for e in rd.flatten() {
+                    mails.push(std::fs::read_to_string(e.path()).unwrap());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let m = &mails[0];
+    for want in [
+        "From: spar@example.com",
+        "To: a@example.com, b@example.com",
+        "Subject: Greetings",
+        "X-Priority: 1",
+        "\"<b>hello</b>\"",
+    ] {
+        assert!(m.contains(want), "{want:?} not in {m}");
+    }
+    // Bcc: a recipient (aiosmtpd's X-RcptTo lists the envelope), not a header.
+    assert!(!m.lines().any(|l| l.starts_with("Bcc:")), "{m}");
+    let rcpt = m
+        .lines()
+        .find(|l| l.starts_with("X-RcptTo:"))
+        .unwrap_or_default();
+    assert!(
+        rcpt.contains("hidden@example.com") && rcpt.contains("b@example.com"),
+        "{rcpt}"
+    );
+}

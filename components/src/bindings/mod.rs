@@ -13,6 +13,7 @@ pub mod http;
 pub mod localstorage;
 pub mod redis;
 pub mod schedule;
+pub mod smtp;
 pub mod sql;
 
 use std::collections::HashMap;
