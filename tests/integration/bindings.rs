@@ -883,3 +883,124 @@ async fn smtp_binding_sends_mail() {
         "{rcpt}"
     );
 }
+
+/// An HTTPS server with a self-signed certificate for `localhost`
+/// answering every request `200 ok`; returns its port and the
+/// certificate's PEM.
+async fn https_server() -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, cert.pem())
+}
+
+/// `bindings.http` over TLS: trusted through `MTLSRootCA` (a file path,
+/// or the PEM itself); refused without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_binding_trusts_its_root_ca() {
+    let (port, pem) = https_server().await;
+    let url = format!("https://localhost:{port}");
+    let sc = Sidecar::start_with_files(
+        Options {
+            resources: vec![
+                component(
+                    "tls",
+                    "bindings.http",
+                    &[("url", &url), ("MTLSRootCA", "{dir}/ca.pem")],
+                ),
+                component("untrusted", "bindings.http", &[("url", &url)]),
+            ],
+            ..Default::default()
+        },
+        &[("ca.pem", &pem)],
+    );
+    let c = Client::new();
+    let (s, h, b) = invoke(&c, &sc, "tls", r#"{"operation":"get"}"#).await;
+    assert_eq!(
+        (s, &b[..]),
+        (200, &b"ok"[..]),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    assert_eq!(h["metadata.statuscode"], "200");
+    let (s, _, b) = invoke(&c, &sc, "untrusted", r#"{"operation":"get"}"#).await;
+    assert_eq!(s, 500);
+    assert_eq!(error_of(&b)["errorCode"], "ERR_INVOKE_OUTPUT_BINDING");
+}
+
+/// `targets.components.{name}.inbound` retries wrap input deliveries: a
+/// cron event the app refuses twice is retried at once and taken, well
+/// before the next tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_resiliency_retries_input_deliveries() {
+    let (port, seen) = refusing_app().await;
+    let resiliency = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: res\nspec:\n  policies:\n    retries:\n      quick:\n        policy: constant\n        duration: 50ms\n        maxRetries: 3\n  targets:\n    components:\n      slow:\n        inbound:\n          retry: quick\n";
+    let _sc = Sidecar::start(Options {
+        resources: vec![
+            component(
+                "slow",
+                "bindings.cron",
+                &[("schedule", "@every 3s"), ("direction", "input")],
+            ),
+            resiliency.to_string(),
+        ],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let posts = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, u, _, _)| m == "POST" && u == "/slow")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while posts() == 0 {
+        assert!(Instant::now() < deadline, "no tick");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        posts(),
+        3,
+        "refused twice, retried, taken — before the next tick"
+    );
+}
