@@ -1,17 +1,24 @@
-"""Output bindings with the official Python SDK (``DaprClient.invoke_binding``
-over gRPC): a ``bindings.localstorage`` create / get / list / delete round
-trip with the binding's answer metadata, a path escape refused with daprd's
-error, and an unknown binding and operation refused."""
+"""Bindings with the official Python SDK: output through
+``DaprClient.invoke_binding`` over gRPC (a ``bindings.localstorage``
+create / get / list / delete round trip with the binding's answer metadata,
+a path escape refused with daprd's error, an unknown binding and operation
+refused) and input to a gRPC app (``dapr.ext.grpc.App`` with
+``@app.binding``: ``ListInputBindings``, then ``OnBindingEvent`` for each
+tick of the ``bindings.cron`` component it listed)."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import grpc
 import pytest
 from dapr.clients import DaprClient
 
-from conftest import _stop, component_yaml, start_sidecar
+from dapr.ext.grpc import App, BindingRequest
+
+from conftest import _stop, component_yaml, free_ports, start_sidecar
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +76,31 @@ def test_unknown_binding_and_operation(client):
     with pytest.raises(grpc.RpcError) as e:
         client.invoke_binding("files", "explode")
     assert "does not support operation explode" in e.value.details()
+
+
+def test_cron_events_reach_a_grpc_app(tmp_path):
+    events: list[tuple[str, dict]] = []
+    # The handler is found by the event's binding name: each call is pycron's.
+    app = App()
+
+    @app.binding("pycron")
+    def on_tick(request: BindingRequest) -> None:
+        events.append(("pycron", dict(request.binding_metadata)))
+
+    (port,) = free_ports(1)
+    threading.Thread(target=app.run, args=(port, "127.0.0.1"), daemon=True).start()
+    (tmp_path / "resources").mkdir()
+    (tmp_path / "resources" / "pycron.yaml").write_text(
+        component_yaml("pycron", "bindings.cron", {"schedule": "@every 1s"})
+    )
+    sc = start_sidecar(tmp_path, ["--app-port", str(port), "--app-protocol", "grpc"])
+    try:
+        deadline = time.time() + 15
+        while len(events) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        _stop(sc.proc)
+        app.stop()
+    assert len(events) >= 2
+    assert all(name == "pycron" for name, _ in events)
+    assert events[0][1]["timeZone"] == "UTC"
