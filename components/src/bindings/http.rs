@@ -1,7 +1,8 @@
 //! `bindings.http`: an output binding calling one HTTP endpoint (`url`),
 //! as daprd's. Operations are the verbs (`create` is `post`); per call,
 //! `path` metadata is appended to the URL and every metadata key starting
-//! with a capital letter is sent as a request header. The answer's
+//! with a capital letter is sent as a request header (and `traceparent` /
+//! `tracestate`). The answer's
 //! metadata: `statusCode`, `status` (`200 OK`) and the response headers
 //! (several values joined by `, `). A non-2xx answer is an error carrying
 //! that metadata unless `errorIfNot2XX: false`. TLS: `MTLSRootCA` (a PEM or
@@ -137,7 +138,9 @@ impl Binding for HttpBinding {
         let url = join(&self.url, req.metadata.get("path"));
         let mut call = self.client.request(method.clone(), &url);
         for (k, v) in &req.metadata {
-            if k.chars().next().is_some_and(char::is_uppercase) {
+            // Capitalised keys are headers; the trace context always goes.
+            let trace = matches!(k.as_str(), "traceparent" | "tracestate");
+            if trace || k.chars().next().is_some_and(char::is_uppercase) {
                 call = call.header(k.as_str(), v.as_str());
             }
         }

@@ -159,6 +159,14 @@ pub async fn handle(rt: &Runtime, ctx: &mut Ctx, req: BindingRequest) -> ApiResu
         ));
     }
     let operation = req.operation.clone();
+    let mut metadata = req.metadata;
+    // The API call's trace context goes on to the component (the HTTP
+    // binding forwards it), as daprd passes it.
+    if let Some(span) = &ctx.span {
+        metadata
+            .entry("traceparent".to_string())
+            .or_insert_with(|| span.context().traceparent());
+    }
     let started = Instant::now();
     let r = guarded(
         &live,
@@ -167,7 +175,7 @@ pub async fn handle(rt: &Runtime, ctx: &mut Ctx, req: BindingRequest) -> ApiResu
         InvokeRequest {
             operation: req.operation,
             data: req.data,
-            metadata: req.metadata,
+            metadata,
         },
     )
     .await;

@@ -21,6 +21,14 @@ struct BindingJson {
 }
 
 pub fn invoke(name: String, body: &[u8]) -> Result<Request, ApiError> {
+    // Go decodes only an object (or null) into the request struct; serde
+    // would also take an array for it.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b) if *b != b'{' && *b != b'n') {
+        return Err(ApiError::MalformedRequest(
+            "the body is not a JSON object".into(),
+        ));
+    }
     let j: BindingJson =
         go_json::from_slice(body).map_err(|e| ApiError::MalformedRequest(e.to_string()))?;
     // Re-encoded compactly, object keys sorted, as Go's encoder writes a
