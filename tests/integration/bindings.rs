@@ -1004,3 +1004,80 @@ async fn inbound_resiliency_retries_input_deliveries() {
         "refused twice, retried, taken — before the next tick"
     );
 }
+
+/// With app health checks on, input events stop while the app is
+/// unhealthy and resume when it is healthy again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_input_events_while_the_app_is_unhealthy() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    #[derive(Clone, Default)]
+    struct App {
+        sick: Arc<AtomicBool>,
+        ticks: Arc<AtomicUsize>,
+    }
+    let app = App::default();
+    let router = axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(|State(a): State<App>| async move {
+                if a.sick.load(Ordering::SeqCst) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }),
+        )
+        .route(
+            "/beat",
+            axum::routing::post(|State(a): State<App>| async move {
+                a.ticks.fetch_add(1, Ordering::SeqCst);
+                StatusCode::OK
+            }),
+        )
+        .with_state(app.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+    let _sc = Sidecar::start(Options {
+        resources: vec![component(
+            "beat",
+            "bindings.cron",
+            &[("schedule", "@every 1s"), ("direction", "input")],
+        )],
+        extra_args: [
+            "--app-port",
+            &port.to_string(),
+            "--enable-app-health-check",
+            "--app-health-check-path",
+            "/healthz",
+            "--app-health-probe-interval",
+            "1",
+            "--app-health-threshold",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.ticks.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no events while healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.sick.store(true, Ordering::SeqCst);
+    // One probe interval (and a tick in flight) for the sidecar to notice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let frozen = app.ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        app.ticks.load(Ordering::SeqCst),
+        frozen,
+        "events while unhealthy"
+    );
+    app.sick.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.ticks.load(Ordering::SeqCst) == frozen {
+        assert!(Instant::now() < deadline, "events did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
