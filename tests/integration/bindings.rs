@@ -1081,3 +1081,96 @@ async fn no_input_events_while_the_app_is_unhealthy() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `bindings.redis` on the machine's Redis: create (with a TTL), get,
+/// increment, delete, and a missing key refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_binding_round_trip() {
+    let sc = Sidecar::start(Options {
+        resources: vec![component(
+            "cache",
+            "bindings.redis",
+            &[("redisHost", "127.0.0.1:6379")],
+        )],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let key = unique("bindkey");
+    let call = |op: &str, data: Value, md: Value| {
+        json!({"operation": op, "data": data, "metadata": md}).to_string()
+    };
+    let (s, _, _) = invoke(
+        &c,
+        &sc,
+        "cache",
+        &call(
+            "create",
+            json!({"n": 1}),
+            json!({"key": key, "ttlInSeconds": "60"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, _, b) = invoke(
+        &c,
+        &sc,
+        "cache",
+        &call("get", Value::Null, json!({"key": key})),
+    )
+    .await;
+    assert_eq!((s, &b[..]), (200, &br#"{"n":1}"#[..]));
+    let mut r = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+    let counter = format!("{key}-n");
+    for _ in 0..3 {
+        let (s, _, _) = invoke(
+            &c,
+            &sc,
+            "cache",
+            &call("increment", Value::Null, json!({"key": counter})),
+        )
+        .await;
+        assert_eq!(s, 204);
+    }
+    let (s, _, b) = invoke(
+        &c,
+        &sc,
+        "cache",
+        &call("get", Value::Null, json!({"key": counter})),
+    )
+    .await;
+    assert_eq!((s, &b[..]), (200, &b"3"[..]));
+    for k in [&key, &counter] {
+        let (s, _, _) = invoke(
+            &c,
+            &sc,
+            "cache",
+            &call("delete", Value::Null, json!({"key": k})),
+        )
+        .await;
+        assert_eq!(s, 204);
+    }
+    let (s, _, _) = invoke(
+        &c,
+        &sc,
+        "cache",
+        &call("get", Value::Null, json!({"key": key})),
+    )
+    .await;
+    assert_eq!(s, 204, "a missing key answers nothing");
+    let (s, _, b) = invoke(&c, &sc, "cache", &call("get", Value::Null, json!({}))).await;
+    assert_eq!(s, 500);
+    assert!(error_of(&b)["message"]
+        .as_str()
+        .unwrap()
+        .contains("missing key"));
+}
