@@ -708,7 +708,7 @@ async fn refusing_app() -> (u16, Seen) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_bindings_redeliver_until_the_app_takes_it() {
     let (port, seen) = refusing_app().await;
-    let (topic, queue) = (unique("bind/mqtt"), unique("bindq"));
+    let (topic, queue, mqc) = (unique("bind/mqtt"), unique("bindq"), unique("mqc"));
     let sc = Sidecar::start(Options {
         resources: vec![
             component(
@@ -717,7 +717,7 @@ async fn broker_bindings_redeliver_until_the_app_takes_it() {
                 &[
                     ("url", "tcp://127.0.0.1:1883"),
                     ("topic", &topic),
-                    ("consumerID", &unique("mqc")),
+                    ("consumerID", &mqc),
                     ("direction", "input, output"),
                 ],
             ),
@@ -773,6 +773,7 @@ async fn broker_bindings_redeliver_until_the_app_takes_it() {
             "{name}: {posts:?}"
         );
     }
+    spar_tests::clear_mqtt_clients(&[&mqc]).await;
 }
 
 /// A Python with `aiosmtpd` (`$SPAR_PYTHON`, else the repository's
@@ -1173,4 +1174,112 @@ async fn redis_binding_round_trip() {
         .as_str()
         .unwrap()
         .contains("missing key"));
+}
+
+/// Nothing lost when the sidecar reading a broker binding is SIGKILLed
+/// mid-stream: another sidecar sends 0..200 through the binding's output
+/// side while the reading one is killed and restarted; the app gets every
+/// message at least once (RabbitMQ: durable queue, persistent messages,
+/// unacknowledged ones requeued; MQTT: the persistent session resumes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_bindings_lose_nothing_when_the_sidecar_is_killed() {
+    const N: usize = 200;
+    for ty in ["bindings.rabbitmq", "bindings.mqtt3"] {
+        let got: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+        let router =
+            axum::Router::new()
+                .fallback(
+                    |State(got): State<Arc<Mutex<std::collections::BTreeSet<String>>>>,
+                     body: Bytes| async move {
+                        got.lock()
+                            .unwrap()
+                            .insert(String::from_utf8_lossy(&body).into_owned());
+                        StatusCode::OK
+                    },
+                )
+                .with_state(got.clone());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(l, router).await.unwrap() });
+        let (name, consumer) = (unique("durq"), unique("durc"));
+        let meta = |direction: &str| -> String {
+            if ty == "bindings.rabbitmq" {
+                component(
+                    "stream",
+                    ty,
+                    &[
+                        ("host", "amqp://guest:guest@127.0.0.1:5672"),
+                        ("queueName", &name),
+                        ("durable", "true"),
+                        ("deliveryMode", "2"),
+                        ("reconnectWait", "300ms"),
+                        ("direction", direction),
+                    ],
+                )
+            } else {
+                component(
+                    "stream",
+                    ty,
+                    &[
+                        ("url", "tcp://127.0.0.1:1883"),
+                        ("topic", &name),
+                        ("consumerID", &consumer),
+                        ("direction", direction),
+                    ],
+                )
+            }
+        };
+        let reader = |port: u16| {
+            Sidecar::start(Options {
+                resources: vec![meta("input")],
+                extra_args: vec!["--app-port".into(), port.to_string()],
+                ..Default::default()
+            })
+        };
+        let mut sub = reader(port);
+        // The reader's queue / session exists before anything is sent.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let publisher = Sidecar::start(Options {
+            resources: vec![meta("output")],
+            ..Default::default()
+        });
+        let url = format!("{}/v1.0/bindings/stream", publisher.http());
+        let sender = tokio::spawn(async move {
+            let c = Client::new();
+            for n in 0..N {
+                let body = json!({"operation": "create", "data": {"n": n}}).to_string();
+                let r = c.post(&url).body(body).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 204);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.lock().unwrap().len() < 30 {
+            assert!(Instant::now() < deadline, "{ty}: no deliveries");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sub.child.kill().unwrap(); // SIGKILL
+        sub.child.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _sub2 = reader(port);
+        sender.await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.lock().unwrap().len() < N && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let got = got.lock().unwrap().clone();
+        let missing: Vec<usize> = (0..N)
+            .filter(|n| !got.contains(&format!("{{\"n\":{n}}}")))
+            .collect();
+        if ty == "bindings.rabbitmq" {
+            spar_tests::delete_rabbitmq(&name).await;
+        } else {
+            spar_tests::clear_mqtt_clients(&[&consumer]).await;
+        }
+        assert!(
+            missing.is_empty(),
+            "{ty}: lost {} messages: {missing:?}",
+            missing.len()
+        );
+    }
 }
