@@ -100,6 +100,12 @@ async fn output_bindings_over_http() {
                 "bindings.localstorage",
                 &[("rootPath", "{dir}/x"), ("direction", "input")],
             ),
+            // Scoped to another app: not loaded here.
+            component(
+                "elsewhere",
+                "bindings.localstorage",
+                &[("rootPath", "{dir}/y")],
+            ) + "scopes:\n- some-other-app\n",
         ],
         ..Default::default()
     });
@@ -168,6 +174,12 @@ async fn output_bindings_over_http() {
         error_of(&b)["message"],
         "error invoking output binding nosuch: couldn't find output binding nosuch"
     );
+    let (s, _, b) = invoke(&c, &sc, "elsewhere", r#"{"operation":"list"}"#).await;
+    assert_eq!(s, 500);
+    assert!(error_of(&b)["message"]
+        .as_str()
+        .unwrap()
+        .contains("couldn't find output binding"));
     // An input-only binding has no output side.
     let (s, _, b) = invoke(&c, &sc, "inonly", r#"{"operation":"list"}"#).await;
     assert_eq!(s, 500, "{}", String::from_utf8_lossy(&b));
@@ -249,6 +261,7 @@ async fn output_bindings_over_http() {
         (web["type"].as_str(), web["version"].as_str()),
         (Some("bindings.http"), Some("v1"))
     );
+    assert!(!comps.iter().any(|c| c["name"] == "elsewhere"));
     assert!(comps
         .iter()
         .any(|c| c["name"] == "files" && c["type"] == "bindings.localstorage"));
@@ -1281,5 +1294,42 @@ async fn broker_bindings_lose_nothing_when_the_sidecar_is_killed() {
             "{ty}: lost {} messages: {missing:?}",
             missing.len()
         );
+    }
+}
+
+/// Hot reload adding an input binding starts its delivery to the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_starts_a_new_input_binding() {
+    let (port, seen) = echo_server().await;
+    let sc = Sidecar::start(Options {
+        resources: vec![component(
+            "files",
+            "bindings.localstorage",
+            &[("rootPath", "{dir}/files")],
+        )],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    std::fs::write(
+        sc.dir.path().join("resources/late.yaml"),
+        component(
+            "late",
+            "bindings.cron",
+            &[("schedule", "@every 1s"), ("direction", "input")],
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(m, u, _, _)| m == "POST" && u == "/late")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the new cron binding never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
