@@ -1333,3 +1333,59 @@ async fn hot_reload_starts_a_new_input_binding() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `bindings.mqtt3` input on a wildcard topic gets what another binding
+/// publishes to a concrete topic (a call's `topic` metadata), with that
+/// topic in the event's metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_binding_wildcard_input() {
+    let (port, seen) = echo_server().await;
+    let (base, consumer) = (unique("bindwild"), unique("wildc"));
+    let sc = Sidecar::start(Options {
+        resources: vec![
+            component(
+                "wild",
+                "bindings.mqtt3",
+                &[
+                    ("url", "tcp://127.0.0.1:1883"),
+                    ("topic", &format!("{base}/+")),
+                    ("consumerID", &consumer),
+                    ("direction", "input"),
+                ],
+            ),
+            component(
+                "out",
+                "bindings.mqtt3",
+                &[
+                    ("url", "tcp://127.0.0.1:1883"),
+                    ("topic", &format!("{base}/default")),
+                    ("direction", "output"),
+                ],
+            ),
+        ],
+        extra_args: vec!["--app-port".into(), port.to_string()],
+        ..Default::default()
+    });
+    let c = Client::new();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body =
+        json!({"operation": "create", "data": "w", "metadata": {"topic": format!("{base}/room1")}});
+    let (s, _, _) = invoke(&c, &sc, "out", &body.to_string()).await;
+    assert_eq!(s, 204);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let topic = loop {
+        let t = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(m, u, _, _)| m == "POST" && u == "/wild")
+            .map(|(_, _, h, _)| h["topic"].to_str().unwrap().to_string());
+        if let Some(t) = t {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "nothing delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(topic, format!("{base}/room1"));
+    spar_tests::clear_mqtt_clients(&[&consumer]).await;
+}
