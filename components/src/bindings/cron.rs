@@ -132,9 +132,10 @@ impl Binding for Cron {
                     ]
                     .into(),
                 };
-                // A slow app delays the next tick rather than piling calls
-                // up; an @every schedule catches up on the ticks it missed
-                // by firing at once, as a ticker would not: skip them.
+                // One event at a time: a slow app delays the next tick
+                // rather than piling calls up, and the @every ticks it
+                // overran are skipped (as Go's ticker drops them), not
+                // fired in a burst.
                 if let Err(e) = handler.handle(ev).await {
                     tracing::debug!("cron event not taken by the app: {e}");
                 }
