@@ -804,6 +804,46 @@ fn python_with_aiosmtpd() -> Option<std::path::PathBuf> {
     ok.then_some(p)
 }
 
+/// `aiosmtpd` on `port` storing mail in `maildir` (a Maildir), once it
+/// accepts connections.
+fn aiosmtpd(
+    python: &std::path::Path,
+    port: u16,
+    maildir: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Child {
+    let server = std::process::Command::new(python)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// The mails in a Maildir, waiting (bounded) for the first.
+async fn mails(maildir: &std::path::Path) -> Vec<String> {
+    let mut mails = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mails.is_empty() && Instant::now() < deadline {
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
+                for e in rd.flatten() {
+                    mails.push(std::fs::read_to_string(e.path()).unwrap());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mails
+}
+
 /// `bindings.smtp` against a local `aiosmtpd` server (plain SMTP, no
 /// auth): the mail arrives with daprd's fields, a call's metadata
 /// overriding the component's; missing `emailTo` is refused.
@@ -816,24 +856,7 @@ async fn smtp_binding_sends_mail() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("mail");
     let port = free_port();
-    let mut server = std::process::Command::new(python)
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(&maildir)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "aiosmtpd did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut server = aiosmtpd(&python, port, &maildir, &[]);
     let sc = Sidecar::start(Options {
         resources: vec![component(
             "mail",
@@ -861,18 +884,7 @@ async fn smtp_binding_sends_mail() {
         .as_str()
         .unwrap()
         .contains("emailTo"));
-    let mut mails = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while mails.is_empty() && Instant::now() < deadline {
-        for sub in ["new", "cur"] {
-            if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {
-                for e in rd.flatten() {
-                    mails.push(std::fs::read_to_string(e.path()).unwrap());
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mails = mails(&maildir).await;
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(mails.len(), 1, "{mails:?}");
@@ -1388,4 +1400,72 @@ async fn mqtt_binding_wildcard_input() {
     };
     assert_eq!(topic, format!("{base}/room1"));
     spar_tests::clear_mqtt_clients(&[&consumer]).await;
+}
+
+/// `bindings.smtp` upgrades with STARTTLS when the server offers it (this
+/// `aiosmtpd` refuses mail without it): with `skipTLSVerify` its
+/// self-signed certificate is accepted; without, the call fails and
+/// nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_binding_uses_starttls() {
+    let Some(python) = python_with_aiosmtpd() else {
+        eprintln!("skipped: no Python with aiosmtpd (set SPAR_PYTHON)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key_pair.serialize_pem()).unwrap();
+    let maildir = dir.path().join("mail");
+    let port = free_port();
+    let mut server = aiosmtpd(
+        &python,
+        port,
+        &maildir,
+        &[
+            "--tlscert",
+            cert_file.to_str().unwrap(),
+            "--tlskey",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let smtp = |name: &str, skip: &str| {
+        component(
+            name,
+            "bindings.smtp",
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("skipTLSVerify", skip),
+                ("emailFrom", "spar@example.com"),
+                ("emailTo", "tls@example.com"),
+            ],
+        )
+    };
+    let sc = Sidecar::start(Options {
+        resources: vec![smtp("tls", "true"), smtp("strict", "false")],
+        ..Default::default()
+    });
+    let c = Client::new();
+    let (s, _, b) = invoke(&c, &sc, "strict", r#"{"operation":"create","data":"no"}"#).await;
+    assert_eq!(s, 500, "{}", String::from_utf8_lossy(&b));
+    assert!(error_of(&b)["message"]
+        .as_str()
+        .unwrap()
+        .contains("TLS handshake"));
+    let (s, _, b) = invoke(
+        &c,
+        &sc,
+        "tls",
+        r#"{"operation":"create","data":"over tls"}"#,
+    )
+    .await;
+    assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
+    let got = mails(&maildir).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("over tls"));
 }
