@@ -31,7 +31,8 @@ fn component(name: &str, ty: &str, meta: &[(&str, &str)]) -> String {
 type Seen = Arc<Mutex<Vec<(String, String, HeaderMap, Bytes)>>>;
 
 /// A server answering every request with its body echoed, `x-echo: yes`,
-/// and 500 on `/fail`; 404 to `OPTIONS /unheard` (an app not listening).
+/// and 500 on `/fail`, after 3 s on `/slow`; 404 to `OPTIONS /unheard`
+/// (an app not listening).
 async fn echo_server() -> (u16, Seen) {
     let seen: Seen = Arc::default();
     let app = axum::Router::new()
@@ -47,6 +48,9 @@ async fn echo_server() -> (u16, Seen) {
                     headers,
                     body.clone(),
                 ));
+                if uri.path().ends_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
                 let status = match (method.as_str(), uri.path()) {
                     (_, p) if p.ends_with("/fail") => StatusCode::INTERNAL_SERVER_ERROR,
                     ("OPTIONS", "/unheard") => StatusCode::NOT_FOUND,
@@ -89,6 +93,11 @@ async fn output_bindings_over_http() {
                 "lenient",
                 "bindings.http",
                 &[("url", &url), ("errorIfNot2XX", "false")],
+            ),
+            component(
+                "hasty",
+                "bindings.http",
+                &[("url", &url), ("responseTimeout", "300ms")],
             ),
             component(
                 "files",
@@ -154,6 +163,22 @@ async fn output_bindings_over_http() {
     assert_eq!(
         (s, h["metadata.statuscode"].to_str().unwrap()),
         (200, "500")
+    );
+
+    // responseTimeout bounds a call.
+    let started = Instant::now();
+    let (s, _, b) = invoke(
+        &c,
+        &sc,
+        "hasty",
+        r#"{"operation":"get","metadata":{"path":"/slow"}}"#,
+    )
+    .await;
+    assert_eq!(s, 500, "{}", String::from_utf8_lossy(&b));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
     );
 
     // daprd's errors.
