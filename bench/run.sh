@@ -21,6 +21,9 @@
 #   lock.sh       distributed lock/unlock over HTTP for in-memory, SQLite,
 #                 Redis, PostgreSQL vs redis-benchmark / pgbench with the
 #                 same commands
+#   bindings.sh   output binding latency over HTTP: bindings.http vs wrk to
+#                 the same server, bindings.redis create vs redis-benchmark
+#                 SET, bindings.postgresql exec vs pgbench of the statement
 #   crypto.sh     encryption throughput (MB/s) of the EncryptAlpha1 /
 #                 DecryptAlpha1 streams vs openssl on the same data
 #   sched.sh      per request and process: CPU, time waiting for a core,
@@ -71,6 +74,10 @@ if [ "${1:-}" = "--smoke" ]; then
   echo "$out"
   echo "$out" | grep -qE '^\| redis \| unlock \| [0-9.]+ / ' ||
     { echo "bench smoke: lock row missing" >&2; exit 1; }
+  out=$(bench/bindings.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 1)
+  echo "$out"
+  echo "$out" | grep -qE '^\| postgresql \| exec \| [0-9.]+ / ' ||
+    { echo "bench smoke: bindings row missing" >&2; exit 1; }
   # Crypto: 2 MiB once through the debug sidecar; the AES row must have figures.
   command -v openssl >/dev/null || need_tools
   out=$(bench/crypto.sh "${CARGO_TARGET_DIR:-target}/debug/spar" 2 1)
@@ -125,6 +132,7 @@ section "State" bench/state.sh $BIN 3
 section "Configuration" bench/configuration.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
 section "Distributed lock" bench/lock.sh $BIN 3
+section "Output bindings" bench/bindings.sh $BIN 3
 section "Cryptography" bench/crypto.sh $BIN 64 3
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3

@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/runtime/v1/lock.proto",
         "dapr/proto/runtime/v1/ai.proto",
         "dapr/proto/runtime/v1/crypto.proto",
+        "dapr/proto/runtime/v1/binding.proto",
         "dapr/proto/runtime/v1/dapr.proto",
         "dapr/proto/sentry/v1/sentry.proto",
         "google/rpc/status.proto",

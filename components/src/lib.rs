@@ -6,6 +6,7 @@
 //! suite that every implementation of the kind must pass.
 //! [`registry`] builds components from their YAML `spec.type`.
 
+pub mod bindings;
 pub mod build;
 pub mod configuration;
 pub mod conversation;

@@ -10,6 +10,7 @@ use spar_config::Component;
 
 pub use crate::build::{BuildContext, BuildError};
 
+use crate::bindings::{self, Binding};
 use crate::configuration::{self, ConfigurationStore};
 use crate::conversation::{self, Conversation};
 use crate::crypto::{self, CryptoProvider};
@@ -27,6 +28,7 @@ type ConfigurationBuilder = Builder<dyn ConfigurationStore>;
 type LockBuilder = Builder<dyn LockStore>;
 type ConversationBuilder = Builder<dyn Conversation>;
 type CryptoBuilder = Builder<dyn CryptoProvider>;
+type BindingBuilder = Builder<dyn Binding>;
 
 /// Component constructors by `spec.type`. Versions are checked by the builder.
 pub struct Registry {
@@ -37,6 +39,7 @@ pub struct Registry {
     lock: HashMap<&'static str, LockBuilder>,
     conversation: HashMap<&'static str, ConversationBuilder>,
     crypto: HashMap<&'static str, CryptoBuilder>,
+    bindings: HashMap<&'static str, BindingBuilder>,
 }
 
 impl Default for Registry {
@@ -72,6 +75,17 @@ impl Default for Registry {
         let mut crypto: HashMap<&'static str, CryptoBuilder> = HashMap::new();
         crypto.insert("crypto.dapr.localstorage", crypto::localstorage::build);
         crypto.insert("crypto.dapr.jwks", crypto::jwks::build);
+        let mut bindings: HashMap<&'static str, BindingBuilder> = HashMap::new();
+        bindings.insert("bindings.cron", bindings::cron::build);
+        bindings.insert("bindings.http", bindings::http::build);
+        bindings.insert("bindings.localstorage", bindings::localstorage::build);
+        bindings.insert("bindings.redis", bindings::redis::build);
+        bindings.insert("bindings.postgresql", bindings::sql::build_postgres);
+        bindings.insert("bindings.postgres", bindings::sql::build_postgres);
+        bindings.insert("bindings.mysql", bindings::sql::build_mysql);
+        bindings.insert("bindings.mqtt3", bindings::broker::build_mqtt);
+        bindings.insert("bindings.rabbitmq", bindings::broker::build_rabbitmq);
+        bindings.insert("bindings.smtp", bindings::smtp::build);
         Registry {
             state,
             secrets,
@@ -80,6 +94,7 @@ impl Default for Registry {
             lock,
             conversation,
             crypto,
+            bindings,
         }
     }
 }
@@ -118,6 +133,7 @@ impl Registry {
             .chain(self.lock.keys())
             .chain(self.conversation.keys())
             .chain(self.crypto.keys())
+            .chain(self.bindings.keys())
             .copied()
             .collect();
         all.sort_unstable();
@@ -170,6 +186,14 @@ impl Registry {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn CryptoProvider>, BuildError> {
         build(&self.crypto, c, ctx)
+    }
+
+    pub fn build_binding(
+        &self,
+        c: &Component,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn Binding>, BuildError> {
+        build(&self.bindings, c, ctx)
     }
 
     pub fn build_state(

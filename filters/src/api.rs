@@ -4,8 +4,8 @@
 //! block defines its own operation types in `handlers::<block>`.
 
 use crate::handlers::{
-    configuration, conversation, crypto, health::HealthRequest, invoke, lock, metadata, pubsub,
-    secrets, state,
+    bindings, configuration, conversation, crypto, health::HealthRequest, invoke, lock, metadata,
+    pubsub, secrets, state,
 };
 
 #[derive(Debug)]
@@ -23,6 +23,8 @@ pub enum Request {
     /// the invocation path had it.
     Conversation(Box<conversation::ConversationRequest>),
     Crypto(crypto::CryptoRequest),
+    /// Boxed: as large as conversation's, and the enum stays small.
+    Binding(Box<bindings::BindingRequest>),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -49,6 +51,8 @@ pub enum Response {
     /// Boxed: a stream's state is larger than any other answer, and every
     /// call (invocation included) moves a `Response`.
     Crypto(Box<crypto::CryptoResponse>),
+    /// An output binding's answer; `None`: it had nothing to return (204).
+    Binding(Option<Box<spar_components::bindings::InvokeResponse>>),
 }
 
 impl Response {
@@ -74,6 +78,8 @@ impl Response {
             Response::Configuration(_) => 200,
             Response::Lock(_) | Response::Conversation(_) => 200,
             Response::Crypto(_) => 200,
+            Response::Binding(None) => 204,
+            Response::Binding(Some(_)) => 200,
         }
     }
 }

@@ -213,6 +213,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("crypto providers not configured")]
     CryptoProvidersNotConfigured,
+    /// Every output binding failure (unknown binding, unsupported or
+    /// missing operation, component error), as daprd: one code, 500.
+    #[error("error invoking output binding {name}: {reason}")]
+    InvokeOutputBinding { name: String, reason: String },
     #[error("crypto provider {0} not found")]
     CryptoProviderNotFound(String),
     #[error("failed to retrieve key {name}: {reason}")]
@@ -348,6 +352,7 @@ impl ApiError {
             CryptoProvidersNotConfigured => "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED",
             CryptoProviderNotFound(_) => "ERR_CRYPTO_PROVIDER_NOT_FOUND",
             CryptoGetKey { .. } => "ERR_CRYPTO_KEY",
+            InvokeOutputBinding { .. } => "ERR_INVOKE_OUTPUT_BINDING",
             Crypto(_) => "ERR_CRYPTO",
             MetadataSet(_) => "ERR_METADATA_SET",
             RateLimited => "ERR_TOO_MANY_REQUESTS",
@@ -404,6 +409,7 @@ impl ApiError {
             ConversationInvoke { .. } => 500,
             BadRequest(_) | CryptoProviderNotFound(_) => 400,
             CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => 500,
+            InvokeOutputBinding { .. } => 500,
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -464,6 +470,7 @@ impl ApiError {
             ConversationInvoke { .. } => INTERNAL,
             BadRequest(_) | CryptoProviderNotFound(_) => INVALID_ARGUMENT,
             CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => INTERNAL,
+            InvokeOutputBinding { .. } => INTERNAL,
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }
@@ -523,6 +530,9 @@ impl ApiError {
             // daprd's gRPC state calls (not bulk get) wrap a store failure
             // with its error code as the reason; its HTTP ones add nothing.
             State { op, .. } if !http && *op != StateOp::BulkGet => vec![info(self.code(), None)],
+            // daprd's gRPC InvokeBinding error carries an ErrorInfo with
+            // the code; its HTTP one has no details.
+            InvokeOutputBinding { .. } if !http => vec![info(self.code(), None)],
             PubSubNotConfigured { metadata, .. } => vec![info(
                 "DAPR_PUBSUB_NOT_CONFIGURED",
                 http.then(|| metadata.clone()),

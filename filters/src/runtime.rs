@@ -92,6 +92,8 @@ pub struct Live {
     pub conversations: crate::handlers::conversation::Conversations,
     /// Crypto components (`crypto.*`).
     pub crypto: crate::handlers::crypto::CryptoProviders,
+    /// Binding components (`bindings.*`), both sides.
+    pub bindings: crate::handlers::bindings::Bindings,
     /// State stores with a transactional outbox (`outbox.rs`).
     pub outbox: crate::outbox::Outboxes,
     /// `HTTPEndpoint` resources (and full-URL targets).

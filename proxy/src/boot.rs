@@ -121,6 +121,8 @@ impl Builder {
                     "conversation"
                 } else if t.starts_with("crypto.") {
                     "crypto"
+                } else if t.starts_with("bindings.") {
+                    "binding"
                 } else {
                     "component"
                 };
@@ -151,6 +153,7 @@ impl Builder {
             locks: loaded.locks,
             conversations: loaded.conversations,
             crypto: loaded.crypto,
+            bindings: loaded.bindings,
             outbox: spar_filters::outbox::Outboxes::from_components(&resources.components),
             endpoints,
             components: loaded.infos,

@@ -190,7 +190,7 @@ pub struct RunArgs {
         help_heading = "App"
     )]
     pub disable_init_endpoints: Vec<String>,
-    /// Timeout of the input-binding discovery call to the app (no input bindings yet: accepted).
+    /// Timeout of the input-binding discovery call to the app (accepted; spar uses daprd's default, 3 s).
     #[arg(
         long = "app-binding-options-timeout",
         default_value = "3s",

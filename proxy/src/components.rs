@@ -36,6 +36,7 @@ pub struct Loaded {
     pub locks: spar_filters::handlers::lock::LockStores,
     pub conversations: spar_filters::handlers::conversation::Conversations,
     pub crypto: spar_filters::handlers::crypto::CryptoProviders,
+    pub bindings: spar_filters::handlers::bindings::Bindings,
     /// Secret stores by name, for later `secretKeyRef`s (HTTPEndpoint headers).
     pub secret_stores: HashMap<String, Arc<dyn SecretStore>>,
 }
@@ -308,6 +309,7 @@ pub async fn load(
                 | "lock"
                 | "conversation"
                 | "crypto"
+                | "bindings"
         ) {
             continue;
         }
@@ -520,6 +522,39 @@ pub async fn load(
         .await
     {
         out.crypto.insert(name, s);
+    }
+    // A binding keeps its `direction` (which sides daprd would use) and
+    // the app route its input events go to (`route`, else its name).
+    let binding_sides = |c: &Component| {
+        Ok((
+            spar_components::bindings::Direction::from_metadata(c.meta("direction").as_deref()),
+            c.meta("route").unwrap_or_else(|| c.name().to_string()),
+        ))
+    };
+    for (name, binding, (direction, route)) in cx
+        .load(
+            &mut out,
+            "bindings",
+            |live, n| {
+                live.bindings
+                    .get(n)
+                    .map(|e| (e.binding.clone(), (e.direction, e.route.clone())))
+            },
+            binding_sides,
+            |c| registry.build_binding(c, ctx),
+            |s| async move { s.init().await },
+        )
+        .await
+    {
+        use spar_filters::handlers::bindings::BindingEntry;
+        out.bindings.insert(
+            name,
+            BindingEntry {
+                binding,
+                direction,
+                route,
+            },
+        );
     }
     out
 }

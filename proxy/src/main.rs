@@ -10,6 +10,7 @@ mod components;
 mod configuration_app;
 mod grpc;
 mod http;
+mod input_bindings;
 mod launcher;
 mod listen_guard;
 mod logging;

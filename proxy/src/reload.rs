@@ -9,8 +9,8 @@
 //! a changed component that fails to build keeps its previous instance —
 //! and swapped in atomically with a new filter chain. Calls already running
 //! finish on the set they started with. Subscriptions are restarted
-//! (in-flight deliveries drain first) only when a pub/sub component or a
-//! subscription changed.
+//! (in-flight deliveries drain first), input bindings with them, only when
+//! a pub/sub or binding component or a subscription changed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,8 +31,8 @@ fn stamp(p: &PathBuf) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// The running subscriptions, restarted as one: the app's and the
-/// sidecar's own outbox ones.
+/// The running subscriptions, restarted as one: the app's, the sidecar's
+/// own outbox ones and the input bindings' readers.
 struct Subscriber {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -41,12 +41,13 @@ struct Subscriber {
 impl Subscriber {
     fn start(rt: &Arc<Runtime>, subs: Vec<spar_config::Subscription>) -> Self {
         let (stop, rx) = watch::channel(false);
-        let (app, outbox) = (
+        let (app, outbox, inputs) = (
             crate::subscriber::run(rt.clone(), subs, rx.clone()),
-            crate::subscriber::outbox::run(rt.clone(), rx),
+            crate::subscriber::outbox::run(rt.clone(), rx.clone()),
+            crate::input_bindings::run(rt.clone(), rx),
         );
         let task = tokio::spawn(async move {
-            tokio::join!(app, outbox);
+            tokio::join!(app, outbox, inputs);
         });
         Subscriber { stop, task }
     }
@@ -244,6 +245,9 @@ impl Reloader {
             } else if let Some(p) = old.pubsubs.get(name).cloned() {
                 live.pubsubs.insert_shared(name.clone(), p);
                 true
+            } else if let Some(b) = old.bindings.get(name).cloned() {
+                live.bindings.insert(name.clone(), b);
+                true
             } else {
                 false
             };
@@ -258,7 +262,7 @@ impl Reloader {
         let pubsub_specs = |r: &Resources| -> Vec<spar_config::Component> {
             r.components
                 .iter()
-                .filter(|c| c.kind_prefix() == "pubsub")
+                .filter(|c| matches!(c.kind_prefix(), "pubsub" | "bindings"))
                 .cloned()
                 .collect()
         };

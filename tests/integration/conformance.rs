@@ -427,3 +427,62 @@ async fn crypto_jwks() {
         fx::run_all(p, names).await;
     }
 }
+
+/// The output binding conformance suite against each output binding:
+/// (type, metadata, the metadata key naming an item for the round trip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_bindings() {
+    use spar_components::bindings::conformance as binding_conformance;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files").display().to_string();
+    let registry = spar_components::registry::Registry::default();
+    for (ty, meta, key) in [
+        (
+            "bindings.localstorage",
+            vec![("rootPath", root.as_str())],
+            Some("fileName"),
+        ),
+        (
+            "bindings.redis",
+            vec![("redisHost", "127.0.0.1:6379")],
+            Some("key"),
+        ),
+        ("bindings.http", vec![("url", "http://127.0.0.1:9/")], None),
+        (
+            "bindings.postgresql",
+            vec![(
+                "connectionString",
+                "host=127.0.0.1 user=postgres port=5432 dbname=postgres",
+            )],
+            None,
+        ),
+        (
+            "bindings.mysql",
+            vec![("connectionString", "root:@tcp(127.0.0.1:3306)/test")],
+            None,
+        ),
+        ("bindings.cron", vec![("schedule", "@every 1h")], None),
+        (
+            "bindings.mqtt3",
+            vec![
+                ("url", "tcp://127.0.0.1:1883"),
+                ("topic", "spar-conformance"),
+            ],
+            None,
+        ),
+        (
+            "bindings.rabbitmq",
+            vec![
+                ("host", "amqp://guest:guest@127.0.0.1:5672"),
+                ("queueName", "spar-conformance"),
+                ("deleteWhenUnused", "true"),
+            ],
+            None,
+        ),
+    ] {
+        let b = registry
+            .build_binding(&component(ty, &meta), &Default::default())
+            .unwrap_or_else(|e| panic!("{ty}: {e}"));
+        binding_conformance::run_all(b, key, &unique(ty)).await;
+    }
+}

@@ -107,6 +107,20 @@ impl AppCallback for App {
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
         Err(Status::unimplemented("no"))
     }
+
+    async fn list_input_bindings(
+        &self,
+        _: Request<()>,
+    ) -> Result<Response<pb::ListInputBindingsResponse>, Status> {
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn on_binding_event(
+        &self,
+        _: Request<pb::BindingEventRequest>,
+    ) -> Result<Response<pb::BindingEventResponse>, Status> {
+        Err(Status::unimplemented("no"))
+    }
 }
 
 async fn start_app() -> (u16, App) {

@@ -2,6 +2,7 @@
 //! real `spar` binary (see `spar_tests::Sidecar`).
 
 mod app_channel;
+mod bindings;
 mod cli;
 mod configuration;
 mod conformance;

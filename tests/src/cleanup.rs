@@ -92,9 +92,18 @@ pub async fn clear_mqtt_sessions(groups: &[impl AsRef<str>]) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    for g in groups {
-        let g = g.as_ref();
-        let mut o = rumqttc::MqttOptions::new(format!("{g}-{host}"), "127.0.0.1", 1883);
+    let ids: Vec<String> = groups
+        .iter()
+        .map(|g| format!("{}-{host}", g.as_ref()))
+        .collect();
+    clear_mqtt_clients(&ids).await;
+}
+
+/// Ends the MQTT sessions of these exact client ids (a component's
+/// `consumerID`).
+pub async fn clear_mqtt_clients(ids: &[impl AsRef<str>]) {
+    for id in ids {
+        let mut o = rumqttc::MqttOptions::new(id.as_ref(), "127.0.0.1", 1883);
         o.set_clean_session(true);
         let (client, mut ev) = rumqttc::AsyncClient::new(o, 10);
         let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -48,6 +48,11 @@ struct Options {
     ttl: Option<Duration>,
     client_name: String,
     timeout: Duration,
+    /// Queue mode (the `bindings.rabbitmq` flavour, daprd's binding): one
+    /// named queue on the default exchange, no exchange of its own, no
+    /// consumer-group queue; the topic is the queue's name.
+    queue: Option<String>,
+    max_priority: Option<u8>,
 }
 
 pub struct RabbitMq {
@@ -116,7 +121,27 @@ fn options(c: &Component) -> Result<Options, BuildError> {
         ttl: m.int_opt("ttlInSeconds")?.map(Duration::from_secs),
         client_name: m.str_or("clientName", "spar"),
         timeout: m.duration("timeout", Duration::from_secs(5))?,
+        queue: None,
+        max_priority: None,
     })
+}
+
+/// The queue-mode broker behind `bindings.rabbitmq`: `queueName`
+/// (required) on the default exchange; `deleteWhenUnused` (default
+/// false), `durable`, `ttlInSeconds`, `maxPriority`, `prefetchCount`,
+/// `deliveryMode`, and `requeueInFailure` (default true: an event the app
+/// refused is delivered again).
+pub fn build_queue(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
+    let m = Meta::new(c);
+    let mut o = options(c)?;
+    o.queue = Some(m.required("queueName")?);
+    o.delete_when_unused = m.bool("deleteWhenUnused", false)?;
+    o.requeue_in_failure = m.bool("requeueInFailure", true)?;
+    o.max_priority = m.int_opt("maxPriority")?;
+    Ok(Arc::new(RabbitMq {
+        o,
+        publisher: Mutex::new(None),
+    }))
 }
 
 pub fn build(c: &Component, _ctx: &BuildContext) -> Result<Arc<dyn PubSub>, BuildError> {
@@ -150,6 +175,9 @@ impl Options {
     }
 
     async fn exchange(&self, ch: &Channel, topic: &str) -> Result<(), PubSubError> {
+        if self.queue.is_some() {
+            return Ok(());
+        }
         let opts = ExchangeDeclareOptions {
             durable: self.durable,
             auto_delete: self.delete_when_unused,
@@ -185,7 +213,27 @@ impl Options {
                 AMQPValue::LongLongInt(t.as_millis() as i64),
             );
         }
+        if let Some(p) = self.max_priority {
+            args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(p));
+        }
         args
+    }
+
+    /// Queue mode: declares the queue (same options on both sides, or
+    /// RabbitMQ refuses the second declaration).
+    async fn declare_queue(&self, ch: &Channel, queue: &str) -> Result<(), PubSubError> {
+        let qopts = QueueDeclareOptions {
+            durable: self.durable,
+            auto_delete: self.delete_when_unused,
+            ..Default::default()
+        };
+        bounded(
+            self.timeout,
+            "queue declare",
+            ch.queue_declare(queue.into(), qopts, self.queue_args()),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -204,6 +252,13 @@ fn properties(o: &Options, msg: &Message) -> BasicProperties {
         .with_delivery_mode(if o.persistent { 2 } else { 1 });
     if let Some(ct) = msg.metadata.get("contentType") {
         p = p.with_content_type(ct.as_str().into());
+    }
+    if let Some(pr) = msg
+        .metadata
+        .get("priority")
+        .and_then(|p| p.parse::<u8>().ok())
+    {
+        p = p.with_priority(pr);
     }
     if let Some(ttl) = msg
         .metadata
@@ -248,6 +303,9 @@ impl RabbitMq {
             ch.confirm_select(ConfirmSelectOptions::default()),
         )
         .await?;
+        if let Some(q) = &self.o.queue {
+            self.o.declare_queue(&ch, q).await?;
+        }
         *guard = Some((conn, ch.clone()));
         Ok(ch)
     }
@@ -255,12 +313,19 @@ impl RabbitMq {
     async fn try_publish(&self, msg: &Message) -> Result<(), PubSubError> {
         let ch = self.publish_channel().await?;
         self.o.exchange(&ch, &msg.topic).await?;
-        let routing_key = msg.metadata.get("routingKey").cloned().unwrap_or_default();
+        // Queue mode: the default exchange routes by the queue's name.
+        let (exchange, routing_key) = match &self.o.queue {
+            Some(_) => (String::new(), msg.topic.clone()),
+            None => (
+                msg.topic.clone(),
+                msg.metadata.get("routingKey").cloned().unwrap_or_default(),
+            ),
+        };
         let o = &self.o;
         let confirm = async {
             let c = ch
                 .basic_publish(
-                    msg.topic.as_str().into(),
+                    exchange.as_str().into(),
                     routing_key.as_str().into(),
                     BasicPublishOptions::default(),
                     &msg.data,
@@ -309,7 +374,10 @@ impl PubSub for RabbitMq {
         handler: Arc<dyn Handler>,
     ) -> Result<Subscription, PubSubError> {
         let (stop_tx, stop) = watch::channel(false);
-        let queue = format!("{}-{}", req.consumer_group, req.topic);
+        let queue = match &self.o.queue {
+            Some(_) => req.topic.clone(),
+            None => format!("{}-{}", req.consumer_group, req.topic),
+        };
         let prefetch = if self.o.prefetch > 0 {
             self.o.prefetch
         } else {
@@ -358,29 +426,21 @@ impl Consumer {
         )
         .await?;
         o.exchange(&ch, &self.topic).await?;
-        let qopts = QueueDeclareOptions {
-            durable: o.durable,
-            auto_delete: o.delete_when_unused,
-            ..Default::default()
-        };
-        bounded(
-            o.timeout,
-            "queue declare",
-            ch.queue_declare(self.queue.as_str().into(), qopts, o.queue_args()),
-        )
-        .await?;
-        bounded(
-            o.timeout,
-            "queue bind",
-            ch.queue_bind(
-                self.queue.as_str().into(),
-                self.topic.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            ),
-        )
-        .await?;
+        o.declare_queue(&ch, &self.queue).await?;
+        if o.queue.is_none() {
+            bounded(
+                o.timeout,
+                "queue bind",
+                ch.queue_bind(
+                    self.queue.as_str().into(),
+                    self.topic.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ),
+            )
+            .await?;
+        }
         let consumer = bounded(
             o.timeout,
             "consume",

@@ -5,6 +5,7 @@
 
 pub mod mysql;
 pub mod postgres;
+pub mod rows;
 
 use std::fmt::Display;
 use std::future::Future;

@@ -2,6 +2,7 @@
 //! chain by handing each request to its block's handler. Adding a building
 //! block is one module here, one `Request` variant and one arm below.
 
+pub mod bindings;
 pub mod configuration;
 pub mod conversation;
 pub mod crypto;
@@ -56,6 +57,7 @@ impl Filter for Router {
             Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
             Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, *r)).await,
             Request::Crypto(r) => Box::pin(crypto::handle(&self.rt, r)).await,
+            Request::Binding(r) => Box::pin(bindings::handle(&self.rt, ctx, *r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

@@ -94,6 +94,10 @@ pub struct Metrics {
     pub conversation_latency: HistogramVec,
     pub crypto_count: CounterVec,
     pub crypto_latency: HistogramVec,
+    pub input_binding_count: CounterVec,
+    pub input_binding_latency: HistogramVec,
+    pub output_binding_count: CounterVec,
+    pub output_binding_latency: HistogramVec,
     pub resiliency_loaded: CounterVec,
     pub resiliency_count: CounterVec,
     pub resiliency_activations: CounterVec,
@@ -315,6 +319,32 @@ impl Metrics {
                 &OPERATION,
                 LATENCY_MS,
             ),
+            input_binding_count: counter(
+                &r,
+                "dapr_component_input_binding_count",
+                "The number of incoming events arriving from the input binding component.",
+                &CONVERSATION,
+            ),
+            input_binding_latency: histogram(
+                &r,
+                "dapr_component_input_binding_latencies",
+                "The triggered app event processing latency (ms).",
+                &CONVERSATION,
+                LATENCY_MS,
+            ),
+            output_binding_count: counter(
+                &r,
+                "dapr_component_output_binding_count",
+                "The number of operations invoked on the output binding component.",
+                &OPERATION,
+            ),
+            output_binding_latency: histogram(
+                &r,
+                "dapr_component_output_binding_latencies",
+                "The latency of the response from the output binding component (ms).",
+                &OPERATION,
+                LATENCY_MS,
+            ),
             resiliency_loaded: counter(
                 &r,
                 "dapr_resiliency_loaded",
@@ -514,6 +544,36 @@ impl ComponentMetrics {
         self.metrics.conversation_count.with_label_values(&l).inc();
         self.metrics
             .conversation_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    /// One event an input binding handed to the app (daprd's labels: no
+    /// operation).
+    pub fn input_binding(&self, component: &str, ok: bool, started: Instant) {
+        let l = [&self.app_id, component, &self.namespace, success(ok)];
+        self.metrics.input_binding_count.with_label_values(&l).inc();
+        self.metrics
+            .input_binding_latency
+            .with_label_values(&l)
+            .observe(ms(started));
+    }
+
+    /// One `InvokeBinding` call.
+    pub fn output_binding(&self, component: &str, operation: &str, ok: bool, started: Instant) {
+        let l = [
+            &self.app_id,
+            component,
+            &self.namespace,
+            operation,
+            success(ok),
+        ];
+        self.metrics
+            .output_binding_count
+            .with_label_values(&l)
+            .inc();
+        self.metrics
+            .output_binding_latency
             .with_label_values(&l)
             .observe(ms(started));
     }

@@ -22,8 +22,12 @@ pub(super) fn keep(ctx: &mut Ctx) {
     if ctx.answer_headers.is_empty() {
         return;
     }
-    let h = std::mem::take(&mut ctx.answer_headers);
-    let _ = ANSWER.try_with(|a| a.borrow_mut().extend(h));
+    // Left in the context when no collection is open: a front end that
+    // sends them itself (InvokeBinding) finds them there.
+    let _ = ANSWER.try_with(|a| {
+        a.borrow_mut()
+            .extend(std::mem::take(&mut ctx.answer_headers))
+    });
 }
 
 /// Runs `call` with a collection open, and adds what was kept to its answer.

@@ -388,6 +388,13 @@ impl Dapr for DaprApi {
         self.subscribe_stream(req).await
     }
 
+    async fn invoke_binding(
+        &self,
+        req: GrpcRequest<pb::InvokeBindingRequest>,
+    ) -> R<pb::InvokeBindingResponse> {
+        self.invoke_binding(req).await
+    }
+
     async fn try_lock_alpha1(
         &self,
         req: GrpcRequest<pb::TryLockRequest>,

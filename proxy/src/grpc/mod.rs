@@ -2,6 +2,7 @@
 //! into the same typed requests as the HTTP face and run the same chain.
 
 mod answer_headers;
+mod bindings;
 mod configuration;
 mod conversation;
 mod convert;

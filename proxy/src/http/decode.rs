@@ -550,6 +550,11 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
                 },
             )
         }
+        ["v1.0", "bindings", name] => {
+            only(m, &["POST", "PUT"], "/v1.0/bindings/{name}", h.path, || {
+                super::bindings::invoke(percent_decode(name), body)
+            })
+        }
         ["v1.0-alpha1", "lock", store] => only(
             m,
             &["POST"],

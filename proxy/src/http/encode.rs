@@ -90,6 +90,16 @@ pub fn response(r: Response) -> Encoded {
         Response::Lock(l) => json_body(status, &super::lock::encode(&l)),
         Response::Conversation(c) => json_body(status, &super::conversation::encode(&c)),
         Response::Crypto(c) => super::crypto::response(status, *c),
+        Response::Binding(None) => Encoded {
+            status,
+            headers: vec![],
+            body: Bytes::new(),
+        },
+        Response::Binding(Some(b)) => Encoded {
+            status,
+            headers: vec![("content-type", JSON.into())],
+            body: Bytes::from(b.data),
+        },
         // Some entries failed: daprd's body, listing them.
         Response::BulkPublished(f) => json_body(
             status,

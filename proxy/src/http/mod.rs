@@ -4,6 +4,7 @@
 //! itself; service invocation is the one call sent upstream (the chain
 //! picks the peer; the fast path or pingora-proxy streams the body).
 
+pub mod bindings;
 pub mod conversation;
 mod crypto;
 pub mod decode;

@@ -52,7 +52,10 @@ pub fn max_in_flight(rt: &Runtime) -> usize {
 
 /// Waits until the app accepts connections (and, with health checks on, is
 /// healthy): nothing is delivered before.
-async fn app_ready(rt: &Runtime, stop: &mut watch::Receiver<bool>) -> Option<std::net::SocketAddr> {
+pub(crate) async fn app_ready(
+    rt: &Runtime,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<std::net::SocketAddr> {
     let addr = rt.app_addr()?;
     let health = rt.app.as_ref().is_some_and(|a| a.health.is_some());
     loop {
