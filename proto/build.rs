@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/runtime/v1/crypto.proto",
         "dapr/proto/runtime/v1/dapr.proto",
         "dapr/proto/sentry/v1/sentry.proto",
+        "dapr/proto/scheduler/v1/scheduler.proto",
+        "spar/scheduler/v1/raft.proto",
         "google/rpc/status.proto",
         "google/rpc/error_details.proto",
         "opentelemetry/proto/common/v1/common.proto",

@@ -43,6 +43,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the certificate authority that issues sidecars' mTLS certificates.
     Sentry(Box<crate::security::sentry::SentryArgs>),
+    /// Run a scheduler node: jobs for the Jobs API, replicated with Raft.
+    Scheduler(Box<spar_scheduler::SchedulerArgs>),
 }
 
 #[derive(Debug, Args)]

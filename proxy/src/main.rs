@@ -55,6 +55,10 @@ fn main() {
         }
         Command::Validate(args) => validate::run(&args),
         Command::Sentry(args) => security::sentry::run(*args),
+        Command::Scheduler(args) => {
+            logging::init(&args.log_level, args.log_as_json, "");
+            spar_scheduler::run(*args)
+        }
     };
     std::process::exit(code);
 }
