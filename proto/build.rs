@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dapr/proto/runtime/v1/lock.proto",
         "dapr/proto/runtime/v1/ai.proto",
         "dapr/proto/runtime/v1/crypto.proto",
+        "dapr/proto/runtime/v1/jobs.proto",
         "dapr/proto/runtime/v1/dapr.proto",
         "dapr/proto/sentry/v1/sentry.proto",
         "dapr/proto/scheduler/v1/scheduler.proto",

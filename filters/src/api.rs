@@ -4,8 +4,8 @@
 //! block defines its own operation types in `handlers::<block>`.
 
 use crate::handlers::{
-    configuration, conversation, crypto, health::HealthRequest, invoke, lock, metadata, pubsub,
-    secrets, state,
+    configuration, conversation, crypto, health::HealthRequest, invoke, jobs, lock, metadata,
+    pubsub, secrets, state,
 };
 
 #[derive(Debug)]
@@ -23,6 +23,8 @@ pub enum Request {
     /// the invocation path had it.
     Conversation(Box<conversation::ConversationRequest>),
     Crypto(crypto::CryptoRequest),
+    /// Boxed: a job carries its data.
+    Jobs(Box<jobs::JobsRequest>),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -49,6 +51,7 @@ pub enum Response {
     /// Boxed: a stream's state is larger than any other answer, and every
     /// call (invocation included) moves a `Response`.
     Crypto(Box<crypto::CryptoResponse>),
+    Jobs(Box<jobs::JobsResponse>),
 }
 
 impl Response {
@@ -74,6 +77,7 @@ impl Response {
             Response::Configuration(_) => 200,
             Response::Lock(_) | Response::Conversation(_) => 200,
             Response::Crypto(_) => 200,
+            Response::Jobs(_) => 200,
         }
     }
 }

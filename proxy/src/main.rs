@@ -18,6 +18,7 @@ mod peer_client;
 mod reload;
 mod resident;
 mod run;
+mod scheduler;
 mod security;
 mod signals;
 mod subscriber;

@@ -107,6 +107,12 @@ impl AppCallback for App {
     ) -> Result<Response<pb::TopicEventBulkResponse>, Status> {
         Err(Status::unimplemented("no"))
     }
+    async fn on_job_event(
+        &self,
+        _: Request<pb::JobEventRequest>,
+    ) -> Result<Response<pb::JobEventResponse>, Status> {
+        Err(Status::unimplemented("no"))
+    }
 }
 
 async fn start_app() -> (u16, App) {

@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
+pub mod jobs;
 pub mod lock;
 pub mod metadata;
 pub mod pubsub;
@@ -56,6 +57,7 @@ impl Filter for Router {
             Request::Lock(r) => Box::pin(lock::handle(&self.rt, r)).await,
             Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, *r)).await,
             Request::Crypto(r) => Box::pin(crypto::handle(&self.rt, r)).await,
+            Request::Jobs(r) => Box::pin(jobs::handle(&self.rt, *r)).await,
             Request::Rejected(e) => Err(e),
         }
     }
