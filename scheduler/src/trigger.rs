@@ -25,6 +25,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 const BATCH: usize = 1024;
 /// Re-check for due jobs that could not be sent (no stream yet).
 const POLL: Duration = Duration::from_millis(50);
+/// A leader of several voters fires only while a quorum acknowledged it
+/// this recently (longer than an election takes): a leader that was
+/// paused or cut off (SIGSTOP, a partition) stops firing before, or as,
+/// another is elected, rather than firing stale ticks when it resumes.
+const LEASE: Duration = Duration::from_millis(1000);
 
 struct Flight {
     id: u64,
@@ -86,8 +91,26 @@ async fn lead(
     let mut by_id: HashMap<u64, String> = HashMap::new();
     let mut next_id: u64 = 1;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
+    // When a quorum last acknowledged this leader, on the monotonic clock
+    // (which runs on while the process is stopped). `None`: a single voter.
+    // Read only from fresh metrics: a stale reading re-dated to now would
+    // look fresh.
+    let mut acked_at: Option<Instant> = None;
+    let mut first = true; // read the metrics afresh
     loop {
-        if metrics.borrow().state != ServerState::Leader {
+        let fresh = std::mem::take(&mut first) || metrics.has_changed().unwrap_or(false);
+        let leads = {
+            let m = metrics.borrow_and_update();
+            if fresh {
+                let voters = m.membership_config.membership().voter_ids().count();
+                acked_at = match m.millis_since_quorum_ack {
+                    Some(ms) if voters > 1 => Instant::now().checked_sub(Duration::from_millis(ms)),
+                    _ => None,
+                };
+            }
+            m.state == ServerState::Leader
+        };
+        if !leads {
             tracing::info!("scheduler node {} no longer leads", node.id);
             return;
         }
@@ -97,6 +120,8 @@ async fn lead(
             (jobs.due(now, BATCH + flights.len()), jobs.earliest())
         };
         let mut unsent = false;
+        let lease_ok = acked_at.is_none_or(|t| t.elapsed() < LEASE);
+        let due = if lease_ok { due } else { Vec::new() };
         for rec in due {
             let key = rec.key.storage_key();
             if flights.contains_key(&key) {
@@ -155,7 +180,7 @@ async fn lead(
             keep
         });
         let wait = match earliest {
-            _ if unsent => POLL,
+            _ if unsent || !lease_ok => POLL,
             Some(t) if t > now => Duration::from_millis(u64::try_from(t - now).unwrap_or(0))
                 .min(Duration::from_secs(1)),
             // Everything due is in flight: wait for answers.
@@ -165,7 +190,10 @@ async fn lead(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = node.changed.notified() => {}
-            r = metrics.changed() => if r.is_err() { return },
+            r = metrics.changed() => match r {
+                Err(_) => return,
+                Ok(()) => first = true,
+            },
             k = done_rx.recv() => if let Some(k) = k { flights.remove(&k); },
             e = events.recv() => match e {
                 None => return,
