@@ -44,7 +44,25 @@ pub const DEFAULT_POLICY: FailurePolicy = FailurePolicy::Constant {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct Payload {
     pub type_url: String,
+    /// Base64 in the log and snapshots (JSON would spell a byte as up to
+    /// four characters and a comma).
+    #[serde(with = "b64")]
     pub value: Vec<u8>,
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The job as the client gave it (returned by GetJob as given).

@@ -23,6 +23,14 @@ impl Seen {
     fn count(&self, name: &str) -> usize {
         self.0.lock().unwrap().get(name).map_or(0, Vec::len)
     }
+    fn times(&self, name: &str) -> Vec<Instant> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|v| v.iter().map(|(t, _)| *t).collect())
+            .unwrap_or_default()
+    }
     fn bodies(&self, name: &str) -> Vec<Vec<u8>> {
         self.0
             .lock()
@@ -62,8 +70,12 @@ async fn job_app() -> (u16, Seen) {
 }
 
 fn sidecar(app_port: u16, schedulers: &str) -> Sidecar {
+    sidecar_of(&unique("jobs"), app_port, schedulers)
+}
+
+fn sidecar_of(app_id: &str, app_port: u16, schedulers: &str) -> Sidecar {
     Sidecar::start(Options {
-        app_id: unique("jobs"),
+        app_id: app_id.to_string(),
         extra_args: vec![
             "--app-port".into(),
             app_port.to_string(),
@@ -127,6 +139,14 @@ async fn job_every_second_one_shot_retries_and_bad_input() {
     let n = seen.count("tick");
     assert!((3..=7).contains(&n), "@every 1s fired {n} times in 5.5 s");
     assert_eq!(seen.bodies("tick")[0], br#"{"n":1}"#);
+    // How far apart the ticks arrived: 1 s each, give or take.
+    let t = seen.times("tick");
+    let off: Vec<i64> = t
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis() as i64 - 1000)
+        .collect();
+    println!("@every 1s: intervals off by {off:?} ms");
+    assert!(off.iter().all(|o| o.abs() < 500), "{off:?}");
     let (s, job) = get(&c, &sc, "tick").await;
     assert_eq!(s, 200, "{job}");
     assert_eq!(job["name"], "tick");
@@ -497,4 +517,32 @@ async fn scheduler_stopped_leader_does_not_fire() {
     );
     assert_eq!(dups, 0, "the resumed old leader fired stale ticks");
     assert!(beats_after <= 5, "{beats_after} beats in 3 s");
+}
+
+/// Jobs live in the scheduler: a sidecar restarted (same app id) gets the
+/// ticks that came due while it was down, and the schedule goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_restart_loses_nothing() {
+    let cluster = SchedulerCluster::start(1);
+    let (port, seen) = job_app().await;
+    let app_id = unique("jobs");
+    let sc = sidecar_of(&app_id, port, &cluster.host_addresses());
+    let c = Client::new();
+    let (s, _) = schedule(&c, &sc, "steady", json!({"schedule": "@every 1s"})).await;
+    assert_eq!(s, 204);
+    let (s, _) = schedule(&c, &sc, "while-down", json!({"dueTime": "3s"})).await;
+    assert_eq!(s, 204);
+    assert!(until(Duration::from_secs(5), || seen.count("steady") >= 1).await);
+    drop(sc);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(seen.count("while-down"), 0, "delivered with no sidecar");
+    let steady = seen.count("steady");
+    let sc = sidecar_of(&app_id, port, &cluster.host_addresses());
+    assert!(until(Duration::from_secs(5), || seen.count("while-down") == 1).await);
+    assert!(
+        until(Duration::from_secs(5), || seen.count("steady")
+            >= steady + 2)
+        .await
+    );
+    assert_eq!(get(&c, &sc, "steady").await.0, 200);
 }
