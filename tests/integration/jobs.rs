@@ -546,3 +546,99 @@ async fn sidecar_restart_loses_nothing() {
     );
     assert_eq!(get(&c, &sc, "steady").await.0, 200);
 }
+
+/// Figures, not a gate (`--run-ignored only`): schedule rate through the
+/// sidecar, and trigger lateness of 2,000 one-shot jobs due over two
+/// seconds (1,000 due jobs a second), debug build, one scheduler node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn job_lateness_figures() {
+    use std::time::SystemTime;
+    let cluster = SchedulerCluster::start(1);
+    let (port, seen) = job_app().await;
+    let sc = sidecar(port, &cluster.host_addresses());
+    let c = Client::new();
+    let n = 2000usize;
+    let start = SystemTime::now() + Duration::from_secs(15);
+    let due = |i: usize| start + Duration::from_millis((i as u64 * 2000) / n as u64);
+    let rfc = |t: SystemTime| {
+        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        chrono_like(d)
+    };
+    let t0 = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (c, url, body) = (
+            c.clone(),
+            format!("{}/v1.0-alpha1/jobs/late-{i}", sc.http()),
+            json!({"dueTime": rfc(due(i))}),
+        );
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let r = c.post(url).json(&body).send().await.unwrap();
+            drop(permit);
+            r.status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 204);
+    }
+    let took = t0.elapsed();
+    println!(
+        "scheduled {n} jobs in {took:?}: {:.0}/s",
+        n as f64 / took.as_secs_f64()
+    );
+    assert!(
+        SystemTime::now() < start,
+        "scheduling took longer than the lead time"
+    );
+    let all = || (0..n).all(|i| seen.count(&format!("late-{i}")) >= 1);
+    assert!(until(Duration::from_secs(40), all).await);
+    // Arrival instants against due times, on one clock: Instant ↔ SystemTime
+    // offset taken once.
+    let (now_i, now_s) = (Instant::now(), SystemTime::now());
+    let mut late: Vec<i64> = (0..n)
+        .map(|i| {
+            let at = seen.times(&format!("late-{i}"))[0];
+            let at_sys = now_s - (now_i - at);
+            match at_sys.duration_since(due(i)) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            }
+        })
+        .collect();
+    late.sort();
+    let p = |q: f64| late[((late.len() - 1) as f64 * q) as usize];
+    println!(
+        "lateness of {n} jobs due at 1000/s: p50 {} ms, p99 {} ms, max {} ms, min {} ms",
+        p(0.5),
+        p(0.99),
+        late[late.len() - 1],
+        late[0]
+    );
+}
+
+/// RFC 3339 (UTC, milliseconds) without a date crate in the tests.
+fn chrono_like(d: Duration) -> String {
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
