@@ -72,7 +72,8 @@ impl Schedule {
             // Keep the @every phase.
             Schedule::Every(d) => {
                 let p = i64::try_from(d.as_millis()).ok()?.max(1);
-                Some(due_ms + ((now_ms - due_ms) / p + 1) * p)
+                let periods = now_ms.checked_sub(due_ms)? / p + 1;
+                due_ms.checked_add(periods.checked_mul(p)?)
             }
             Schedule::Cron(_) => self.next_after(now_ms),
         }
@@ -276,6 +277,10 @@ mod tests {
         assert!(Schedule::parse("@every 0s").is_err());
         assert!(Schedule::parse("@often").is_err());
         assert!(Schedule::parse("99 * * * * *").is_err());
+        // Periods too long for the clock end the job instead of overflowing.
+        let huge = Schedule::parse("@every 2000000000h").unwrap();
+        assert_eq!(huge.next_after(i64::MAX - 5), None);
+        assert_eq!(huge.next_tick(0, i64::MAX - 5), None);
         let s = Schedule::parse("*/2 * * * * *").unwrap();
         assert_eq!(s.next_after(1_000_000), Some(1_002_000));
     }

@@ -642,3 +642,22 @@ fn chrono_like(d: Duration) -> String {
         d.subsec_millis()
     )
 }
+
+/// No scheduler answering: daprd's 30 s budget, then 503 (schedule) and
+/// 500 (get) with daprd's codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_scheduler_unreachable() {
+    let (port, _) = job_app().await;
+    let closed = spar_tests::free_port();
+    let sc = sidecar(port, &format!("127.0.0.1:{closed}"));
+    let c = Client::new();
+    // Both at once: each waits out the budget.
+    let ((s, e), (gs, ge)) = tokio::join!(
+        schedule(&c, &sc, "nowhere", json!({"dueTime": "1s"})),
+        get(&c, &sc, "nowhere")
+    );
+    assert_eq!(s, 503, "{e}");
+    assert_eq!(e["errorCode"], "DAPR_SCHEDULER_SCHEDULE_JOB");
+    assert_eq!(gs, 500, "{ge}");
+    assert_eq!(ge["errorCode"], "DAPR_SCHEDULER_GET_JOB");
+}
