@@ -661,3 +661,38 @@ async fn job_scheduler_unreachable() {
     assert_eq!(gs, 500, "{ge}");
     assert_eq!(ge["errorCode"], "DAPR_SCHEDULER_GET_JOB");
 }
+
+/// Every node of a three-node cluster killed with SIGKILL and started
+/// again: the cluster elects a leader from what was on disk and the jobs
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_three_nodes_all_restarted() {
+    let mut cluster = SchedulerCluster::start(3);
+    cluster.leader(Duration::from_secs(10)).expect("no leader");
+    let (port, seen) = job_app().await;
+    let sc = sidecar(port, &cluster.host_addresses());
+    let c = Client::new();
+    let (s, b) = schedule(&c, &sc, "kept", json!({"schedule": "@every 1s"})).await;
+    assert_eq!(s, 204, "{b}");
+    let (s, b) = schedule(&c, &sc, "kept-once", json!({"dueTime": "8s"})).await;
+    assert_eq!(s, 204, "{b}");
+    assert!(until(Duration::from_secs(5), || seen.count("kept") >= 1).await);
+    for n in &mut cluster.nodes {
+        n.kill9();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for n in &mut cluster.nodes {
+        n.restart();
+    }
+    cluster
+        .leader(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no leader after restarting all: {}", cluster.logs()));
+    let kept = seen.count("kept");
+    assert!(
+        until(Duration::from_secs(10), || seen.count("kept") >= kept + 2).await,
+        "{}",
+        cluster.logs()
+    );
+    assert!(until(Duration::from_secs(10), || seen.count("kept-once") == 1).await);
+    assert_eq!(get(&c, &sc, "kept").await.0, 200);
+}
