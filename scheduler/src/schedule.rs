@@ -123,11 +123,56 @@ pub fn go_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration {s:?}"))
 }
 
-/// A point in time: RFC 3339, or a Go duration after `base_ms`.
+/// An ISO 8601 duration without years or months (their length depends on
+/// the date): `P1W`, `P2DT3H`, `PT1M30.5S`.
+pub fn iso_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid ISO 8601 duration {s:?}");
+    let body = s.strip_prefix('P').ok_or_else(bad)?;
+    let (date, time) = match body.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return Err(bad()),
+        None => (body, None),
+    };
+    if date.is_empty() && time.is_none() {
+        return Err(bad());
+    }
+    let mut secs = 0f64;
+    let mut add = |part: &str, units: &[(char, f64)]| -> Result<(), String> {
+        let mut rest = part;
+        let mut allowed = units;
+        while !rest.is_empty() {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
+            let n: f64 = rest[..end].parse().map_err(|_| bad())?;
+            let unit = rest[end..].chars().next().ok_or_else(bad)?;
+            let at = allowed
+                .iter()
+                .position(|(u, _)| *u == unit)
+                .ok_or_else(bad)?;
+            secs += n * allowed[at].1;
+            allowed = &allowed[at + 1..];
+            rest = &rest[end + unit.len_utf8()..];
+        }
+        Ok(())
+    };
+    add(date, &[('W', 604_800.0), ('D', 86_400.0)])?;
+    if let Some(t) = time {
+        add(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+/// A point in time: RFC 3339, or a Go or ISO 8601 duration after `base_ms`.
 pub fn point_in_time(s: &str, base_ms: i64, field: &str) -> Result<i64, SchedError> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
+    }
+    if s.starts_with('P') {
+        return iso_duration(s)
+            .map(|d| base_ms.saturating_add(d.as_millis().try_into().unwrap_or(i64::MAX)))
+            .map_err(|e| SchedError::BadJob(format!("invalid {field} {s:?}: {e}")));
     }
     match go_duration(s) {
         Ok(d) => Ok(base_ms.saturating_add(d.as_millis().try_into().unwrap_or(i64::MAX))),
@@ -264,6 +309,20 @@ mod tests {
         assert!(go_duration("-1s").is_err());
         assert!(go_duration("1x").is_err());
         assert!(go_duration("").is_err());
+    }
+
+    #[test]
+    fn iso_durations() {
+        assert_eq!(iso_duration("PT1H").unwrap(), Duration::from_secs(3600));
+        assert_eq!(iso_duration("P1DT1M").unwrap(), Duration::from_secs(86_460));
+        assert_eq!(iso_duration("P1W").unwrap(), Duration::from_secs(604_800));
+        assert_eq!(iso_duration("PT0.5S").unwrap(), Duration::from_millis(500));
+        for bad in [
+            "P", "PT", "P1Y", "P1M", "PT1D", "PT1S1M", "1H", "P1", "PTxS",
+        ] {
+            assert!(iso_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(point_in_time("PT2S", 1000, "dueTime").unwrap(), 3000);
     }
 
     #[test]
