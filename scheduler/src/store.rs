@@ -2,9 +2,10 @@
 //! other raft bookkeeping (`meta`), and the state machine (`jobs`, plus the
 //! applied log id and membership in `meta`, written in the same
 //! transaction as the jobs they describe, so a restart never re-applies or
-//! skips an entry). WAL with `synchronous=FULL`: an append is on disk
-//! before openraft is told it is, which is what a vote or an
-//! acknowledgement relies on.
+//! skips an entry). WAL with `synchronous=FULL` for the log and the vote:
+//! an append is on disk before openraft is told it is, which is what a vote
+//! or an acknowledgement relies on. State-machine writes skip their own
+//! fsync (`with_db_relaxed`).
 //!
 //! SQLite calls block; they run under `block_in_place` (the scheduler's
 //! runtime is multi-threaded and does nothing else on these threads).
@@ -48,6 +49,22 @@ fn with_db<T>(
     tokio::task::block_in_place(|| {
         let mut c = db.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut c)
+    })
+}
+
+/// As [`with_db`], committing without an fsync of its own: for writes that
+/// are redone from the log if lost (the state machine, the commit index).
+/// WAL frames reach the disk in order, so the next log append's fsync
+/// makes these durable too, before anything that depends on them.
+fn with_db_relaxed<T>(
+    db: &Db,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    with_db(db, |c| {
+        c.pragma_update(None, "synchronous", "NORMAL")?;
+        let r = f(c);
+        c.pragma_update(None, "synchronous", "FULL")?;
+        r
     })
 }
 
@@ -191,7 +208,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> SResult<()> {
-        with_db(&self.db, |c| meta_put(c, "committed", &committed)).map_err(write_err)
+        with_db_relaxed(&self.db, |c| meta_put(c, "committed", &committed)).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> SResult<Option<LogId<NodeId>>> {
@@ -445,7 +462,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
-        with_db(&self.db, |c| {
+        with_db_relaxed(&self.db, |c| {
             let tx = c.transaction()?;
             {
                 let mut put =

@@ -696,3 +696,77 @@ async fn scheduler_three_nodes_all_restarted() {
     assert!(until(Duration::from_secs(10), || seen.count("kept-once") == 1).await);
     assert_eq!(get(&c, &sc, "kept").await.0, 200);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Figures, not a gate (`--run-ignored only`): writes per second straight
+/// to one scheduler node (Dapr's Scheduler gRPC service, 64 in flight) and
+/// the node's resident memory per stored job (no data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scheduler_memory_figures() {
+    use spar_proto::scheduler as sp;
+    let mut cluster = SchedulerCluster::start(1);
+    let node = &cluster.nodes[0];
+    let pid = node.child.as_ref().unwrap().id();
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", node.address()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let before = rss_kib(pid);
+    let n = 10_000usize;
+    let t0 = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let mut c = sp::scheduler_client::SchedulerClient::new(ch.clone());
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let r = c
+                .schedule_job(sp::ScheduleJobRequest {
+                    name: format!("mem-{i:06}"),
+                    job: Some(sp::Job {
+                        due_time: Some("24h".into()),
+                        ..Default::default()
+                    }),
+                    metadata: Some(sp::JobMetadata {
+                        app_id: "memapp".into(),
+                        namespace: "default".into(),
+                        target: Some(sp::JobTargetMetadata {
+                            r#type: Some(sp::job_target_metadata::Type::Job(sp::TargetJob {})),
+                        }),
+                        concurrency_key: None,
+                    }),
+                    overwrite: false,
+                })
+                .await;
+            drop(permit);
+            r.is_ok()
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    // Started again: the jobs are loaded from disk, and nothing else of
+    // the writes' transient memory is resident.
+    cluster.nodes[0].restart();
+    let pid = cluster.nodes[0].child.as_ref().unwrap().id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reloaded = rss_kib(pid);
+    println!(
+        "{n} jobs written in {took:?} ({:.0}/s); scheduler RSS {before} KiB → {after} KiB after the writes, {reloaded} KiB restarted with them: {} bytes per job",
+        n as f64 / took.as_secs_f64(),
+        (reloaded.saturating_sub(before)) * 1024 / n as u64
+    );
+}
