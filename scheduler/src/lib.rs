@@ -13,6 +13,7 @@
 // openraft's StorageError is large by design; every storage call returns it.
 #![allow(clippy::result_large_err)]
 
+// The raft type macro names `Cursor` (its default snapshot data type).
 use std::io::Cursor;
 use std::path::PathBuf;
 
@@ -91,7 +92,3 @@ pub fn run(args: SchedulerArgs) -> i32 {
         }
     }
 }
-
-// Silence "unused" for the Cursor the raft type macro names.
-#[allow(dead_code)]
-type SnapshotData = Cursor<Vec<u8>>;
