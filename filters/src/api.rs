@@ -4,8 +4,8 @@
 //! block defines its own operation types in `handlers::<block>`.
 
 use crate::handlers::{
-    bindings, configuration, conversation, crypto, health::HealthRequest, invoke, lock, metadata,
-    pubsub, secrets, state,
+    bindings, configuration, conversation, crypto, health::HealthRequest, invoke, jobs, lock,
+    metadata, pubsub, secrets, state,
 };
 
 #[derive(Debug)]
@@ -25,6 +25,8 @@ pub enum Request {
     Crypto(crypto::CryptoRequest),
     /// Boxed: as large as conversation's, and the enum stays small.
     Binding(Box<bindings::BindingRequest>),
+    /// Boxed: a job carries its data.
+    Jobs(Box<jobs::JobsRequest>),
     /// A call the front end could not decode (unknown route, bad body). It
     /// still runs the chain so auth and metrics see it; the router returns
     /// the error.
@@ -53,6 +55,7 @@ pub enum Response {
     Crypto(Box<crypto::CryptoResponse>),
     /// An output binding's answer; `None`: it had nothing to return (204).
     Binding(Option<Box<spar_components::bindings::InvokeResponse>>),
+    Jobs(Box<jobs::JobsResponse>),
 }
 
 impl Response {
@@ -80,6 +83,7 @@ impl Response {
             Response::Crypto(_) => 200,
             Response::Binding(None) => 204,
             Response::Binding(Some(_)) => 200,
+            Response::Jobs(_) => 200,
         }
     }
 }

@@ -211,6 +211,24 @@ pub enum ApiError {
     /// daprd's generic bad request (`invalid request: …`).
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A Jobs API request without a required field (daprd's reason code).
+    #[error("{field} is empty")]
+    JobEmpty {
+        field: &'static str,
+        reason: &'static str,
+        app_id: String,
+        namespace: String,
+    },
+    #[error("Set the job name in the url only")]
+    JobNameInBody { app_id: String },
+    /// The scheduler refused or could not be reached.
+    #[error("{}", job_message(*op, source))]
+    Scheduler {
+        op: crate::handlers::jobs::JobOp,
+        app_id: String,
+        namespace: String,
+        source: crate::handlers::jobs::SchedulerError,
+    },
     #[error("crypto providers not configured")]
     CryptoProvidersNotConfigured,
     /// Every output binding failure (unknown binding, unsupported or
@@ -278,6 +296,57 @@ fn state_message(op: StateOp, store: &str, key: Option<&str>, e: &StateError) ->
         (StateOp::BulkDelete, _) => format!("failed deleting state in state store {store}: {e}"),
         (StateOp::Transaction, _) => format!("error while executing state transaction: {e}"),
         (StateOp::Query, _) => format!("state store {store} query failed: {e}"),
+    }
+}
+
+fn job_message(
+    op: crate::handlers::jobs::JobOp,
+    e: &crate::handlers::jobs::SchedulerError,
+) -> String {
+    use crate::handlers::jobs::JobOp;
+    let what = match op {
+        JobOp::Schedule => "schedule job",
+        JobOp::Get => "get job",
+        JobOp::Delete => "delete job",
+        JobOp::List => "list jobs",
+        JobOp::DeleteByPrefix => "delete jobs by prefix",
+    };
+    format!("failed to {what} due to: {e}")
+}
+
+fn job_reason(op: crate::handlers::jobs::JobOp) -> &'static str {
+    use crate::handlers::jobs::JobOp;
+    match op {
+        JobOp::Schedule => "DAPR_SCHEDULER_SCHEDULE_JOB",
+        JobOp::Get => "DAPR_SCHEDULER_GET_JOB",
+        JobOp::Delete | JobOp::DeleteByPrefix => "DAPR_SCHEDULER_DELETE_JOB",
+        JobOp::List => "DAPR_SCHEDULER_LIST_JOBS",
+    }
+}
+
+/// daprd passes the scheduler's code through for a schedule (Unknown as
+/// Internal) and answers Internal for the other operations.
+fn job_grpc_code(op: crate::handlers::jobs::JobOp, code: i32) -> i32 {
+    match (op, code) {
+        (crate::handlers::jobs::JobOp::Schedule, c) if c != 2 && c != 0 => c,
+        _ => grpc_code::INTERNAL,
+    }
+}
+
+/// grpc-gateway's HTTP status for a gRPC code, as daprd maps them.
+fn http_of_grpc(code: i32) -> u16 {
+    match code {
+        1 => 408,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
     }
 }
 
@@ -349,6 +418,10 @@ impl ApiError {
             ConversationInvoke { .. } => "ERR_CONVERSATION_INVOKE",
             ConversationMissingInputs(_) => "ERR_CONVERSATION_MISSING_INPUTS",
             BadRequest(_) => "ERR_BAD_REQUEST",
+            // daprd's errorCode for these is the ErrorInfo reason.
+            JobEmpty { reason, .. } => reason,
+            JobNameInBody { .. } => "DAPR_SCHEDULER_JOB_NAME",
+            Scheduler { op, .. } => job_reason(*op),
             CryptoProvidersNotConfigured => "ERR_CRYPTO_PROVIDERS_NOT_CONFIGURED",
             CryptoProviderNotFound(_) => "ERR_CRYPTO_PROVIDER_NOT_FOUND",
             CryptoGetKey { .. } => "ERR_CRYPTO_KEY",
@@ -410,6 +483,8 @@ impl ApiError {
             BadRequest(_) | CryptoProviderNotFound(_) => 400,
             CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => 500,
             InvokeOutputBinding { .. } => 500,
+            JobEmpty { .. } | JobNameInBody { .. } => 400,
+            Scheduler { op, source, .. } => http_of_grpc(job_grpc_code(*op, source.code)),
             RateLimited => 429,
             Internal(_) => 500,
         }
@@ -471,6 +546,8 @@ impl ApiError {
             BadRequest(_) | CryptoProviderNotFound(_) => INVALID_ARGUMENT,
             CryptoProvidersNotConfigured | CryptoGetKey { .. } | Crypto(_) => INTERNAL,
             InvokeOutputBinding { .. } => INTERNAL,
+            JobEmpty { .. } | JobNameInBody { .. } => INVALID_ARGUMENT,
+            Scheduler { op, source, .. } => job_grpc_code(*op, source.code),
             RateLimited => RESOURCE_EXHAUSTED,
             Internal(_) => INTERNAL,
         }
@@ -614,6 +691,28 @@ impl ApiError {
             PubSubOutbox { app_id, reason } => vec![info(
                 "DAPR_PUBSUB_OUTBOX",
                 Some(meta([("appID", app_id), ("error", reason)])),
+            )],
+            JobEmpty {
+                reason,
+                app_id,
+                namespace,
+                ..
+            } => vec![info(
+                reason,
+                Some(meta([("appID", app_id), ("namespace", namespace)])),
+            )],
+            JobNameInBody { app_id } => vec![info(
+                "DAPR_SCHEDULER_JOB_NAME",
+                Some(meta([("appID", app_id)])),
+            )],
+            Scheduler {
+                op,
+                app_id,
+                namespace,
+                ..
+            } => vec![info(
+                job_reason(*op),
+                Some(meta([("appID", app_id), ("namespace", namespace)])),
             )],
             _ => Vec::new(),
         }

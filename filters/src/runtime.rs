@@ -124,6 +124,8 @@ pub struct Runtime {
     pub metrics: Option<crate::metrics::ComponentMetrics>,
     /// Running configuration subscriptions (they outlive a reload).
     pub configuration_subscriptions: crate::handlers::configuration::ConfigSubscriptions,
+    /// The scheduler behind the Jobs API (`--scheduler-host-address`).
+    pub jobs: Option<std::sync::Arc<dyn crate::handlers::jobs::JobsBackend>>,
     /// What hot reload replaces: read once per request with [`Runtime::live`].
     live: ArcSwap<Live>,
     /// Attributes set through `PUT /v1.0/metadata/{key}`, reported as `extended`.
@@ -148,6 +150,7 @@ impl Runtime {
             enabled_features: Vec::new(),
             metrics: None,
             configuration_subscriptions: Default::default(),
+            jobs: None,
             live: ArcSwap::from_pointee(live),
             attributes: RwLock::new(BTreeMap::new()),
             subscriptions: RwLock::default(),

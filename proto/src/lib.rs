@@ -18,12 +18,28 @@ pub mod dapr {
                 tonic::include_proto!("dapr.proto.sentry.v1");
             }
         }
+        pub mod scheduler {
+            pub mod v1 {
+                tonic::include_proto!("dapr.proto.scheduler.v1");
+            }
+        }
+    }
+}
+
+/// spar's own messages between `spar scheduler` nodes (Raft traffic).
+pub mod spar {
+    pub mod scheduler {
+        pub mod v1 {
+            tonic::include_proto!("spar.scheduler.v1");
+        }
     }
 }
 
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
+pub use dapr::proto::scheduler::v1 as scheduler;
 pub use dapr::proto::sentry::v1 as sentry;
+pub use spar::scheduler::v1 as raft;
 
 /// `google.rpc.Status` and the error details Dapr's rich errors carry.
 pub mod google {

@@ -35,6 +35,8 @@ pub struct Booted {
     pub builder: Arc<Builder>,
     /// The resources and Configuration in service.
     pub resources: Resources,
+    /// `--scheduler-host-address`: the Jobs API's scheduler.
+    pub scheduler: Option<Arc<crate::scheduler::SchedulerClient>>,
     pub config: Option<Configuration>,
 }
 
@@ -295,6 +297,24 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     let mut rt = Runtime::new(app_id, live);
     rt.metrics = builder.component_metrics.clone();
     rt.resolver = names.resolver.clone();
+    let scheduler = if args
+        .scheduler_host_address
+        .iter()
+        .any(|a| !a.trim().is_empty())
+    {
+        let namespace = rt.namespace.clone().unwrap_or_else(|| "default".into());
+        let c = crate::scheduler::SchedulerClient::new(
+            &args.scheduler_host_address,
+            rt.app_id.clone(),
+            namespace,
+        )?;
+        Some(Arc::new(c))
+    } else {
+        None
+    };
+    rt.jobs = scheduler
+        .clone()
+        .map(|c| c as Arc<dyn spar_filters::handlers::jobs::JobsBackend>);
     rt.enabled_features = config
         .as_ref()
         .map(|c| {
@@ -346,6 +366,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         builder: Arc::new(builder),
         resources,
         config,
+        scheduler,
     })
 }
 

@@ -43,6 +43,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run the certificate authority that issues sidecars' mTLS certificates.
     Sentry(Box<crate::security::sentry::SentryArgs>),
+    /// Run a scheduler node: jobs for the Jobs API, replicated with Raft.
+    Scheduler(Box<spar_scheduler::SchedulerArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -406,7 +408,7 @@ pub struct RunArgs {
     /// Placement service addresses: accepted; actors are not enabled yet.
     #[arg(long = "placement-host-address", help_heading = "Actors and scheduler")]
     pub placement_host_address: Option<String>,
-    /// Scheduler addresses (host:port, comma-separated): accepted; jobs are not enabled yet.
+    /// Scheduler addresses (host:port, comma-separated): the Jobs API and job delivery.
     #[arg(
         long = "scheduler-host-address",
         value_delimiter = ',',
@@ -414,7 +416,7 @@ pub struct RunArgs {
         help_heading = "Actors and scheduler"
     )]
     pub scheduler_host_address: Vec<String>,
-    /// Job streams to the scheduler: accepted; jobs are not enabled yet.
+    /// Job streams to the scheduler: accepted; spar opens one per scheduler node.
     #[arg(
         long = "scheduler-job-streams",
         default_value_t = 3,
@@ -710,12 +712,7 @@ impl RunArgs {
                 ));
             }
         }
-        if !self.scheduler_host_address.is_empty() {
-            out.push(format!(
-                "--scheduler-host-address {}: accepted; jobs and reminders are not enabled yet",
-                self.scheduler_host_address.join(",")
-            ));
-        }
+
         if self.enable_profiling {
             out.push(format!(
                 "--enable-profiling (profile port {}): accepted; spar has no Go profiler (use perf)",
@@ -957,7 +954,7 @@ mod tests {
         assert_eq!(r.read_buffer_bytes().unwrap(), 4 << 10);
         assert_eq!(r.scheduler_host_address, vec!["localhost:50006"]);
         assert!(r.check().is_ok());
-        assert_eq!(r.accepted_only().len(), 2);
+        assert_eq!(r.accepted_only().len(), 1);
     }
 
     #[test]

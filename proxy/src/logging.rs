@@ -25,7 +25,7 @@ pub fn init_to(level: &str, json: bool, app_id: &str, file: Option<std::fs::File
     // pingora logs every closed connection at info; keep those at warn.
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPAR_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "{level},pingora_core=warn,pingora_proxy=warn,h2=warn,hyper=warn"
+            "{level},pingora_core=warn,pingora_proxy=warn,h2=warn,hyper=warn,openraft=warn"
         ))
     });
     let to_file = file.is_some();

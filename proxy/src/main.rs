@@ -19,6 +19,7 @@ mod peer_client;
 mod reload;
 mod resident;
 mod run;
+mod scheduler;
 mod security;
 mod signals;
 mod subscriber;
@@ -56,6 +57,10 @@ fn main() {
         }
         Command::Validate(args) => validate::run(&args),
         Command::Sentry(args) => security::sentry::run(*args),
+        Command::Scheduler(args) => {
+            logging::init(&args.log_level, args.log_as_json, "");
+            spar_scheduler::run(*args)
+        }
     };
     std::process::exit(code);
 }

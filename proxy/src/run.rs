@@ -145,6 +145,7 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         builder,
         resources,
         config,
+        scheduler,
     } = bg.block_on(boot(&args))?;
     let peers = std::sync::Arc::new(crate::peer_client::PeerClient::new(mtls.as_ref())?);
 
@@ -268,6 +269,11 @@ fn run_inner(args: RunArgs) -> Result<i32, String> {
         ));
     }
     bg.spawn(app_channel::health_loop(rt.clone(), stop_rx.clone()));
+    // Due jobs from the scheduler, once the app is up.
+    if let Some(s) = &scheduler {
+        let _guard = bg.enter();
+        crate::scheduler::spawn_watchers(rt.clone(), s, stop_rx.clone());
+    }
     // Subscriptions, and hot reload of resources and Configuration.
     let subscriber = bg.spawn(
         crate::reload::Reloader {

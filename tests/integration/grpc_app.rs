@@ -121,6 +121,13 @@ impl AppCallback for App {
     ) -> Result<Response<pb::BindingEventResponse>, Status> {
         Err(Status::unimplemented("no"))
     }
+
+    async fn on_job_event(
+        &self,
+        _: Request<pb::JobEventRequest>,
+    ) -> Result<Response<pb::JobEventResponse>, Status> {
+        Err(Status::unimplemented("no"))
+    }
 }
 
 async fn start_app() -> (u16, App) {

@@ -21,6 +21,7 @@ mod grpc_proxy;
 mod h1_framing;
 mod h1_path;
 mod invoke;
+mod jobs;
 mod lock;
 mod logging;
 mod low_rate;

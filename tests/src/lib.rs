@@ -1,17 +1,20 @@
 //! Test support: start the real `spar` binary on free ports with a resources
 //! directory, wait until it is healthy, and clean up on drop.
 //!
-//! `sidecar` runs `spar run`, `sentry` runs `spar sentry`, `services` starts
+//! `sidecar` runs `spar run`, `sentry` runs `spar sentry`, `scheduler` runs
+//! `spar scheduler` nodes, `services` starts
 //! private Redis/PostgreSQL servers, `cleanup` clears the shared brokers.
 
 mod cleanup;
 mod configuration;
+mod scheduler;
 mod sentry;
 mod services;
 mod sidecar;
 
 pub use cleanup::*;
 pub use configuration::*;
+pub use scheduler::*;
 pub use sentry::*;
 pub use services::*;
 pub use sidecar::*;

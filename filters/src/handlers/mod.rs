@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod endpoints;
 pub mod health;
 pub mod invoke;
+pub mod jobs;
 pub mod lock;
 pub mod metadata;
 pub mod pubsub;
@@ -58,6 +59,7 @@ impl Filter for Router {
             Request::Conversation(r) => Box::pin(conversation::handle(&self.rt, *r)).await,
             Request::Crypto(r) => Box::pin(crypto::handle(&self.rt, r)).await,
             Request::Binding(r) => Box::pin(bindings::handle(&self.rt, ctx, *r)).await,
+            Request::Jobs(r) => Box::pin(jobs::handle(&self.rt, *r)).await,
             Request::Rejected(e) => Err(e),
         }
     }

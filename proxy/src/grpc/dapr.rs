@@ -395,6 +395,90 @@ impl Dapr for DaprApi {
         self.invoke_binding(req).await
     }
 
+    async fn schedule_job_alpha1(
+        &self,
+        req: GrpcRequest<pb::ScheduleJobRequest>,
+    ) -> R<pb::ScheduleJobResponse> {
+        self.schedule_job_any("/dapr.proto.runtime.v1.Dapr/ScheduleJobAlpha1", req)
+            .await
+    }
+
+    async fn schedule_job(
+        &self,
+        req: GrpcRequest<pb::ScheduleJobRequest>,
+    ) -> R<pb::ScheduleJobResponse> {
+        self.schedule_job_any("/dapr.proto.runtime.v1.Dapr/ScheduleJob", req)
+            .await
+    }
+
+    async fn get_job_alpha1(&self, req: GrpcRequest<pb::GetJobRequest>) -> R<pb::GetJobResponse> {
+        self.get_job_any("/dapr.proto.runtime.v1.Dapr/GetJobAlpha1", req)
+            .await
+    }
+
+    async fn get_job(&self, req: GrpcRequest<pb::GetJobRequest>) -> R<pb::GetJobResponse> {
+        self.get_job_any("/dapr.proto.runtime.v1.Dapr/GetJob", req)
+            .await
+    }
+
+    async fn delete_job_alpha1(
+        &self,
+        req: GrpcRequest<pb::DeleteJobRequest>,
+    ) -> R<pb::DeleteJobResponse> {
+        self.delete_job_any("/dapr.proto.runtime.v1.Dapr/DeleteJobAlpha1", req)
+            .await
+    }
+
+    async fn delete_job(&self, req: GrpcRequest<pb::DeleteJobRequest>) -> R<pb::DeleteJobResponse> {
+        self.delete_job_any("/dapr.proto.runtime.v1.Dapr/DeleteJob", req)
+            .await
+    }
+
+    async fn delete_jobs_by_prefix_alpha1(
+        &self,
+        req: GrpcRequest<pb::DeleteJobsByPrefixRequestAlpha1>,
+    ) -> R<pb::DeleteJobsByPrefixResponseAlpha1> {
+        let prefix = req.get_ref().name_prefix.clone();
+        self.delete_jobs_by_prefix_any(
+            "/dapr.proto.runtime.v1.Dapr/DeleteJobsByPrefixAlpha1",
+            req,
+            prefix,
+        )
+        .await?;
+        Ok(GrpcResponse::new(pb::DeleteJobsByPrefixResponseAlpha1 {}))
+    }
+
+    async fn delete_jobs_by_prefix(
+        &self,
+        req: GrpcRequest<pb::DeleteJobsByPrefixRequest>,
+    ) -> R<pb::DeleteJobsByPrefixResponse> {
+        let prefix = req.get_ref().name_prefix.clone();
+        self.delete_jobs_by_prefix_any(
+            "/dapr.proto.runtime.v1.Dapr/DeleteJobsByPrefix",
+            req,
+            prefix,
+        )
+        .await?;
+        Ok(GrpcResponse::new(pb::DeleteJobsByPrefixResponse {}))
+    }
+
+    async fn list_jobs_alpha1(
+        &self,
+        req: GrpcRequest<pb::ListJobsRequestAlpha1>,
+    ) -> R<pb::ListJobsResponseAlpha1> {
+        let jobs = self
+            .list_jobs_any("/dapr.proto.runtime.v1.Dapr/ListJobsAlpha1", req)
+            .await?;
+        Ok(GrpcResponse::new(pb::ListJobsResponseAlpha1 { jobs }))
+    }
+
+    async fn list_jobs(&self, req: GrpcRequest<pb::ListJobsRequest>) -> R<pb::ListJobsResponse> {
+        let jobs = self
+            .list_jobs_any("/dapr.proto.runtime.v1.Dapr/ListJobs", req)
+            .await?;
+        Ok(GrpcResponse::new(pb::ListJobsResponse { jobs }))
+    }
+
     async fn try_lock_alpha1(
         &self,
         req: GrpcRequest<pb::TryLockRequest>,

@@ -9,6 +9,7 @@ mod convert;
 mod crypto;
 mod dapr;
 pub mod invoke_service;
+mod jobs;
 mod lock;
 mod proxy;
 mod pubsub;

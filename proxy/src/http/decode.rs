@@ -12,6 +12,7 @@ use spar_components::go_json;
 use spar_filters::error::EventsSer;
 use spar_filters::handlers::configuration::{ConfigurationRequest, Deliver};
 use spar_filters::handlers::health::HealthRequest;
+use spar_filters::handlers::jobs::JobsRequest;
 use spar_filters::handlers::metadata::MetadataRequest;
 use spar_filters::handlers::pubsub::{BulkEntry, PubSubRequest, PublishRequest};
 use spar_filters::handlers::secrets::SecretsRequest;
@@ -554,6 +555,27 @@ pub fn decode(h: &Head<'_>, body: &[u8]) -> Decoded {
             only(m, &["POST", "PUT"], "/v1.0/bindings/{name}", h.path, || {
                 super::bindings::invoke(percent_decode(name), body)
             })
+        }
+        [v @ ("v1.0-alpha1" | "v1.0"), "jobs", name @ ..] if !name.is_empty() => {
+            let route = if *v == "v1.0" {
+                "/v1.0/jobs/{name}"
+            } else {
+                "/v1.0-alpha1/jobs/{name}"
+            };
+            // A name with '/' reaches the scheduler whole, which refuses it.
+            let name = name
+                .iter()
+                .map(|s| percent_decode(s))
+                .collect::<Vec<_>>()
+                .join("/");
+            let jobs = |r| Ok(Request::Jobs(Box::new(r)));
+            let r = match m {
+                "POST" => super::jobs::schedule(name, body, h.app_id),
+                "GET" => jobs(JobsRequest::Get { name }),
+                "DELETE" => jobs(JobsRequest::Delete { name }),
+                _ => Err(not_allowed(m, h.path)),
+            };
+            done(route, r)
         }
         ["v1.0-alpha1", "lock", store] => only(
             m,

@@ -88,6 +88,7 @@ pub fn response(r: Response) -> Encoded {
             json_body(500, &json!({"message": message}))
         }
         Response::Lock(l) => json_body(status, &super::lock::encode(&l)),
+        Response::Jobs(j) => json_body(status, &super::jobs::encode(&j)),
         Response::Conversation(c) => json_body(status, &super::conversation::encode(&c)),
         Response::Crypto(c) => super::crypto::response(status, *c),
         Response::Binding(None) => Encoded {

@@ -12,6 +12,7 @@ pub mod encode;
 mod forward;
 pub mod h1;
 pub mod internal;
+pub mod jobs;
 pub mod lock;
 mod on_invoke;
 pub mod protojson;
