@@ -54,7 +54,10 @@ describe("crypto over grpc", () => {
         const data = crypto.randomBytes(size);
         const enc = await client.crypto.encrypt(data, { componentName: COMPONENT, keyName, keyWrapAlgorithm });
         assert.equal(enc.subarray(0, 15).toString(), "dapr.io/enc/v1\n");
-        assert.ok(!enc.includes(data.subarray(0, Math.min(size, 32))), "plaintext visible");
+        // (A single byte appears somewhere in any ciphertext by chance.)
+        if (size >= 32) {
+          assert.ok(!enc.includes(data.subarray(0, 32)), "plaintext visible");
+        }
         const dec = await client.crypto.decrypt(enc, { componentName: COMPONENT });
         assert.ok(dec.equals(data));
       });
