@@ -15,6 +15,7 @@ mod http_endpoint;
 mod load;
 mod meta;
 mod resiliency;
+pub mod schedule;
 mod subscription;
 
 pub use component::{Component, ComponentAuth, ComponentSpec, KINDS};

@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use croner::parser::{CronParser, Seconds};
-use croner::Cron;
+use chrono::{DateTime, Utc};
+use spar_config::schedule::{CronFields, Schedule as Spec};
 
 use crate::error::SchedError;
 use crate::model::{FailurePolicy, JobRecord, JobSpec, DEFAULT_POLICY};
 
 /// A parsed `schedule`.
 pub enum Schedule {
-    Cron(Box<Cron>),
+    Cron(Box<CronFields>),
     Every(Duration),
 }
 
@@ -21,43 +20,21 @@ impl Schedule {
     pub fn parse(s: &str) -> Result<Schedule, SchedError> {
         let s = s.trim();
         let bad = |why: &str| SchedError::BadJob(format!("invalid schedule {s:?}: {why}"));
-        if let Some(d) = s.strip_prefix("@every ") {
-            let d = go_duration(d.trim()).map_err(|e| bad(&e))?;
-            if d.is_zero() {
-                return Err(bad("the period must be positive"));
-            }
-            return Ok(Schedule::Every(d));
+        // Six fields, seconds first, as daprd's scheduler reads them.
+        match Spec::parse(s, false).map_err(|e| bad(&e))? {
+            Spec::Every(d) => Ok(Schedule::Every(d)),
+            Spec::Cron(f) => Ok(Schedule::Cron(Box::new(f))),
         }
-        let pattern = match s {
-            "@yearly" | "@annually" => "0 0 0 1 1 *",
-            "@monthly" => "0 0 0 1 * *",
-            "@weekly" => "0 0 0 * * 0",
-            "@daily" | "@midnight" => "0 0 0 * * *",
-            "@hourly" => "0 0 * * * *",
-            p if p.starts_with('@') => return Err(bad("unknown descriptor")),
-            p => p,
-        };
-        if pattern.split_whitespace().count() != 6 {
-            return Err(bad("cron needs 6 fields (seconds first)"));
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Required)
-            .build()
-            .parse(pattern)
-            .map_err(|e| bad(&e.to_string()))?;
-        Ok(Schedule::Cron(Box::new(cron)))
     }
 
     /// The first tick strictly after `after_ms`.
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
         match self {
             Schedule::Every(d) => after_ms.checked_add(d.as_millis().try_into().ok()?),
-            Schedule::Cron(c) => {
-                let t = Utc.timestamp_millis_opt(after_ms).single()?;
-                c.find_next_occurrence(&t, false)
-                    .ok()
-                    .map(|n: DateTime<Utc>| n.timestamp_millis())
-            }
+            // Cron ticks fall on whole seconds.
+            Schedule::Cron(f) => f
+                .next_after(after_ms.div_euclid(1000))?
+                .checked_mul(1000),
         }
     }
 
@@ -80,48 +57,8 @@ impl Schedule {
     }
 }
 
-/// A Go duration: `1h30m`, `500ms`, `1.5s`, `-1s` (sign allowed, units
-/// required except for a bare `0`).
-pub fn go_duration(s: &str) -> Result<Duration, String> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
-        let num: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            u => return Err(format!("unknown unit {u:?} in duration {s:?}")),
-        };
-        rest = &rest[unit_len..];
-        total += num * unit;
-    }
-    if neg && total > 0.0 {
-        return Err(format!("negative duration {s:?}"));
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("invalid duration {s:?}"))
-}
+/// A Go duration (`1h30m`, `500ms`, `1.5s`), as every Dapr duration is read.
+pub use spar_config::parse_duration as go_duration;
 
 /// An ISO 8601 duration without years or months (their length depends on
 /// the date): `P1W`, `P2DT3H`, `PT1M30.5S`.
@@ -297,18 +234,6 @@ mod tests {
             fired: 0,
             attempt: 0,
         }
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(go_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(go_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(go_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(go_duration("0").unwrap(), Duration::ZERO);
-        assert!(go_duration("5").is_err());
-        assert!(go_duration("-1s").is_err());
-        assert!(go_duration("1x").is_err());
-        assert!(go_duration("").is_err());
     }
 
     #[test]

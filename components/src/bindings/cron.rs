@@ -1,5 +1,5 @@
 //! `bindings.cron`: an input binding firing on a schedule (`schedule`
-//! metadata, see [`super::schedule`]), and an output side whose `delete`
+//! metadata, see [`spar_config::schedule`]), and an output side whose `delete`
 //! stops it, as daprd's. Each event has no data and daprd's metadata
 //! (`timeZone`, `readTimeUTC`). A tick the app refuses is not repeated:
 //! the next one comes on schedule.
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::schedule::Schedule;
+use spar_config::schedule::{civil_from_days, Schedule};
 use super::{Binding, BindingError, Event, EventHandler, InvokeRequest, InvokeResponse, Reading};
 use crate::build::{BuildContext, BuildError};
 use crate::meta::Meta;
@@ -27,7 +27,11 @@ pub fn build(
 ) -> Result<Arc<dyn Binding>, BuildError> {
     let m = Meta::new(c);
     let spec = m.required("schedule")?;
-    let schedule = Schedule::parse(&spec).map_err(|e| m.error("schedule", e))?;
+    let schedule = match Schedule::parse(&spec, true).map_err(|e| m.error("schedule", e))? {
+        // robfig rounds `@every` down to whole seconds, at least one.
+        Schedule::Every(d) => Schedule::Every(Duration::from_secs(d.as_secs().max(1))),
+        s => s,
+    };
     Ok(Arc::new(Cron {
         schedule,
         stopped: watch::channel(false).0,
@@ -45,7 +49,7 @@ fn now_unix() -> (i64, u32) {
 fn go_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let s = secs.rem_euclid(86_400);
-    let (y, m, d) = super::schedule::civil_from_days(days);
+    let (y, m, d) = civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC",
         s / 3600,

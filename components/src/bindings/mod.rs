@@ -12,7 +12,6 @@ pub mod cron;
 pub mod http;
 pub mod localstorage;
 pub mod redis;
-pub mod schedule;
 pub mod smtp;
 pub mod sql;
 

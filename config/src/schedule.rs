@@ -1,22 +1,23 @@
-//! Cron schedules as daprd's cron binding reads them (robfig/cron with
-//! optional seconds and descriptors): `sec min hour dom month dow` or the
-//! five fields without seconds, `@every 15s`, `@yearly`/`@annually`,
-//! `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly`. Times are UTC
-//! (daprd's documentation says so; a sidecar container's clock is UTC).
-//! No time zone prefixes other than `CRON_TZ=UTC` / `TZ=UTC`.
+//! Dapr's schedule syntax, read once for the cron binding and the
+//! scheduler's jobs (robfig/cron with descriptors): `sec min hour dom month
+//! dow`, or the five fields without seconds where the reader allows them
+//! (the cron binding; the scheduler requires six, as daprd's), `@every
+//! <Go duration>`, `@yearly`/`@annually`, `@monthly`, `@weekly`,
+//! `@daily`/`@midnight`, `@hourly`. Times are UTC (a sidecar container's
+//! clock is); no time zone prefix other than `CRON_TZ=UTC` / `TZ=UTC`.
 
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
-    /// Fires every period, counted from when reading started.
+    /// Fires every period (as written; a reader rounds it as it needs).
     Every(Duration),
-    Cron(Fields),
+    Cron(CronFields),
 }
 
 /// One bit per allowed value of each field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fields {
+pub struct CronFields {
     second: u64,
     minute: u64,
     hour: u64,
@@ -35,7 +36,8 @@ const MONTHS: [&str; 12] = [
 const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 impl Schedule {
-    pub fn parse(spec: &str) -> Result<Schedule, String> {
+    /// `five_fields`: a cron spec may leave out the seconds (then 0).
+    pub fn parse(spec: &str, five_fields: bool) -> Result<Schedule, String> {
         let mut spec = spec.trim();
         for tz in ["CRON_TZ=", "TZ="] {
             if let Some(rest) = spec.strip_prefix(tz) {
@@ -49,10 +51,11 @@ impl Schedule {
             }
         }
         if let Some(d) = spec.strip_prefix("@every ") {
-            let d = spar_config::parse_duration(d.trim()).map_err(|e| format!("@every: {e}"))?;
-            // robfig rounds down to whole seconds, at least one.
-            let secs = d.as_secs().max(1);
-            return Ok(Schedule::Every(Duration::from_secs(secs)));
+            let d = crate::parse_duration(d.trim()).map_err(|e| format!("@every: {e}"))?;
+            if d.is_zero() {
+                return Err("@every needs a positive period".into());
+            }
+            return Ok(Schedule::Every(d));
         }
         let expanded = match spec {
             "@yearly" | "@annually" => "0 0 0 1 1 *",
@@ -65,15 +68,22 @@ impl Schedule {
         };
         let f: Vec<&str> = expanded.split_whitespace().collect();
         let f: Vec<&str> = match f.len() {
-            5 => std::iter::once("0").chain(f).collect(),
+            5 if five_fields => std::iter::once("0").chain(f).collect(),
             6 => f,
-            n => return Err(format!("expected 5 or 6 fields, found {n}: {spec:?}")),
+            n if five_fields => {
+                return Err(format!("expected 5 or 6 fields, found {n}: {spec:?}"))
+            }
+            n => {
+                return Err(format!(
+                    "expected 6 fields (seconds first), found {n}: {spec:?}"
+                ))
+            }
         };
         let (dom, dom_star) = field(f[3], 1, 31, &[])?;
         let (dow, dow_star) = field(f[5], 0, 7, &DAYS)?;
         // 7 is Sunday too.
         let dow = (dow | (dow >> 7)) & 0x7f;
-        Ok(Schedule::Cron(Fields {
+        Ok(Schedule::Cron(CronFields {
             second: field(f[0], 0, 59, &[])?.0,
             minute: field(f[1], 0, 59, &[])?.0,
             hour: field(f[2], 0, 23, &[])?.0,
@@ -154,7 +164,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// The civil date (year, month, day) of a count of days since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -174,7 +185,7 @@ pub(super) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     )
 }
 
-impl Fields {
+impl CronFields {
     fn day_matches(&self, dom: u32, dow: u32) -> bool {
         let d = self.dom & (1 << dom) != 0;
         let w = self.dow & (1 << dow) != 0;
@@ -233,7 +244,7 @@ mod tests {
     }
 
     fn next(spec: &str, from: i64) -> i64 {
-        match Schedule::parse(spec).unwrap() {
+        match Schedule::parse(spec, true).unwrap() {
             Schedule::Cron(f) => f.next_after(from).unwrap(),
             Schedule::Every(_) => panic!("not a cron spec"),
         }
@@ -278,11 +289,11 @@ mod tests {
     #[test]
     fn every_and_errors() {
         assert_eq!(
-            Schedule::parse("@every 15s").unwrap(),
+            Schedule::parse("@every 15s", true).unwrap(),
             Schedule::Every(Duration::from_secs(15))
         );
         assert_eq!(
-            Schedule::parse("@every 1m30s").unwrap(),
+            Schedule::parse("@every 1m30s", true).unwrap(),
             Schedule::Every(Duration::from_secs(90))
         );
         for bad in [
@@ -295,9 +306,11 @@ mod tests {
             "*/0 * * * *",
             "TZ=Europe/Paris * * * * *",
         ] {
-            assert!(Schedule::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(Schedule::parse(bad, true).is_err(), "{bad:?} should be refused");
         }
-        match Schedule::parse("0 0 0 30 2 *").unwrap() {
+        assert!(Schedule::parse("15 * * * *", false).is_err());
+        assert!(Schedule::parse("@every 0s", true).is_err());
+        match Schedule::parse("0 0 0 30 2 *", false).unwrap() {
             Schedule::Cron(f) => assert_eq!(f.next_after(0), None),
             _ => unreachable!(),
         }
