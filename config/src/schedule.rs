@@ -70,9 +70,7 @@ impl Schedule {
         let f: Vec<&str> = match f.len() {
             5 if five_fields => std::iter::once("0").chain(f).collect(),
             6 => f,
-            n if five_fields => {
-                return Err(format!("expected 5 or 6 fields, found {n}: {spec:?}"))
-            }
+            n if five_fields => return Err(format!("expected 5 or 6 fields, found {n}: {spec:?}")),
             n => {
                 return Err(format!(
                     "expected 6 fields (seconds first), found {n}: {spec:?}"
@@ -306,7 +304,10 @@ mod tests {
             "*/0 * * * *",
             "TZ=Europe/Paris * * * * *",
         ] {
-            assert!(Schedule::parse(bad, true).is_err(), "{bad:?} should be refused");
+            assert!(
+                Schedule::parse(bad, true).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         assert!(Schedule::parse("15 * * * *", false).is_err());
         assert!(Schedule::parse("@every 0s", true).is_err());

@@ -32,9 +32,7 @@ impl Schedule {
         match self {
             Schedule::Every(d) => after_ms.checked_add(d.as_millis().try_into().ok()?),
             // Cron ticks fall on whole seconds.
-            Schedule::Cron(f) => f
-                .next_after(after_ms.div_euclid(1000))?
-                .checked_mul(1000),
+            Schedule::Cron(f) => f.next_after(after_ms.div_euclid(1000))?.checked_mul(1000),
         }
     }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use spar_config::schedule::{civil_from_days, Schedule};
 use super::{Binding, BindingError, Event, EventHandler, InvokeRequest, InvokeResponse, Reading};
 use crate::build::{BuildContext, BuildError};
 use crate::meta::Meta;
+use spar_config::schedule::{civil_from_days, Schedule};
 
 pub struct Cron {
     schedule: Schedule,

@@ -75,7 +75,7 @@ pub fn build_mysql(
 fn rfc3339(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
-    let (y, m, day) = super::schedule::civil_from_days(secs.div_euclid(86_400));
+    let (y, m, day) = spar_config::schedule::civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
