@@ -777,9 +777,14 @@ async fn scheduler_memory_figures() {
 /// A client without a certificate from the trust anchors is refused by the
 /// scheduler: plain gRPC, and a sidecar whose certificate comes from
 /// another sentry (it trusts both CAs, so only the scheduler can refuse).
+/// Certificates renew (6 s) without interrupting jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_mtls() {
-    let sentry = spar_tests::Sentry::start(None);
+    // Six-second certificates: the scheduler's and the sidecar's renew
+    // during the test.
+    let sentry = spar_tests::Sentry::start(Some(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprsystem\nspec:\n  mtls:\n    enabled: true\n    workloadCertTTL: 6s\n    allowedClockSkew: 1m\n",
+    ));
     let other = spar_tests::Sentry::start(None);
     let (args, env) = sentry.scheduler_args();
     let cluster = SchedulerCluster::start_with(3, &args, &env);
@@ -876,4 +881,23 @@ async fn jobs_mtls() {
         call.abort();
     }
     let _ = &intruder;
+
+    // Both certificates renewed (every node's, the sidecar's): jobs go on.
+    let renewed = until(Duration::from_secs(20), || {
+        cluster
+            .nodes
+            .iter()
+            .all(|n| n.logs().contains("workload certificate renewed"))
+            && sc.stderr().contains("workload certificate renewed")
+    })
+    .await;
+    assert!(renewed, "{}\n{}", sc.stderr(), cluster.logs());
+    let (s, e) = schedule(&c, &sc, "after-renewal", json!({"dueTime": "1s"})).await;
+    assert_eq!(s, 204, "{e}\n{}", cluster.logs());
+    assert!(
+        until(Duration::from_secs(15), || seen.count("after-renewal") == 1).await,
+        "not delivered after renewal\n{}\n{}",
+        sc.stderr(),
+        cluster.logs()
+    );
 }
