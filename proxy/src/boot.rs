@@ -297,6 +297,16 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     let mut rt = Runtime::new(app_id, live);
     rt.metrics = builder.component_metrics.clone();
     rt.resolver = names.resolver.clone();
+    let access = config.as_ref().and_then(|c| c.spec.access_control.as_ref());
+    let mtls = if args.enable_mtls {
+        let trust_domain = access
+            .map(|a| a.trust_domain.as_str())
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_TRUST_DOMAIN);
+        Some(obtain_identity(args, &rt, trust_domain).await?)
+    } else {
+        None
+    };
     let scheduler = if args
         .scheduler_host_address
         .iter()
@@ -307,6 +317,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
             &args.scheduler_host_address,
             rt.app_id.clone(),
             namespace,
+            scheduler_tls(args, mtls.as_ref())?,
         )?;
         Some(Arc::new(c))
     } else {
@@ -343,17 +354,7 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
     let rt = Arc::new(rt);
     let chain = builder.chain(config.as_ref(), &resources, &rt, &rt.live())?;
     tracing::info!(filters = ?chain.names(), "filter chain built");
-    let access = config.as_ref().and_then(|c| c.spec.access_control.as_ref());
     let acl = AccessControl::build(access);
-    let mtls = if args.enable_mtls {
-        let trust_domain = access
-            .map(|a| a.trust_domain.as_str())
-            .filter(|t| !t.is_empty())
-            .unwrap_or(DEFAULT_TRUST_DOMAIN);
-        Some(obtain_identity(args, &rt, trust_domain).await?)
-    } else {
-        None
-    };
     Ok(Booted {
         rt,
         names,
@@ -368,6 +369,24 @@ pub async fn boot(args: &RunArgs) -> Result<Booted, String> {
         config,
         scheduler,
     })
+}
+
+/// Under mTLS the scheduler connection presents this sidecar's certificate
+/// and requires the scheduler's identity, `spiffe://{control-plane trust
+/// domain}/ns/{control-plane namespace}/dapr-scheduler`, as daprd.
+fn scheduler_tls(
+    args: &RunArgs,
+    mtls: Option<&Arc<crate::security::Identity>>,
+) -> Result<Option<crate::security::tls::TlsConnector>, String> {
+    mtls.map(|id| {
+        id.client_config(Some(SpiffeId::new(
+            &args.control_plane_trust_domain,
+            &args.control_plane_namespace,
+            "dapr-scheduler",
+        )))
+        .map(crate::security::tls::TlsConnector::new)
+    })
+    .transpose()
 }
 
 /// `--enable-mtls`: trust anchors from `--trust-anchors-file` or

@@ -957,6 +957,43 @@ mod tests {
         assert_eq!(r.accepted_only().len(), 1);
     }
 
+    /// daprd's scheduler mTLS flags, Go style (`-tls-enabled=true`) too.
+    #[test]
+    fn scheduler_tls_flags_as_daprd() {
+        for tls in ["--tls-enabled", "-tls-enabled=true", "--tls-enabled=true"] {
+            let cli = parse(
+                [
+                    "spar",
+                    "scheduler",
+                    tls,
+                    "--trust-domain",
+                    "cluster.local",
+                    "--trust-anchors-file",
+                    "/tmp/ca.crt",
+                    "--sentry-address",
+                    "127.0.0.1:50001",
+                ]
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            )
+            .unwrap();
+            let Command::Scheduler(a) = cli.command else {
+                panic!("not the scheduler")
+            };
+            assert!(a.tls_enabled, "{tls}");
+            assert_eq!(a.trust_domain, "cluster.local");
+            assert_eq!(a.sentry_address.as_deref(), Some("127.0.0.1:50001"));
+            assert!(a.trust_anchors_file.is_some());
+        }
+        let cli = parse(vec!["spar".into(), "scheduler".into()]).unwrap();
+        let Command::Scheduler(a) = cli.command else {
+            panic!("not the scheduler")
+        };
+        assert!(!a.tls_enabled);
+        assert_eq!(a.trust_domain, "localhost");
+    }
+
     #[test]
     fn body_size_flags() {
         assert_eq!(

@@ -59,7 +59,18 @@ fn main() {
         Command::Sentry(args) => security::sentry::run(*args),
         Command::Scheduler(args) => {
             logging::init(&args.log_level, args.log_as_json, "");
-            spar_scheduler::run(*args)
+            let tls = if args.tls_enabled {
+                match security::scheduler::setup(&args) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        eprintln!("spar scheduler: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            } else {
+                None
+            };
+            spar_scheduler::run(*args, tls)
         }
     };
     std::process::exit(code);

@@ -9,6 +9,8 @@
 //! - `network.rs` Raft messages between nodes (gRPC)
 //! - `service.rs` the Scheduler gRPC service; `streams.rs` sidecars' streams
 //! - `trigger.rs` the leader's trigger loop; `node.rs` start-up
+//! - `tls.rs` the TLS listener under `--tls-enabled` (the identity itself
+//!   comes from the `spar` binary: `Tls`)
 
 // openraft's StorageError is large by design; every storage call returns it.
 #![allow(clippy::result_large_err)]
@@ -26,10 +28,12 @@ mod schedule;
 mod service;
 mod store;
 mod streams;
+mod tls;
 mod trigger;
 
 pub use error::SchedError;
 pub use schedule::{check_name, go_duration};
+pub use tls::{Connect, Tls, TlsSetup};
 
 pub type NodeId = u64;
 
@@ -63,6 +67,21 @@ pub struct SchedulerArgs {
     /// included. Empty: a single node on 127.0.0.1:PORT.
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// mTLS on the node's port: a certificate from sentry
+    /// (`spiffe://{trust-domain}/ns/{NAMESPACE}/dapr-scheduler`), client
+    /// certificates from the trust anchors required.
+    #[arg(long = "tls-enabled", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls_enabled: bool,
+    /// Trust domain of the control plane (this node's and sentry's identity).
+    #[arg(long = "trust-domain", default_value = "localhost")]
+    pub trust_domain: String,
+    /// PEM trust anchors (else the DAPR_TRUST_ANCHORS environment variable).
+    #[arg(long = "trust-anchors-file")]
+    pub trust_anchors_file: Option<PathBuf>,
+    /// Address of `spar sentry`, host:port.
+    #[arg(long = "sentry-address")]
+    pub sentry_address: Option<String>,
     #[arg(long = "log-level", default_value = "info")]
     pub log_level: String,
     #[arg(long = "log-as-json", default_value_t = false, action = clap::ArgAction::Set,
@@ -71,7 +90,8 @@ pub struct SchedulerArgs {
 }
 
 /// Runs a node until SIGINT/SIGTERM; the process's exit code.
-pub fn run(args: SchedulerArgs) -> i32 {
+/// `tls`: the node's identity under `--tls-enabled`, awaited first.
+pub fn run(args: SchedulerArgs, tls: Option<TlsSetup>) -> i32 {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -83,7 +103,7 @@ pub fn run(args: SchedulerArgs) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(node::serve(args)) {
+    match rt.block_on(node::serve(args, tls)) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("scheduler: {e}");

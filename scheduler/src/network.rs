@@ -20,21 +20,28 @@ use spar_proto::raft::RaftPayload;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::tls::Connect;
 use crate::{NodeId, SchedRaft, TypeConfig};
 
 /// Largest Raft message (a batch of entries or a snapshot chunk).
 pub const MAX_MESSAGE: usize = 64 << 20;
 
-/// A lazily connected channel to `addr` (host:port).
-pub fn channel(addr: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
+/// A lazily connected channel to `addr` (host:port); over TLS when the
+/// node has it.
+pub fn channel(addr: &str, tls: Option<&Connect>) -> Result<Channel, String> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("{addr}: {e}"))?
         .connect_timeout(Duration::from_secs(1))
-        .tcp_nodelay(true)
-        .connect_lazy())
+        .tcp_nodelay(true);
+    Ok(match tls {
+        Some(c) => c(ep),
+        None => ep.connect_lazy(),
+    })
 }
 
-pub struct Network;
+pub struct Network {
+    pub tls: Option<Connect>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -42,7 +49,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
             target,
-            client: channel(&node.addr).ok().map(|c| {
+            client: channel(&node.addr, self.tls.as_ref()).ok().map(|c| {
                 RaftClient::new(c)
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE)

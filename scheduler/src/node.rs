@@ -18,6 +18,7 @@ use crate::jobs::Jobs;
 use crate::network::{self, Network, RaftService, MAX_MESSAGE};
 use crate::service::SchedulerService;
 use crate::streams::{Event, Streams};
+use crate::tls::{Connect, Tls, TlsSetup};
 use crate::{store, trigger, NodeId, SchedRaft, SchedulerArgs};
 
 pub struct Node {
@@ -31,6 +32,7 @@ pub struct Node {
     pub events: mpsc::UnboundedSender<Event>,
     /// Channels to peers, for calls forwarded to the leader.
     channels: Mutex<HashMap<String, Channel>>,
+    tls: Option<Connect>,
 }
 
 impl Node {
@@ -62,7 +64,8 @@ impl Node {
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());
         }
-        let c = network::channel(addr).map_err(crate::SchedError::Unavailable)?;
+        let c =
+            network::channel(addr, self.tls.as_ref()).map_err(crate::SchedError::Unavailable)?;
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -94,8 +97,13 @@ fn peers(args: &SchedulerArgs) -> Result<BTreeMap<NodeId, String>, String> {
     Ok(out)
 }
 
-pub async fn serve(args: SchedulerArgs) -> Result<(), String> {
+pub async fn serve(args: SchedulerArgs, tls: Option<TlsSetup>) -> Result<(), String> {
     let peers = peers(&args)?;
+    let tls: Option<Tls> = match tls {
+        Some(setup) => Some(setup.await?),
+        None => None,
+    };
+    let connect = tls.as_ref().map(|t| t.connect.clone());
     let (log, sm) = store::open(&args.data_dir)?;
     let jobs = sm.jobs.clone();
     let changed = sm.changed.clone();
@@ -108,9 +116,17 @@ pub async fn serve(args: SchedulerArgs) -> Result<(), String> {
     }
     .validate()
     .map_err(|e| e.to_string())?;
-    let raft = openraft::Raft::new(args.id, Arc::new(config), Network, log, sm)
-        .await
-        .map_err(|e| e.to_string())?;
+    let raft = openraft::Raft::new(
+        args.id,
+        Arc::new(config),
+        Network {
+            tls: connect.clone(),
+        },
+        log,
+        sm,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
 
     let addr: SocketAddr = format!("{}:{}", args.listen_address, args.port)
         .parse()
@@ -129,6 +145,7 @@ pub async fn serve(args: SchedulerArgs) -> Result<(), String> {
         streams: Streams::default(),
         events: events_tx,
         channels: Mutex::new(HashMap::new()),
+        tls: connect,
     });
     tokio::spawn(trigger::run(node.clone(), events_rx));
 
@@ -150,8 +167,9 @@ pub async fn serve(args: SchedulerArgs) -> Result<(), String> {
     }
 
     tracing::info!(
-        "scheduler node {} listening on {addr} (data in {}, {} member(s))",
+        "scheduler node {} listening on {addr}{} (data in {}, {} member(s))",
         args.id,
+        if tls.is_some() { " with mTLS" } else { "" },
         args.data_dir.display(),
         peers.len()
     );
@@ -163,7 +181,7 @@ pub async fn serve(args: SchedulerArgs) -> Result<(), String> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
     };
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
             SchedulerServer::new(SchedulerService { node: node.clone() })
@@ -174,10 +192,23 @@ pub async fn serve(args: SchedulerArgs) -> Result<(), String> {
             RaftServer::new(RaftService { raft: raft.clone() })
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .map_err(|e| e.to_string());
+        );
+    let result = match &tls {
+        Some(t) => {
+            router
+                .serve_with_incoming_shutdown(
+                    crate::tls::incoming(listener, t.server.clone()),
+                    shutdown,
+                )
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
+    }
+    .map_err(|e| e.to_string());
     let _ = tokio::time::timeout(Duration::from_secs(5), raft.shutdown()).await;
     result
 }

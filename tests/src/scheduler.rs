@@ -15,6 +15,9 @@ pub struct SchedulerNode {
     pub dir: tempfile::TempDir,
     peers: Vec<String>,
     starts: u32,
+    /// Further flags and environment (`--tls-enabled`, …).
+    extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl SchedulerNode {
@@ -33,7 +36,9 @@ impl SchedulerNode {
                 "--data-dir",
                 &self.dir.path().join("data").display().to_string(),
             ])
-            .args(["--id", &self.id.to_string()]);
+            .args(["--id", &self.id.to_string()])
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if !self.peers.is_empty() {
             cmd.args(["--peers", &self.peers.join(",")]);
         }
@@ -115,6 +120,11 @@ pub struct SchedulerCluster {
 
 impl SchedulerCluster {
     pub fn start(n: usize) -> SchedulerCluster {
+        SchedulerCluster::start_with(n, &[], &[])
+    }
+
+    /// As `start`, every node with `args` and `env` besides.
+    pub fn start_with(n: usize, args: &[String], env: &[(String, String)]) -> SchedulerCluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peers: Vec<String> = if n == 1 {
             Vec::new()
@@ -134,6 +144,8 @@ impl SchedulerCluster {
                 dir: tempfile::tempdir().expect("tempdir"),
                 peers: peers.clone(),
                 starts: 0,
+                extra_args: args.to_vec(),
+                env: env.to_vec(),
             };
             node.spawn();
             nodes.push(node);

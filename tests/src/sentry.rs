@@ -76,6 +76,19 @@ impl Sentry {
             vec![("DAPR_TRUST_ANCHORS".into(), self.trust_anchors())],
         )
     }
+
+    /// `spar scheduler` flags and environment for a node using this sentry
+    /// (`--tls-enabled`).
+    pub fn scheduler_args(&self) -> (Vec<String>, Vec<(String, String)>) {
+        (
+            vec![
+                "--tls-enabled".into(),
+                "--sentry-address".into(),
+                self.address(),
+            ],
+            vec![("DAPR_TRUST_ANCHORS".into(), self.trust_anchors())],
+        )
+    }
 }
 
 impl Drop for Sentry {

@@ -17,6 +17,8 @@ use spar_proto::scheduler::scheduler_client::SchedulerClient as Grpc;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::security::tls::TlsConnector;
+
 /// daprd's budget for one Jobs API call.
 const CALL_BUDGET: Duration = Duration::from_secs(30);
 /// One attempt on one node.
@@ -28,27 +30,38 @@ pub struct SchedulerClient {
     pub namespace: String,
     nodes: Vec<(String, Channel)>,
     current: AtomicUsize,
+    /// Under mTLS: this sidecar's certificate presented, the scheduler's
+    /// (`dapr-scheduler`) required.
+    pub(super) tls: Option<TlsConnector>,
 }
 
-pub fn channel(addr: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
+pub fn channel(addr: &str, tls: Option<&TlsConnector>) -> Result<Channel, String> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("--scheduler-host-address {addr}: {e}"))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(match tls {
+        Some(t) => ep.connect_with_connector_lazy(t.clone()),
+        None => ep.connect_lazy(),
+    })
 }
 
 impl SchedulerClient {
-    pub fn new(addrs: &[String], app_id: String, namespace: String) -> Result<Self, String> {
+    pub fn new(
+        addrs: &[String],
+        app_id: String,
+        namespace: String,
+        tls: Option<TlsConnector>,
+    ) -> Result<Self, String> {
         let mut nodes = Vec::new();
         for a in addrs {
             let a = a.trim().trim_start_matches("http://");
             if a.is_empty() {
                 continue;
             }
-            nodes.push((a.to_string(), channel(a)?));
+            nodes.push((a.to_string(), channel(a, tls.as_ref())?));
         }
         if nodes.is_empty() {
             return Err("--scheduler-host-address: no address".into());
@@ -58,6 +71,7 @@ impl SchedulerClient {
             namespace,
             nodes,
             current: AtomicUsize::new(0),
+            tls,
         })
     }
 

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::client::{channel, SchedulerClient};
 use super::deliver::AppSink;
+use crate::security::tls::TlsConnector;
 
 /// Starts one watcher per node; they end when `stop` flips.
 pub fn spawn_watchers(rt: Arc<Runtime>, client: &SchedulerClient, stop: watch::Receiver<bool>) {
@@ -24,7 +25,8 @@ pub fn spawn_watchers(rt: Arc<Runtime>, client: &SchedulerClient, stop: watch::R
         let stop = stop.clone();
         let app_id = client.app_id.clone();
         let namespace = client.namespace.clone();
-        tokio::spawn(async move { watch_node(rt, addr, app_id, namespace, stop).await });
+        let tls = client.tls.clone();
+        tokio::spawn(async move { watch_node(rt, addr, tls, app_id, namespace, stop).await });
     }
 }
 
@@ -47,6 +49,7 @@ async fn app_ready(rt: &Arc<Runtime>, stop: &mut watch::Receiver<bool>) -> Optio
 async fn watch_node(
     rt: Arc<Runtime>,
     addr: String,
+    tls: Option<TlsConnector>,
     app_id: String,
     namespace: String,
     mut stop: watch::Receiver<bool>,
@@ -56,7 +59,7 @@ async fn watch_node(
         return;
     };
     let sink = Arc::new(sink);
-    let ch = match channel(&addr) {
+    let ch = match channel(&addr, tls.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");

@@ -144,6 +144,17 @@ impl Identity {
             .map_err(|e| e.to_string())
     }
 
+    /// A rustls server config for a tonic listener (`spar scheduler`): the
+    /// current certificate at each handshake, a client certificate from the
+    /// trust anchors required, ALPN h2.
+    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, String> {
+        let mut c = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(self.server_verifier()?)
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        c.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(c)
+    }
+
     /// Client side for non-pingora HTTP/2 clients (gRPC): verify the peer
     /// against the anchors (and `expected`, when given); present our
     /// certificate.

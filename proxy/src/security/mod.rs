@@ -3,6 +3,7 @@
 
 pub mod ca;
 pub mod identity;
+pub mod scheduler;
 pub mod sentry;
 pub mod tls;
 
