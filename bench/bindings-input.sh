@@ -26,6 +26,8 @@ BROKERS="${4:-mqtt rabbitmq}"
 PB="${PUBBENCH:-$(dirname "$BIN")/spar-pubbench}"
 # Below Mosquitto's default max_queued_messages of 1000 per client.
 WINDOW="${WINDOW:-500}"
+# Stragglers: a cell ends once nothing arrived for TAIL seconds.
+TAIL="${TAIL:-3}"
 [ -x "$PB" ] || { echo "needs $PB (cargo build --release -p spar-loadgen)"; exit 1; }
 # The sidecar in a session of its own, as bench/lib.sh explains (OWN).
 OWN=setsid
@@ -69,7 +71,7 @@ YAML
     --dapr-http-port $http --dapr-grpc-port $((P+2)) --metrics-port $((P+3)) \
     --resources-path "$dir" --log-level warn & local pid=$!
   "$PB" "binding-$b" "$([ "$b" = mqtt ] && echo 127.0.0.1:1883 || echo amqp://guest:guest@127.0.0.1:5672)" \
-    "$target" --listen $app --rate "$rate" --seconds "$SECS" --window "$WINDOW" || echo "- - - - - - -"
+    "$target" --listen $app --rate "$rate" --seconds "$SECS" --window "$WINDOW" --tail "$TAIL" || echo "- - - - - - -"
   kill $pid; wait $pid 2>/dev/null || true
   # The durable queue spar declared outlives it.
   [ "$b" = rabbitmq ] && command -v rabbitmqadmin >/dev/null && rabbitmqadmin delete queue name="$target" >/dev/null 2>&1

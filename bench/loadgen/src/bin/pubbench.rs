@@ -30,7 +30,8 @@
 //! --inflight concurrent publishes go while at most --window messages are
 //! published but not yet delivered, so the figure is the pipeline's
 //! sustained rate, not a queue filling up) --seconds S --inflight N
-//! --window W --size BYTES.
+//! --window W --size BYTES --tail S (wait for stragglers: until
+//! nothing arrived for S seconds, default 3).
 //! Prints one line: `sent delivered msgs_per_s p50_ms p90_ms p99_ms max_ms`.
 
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,7 @@ struct Opts {
     inflight: usize,
     window: usize,
     size: usize,
+    tail: f64,
 }
 
 fn now_us() -> u64 {
@@ -145,10 +147,11 @@ async fn drive(o: &Opts, publish: Publish, sink: &Sink) -> (u64, Instant) {
     (i - failed, start)
 }
 
-async fn report(sent: u64, start: Instant, sink: &Sink) {
-    // Wait for the tail: until everything arrived or nothing came for 3 s.
+async fn report(o: &Opts, sent: u64, start: Instant, sink: &Sink) {
+    // Wait for the tail: until everything arrived or nothing came for
+    // --tail seconds (default 3).
     let (mut last, mut at) = (sink.len(), Instant::now());
-    while (sink.len() as u64) < sent && at.elapsed() < Duration::from_secs(3) {
+    while (sink.len() as u64) < sent && at.elapsed() < Duration::from_secs_f64(o.tail) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if sink.len() != last {
             (last, at) = (sink.len(), Instant::now());
@@ -286,7 +289,7 @@ async fn spar(args: &[String], o: &Opts) -> Result<(), String> {
         })
     });
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     Ok(())
 }
 
@@ -365,7 +368,7 @@ async fn redis_native(args: &[String], o: &Opts) -> Result<(), String> {
         })
     });
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     let _: Result<i64, _> = c.del(stream).await;
     Ok(())
 }
@@ -422,7 +425,7 @@ async fn jetstream_native(args: &[String], o: &Opts) -> Result<(), String> {
         })
     });
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     let _ = js.delete_stream(&name).await;
     Ok(())
 }
@@ -495,7 +498,7 @@ async fn rabbitmq_native(args: &[String], o: &Opts) -> Result<(), String> {
         .map_err(e)?;
     let publish = rabbit_publisher(ch.clone(), exchange.clone(), String::new());
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     let _ = ch
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
@@ -571,7 +574,7 @@ async fn mqtt_native(args: &[String], o: &Opts) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), ready_rx).await;
     let publish = mqtt_publisher(host, port, &format!("{id}-pub"), topic, o.inflight);
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     Ok(())
 }
 
@@ -680,7 +683,7 @@ async fn binding_input(kind: &str, args: &[String], o: &Opts) -> Result<(), Stri
     // Let late probes drain before the clock starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     Ok(())
 }
 
@@ -700,6 +703,7 @@ async fn main() {
         inflight: num("--inflight", 32.0) as usize,
         window: num("--window", 1000.0) as usize,
         size: num("--size", 64.0) as usize,
+        tail: num("--tail", 3.0),
     };
     let rest = args.get(1..).unwrap_or_default();
     let r = match args.first().map(String::as_str) {
