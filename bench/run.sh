@@ -24,6 +24,8 @@
 #   bindings.sh   output binding latency over HTTP: bindings.http vs wrk to
 #                 the same server, bindings.redis create vs redis-benchmark
 #                 SET, bindings.postgresql exec vs pgbench of the statement
+#   bindings-input.sh  input binding delivery (bindings.mqtt3,
+#                 bindings.rabbitmq) vs the broker's own client consuming
 #   crypto.sh     encryption throughput (MB/s) of the EncryptAlpha1 /
 #                 DecryptAlpha1 streams vs openssl on the same data
 #   sched.sh      per request and process: CPU, time waiting for a core,
@@ -133,6 +135,7 @@ section "Configuration" bench/configuration.sh $BIN 3
 section "Pub/sub" bench/pubsub.sh $BIN 3 1000
 section "Distributed lock" bench/lock.sh $BIN 3
 section "Output bindings" bench/bindings.sh $BIN 3
+section "Input bindings" bench/bindings-input.sh $BIN 3 1000
 section "Cryptography" bench/crypto.sh $BIN 64 3
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3

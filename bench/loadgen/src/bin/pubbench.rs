@@ -17,12 +17,21 @@
 //!   spar-pubbench mqtt HOST:PORT TOPIC [opts]
 //!       rumqttc: QoS 1 publish awaiting PUBACK; a QoS 1 subscriber acking
 //!       each message.
+//!   spar-pubbench binding-mqtt HOST:PORT TOPIC --listen PORT [opts]
+//!   spar-pubbench binding-rabbitmq AMQP_URL QUEUE --listen PORT [opts]
+//!       spar as the *input binding* path: publishes with the broker's own
+//!       client (rumqttc QoS 1 to the binding's topic; lapin confirmed
+//!       persistent publish to the binding's queue on the default exchange)
+//!       and is the app spar POSTs each event to (`/{binding}`, the body the
+//!       raw message). Waits until a probe message reaches the app before
+//!       measuring.
 //!
 //! opts: --rate R (messages/s, open loop; 0 = flat out: as fast as
 //! --inflight concurrent publishes go while at most --window messages are
 //! published but not yet delivered, so the figure is the pipeline's
 //! sustained rate, not a queue filling up) --seconds S --inflight N
-//! --window W --size BYTES.
+//! --window W --size BYTES --tail S (wait for stragglers: until
+//! nothing arrived for S seconds, default 3).
 //! Prints one line: `sent delivered msgs_per_s p50_ms p90_ms p99_ms max_ms`.
 
 use std::sync::{Arc, Mutex};
@@ -38,6 +47,7 @@ struct Opts {
     inflight: usize,
     window: usize,
     size: usize,
+    tail: f64,
 }
 
 fn now_us() -> u64 {
@@ -137,10 +147,11 @@ async fn drive(o: &Opts, publish: Publish, sink: &Sink) -> (u64, Instant) {
     (i - failed, start)
 }
 
-async fn report(sent: u64, start: Instant, sink: &Sink) {
-    // Wait for the tail: until everything arrived or nothing came for 3 s.
+async fn report(o: &Opts, sent: u64, start: Instant, sink: &Sink) {
+    // Wait for the tail: until everything arrived or nothing came for
+    // --tail seconds (default 3).
     let (mut last, mut at) = (sink.len(), Instant::now());
-    while (sink.len() as u64) < sent && at.elapsed() < Duration::from_secs(3) {
+    while (sink.len() as u64) < sent && at.elapsed() < Duration::from_secs_f64(o.tail) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if sink.len() != last {
             (last, at) = (sink.len(), Instant::now());
@@ -168,6 +179,10 @@ async fn report(sent: u64, start: Instant, sink: &Sink) {
 
 // ---------------------------------------------------------------- spar
 
+/// Requests the app server has received, measured or not (the input
+/// binding modes wait on it for their probe).
+static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 async fn app_server(port: u16, sink: Sink) {
     let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -184,6 +199,7 @@ async fn app_server(port: u16, sink: Sink) {
                     let sink = sink.clone();
                     async move {
                         let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        HITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if let Ok(b) = body {
                             sink.record(&b);
                         }
@@ -273,7 +289,7 @@ async fn spar(args: &[String], o: &Opts) -> Result<(), String> {
         })
     });
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     Ok(())
 }
 
@@ -352,7 +368,7 @@ async fn redis_native(args: &[String], o: &Opts) -> Result<(), String> {
         })
     });
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     let _: Result<i64, _> = c.del(stream).await;
     Ok(())
 }
@@ -409,7 +425,7 @@ async fn jetstream_native(args: &[String], o: &Opts) -> Result<(), String> {
         })
     });
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     let _ = js.delete_stream(&name).await;
     Ok(())
 }
@@ -480,15 +496,30 @@ async fn rabbitmq_native(args: &[String], o: &Opts) -> Result<(), String> {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(e)?;
-    let (ch2, ex) = (ch.clone(), exchange.clone());
-    let publish: Publish = Arc::new(move |body: Bytes| {
-        let (ch, ex) = (ch2.clone(), ex.clone());
+    let publish = rabbit_publisher(ch.clone(), exchange.clone(), String::new());
+    let (sent, start) = drive(o, publish, &sink).await;
+    report(o, sent, start, &sink).await;
+    let _ = ch
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = ch
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await;
+    Ok(())
+}
+
+/// Confirmed persistent publishes to `exchange` with `key` (on a channel
+/// in confirm mode); each resolves on the broker's ack.
+fn rabbit_publisher(ch: lapin::Channel, exchange: String, key: String) -> Publish {
+    use lapin::options::BasicPublishOptions;
+    Arc::new(move |body: Bytes| {
+        let (ch, ex, key) = (ch.clone(), exchange.clone(), key.clone());
         Box::pin(async move {
             let props = lapin::BasicProperties::default().with_delivery_mode(2);
             match ch
                 .basic_publish(
                     ex.as_str().into(),
-                    "".into(),
+                    key.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
                     props,
@@ -499,22 +530,13 @@ async fn rabbitmq_native(args: &[String], o: &Opts) -> Result<(), String> {
                 Err(_) => false,
             }
         })
-    });
-    let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
-    let _ = ch
-        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-        .await;
-    let _ = ch
-        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await;
-    Ok(())
+    })
 }
 
 // ----------------------------------------------------------------- mqtt
 
 async fn mqtt_native(args: &[String], o: &Opts) -> Result<(), String> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let [addr, topic, ..] = args else {
         return Err("mqtt HOST:PORT TOPIC".into());
     };
@@ -550,9 +572,18 @@ async fn mqtt_native(args: &[String], o: &Opts) -> Result<(), String> {
         }
     });
     let _ = tokio::time::timeout(Duration::from_secs(5), ready_rx).await;
-    // Publisher: QoS 1; each call resolves on its PUBACK (matched in order).
-    let mut po = MqttOptions::new(format!("{id}-pub"), host, port);
-    po.set_inflight(o.inflight.max(1) as u16);
+    let publish = mqtt_publisher(host, port, &format!("{id}-pub"), topic, o.inflight);
+    let (sent, start) = drive(o, publish, &sink).await;
+    report(o, sent, start, &sink).await;
+    Ok(())
+}
+
+/// QoS 1 publishes to `topic`; each call resolves on its PUBACK (matched
+/// in order).
+fn mqtt_publisher(host: &str, port: u16, id: &str, topic: &str, inflight: usize) -> Publish {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let mut po = MqttOptions::new(id, host, port);
+    po.set_inflight(inflight.max(1) as u16);
     let (pc, mut pev) = AsyncClient::new(po, 1024);
     type W = tokio::sync::oneshot::Sender<()>;
     let queued: Arc<Mutex<std::collections::VecDeque<W>>> = Arc::default();
@@ -575,8 +606,8 @@ async fn mqtt_native(args: &[String], o: &Opts) -> Result<(), String> {
             }
         }
     });
-    let t = topic.clone();
-    let publish: Publish = Arc::new(move |body: Bytes| {
+    let t = topic.to_string();
+    Arc::new(move |body: Bytes| {
         let (pc, q, t) = (pc.clone(), queued.clone(), t.clone());
         Box::pin(async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -592,9 +623,67 @@ async fn mqtt_native(args: &[String], o: &Opts) -> Result<(), String> {
             }
             rx.await.is_ok()
         })
-    });
+    })
+}
+
+// ------------------------------------------------------- input bindings
+
+/// spar as the input binding path: publishes with the broker's own client,
+/// receives as the app spar POSTs each event to.
+async fn binding_input(kind: &str, args: &[String], o: &Opts) -> Result<(), String> {
+    let [addr, target, ..] = args else {
+        return Err(format!("binding-{kind} BROKER TOPIC|QUEUE --listen PORT"));
+    };
+    let port: u16 = flag(args, "--listen")
+        .ok_or("--listen PORT")?
+        .parse()
+        .map_err(|e| format!("--listen: {e}"))?;
+    let sink = Sink::default();
+    tokio::spawn(app_server(port, sink.clone()));
+    // Kept alive until the end: lapin closes a dropped connection.
+    let mut _conn = None;
+    let publish = match kind {
+        "mqtt" => {
+            let (host, bport) = addr.rsplit_once(':').ok_or("HOST:PORT")?;
+            let bport: u16 = bport.parse().map_err(|_| "port")?;
+            let id = format!("pubbench-{}-in", std::process::id());
+            mqtt_publisher(host, bport, &id, target, o.inflight)
+        }
+        _ => {
+            use lapin::options::ConfirmSelectOptions;
+            let e = |e: lapin::Error| e.to_string();
+            let conn = lapin::Connection::connect(addr, lapin::ConnectionProperties::default())
+                .await
+                .map_err(e)?;
+            let ch = conn.create_channel().await.map_err(e)?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(e)?;
+            _conn = Some(conn);
+            // The default exchange routes by queue name.
+            rabbit_publisher(ch, String::new(), target.clone())
+        }
+    };
+    // Until spar has subscribed (MQTT) or declared and consumes the queue
+    // (RabbitMQ), a publish can be lost: probe until one reaches the app.
+    // Probes carry no timestamp, so the sink does not count them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hit = || HITS.load(std::sync::atomic::Ordering::Relaxed) > 0;
+    while !hit() {
+        if Instant::now() > deadline {
+            return Err("no probe reached the app within 20 s".into());
+        }
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            publish(Bytes::from_static(br#"{"probe":true}"#)),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let late probes drain before the clock starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (sent, start) = drive(o, publish, &sink).await;
-    report(sent, start, &sink).await;
+    report(o, sent, start, &sink).await;
     Ok(())
 }
 
@@ -614,6 +703,7 @@ async fn main() {
         inflight: num("--inflight", 32.0) as usize,
         window: num("--window", 1000.0) as usize,
         size: num("--size", 64.0) as usize,
+        tail: num("--tail", 3.0),
     };
     let rest = args.get(1..).unwrap_or_default();
     let r = match args.first().map(String::as_str) {
@@ -622,8 +712,10 @@ async fn main() {
         Some("jetstream") => jetstream_native(rest, &o).await,
         Some("rabbitmq") => rabbitmq_native(rest, &o).await,
         Some("mqtt") => mqtt_native(rest, &o).await,
+        Some("binding-mqtt") => binding_input("mqtt", rest, &o).await,
+        Some("binding-rabbitmq") => binding_input("rabbitmq", rest, &o).await,
         _ => Err(
-            "usage: spar-pubbench spar|redis|jetstream|rabbitmq|mqtt ... (see the source header)"
+            "usage: spar-pubbench spar|redis|jetstream|rabbitmq|mqtt|binding-mqtt|binding-rabbitmq ... (see the source header)"
                 .into(),
         ),
     };
