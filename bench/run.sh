@@ -137,6 +137,7 @@ section "Distributed lock" bench/lock.sh $BIN 3
 section "Output bindings" bench/bindings.sh $BIN 3
 section "Input bindings" bench/bindings-input.sh $BIN 3 1000
 section "Cryptography" bench/crypto.sh $BIN 64 3
+section "Jobs and the scheduler" bench/jobs.sh $BIN 5
 section "Where a call's time goes, at 1,000 req/s" bench/sched.sh $BIN 5 1000 3
 section "Where a call's time goes, flat out" bench/sched.sh $BIN 4 max 3
 section "Resources" bench/resources.sh $BIN 10 1000
