@@ -489,109 +489,89 @@ fn success(ok: bool) -> &'static str {
     }
 }
 
+/// One component call: its count and its latency, under the same labels.
+fn record(count: &CounterVec, latency: &HistogramVec, labels: &[&str], started: Instant) {
+    count.with_label_values(labels).inc();
+    latency.with_label_values(labels).observe(ms(started));
+}
+
 impl ComponentMetrics {
-    pub fn state(&self, component: &str, operation: &str, ok: bool, started: Instant) {
-        let l = [
+    /// daprd's labels for a component call with an operation.
+    fn op_labels<'a>(&'a self, component: &'a str, operation: &'a str, ok: bool) -> [&'a str; 5] {
+        [
             &self.app_id,
             component,
             &self.namespace,
             operation,
             success(ok),
-        ];
-        self.metrics
-            .component_state_count
-            .with_label_values(&l)
-            .inc();
-        self.metrics
-            .component_state_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        ]
+    }
+
+    pub fn state(&self, component: &str, operation: &str, ok: bool, started: Instant) {
+        let m = &self.metrics;
+        let l = self.op_labels(component, operation, ok);
+        record(
+            &m.component_state_count,
+            &m.component_state_latency,
+            &l,
+            started,
+        );
     }
 
     pub fn secret(&self, component: &str, operation: &str, ok: bool, started: Instant) {
-        let l = [
-            &self.app_id,
-            component,
-            &self.namespace,
-            operation,
-            success(ok),
-        ];
-        self.metrics.secret_count.with_label_values(&l).inc();
-        self.metrics
-            .secret_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        let m = &self.metrics;
+        let l = self.op_labels(component, operation, ok);
+        record(&m.secret_count, &m.secret_latency, &l, started);
     }
 
     pub fn configuration(&self, component: &str, operation: &str, ok: bool, started: Instant) {
-        let l = [
-            &self.app_id,
-            component,
-            &self.namespace,
-            operation,
-            success(ok),
-        ];
-        self.metrics.configuration_count.with_label_values(&l).inc();
-        self.metrics
-            .configuration_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        let m = &self.metrics;
+        let l = self.op_labels(component, operation, ok);
+        record(
+            &m.configuration_count,
+            &m.configuration_latency,
+            &l,
+            started,
+        );
     }
 
     /// One call to a conversation component (daprd's labels: no operation).
     pub fn conversation(&self, component: &str, ok: bool, started: Instant) {
+        let m = &self.metrics;
         let l = [&self.app_id, component, &self.namespace, success(ok)];
-        self.metrics.conversation_count.with_label_values(&l).inc();
-        self.metrics
-            .conversation_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        record(&m.conversation_count, &m.conversation_latency, &l, started);
     }
 
     /// One event an input binding handed to the app (daprd's labels: no
     /// operation).
     pub fn input_binding(&self, component: &str, ok: bool, started: Instant) {
+        let m = &self.metrics;
         let l = [&self.app_id, component, &self.namespace, success(ok)];
-        self.metrics.input_binding_count.with_label_values(&l).inc();
-        self.metrics
-            .input_binding_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        record(
+            &m.input_binding_count,
+            &m.input_binding_latency,
+            &l,
+            started,
+        );
     }
 
     /// One `InvokeBinding` call.
     pub fn output_binding(&self, component: &str, operation: &str, ok: bool, started: Instant) {
-        let l = [
-            &self.app_id,
-            component,
-            &self.namespace,
-            operation,
-            success(ok),
-        ];
-        self.metrics
-            .output_binding_count
-            .with_label_values(&l)
-            .inc();
-        self.metrics
-            .output_binding_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        let m = &self.metrics;
+        let l = self.op_labels(component, operation, ok);
+        record(
+            &m.output_binding_count,
+            &m.output_binding_latency,
+            &l,
+            started,
+        );
     }
 
     /// One call to a crypto component (`crypto_op`, or `get` for a key).
     pub fn crypto(&self, component: &str, operation: &str, ok: bool, started: Instant) {
-        let l = [
-            &self.app_id,
-            component,
-            &self.namespace,
-            operation,
-            success(ok),
-        ];
-        self.metrics.crypto_count.with_label_values(&l).inc();
-        self.metrics
-            .crypto_latency
-            .with_label_values(&l)
-            .observe(ms(started));
+        let m = &self.metrics;
+        let l = self.op_labels(component, operation, ok);
+        record(&m.crypto_count, &m.crypto_latency, &l, started);
     }
 
     /// One publish (`events` = 1) or one bulk publish call.
